@@ -1,0 +1,72 @@
+// swift-tools-version: 6.1
+//
+// Modules follow the data: sources → line framing (+ container unwrap) → record parser →
+// counts → exposition → the `flagwatch` executable. A module depends only on modules upstream
+// of it; the two byte-level modules (LineFraming, AccessLogParser) depend on nothing.
+import PackageDescription
+
+let strictSwift6: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "flagwatch",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "flagwatch", targets: ["flagwatch"]),
+        .library(name: "AccessLogParser", targets: ["AccessLogParser"]),
+        .library(name: "LineFraming", targets: ["LineFraming"]),
+        .library(name: "FlagCounting", targets: ["FlagCounting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+    ],
+    targets: [
+        // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
+        .target(name: "LineFraming", swiftSettings: strictSwift6),
+        // The zero-copy access-log record parser: flags, format plans, presets, JSON.
+        .target(name: "AccessLogParser", swiftSettings: strictSwift6),
+        // Thin typed wrappers over the POSIX calls used to read files and standard input.
+        .target(name: "LogSources", swiftSettings: strictSwift6),
+        // Per-cluster counts of codes and flags, interned cluster names.
+        .target(
+            name: "FlagCounting",
+            dependencies: ["AccessLogParser", "LineFraming"],
+            swiftSettings: strictSwift6
+        ),
+        // Renders counts as a table, JSON and the Prometheus text format.
+        .target(
+            name: "Exposition",
+            dependencies: [
+                "FlagCounting",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "flagwatch",
+            dependencies: [
+                "LogSources", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "AccessLogParserTests",
+            dependencies: ["AccessLogParser", "LineFraming"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "LineFramingTests",
+            dependencies: ["LineFraming"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "FlagCountingTests",
+            dependencies: ["FlagCounting", "Exposition", "AccessLogParser", "LineFraming"],
+            swiftSettings: strictSwift6
+        ),
+    ]
+)

@@ -1,0 +1,293 @@
+/// An Envoy text format string compiled once into a parsing plan.
+///
+/// Envoy's text format escapes nothing, so a header value (a user agent) can hold spaces and
+/// quotes and even fake fields. The plan therefore reads fields from the left up to the first
+/// value that could contain its own delimiter, then from the right end back to the last such
+/// value; only the values in between (typically X-Forwarded-For, User-Agent, X-Request-Id,
+/// which flagwatch does not use) are split on a best-effort basis. Flags, codes and the cluster
+/// sit on the safe sides in every Envoy and Istio default format.
+///
+/// The plan holds its tables in memory allocated once, so running it touches no reference
+/// counts and allocates nothing.
+public final class TextFormatPlan: @unchecked Sendable {
+    // @unchecked: every stored property is written only in init and read-only afterwards.
+
+    /// The format string the plan was compiled from, for messages.
+    public let formatString: String
+    /// A name for messages, e.g. `istio (1.9+)`.
+    public let name: String
+
+    private let operators: UnsafeMutableBufferPointer<CompiledOperator>
+    private let literalBytes: UnsafeMutableRawBufferPointer
+    private let prefix: LiteralRef
+    private let suffix: LiteralRef
+    /// Operators 0..<leftCount are read left to right.
+    private let leftCount: Int
+    /// Operators middleEnd..<count are read right to left; leftCount..<middleEnd are the middle.
+    private let middleEnd: Int
+
+    struct LiteralRef {
+        var offset: Int
+        var count: Int
+    }
+
+    struct CompiledOperator {
+        /// RecordField raw value, or `noField`.
+        var field: UInt8
+        var isNumeric: Bool
+        /// The literal right after this operator (between it and the next one, or the suffix).
+        var following: LiteralRef
+    }
+
+    static let noField: UInt8 = .max
+
+    /// Compiles a format string as found in Envoy's or Istio's configuration.
+    public convenience init(formatString: String, name: String? = nil) throws(FormatStringError) {
+        let parsed = try ParsedFormatString(formatString)
+        self.init(parsed: parsed, formatString: formatString, name: name ?? "custom")
+    }
+
+    init(parsed: ParsedFormatString, formatString: String, name: String) {
+        self.formatString = formatString
+        self.name = name
+        let count = parsed.operators.count
+        var allLiteralBytes: [UInt8] = []
+        var refs: [LiteralRef] = []
+        for literal in parsed.literals {
+            refs.append(LiteralRef(offset: allLiteralBytes.count, count: literal.count))
+            allLiteralBytes += literal
+        }
+        literalBytes = .allocate(byteCount: max(allLiteralBytes.count, 1), alignment: 8)
+        literalBytes.copyBytes(from: allLiteralBytes)
+        operators = .allocate(capacity: count)
+        for (index, op) in parsed.operators.enumerated() {
+            operators[index] = CompiledOperator(
+                field: op.field?.rawValue ?? Self.noField, isNumeric: op.isNumeric, following: refs[index + 1])
+        }
+        prefix = refs[0]
+        suffix = refs[count]
+
+        // Left: while the literal after the operator marks its end. The last operator is
+        // always left to the right-hand pass, which knows where the line ends.
+        var left = 0
+        while left < count - 1, parsed.operators[left].valueClass.isDelimited(by: parsed.literals[left + 1]) {
+            left += 1
+        }
+        // Right: while the literal before the operator marks its start.
+        var middleEnd = count
+        while middleEnd > left {
+            let candidate = middleEnd - 1
+            if candidate == left {
+                // Nothing left between the two passes: this operator spans what remains.
+                middleEnd = candidate
+                break
+            }
+            guard parsed.operators[candidate].valueClass.isDelimited(by: parsed.literals[candidate]) else { break }
+            middleEnd = candidate
+        }
+        leftCount = left
+        self.middleEnd = middleEnd
+    }
+
+    deinit {
+        operators.deallocate()
+        literalBytes.deallocate()
+    }
+
+    /// Parses one line (without its newline) into `record`.
+    func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
+        guard let base = line.baseAddress else { return .emptyLine }
+        let lineEnd = line.count
+        let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
+        let ops = operators.baseAddress.unsafelyUnwrapped
+        let opCount = operators.count
+
+        guard prefix.count <= lineEnd, memoryEqual(base, literals + prefix.offset, prefix.count) else {
+            return .notAccessLog
+        }
+        var pos = prefix.count
+        var end = lineEnd - suffix.count
+        guard end >= pos, memoryEqual(base + end, literals + suffix.offset, suffix.count) else {
+            return .formatMismatch
+        }
+
+        // Left to right.
+        var index = 0
+        while index < leftCount {
+            let op = ops[index]
+            guard let found = firstOccurrence(literals + op.following.offset, op.following.count, in: base, from: pos, to: end) else {
+                return index == 0 ? .notAccessLog : .formatMismatch
+            }
+            if let reason = assign(op, UnsafeRawBufferPointer(start: base + pos, count: found - pos), into: &record) {
+                return index == 0 ? .notAccessLog : reason
+            }
+            pos = found + op.following.count
+            index += 1
+        }
+
+        // Right to left.
+        index = opCount - 1
+        while index >= middleEnd {
+            let op = ops[index]
+            var start = pos
+            if index > middleEnd || middleEnd > leftCount {
+                let preceding = ops[index - 1].following
+                guard let found = lastOccurrence(literals + preceding.offset, preceding.count, in: base, from: pos, to: end) else {
+                    return .formatMismatch
+                }
+                start = found + preceding.count
+                if let reason = assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), into: &record) {
+                    return reason
+                }
+                end = found
+            } else {
+                if let reason = assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), into: &record) {
+                    return reason
+                }
+                end = start
+            }
+            index -= 1
+        }
+
+        // The middle, best effort: first occurrences, the last value takes the rest.
+        index = leftCount
+        while index < middleEnd {
+            let op = ops[index]
+            var valueEnd = end
+            if index < middleEnd - 1 {
+                guard let found = firstOccurrence(literals + op.following.offset, op.following.count, in: base, from: pos, to: end) else {
+                    return .formatMismatch
+                }
+                valueEnd = found
+            }
+            if let reason = assign(op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), into: &record) {
+                return reason
+            }
+            pos = valueEnd + op.following.count
+            index += 1
+        }
+        return nil
+    }
+
+    @inline(__always)
+    private func assign(_ op: CompiledOperator, _ value: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
+        if op.isNumeric && !isNumberOrDash(value) {
+            return op.field == RecordField.responseCode.rawValue ? .badResponseCode : .formatMismatch
+        }
+        guard op.field != Self.noField, let field = RecordField(rawValue: op.field) else { return nil }
+        return RecordAssignment.assign(field, textValue: value, into: &record)
+    }
+}
+
+/// Writes one decoded field value into a record; shared by the text and JSON parsers.
+enum RecordAssignment {
+    /// `value` is the field as text (a JSON string's body, or a text-format value).
+    @inline(__always)
+    static func assign(_ field: RecordField, textValue value: UnsafeRawBufferPointer, hasJSONEscapes: Bool = false, into record: inout AccessRecord) -> MalformedReason? {
+        switch field {
+        case .responseCode:
+            guard let code = parseCode(value) else { return .badResponseCode }
+            record.responseCode = code
+        case .duration:
+            record.durationMilliseconds = parseUnsigned(value)
+        case .responseFlags:
+            guard !hasJSONEscapes, let decoded = ResponseFlagsField.decode(value) else { return .badFlags }
+            record.responseFlags = decoded.flags
+            record.unknownFlagCount = decoded.unknownCount
+            record.responseFlagsText = FieldView(value)
+        case .upstreamCluster:
+            var cluster = value
+            // Istio 1.23+ appends ';' to the stat name that %UPSTREAM_CLUSTER% prints.
+            if cluster.count > 0, cluster[cluster.count - 1] == UInt8(ascii: ";") {
+                cluster = UnsafeRawBufferPointer(rebasing: cluster.dropLast())
+            }
+            record.upstreamCluster = view(cluster, hasJSONEscapes)
+        case .startTime: record.startTime = view(value, hasJSONEscapes)
+        case .responseCodeDetails: record.responseCodeDetails = view(value, hasJSONEscapes)
+        case .transportFailureReason: record.upstreamTransportFailureReason = view(value, hasJSONEscapes)
+        case .upstreamHost: record.upstreamHost = view(value, hasJSONEscapes)
+        case .authority: record.authority = view(value, hasJSONEscapes)
+        case .routeName: record.routeName = view(value, hasJSONEscapes)
+        case .requestMethod: record.requestMethod = view(value, hasJSONEscapes)
+        }
+        return nil
+    }
+
+    /// `-` (Envoy's "unset") becomes absent.
+    @inline(__always)
+    static func view(_ value: UnsafeRawBufferPointer, _ hasJSONEscapes: Bool) -> FieldView {
+        if value.count == 1 && value[0] == UInt8(ascii: "-") { return .absent }
+        return FieldView(value, hasJSONEscapes: hasJSONEscapes)
+    }
+
+    /// A response code: 1 to 3 digits; `-` or nothing means no response (0).
+    @inline(__always)
+    static func parseCode(_ value: UnsafeRawBufferPointer) -> Int? {
+        if value.isEmpty || (value.count == 1 && value[0] == UInt8(ascii: "-")) { return 0 }
+        guard value.count <= 3, let code = parseUnsigned(value) else { return nil }
+        return code
+    }
+
+    @inline(__always)
+    static func parseUnsigned(_ value: UnsafeRawBufferPointer) -> Int? {
+        guard !value.isEmpty, value.count <= 18 else { return nil }
+        var result = 0
+        for byte in value {
+            let digit = Int(byte) &- 48
+            guard digit >= 0 && digit <= 9 else { return nil }
+            result = result &* 10 &+ digit
+        }
+        return result
+    }
+}
+
+@inline(__always)
+func isNumberOrDash(_ value: UnsafeRawBufferPointer) -> Bool {
+    if value.isEmpty { return false }
+    if value.count == 1 && value[0] == UInt8(ascii: "-") { return true }
+    for byte in value where byte < UInt8(ascii: "0") || byte > UInt8(ascii: "9") { return false }
+    return true
+}
+
+@inline(__always)
+func memoryEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer, _ count: Int) -> Bool {
+    var index = 0
+    while index < count {
+        if lhs.load(fromByteOffset: index, as: UInt8.self) != rhs.load(fromByteOffset: index, as: UInt8.self) { return false }
+        index += 1
+    }
+    return true
+}
+
+/// The index of the first occurrence of `needle` in `haystack[from..<to]`.
+@inline(__always)
+func firstOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> Int? {
+    let first = needle.load(as: UInt8.self)
+    var index = from
+    let last = to - needleCount
+    while index <= last {
+        if haystack.load(fromByteOffset: index, as: UInt8.self) == first
+            && memoryEqual(haystack + index + 1, needle + 1, needleCount - 1)
+        {
+            return index
+        }
+        index += 1
+    }
+    return nil
+}
+
+/// The index of the last occurrence of `needle` that lies entirely inside `haystack[from..<to]`.
+@inline(__always)
+func lastOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> Int? {
+    let first = needle.load(as: UInt8.self)
+    var index = to - needleCount
+    while index >= from {
+        if haystack.load(fromByteOffset: index, as: UInt8.self) == first
+            && memoryEqual(haystack + index + 1, needle + 1, needleCount - 1)
+        {
+            return index
+        }
+        index -= 1
+    }
+    return nil
+}

@@ -1,0 +1,92 @@
+import FlagCounting
+
+/// Renders ``FlagCounts`` for `flagwatch scan`: JSON, a table, or Prometheus text.
+public struct ScanReport {
+    public let counts: FlagCounts
+
+    public init(counts: FlagCounts) { self.counts = counts }
+
+    /// Clusters sorted by the most flags first, then by requests, then by name.
+    public var clustersByFlagsDescending: [FlagCounts.ClusterCounts] {
+        counts.allClusters.sorted {
+            ($0.flaggedTotal, $0.requests, $1.name) > ($1.flaggedTotal, $1.requests, $0.name)
+        }
+    }
+
+    /// Exactly one JSON object:
+    /// `{"lines":N,"malformed":{"reason":N},"clusters":{"name":{"requests":N,"codes":{"2xx":N},"flags":{"UF":N}}}}`.
+    /// Keys are sorted and zero counts left out, so the output is stable and diffable.
+    public func json() -> String {
+        var out = "{\"lines\":\(counts.lines),\"malformed\":{"
+        let malformed = counts.malformed.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }
+        out += malformed.map { "\(jsonString($0.0)):\($0.1)" }.joined(separator: ",")
+        out += "},\"clusters\":{"
+        let clusters = counts.allClusters.sorted { $0.name < $1.name }
+        out += clusters.map { cluster in
+            var entry = "\(jsonString(cluster.name)):{\"requests\":\(cluster.requests),\"codes\":{"
+            entry += cluster.codes.enumerated().filter { $0.element > 0 }
+                .map { "\(jsonString(FlagCounts.codeClassNames[$0.offset])):\($0.element)" }.joined(separator: ",")
+            entry += "},\"flags\":{"
+            entry += cluster.flagsByName.sorted { $0.key < $1.key }
+                .map { "\(jsonString($0.key)):\($0.value)" }.joined(separator: ",")
+            return entry + "}}"
+        }.joined(separator: ",")
+        return out + "}}"
+    }
+
+    /// A table for people: the most flagged clusters first, malformed lines at the bottom.
+    public func table(recognizedFormats: [String] = []) -> String {
+        let clusters = clustersByFlagsDescending
+        var rows: [[String]] = [["UPSTREAM CLUSTER", "REQUESTS", "0", "1xx", "2xx", "3xx", "4xx", "5xx", "FLAGS"]]
+        for cluster in clusters {
+            let flags = cluster.flagsByName.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+                .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            rows.append([cluster.name, String(cluster.requests)] + cluster.codes.map(String.init) + [flags.isEmpty ? "-" : flags])
+        }
+        var out = TextTable.render(rows, rightAligned: Set(1...7))
+        let malformedTotal = counts.malformedTotal
+        out += "\nlines: \(counts.lines)  parsed: \(counts.lines - malformedTotal)  malformed: \(malformedTotal)"
+        if !recognizedFormats.isEmpty { out += "  format: \(recognizedFormats.joined(separator: ", "))" }
+        out += "\n"
+        for (defect, count) in counts.malformed.sorted(by: { ($0.value, $1.key.rawValue) > ($1.value, $0.key.rawValue) }) {
+            out += "  malformed \(defect.rawValue): \(count)\n"
+        }
+        return out
+    }
+}
+
+/// A JSON string literal with the escapes RFC 8259 requires.
+func jsonString(_ value: String) -> String {
+    var out = "\""
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let control where control.value < 0x20:
+            let hex = String(control.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+enum TextTable {
+    static func render(_ rows: [[String]], rightAligned: Set<Int>) -> String {
+        guard let columns = rows.map(\.count).max() else { return "" }
+        var widths = [Int](repeating: 0, count: columns)
+        for row in rows {
+            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+        }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                let padding = String(repeating: " ", count: widths[index] - cell.count)
+                if index == row.count - 1 && !rightAligned.contains(index) { return cell }
+                return rightAligned.contains(index) ? padding + cell : cell + padding
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+}

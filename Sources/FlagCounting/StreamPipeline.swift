@@ -1,0 +1,56 @@
+import AccessLogParser
+import LineFraming
+
+/// One input stream's path from bytes to counts: framing → container unwrap → record parser →
+/// ``FlagCounts``. Each stream (file, standard input) has its own, since partial lines, CRI
+/// chunks and the recognised format belong to a stream; several may share one FlagCounts.
+public final class StreamPipeline {
+    public let framer: LineFramer
+    private let unwrapper: ContainerUnwrapper
+    private var parser: AccessLogParser
+    private let counts: FlagCounts
+
+    public init(format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
+                bufferSize: Int = 4 * 1024 * 1024, counts: FlagCounts) throws(FormatStringError) {
+        framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
+        unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)
+        parser = try AccessLogParser(format: format)
+        self.counts = counts
+    }
+
+    /// The format the last parsed line matched (for `auto`).
+    public var recognizedFormat: String { parser.recognizedFormat }
+
+    /// Reads once through `read` straight into the framer's buffer and counts every line that
+    /// completes. Returns what `read` returned (0 = end of input).
+    @discardableResult
+    public func readAndCount<E: Error>(_ read: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) -> Int {
+        let count = try framer.fill(read)
+        framer.drain(handle)
+        return count
+    }
+
+    /// Copies `bytes` in and counts every line they complete.
+    public func feed(_ bytes: UnsafeRawBufferPointer) {
+        framer.feed(bytes, handle)
+    }
+
+    private func handle(_ framed: FramedLine) {
+        switch framed {
+        case .tooLong:
+            counts.count(.tooLong)
+        case .line(let line):
+            switch unwrapper.unwrap(line) {
+            case .partial:
+                break
+            case .malformed(let defect):
+                counts.count(LineDefect(defect))
+            case .line(let payload):
+                switch parser.parse(payload) {
+                case .record(let record): counts.count(record)
+                case .malformed(let reason): counts.count(LineDefect(reason))
+                }
+            }
+        }
+    }
+}

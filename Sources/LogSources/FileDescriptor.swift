@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An `errno` value with its message, as the C library words it.
+public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
+    public var rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    static var current: Errno { Errno(rawValue: errno) }
+
+    public var description: String { String(cString: strerror(rawValue)) }
+
+    public static let interrupted = Errno(rawValue: EINTR)
+    public static let permissionDenied = Errno(rawValue: EACCES)
+    public static let noSuchFile = Errno(rawValue: ENOENT)
+}
+
+/// An owned file descriptor: the few POSIX calls flagwatch makes on files go through here.
+public struct FileDescriptor: Sendable {
+    public let rawValue: Int32
+
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let standardInput = FileDescriptor(rawValue: 0)
+
+    /// Opens `path` read-only (close-on-exec).
+    public static func openForReading(_ path: String) throws(Errno) -> FileDescriptor {
+        while true {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd >= 0 {
+                // Sequential reads of large files: ask the kernel to read ahead aggressively.
+                #if os(Linux)
+                _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+                #endif
+                return FileDescriptor(rawValue: fd)
+            }
+            let error = Errno.current
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Reads up to `buffer.count` bytes; 0 at end of file. Retries on EINTR.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        while true {
+            #if canImport(Glibc)
+            let count = Glibc.read(rawValue, buffer.baseAddress, buffer.count)
+            #else
+            let count = Darwin.read(rawValue, buffer.baseAddress, buffer.count)
+            #endif
+            if count >= 0 { return count }
+            let error = Errno.current
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Whether the descriptor names a directory (reading one fails with EISDIR on Linux anyway,
+    /// but this gives the clearer message up front).
+    public func isDirectory() throws(Errno) -> Bool {
+        var info = stat()
+        guard fstat(rawValue, &info) == 0 else { throw Errno.current }
+        return (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public func close() {
+        #if canImport(Glibc)
+        _ = Glibc.close(rawValue)
+        #else
+        _ = Darwin.close(rawValue)
+        #endif
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The version `flagwatch --version` prints and `flagwatch_build_info` will carry.
+enum BuildInfo {
+    static let version = "0.1.0"
+}
+
+struct Flagwatch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flagwatch",
+        abstract: "Counts Envoy / Istio response flags per upstream cluster from access logs.",
+        version: BuildInfo.version,
+        subcommands: [ScanCommand.self]
+    )
+}
+
+/// A failure the user should read as one line, with the exit status it calls for.
+struct CommandFailure: Error {
+    var message: String
+    var exitStatus: Int32 = 2
+}
+
+@main
+enum FlagwatchMain {
+    static func main() {
+        do {
+            var command = try Flagwatch.parseAsRoot()
+            try command.run()
+        } catch let failure as CommandFailure {
+            printError(failure.message)
+            exit(failure.exitStatus)
+        } catch {
+            let exitCode = Flagwatch.exitCode(for: error)
+            if exitCode == .success {
+                // --help, --version
+                print(Flagwatch.fullMessage(for: error))
+                exit(0)
+            }
+            if let code = error as? ExitCode {
+                exit(code.rawValue)
+            }
+            // Bad arguments: one line, exit status 2 (not ArgumentParser's 64), as CLIs do.
+            let message = Flagwatch.message(for: error)
+                .split(whereSeparator: \.isNewline).first.map(String.init) ?? "invalid arguments"
+            printError(message + " (see 'flagwatch --help')")
+            exit(2)
+        }
+    }
+
+    static func printError(_ message: String) {
+        var line = "flagwatch: " + message
+        if !line.hasSuffix("\n") { line += "\n" }
+        // Straight to fd 2: no shared C stdio state involved.
+        _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+    }
+}

@@ -1,0 +1,123 @@
+import AccessLogParser
+import ArgumentParser
+import Exposition
+import FlagCounting
+import LineFraming
+import LogSources
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, prometheus
+}
+
+extension ContainerFormat: ExpressibleByArgument {}
+
+struct ScanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scan",
+        abstract: "Count response flags per upstream cluster in access-log files or standard input.",
+        discussion: """
+            Examples:
+              flagwatch scan /var/log/envoy/access.log
+              kubectl logs --timestamps deploy/istio-ingressgateway -n istio-system | flagwatch scan -
+              flagwatch scan --output json /var/log/pods/*/istio-proxy/*.log
+            """
+    )
+
+    @Option(help: "auto, envoy, istio, json, or an Envoy format string (as in your Envoy or Istio config).")
+    var format: String = "auto"
+
+    @Option(help: "Container log wrapper: none, cri, docker, or auto (recognised per line).")
+    var containerFormat: ContainerFormat = .auto
+
+    @Option(help: "table, json or prometheus.")
+    var output: OutputFormat = .table
+
+    @Option(help: "Lines longer than this many bytes are skipped whole and counted as too_long.")
+    var maxLineLength: Int = 64 * 1024
+
+    @Option(
+        name: .customLong("json-key"),
+        help: ArgumentHelp(
+            "Rename a JSON key for --format json/auto, as FIELD=KEY (repeatable). FIELD is one of: "
+                + JSONKeyMap.fieldNames.joined(separator: ", "),
+            valueName: "field=key"))
+    var jsonKeys: [String] = []
+
+    @Argument(help: "Files to read; '-' or nothing for standard input.")
+    var files: [String] = []
+
+    func validate() throws {
+        guard maxLineLength > 0 && maxLineLength <= 64 * 1024 * 1024 else {
+            throw ValidationError("--max-line-length must be between 1 and 67108864")
+        }
+    }
+
+    func run() throws {
+        let logFormat = try parsedFormat()
+        // Open everything first: an unreadable file is an error before any output.
+        var inputs: [(name: String, descriptor: FileDescriptor)] = []
+        for path in files.isEmpty ? ["-"] : files {
+            if path == "-" {
+                inputs.append(("standard input", .standardInput))
+                continue
+            }
+            do {
+                let descriptor = try FileDescriptor.openForReading(path)
+                if try descriptor.isDirectory() {
+                    throw CommandFailure(message: "cannot read \(path): Is a directory")
+                }
+                inputs.append((path, descriptor))
+            } catch let error as Errno {
+                throw CommandFailure(message: "cannot read \(path): \(error)")
+            }
+        }
+
+        let counts = FlagCounts()
+        var recognized: [String] = []
+        for input in inputs {
+            let pipeline: StreamPipeline
+            do {
+                pipeline = try StreamPipeline(
+                    format: logFormat, containerFormat: containerFormat, maxLineLength: maxLineLength, counts: counts)
+            } catch {
+                throw CommandFailure(message: "--format: \(error)")
+            }
+            do {
+                while try pipeline.readAndCount({ (buffer) throws(Errno) in try input.descriptor.read(into: buffer) }) > 0 {}
+            } catch {
+                throw CommandFailure(message: "cannot read \(input.name): \(error)")
+            }
+            if input.descriptor.rawValue != FileDescriptor.standardInput.rawValue { input.descriptor.close() }
+            if counts.lines > counts.malformedTotal && !recognized.contains(pipeline.recognizedFormat) {
+                recognized.append(pipeline.recognizedFormat)
+            }
+        }
+
+        let report = ScanReport(counts: counts)
+        switch output {
+        case .json: print(report.json())
+        case .table: print(report.table(recognizedFormats: recognized), terminator: "")
+        case .prometheus: print(PrometheusText.render(counts, source: "scan"), terminator: "")
+        }
+    }
+
+    private func parsedFormat() throws -> LogFormat {
+        var keys = JSONKeyMap()
+        for mapping in jsonKeys {
+            let parts = mapping.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[1].isEmpty, keys.setKey(parts[1], forField: parts[0]) else {
+                throw CommandFailure(
+                    message: "--json-key \(mapping): expected FIELD=KEY with FIELD one of "
+                        + JSONKeyMap.fieldNames.joined(separator: ", "))
+            }
+        }
+        let format = LogFormat(argument: format, jsonKeys: keys)
+        // Compile once here so a bad format string is reported before anything is read.
+        do {
+            _ = try AccessLogParser(format: format)
+        } catch {
+            throw CommandFailure(message: "--format: \(error)")
+        }
+        return format
+    }
+}
