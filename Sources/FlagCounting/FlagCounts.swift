@@ -81,6 +81,20 @@ public final class FlagCounts {
         return name.withUTF8 { clusters.intern(UnsafeRawBufferPointer($0)) }
     }
 
+    /// Adds another FlagCounts' counts (e.g. from a chunk of the same file read in parallel).
+    public func merge(_ other: FlagCounts) {
+        lines += other.lines
+        for index in defects.indices { defects[index] += other.defects[index] }
+        for otherID in 0..<other.clusters.count {
+            var name = other.clusters.names[otherID]
+            let id = name.withUTF8 { clusters.intern(UnsafeRawBufferPointer($0)) }
+            let needed = (id + 1) * Self.stride
+            if counters.count < needed { counters.append(contentsOf: repeatElement(0, count: needed - counters.count)) }
+            for column in 0..<Self.stride { counters[id * Self.stride + column] += other.counters[otherID * Self.stride + column] }
+            for (code, count) in other.unknownFlags[otherID] ?? [:] { unknownFlags[id, default: [:]][code, default: 0] += count }
+        }
+    }
+
     // MARK: reading the counts
 
     public var malformed: [LineDefect: Int] {

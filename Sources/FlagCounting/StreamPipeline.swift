@@ -9,6 +9,8 @@ public final class StreamPipeline {
     private let unwrapper: ContainerUnwrapper
     private var parser: AccessLogParser
     private let counts: FlagCounts
+    /// Reused for every line: the parser fills it in place.
+    private var record = AccessRecord()
 
     public init(format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
                 bufferSize: Int = 4 * 1024 * 1024, counts: FlagCounts) throws(FormatStringError) {
@@ -46,9 +48,10 @@ public final class StreamPipeline {
             case .malformed(let defect):
                 counts.count(LineDefect(defect))
             case .line(let payload):
-                switch parser.parse(payload) {
-                case .record(let record): counts.count(record)
-                case .malformed(let reason): counts.count(LineDefect(reason))
+                if let reason = parser.parse(payload, into: &record) {
+                    counts.count(LineDefect(reason))
+                } else {
+                    counts.count(record)
                 }
             }
         }

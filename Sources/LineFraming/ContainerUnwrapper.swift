@@ -60,7 +60,11 @@ public final class ContainerUnwrapper {
         case .docker:
             return unwrapDocker(line) ?? .malformed(.badDockerLine)
         case .auto:
-            if line.starts(with: Self.dockerPrefix) {
+            // Most lines are raw access-log lines: reject both wrappers on the first byte.
+            guard let first = line.first, first == UInt8(ascii: "{") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else {
+                return .line(line)
+            }
+            if first == UInt8(ascii: "{") && line.starts(with: Self.dockerPrefix) {
                 return unwrapDocker(line) ?? .line(line)
             }
             guard let timestampEnd = Self.timestampLength(line), timestampEnd < line.count,

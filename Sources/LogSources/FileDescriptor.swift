@@ -56,6 +56,23 @@ public struct FileDescriptor: Sendable {
         }
     }
 
+    /// Reads up to `buffer.count` bytes at `offset` without moving the file position.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, atOffset offset: Int) throws(Errno) -> Int {
+        while true {
+            let count = pread(rawValue, buffer.baseAddress, buffer.count, off_t(offset))
+            if count >= 0 { return count }
+            let error = Errno.current
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// The size in bytes when the descriptor is a regular file, else nil (pipes, terminals).
+    public func regularFileSize() throws(Errno) -> Int? {
+        var info = stat()
+        guard fstat(rawValue, &info) == 0 else { throw Errno.current }
+        return (info.st_mode & S_IFMT) == S_IFREG ? Int(info.st_size) : nil
+    }
+
     /// Whether the descriptor names a directory (reading one fails with EISDIR on Linux anyway,
     /// but this gives the clearer message up front).
     public func isDirectory() throws(Errno) -> Bool {

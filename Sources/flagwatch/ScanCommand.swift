@@ -75,6 +75,14 @@ struct ScanCommand: ParsableCommand {
         let counts = FlagCounts()
         var recognized: [String] = []
         for input in inputs {
+            if let parallel = try parallelScan(for: input) {
+                for format in try parallel.scan.run(input.descriptor, workers: parallel.workers, into: counts)
+                where !recognized.contains(format) {
+                    recognized.append(format)
+                }
+                input.descriptor.close()
+                continue
+            }
             let pipeline: StreamPipeline
             do {
                 pipeline = try StreamPipeline(
@@ -99,6 +107,19 @@ struct ScanCommand: ParsableCommand {
         case .table: print(report.table(recognizedFormats: recognized), terminator: "")
         case .prometheus: print(PrometheusText.render(counts, source: "scan"), terminator: "")
         }
+    }
+
+    /// A large regular file that can be cut at line boundaries is read on all cores.
+    private func parallelScan(for input: (name: String, descriptor: FileDescriptor)) throws -> (scan: ParallelFileScan, workers: Int)? {
+        guard input.descriptor.rawValue != FileDescriptor.standardInput.rawValue,
+            let size = try input.descriptor.regularFileSize()
+        else { return nil }
+        let workers = ParallelFileScan.workerCount(forSize: size)
+        guard workers > 1, try ParallelFileScan.canSplit(input.descriptor, containerFormat: containerFormat) else { return nil }
+        let scan = ParallelFileScan(
+            path: input.name, size: size, format: try parsedFormat(), containerFormat: containerFormat,
+            maxLineLength: maxLineLength)
+        return (scan, workers)
     }
 
     private func parsedFormat() throws -> LogFormat {
