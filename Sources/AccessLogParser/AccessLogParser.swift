@@ -27,9 +27,17 @@ public enum LogFormat: Sendable, Equatable {
 /// matched and tries that one first, so recognising the format costs nothing after the first
 /// line, and a stream that switches format (an Istio upgrade) is still followed.
 public struct AccessLogParser {
+    /// Owns the plans and parsers.
     private let candidates: [Candidate]
+    /// The same, unretained, for the per-line calls: copying these touches no reference count.
+    private let runners: [Runner]
     /// The candidate that matched last; tried first.
     private var current = 0
+
+    enum Runner {
+        case text(Unmanaged<TextFormatPlan>)
+        case json(Unmanaged<JSONRecordParser>)
+    }
 
     enum Candidate {
         case text(TextFormatPlan)
@@ -59,6 +67,12 @@ public struct AccessLogParser {
                 + FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name)) }
                 + [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy"))]
         }
+        runners = candidates.map { candidate in
+            switch candidate {
+            case .text(let plan): .text(Unmanaged.passUnretained(plan))
+            case .json(let parser): .json(Unmanaged.passUnretained(parser))
+            }
+        }
     }
 
     /// The name of the format the last parsed line matched, e.g. `istio (1.9+)` or `json`.
@@ -70,24 +84,24 @@ public struct AccessLogParser {
     public mutating func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
         if line.isEmpty { return .emptyLine }
         record = AccessRecord()
-        guard let firstReason = Self.run(candidates[current], line, &record) else { return nil }
+        guard let firstReason = Self.run(runners[current], line, &record) else { return nil }
         guard candidates.count > 1 else { return firstReason }
         // The remembered variant failed: try the others, JSON only for lines that start like it.
         let looksLikeJSON = line[0] == UInt8(ascii: "{")
         var bestReason = firstReason
-        for index in candidates.indices where index != current {
-            if case .json = candidates[index], !looksLikeJSON { continue }
+        for index in runners.indices where index != current {
+            if case .json = runners[index], !looksLikeJSON { continue }
             record = AccessRecord()
-            guard let reason = Self.run(candidates[index], line, &record) else {
+            guard let reason = Self.run(runners[index], line, &record) else {
                 current = index
                 return nil
             }
             if bestReason == .notAccessLog { bestReason = reason }
         }
-        if looksLikeJSON, case .text = candidates[current] {
+        if looksLikeJSON, case .text = runners[current] {
             // A JSON-looking line that no JSON candidate accepted: say why in JSON terms.
-            for candidate in candidates {
-                if case .json = candidate, let reason = Self.run(candidate, line, &record) { return reason }
+            for runner in runners {
+                if case .json = runner, let reason = Self.run(runner, line, &record) { return reason }
             }
         }
         return bestReason
@@ -101,14 +115,11 @@ public struct AccessLogParser {
     }
 
     @inline(__always)
-    private static func run(_ candidate: Candidate, _ line: UnsafeRawBufferPointer, _ record: inout AccessRecord) -> MalformedReason? {
-        // The candidates array keeps the plans alive; calling through a guaranteed reference
-        // spares a retain/release pair per line.
-        switch candidate {
-        case .text(let plan):
-            Unmanaged.passUnretained(plan)._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }
-        case .json(let parser):
-            Unmanaged.passUnretained(parser)._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }
+    private static func run(_ runner: Runner, _ line: UnsafeRawBufferPointer, _ record: inout AccessRecord) -> MalformedReason? {
+        // `candidates` keeps the plans alive for the parser's lifetime.
+        switch runner {
+        case .text(let plan): plan._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }
+        case .json(let parser): parser._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }
         }
     }
 }

