@@ -51,21 +51,23 @@ public struct AccessLogParser {
         }
     }
 
-    public init(format: LogFormat) throws(FormatStringError) {
+    /// - Parameter fields: the record fields to decode (the rest stay absent); fewer is faster.
+    public init(format: LogFormat, fields: RecordFieldSet = .all) throws(FormatStringError) {
+        let fields = fields.union(.responseFlags)
         switch format {
         case .custom(let string):
-            candidates = [.text(try TextFormatPlan(formatString: string))]
+            candidates = [.text(try TextFormatPlan(formatString: string, fields: fields))]
         case .envoy:
-            candidates = [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy"))]
+            candidates = [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
         case .istio:
-            candidates = FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name)) }
+            candidates = FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
         case .json(let keys):
-            candidates = [.json(JSONRecordParser(keys: keys))]
+            candidates = [.json(JSONRecordParser(keys: keys, fields: fields))]
         case .auto:
             candidates =
-                [.json(JSONRecordParser())]
-                + FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name)) }
-                + [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy"))]
+                [.json(JSONRecordParser(fields: fields))]
+                + FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
+                + [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
         }
         runners = candidates.map { candidate in
             switch candidate {

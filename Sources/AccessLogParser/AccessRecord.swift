@@ -64,6 +64,31 @@ public struct AccessRecord {
     }
 }
 
+/// Which ``AccessRecord`` fields a parser decodes. A text plan reads each line only as far as
+/// these fields require, so asking for fewer makes parsing faster; the others stay absent.
+public struct RecordFieldSet: OptionSet, Sendable {
+    public var rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    init(_ field: RecordField) { rawValue = 1 << UInt16(field.rawValue) }
+
+    public static let startTime = RecordFieldSet(.startTime)
+    public static let responseCode = RecordFieldSet(.responseCode)
+    /// The flags are always decoded: every record needs them.
+    public static let responseFlags = RecordFieldSet(.responseFlags)
+    public static let responseCodeDetails = RecordFieldSet(.responseCodeDetails)
+    public static let upstreamTransportFailureReason = RecordFieldSet(.transportFailureReason)
+    public static let upstreamCluster = RecordFieldSet(.upstreamCluster)
+    public static let upstreamHost = RecordFieldSet(.upstreamHost)
+    public static let authority = RecordFieldSet(.authority)
+    public static let duration = RecordFieldSet(.duration)
+    public static let routeName = RecordFieldSet(.routeName)
+    public static let requestMethod = RecordFieldSet(.requestMethod)
+
+    public static let all = RecordFieldSet(rawValue: (1 << 11) - 1)
+    /// What counting codes and flags per cluster needs.
+    public static let counting: RecordFieldSet = [.responseCode, .responseFlags, .upstreamCluster]
+}
+
 /// Why a line was not turned into a record. The raw values are the `reason` label values.
 public enum MalformedReason: String, CaseIterable, Sendable {
     /// An empty line.

@@ -1,6 +1,6 @@
 /// The record fields flagwatch fills. A format operator maps to at most one of them; operators
 /// that map to none are located (to find where the next field starts) but never decoded.
-enum RecordField: UInt8, Sendable {
+enum RecordField: UInt8, Sendable, CaseIterable {
     case startTime, responseCode, responseFlags, responseCodeDetails, transportFailureReason
     case upstreamCluster, upstreamHost, authority, duration, routeName, requestMethod
 }
@@ -39,8 +39,19 @@ struct FormatOperator: Sendable, Equatable {
     var text: String
     var field: RecordField?
     var valueClass: ValueClass
-    /// Digits or `-` only (codes, byte counts, durations): checked, which also tells formats apart.
-    var isNumeric: Bool
+    /// What the value must look like. Checked even for fields that are not decoded: a value of
+    /// the wrong shape means the line is in another format (how `auto` tells formats apart).
+    var check: ValueCheck
+}
+
+enum ValueCheck: UInt8, Sendable {
+    case none
+    /// Digits, or `-`: codes, byte counts, durations.
+    case number
+    /// An address as Envoy prints it: `10.0.0.1:80`, `[::1]:80`, `-`, `envoy://...`, `unix:...`.
+    case address
+    /// No `"` at either end: a token field never has one, a quoted neighbour always does.
+    case unquoted
 }
 
 /// An error in a user-supplied Envoy format string, with the byte offset it was found at.
@@ -203,6 +214,12 @@ struct ParsedFormatString: Sendable {
         "BYTES_RETRANSMITTED", "PACKETS_RETRANSMITTED",
     ]
 
+    /// Operators that print an address (checked for shape; see ``ValueCheck/address``).
+    private static let addressOperators: Set<String> = [
+        "UPSTREAM_LOCAL_ADDRESS", "UPSTREAM_REMOTE_ADDRESS", "DOWNSTREAM_LOCAL_ADDRESS",
+        "DOWNSTREAM_REMOTE_ADDRESS", "DOWNSTREAM_DIRECT_REMOTE_ADDRESS",
+    ]
+
     /// Operators whose values Envoy produces without quotes but possibly with spaces.
     private static let spacedOperators: Set<String> = [
         "UPSTREAM_TRANSPORT_FAILURE_REASON", "CONNECTION_TERMINATION_DETAILS",
@@ -214,39 +231,40 @@ struct ParsedFormatString: Sendable {
         case "REQ", "RESP", "TRAILER":
             return classifyHeader(argument ?? "", isRequest: name == "REQ", text: text)
         case "RESPONSE_CODE":
-            return FormatOperator(text: text, field: .responseCode, valueClass: .token, isNumeric: true)
+            return FormatOperator(text: text, field: .responseCode, valueClass: .token, check: .number)
         case "RESPONSE_FLAGS", "RESPONSE_FLAGS_LONG":
-            return FormatOperator(text: text, field: .responseFlags, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: .responseFlags, valueClass: .token, check: .unquoted)
         case "RESPONSE_CODE_DETAILS":
             // ALLOW_WHITESPACES keeps Envoy from turning spaces into '_'.
             return FormatOperator(
-                text: text, field: .responseCodeDetails, valueClass: argument == nil ? .token : .spaced, isNumeric: false)
+                text: text, field: .responseCodeDetails, valueClass: argument == nil ? .token : .spaced, check: .none)
         case "UPSTREAM_TRANSPORT_FAILURE_REASON":
-            return FormatOperator(text: text, field: .transportFailureReason, valueClass: .spaced, isNumeric: false)
+            return FormatOperator(text: text, field: .transportFailureReason, valueClass: .spaced, check: .none)
         case "UPSTREAM_CLUSTER", "UPSTREAM_CLUSTER_RAW":
-            return FormatOperator(text: text, field: .upstreamCluster, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: .upstreamCluster, valueClass: .token, check: .unquoted)
         case "UPSTREAM_HOST", "UPSTREAM_REMOTE_ADDRESS":
-            return FormatOperator(text: text, field: .upstreamHost, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: .upstreamHost, valueClass: .token, check: .unquoted)
         case "DURATION":
-            return FormatOperator(text: text, field: .duration, valueClass: .token, isNumeric: true)
+            return FormatOperator(text: text, field: .duration, valueClass: .token, check: .number)
         case "ROUTE_NAME":
-            return FormatOperator(text: text, field: .routeName, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: .routeName, valueClass: .token, check: .unquoted)
         case "START_TIME", "START_TIME_LOCAL":
             // A custom strftime pattern may print spaces; the default never does.
             let spaced = argument.map { $0.contains(" ") } ?? false
-            return FormatOperator(text: text, field: .startTime, valueClass: spaced ? .spaced : .token, isNumeric: false)
+            return FormatOperator(text: text, field: .startTime, valueClass: spaced ? .spaced : .token, check: .none)
         case "DYNAMIC_METADATA" where argument == "istio.mixer:status":
             // Istio 1.3-1.7's mixer status: Envoy-produced text, never quoted.
-            return FormatOperator(text: text, field: nil, valueClass: .spaced, isNumeric: false)
+            return FormatOperator(text: text, field: nil, valueClass: .spaced, check: .none)
         default:
             if numeric || tokenOperators.contains(name) {
-                return FormatOperator(text: text, field: nil, valueClass: .token, isNumeric: numeric)
+                let check: ValueCheck = numeric ? .number : addressOperators.contains(name) ? .address : .unquoted
+                return FormatOperator(text: text, field: nil, valueClass: .token, check: check)
             }
             if spacedOperators.contains(name) {
-                return FormatOperator(text: text, field: nil, valueClass: .spaced, isNumeric: false)
+                return FormatOperator(text: text, field: nil, valueClass: .spaced, check: .none)
             }
             // Metadata, filter state, CEL, environment, anything newer: assume the worst.
-            return FormatOperator(text: text, field: nil, valueClass: .free, isNumeric: false)
+            return FormatOperator(text: text, field: nil, valueClass: .free, check: .none)
         }
     }
 
@@ -257,22 +275,22 @@ struct ParsedFormatString: Sendable {
         let names = upper.split(separator: "?").map(String.init)
         func any(_ candidates: Set<String>) -> Bool { names.contains(where: candidates.contains) }
         if isRequest && any([":METHOD"]) {
-            return FormatOperator(text: text, field: .requestMethod, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: .requestMethod, valueClass: .token, check: .unquoted)
         }
         if isRequest && any([":AUTHORITY", "HOST"]) {
             // Envoy's codecs reject an authority with spaces or quotes.
-            return FormatOperator(text: text, field: .authority, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: .authority, valueClass: .token, check: .unquoted)
         }
         if any([":PATH", "X-ENVOY-ORIGINAL-PATH"]) {
             // A request target has no spaces; it is client-chosen, so a quote is not ruled out.
-            return FormatOperator(text: text, field: nil, valueClass: .unspaced, isNumeric: false)
+            return FormatOperator(text: text, field: nil, valueClass: .unspaced, check: .none)
         }
         if any([":SCHEME", ":STATUS", "GRPC-STATUS", "CONTENT-LENGTH"]) {
-            return FormatOperator(text: text, field: nil, valueClass: .token, isNumeric: false)
+            return FormatOperator(text: text, field: nil, valueClass: .token, check: .unquoted)
         }
         if !isRequest && any(["X-ENVOY-UPSTREAM-SERVICE-TIME"]) {
-            return FormatOperator(text: text, field: nil, valueClass: .token, isNumeric: true)
+            return FormatOperator(text: text, field: nil, valueClass: .token, check: .number)
         }
-        return FormatOperator(text: text, field: nil, valueClass: .free, isNumeric: false)
+        return FormatOperator(text: text, field: nil, valueClass: .free, check: .none)
     }
 }

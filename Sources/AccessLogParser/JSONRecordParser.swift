@@ -65,12 +65,14 @@ public final class JSONRecordParser: @unchecked Sendable {
     private let maxKeyLength: Int
     private static let maxDepth = 64
 
-    public init(keys: JSONKeyMap = JSONKeyMap()) {
+    /// - Parameter fields: only these keys are looked at; the flags key always is.
+    public init(keys: JSONKeyMap = JSONKeyMap(), fields: RecordFieldSet = .all) {
         self.keys = keys
+        let entries = keys.entries.filter { fields.union(.responseFlags).contains(RecordFieldSet($0.field)) }
         var maxLength = 0
-        for entry in keys.entries { maxLength = max(maxLength, entry.key.utf8.count) }
+        for entry in entries { maxLength = max(maxLength, entry.key.utf8.count) }
         var table = [[(bytes: [UInt8], field: RecordField)]](repeating: [], count: maxLength + 1)
-        for entry in keys.entries { table[entry.key.utf8.count].append((Array(entry.key.utf8), entry.field)) }
+        for entry in entries { table[entry.key.utf8.count].append((Array(entry.key.utf8), entry.field)) }
         keyTable = table
         maxKeyLength = maxLength
     }

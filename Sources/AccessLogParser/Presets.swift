@@ -26,9 +26,9 @@ public enum FormatPreset {
         ("istio (1.9+)", istio), ("istio (1.8)", istio1_8), ("istio (1.3-1.7)", istio1_3), ("istio (<=1.2)", istio1_2),
     ]
 
-    static func compile(_ format: String, name: String) -> TextFormatPlan {
+    static func compile(_ format: String, name: String, fields: RecordFieldSet) -> TextFormatPlan {
         do {
-            return try TextFormatPlan(formatString: format, name: name)
+            return try TextFormatPlan(formatString: format, name: name, fields: fields)
         } catch {
             // The presets are constants checked by the unit tests; failing here is a bug.
             preconditionFailure("built-in format \(name) does not compile: \(error)")

@@ -28,6 +28,10 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// Whether any middle operator fills a field or is checked; if none is, the middle (user
     /// agent, X-Forwarded-For: a third of an Istio line) is not scanned at all.
     private let middleMatters: Bool
+    /// The left pass reads operators 0..<leftStop (≤ leftCount): no further than the last
+    /// field needed. Likewise the right pass reads down to rightStop (≥ middleEnd).
+    private let leftStop: Int
+    private let rightStop: Int
 
     struct LiteralRef {
         var offset: Int
@@ -35,19 +39,21 @@ public final class TextFormatPlan: @unchecked Sendable {
     }
 
     struct CompiledOperator {
+        /// The record field the value fills; nil when the plan does not need it.
         var field: RecordField?
-        var isNumeric: Bool
+        var check: ValueCheck
         /// The literal right after this operator (between it and the next one, or the suffix).
         var following: LiteralRef
     }
 
-    /// Compiles a format string as found in Envoy's or Istio's configuration.
-    public convenience init(formatString: String, name: String? = nil) throws(FormatStringError) {
+    /// Compiles a format string as found in Envoy's or Istio's configuration. Only `fields`
+    /// are decoded; the plan reads each line only as far as it must to find them.
+    public convenience init(formatString: String, name: String? = nil, fields: RecordFieldSet = .all) throws(FormatStringError) {
         let parsed = try ParsedFormatString(formatString)
-        self.init(parsed: parsed, formatString: formatString, name: name ?? "custom")
+        self.init(parsed: parsed, formatString: formatString, name: name ?? "custom", fields: fields)
     }
 
-    init(parsed: ParsedFormatString, formatString: String, name: String) {
+    init(parsed: ParsedFormatString, formatString: String, name: String, fields: RecordFieldSet) {
         self.formatString = formatString
         self.name = name
         let count = parsed.operators.count
@@ -61,8 +67,9 @@ public final class TextFormatPlan: @unchecked Sendable {
         literalBytes.copyBytes(from: allLiteralBytes)
         operators = .allocate(capacity: count)
         for (index, op) in parsed.operators.enumerated() {
+            let needed = op.field.map { fields.contains(RecordFieldSet($0)) } ?? false
             operators[index] = CompiledOperator(
-                field: op.field, isNumeric: op.isNumeric, following: refs[index + 1])
+                field: needed ? op.field : nil, check: op.check, following: refs[index + 1])
         }
         prefix = refs[0]
         suffix = refs[count]
@@ -87,7 +94,25 @@ public final class TextFormatPlan: @unchecked Sendable {
         }
         leftCount = left
         self.middleEnd = middleEnd
-        middleMatters = parsed.operators[left..<middleEnd].contains { $0.field != nil || $0.isNumeric }
+        func isNeeded(_ index: Int) -> Bool {
+            parsed.operators[index].field.map { fields.contains(RecordFieldSet($0)) } ?? false
+        }
+        middleMatters = (left..<middleEnd).contains(where: isNeeded)
+        // Each pass stops at the last field it must decode (the flags field always counts, so
+        // every line is checked at least that far).
+        var rightStop = (middleEnd..<count).filter(isNeeded).min() ?? count
+        var leftStop = ((0..<left).filter(isNeeded).max() ?? -1) + 1
+        if middleEnd == left && rightStop == left {
+            // The right pass's last operator starts where the left pass ended.
+            leftStop = left
+        }
+        if middleMatters {
+            // The middle is read from where the left pass ends and up to where the right one does.
+            leftStop = left
+            rightStop = middleEnd
+        }
+        self.leftStop = leftStop
+        self.rightStop = rightStop
     }
 
     deinit {
@@ -119,12 +144,12 @@ public final class TextFormatPlan: @unchecked Sendable {
 
         // Left to right.
         var index = 0
-        while index < leftCount {
+        while index < leftStop {
             let op = ops[index]
             guard let found = firstOccurrence(literals + op.following.offset, op.following.count, in: base, from: pos, to: end) else {
                 return index == 0 ? .notAccessLog : .formatMismatch
             }
-            if let reason = assign(op, UnsafeRawBufferPointer(start: base + pos, count: found - pos), into: &record) {
+            if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: found - pos), into: &record) {
                 return index == 0 ? .notAccessLog : reason
             }
             pos = found + op.following.count
@@ -133,7 +158,7 @@ public final class TextFormatPlan: @unchecked Sendable {
 
         // Right to left.
         index = opCount - 1
-        while index >= middleEnd {
+        while index >= rightStop {
             let op = ops[index]
             var start = pos
             if index > middleEnd || middleEnd > leftCount {
@@ -142,12 +167,12 @@ public final class TextFormatPlan: @unchecked Sendable {
                     return .formatMismatch
                 }
                 start = found + preceding.count
-                if let reason = assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), into: &record) {
+                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), into: &record) {
                     return reason
                 }
                 end = found
             } else {
-                if let reason = assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), into: &record) {
+                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), into: &record) {
                     return reason
                 }
                 end = start
@@ -167,7 +192,7 @@ public final class TextFormatPlan: @unchecked Sendable {
                 }
                 valueEnd = found
             }
-            if let reason = assign(op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), into: &record) {
+            if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), into: &record) {
                 return reason
             }
             pos = valueEnd + op.following.count
@@ -177,9 +202,15 @@ public final class TextFormatPlan: @unchecked Sendable {
     }
 
     @inline(__always)
-    private func assign(_ op: CompiledOperator, _ value: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
-        if op.isNumeric && !isNumberOrDash(value) {
-            return op.field == .responseCode ? .badResponseCode : .formatMismatch
+    private static func assign(_ op: CompiledOperator, _ value: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
+        switch op.check {
+        case .none: break
+        case .number:
+            if !isNumberOrDash(value) { return op.field == .responseCode ? .badResponseCode : .formatMismatch }
+        case .unquoted:
+            if value.first == UInt8(ascii: "\"") || value.last == UInt8(ascii: "\"") { return .formatMismatch }
+        case .address:
+            if !looksLikeAddress(value) { return .formatMismatch }
         }
         guard let field = op.field else { return nil }
         return RecordAssignment.assign(field, textValue: value, into: &record)
@@ -248,6 +279,18 @@ enum RecordAssignment {
     }
 }
 
+/// `-`, or starts like an IP address (`10.`, `[::1]`), or is a URL-like or unix address.
+@inline(__always)
+func looksLikeAddress(_ value: UnsafeRawBufferPointer) -> Bool {
+    guard let first = value.first else { return false }
+    if value.count == 1 { return first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) }
+    if (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || first == UInt8(ascii: "[") { return true }
+    // `envoy://internal_client_address/`, `unix:/path`, `tcp://1.2.3.4:80` (very old Envoy).
+    guard first >= UInt8(ascii: "a") && first <= UInt8(ascii: "z") else { return false }
+    for byte in value where byte == UInt8(ascii: ":") { return true }
+    return false
+}
+
 @inline(__always)
 func isNumberOrDash(_ value: UnsafeRawBufferPointer) -> Bool {
     if value.isEmpty { return false }
@@ -292,7 +335,10 @@ func firstOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack
             while matches != 0 {
                 let candidate = index + matches.trailingZeroBitCount / 8
                 if candidate > last { return nil }
-                if memoryEqual(haystack + candidate + 1, needle + 1, needleCount - 1) { return candidate }
+                // Most literals are one byte (a space): nothing more to compare.
+                if needleCount == 1 || memoryEqual(haystack + candidate + 1, needle + 1, needleCount - 1) {
+                    return candidate
+                }
                 matches &= matches - 1
             }
             index += 8
@@ -321,7 +367,9 @@ func lastOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack:
             while matches != 0 {
                 let bit = 63 - matches.leadingZeroBitCount
                 let candidate = end - 8 + bit / 8
-                if memoryEqual(haystack + candidate + 1, needle + 1, needleCount - 1) { return candidate }
+                if needleCount == 1 || memoryEqual(haystack + candidate + 1, needle + 1, needleCount - 1) {
+                    return candidate
+                }
                 matches &= ~(UInt64(1) << UInt64(bit))
             }
             end -= 8

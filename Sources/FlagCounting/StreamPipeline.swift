@@ -12,11 +12,13 @@ public final class StreamPipeline {
     /// Reused for every line: the parser fills it in place.
     private var record = AccessRecord()
 
+    /// - Parameter fields: what the parser decodes; counting needs only ``RecordFieldSet/counting``.
     public init(format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
-                bufferSize: Int = 4 * 1024 * 1024, counts: FlagCounts) throws(FormatStringError) {
+                bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .counting,
+                counts: FlagCounts) throws(FormatStringError) {
         framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
         unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)
-        parser = try AccessLogParser(format: format)
+        parser = try AccessLogParser(format: format, fields: fields)
         self.counts = counts
     }
 
