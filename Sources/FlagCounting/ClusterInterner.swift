@@ -1,25 +1,41 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Maps cluster names, given as bytes from the parsed buffer, to small dense ids.
 ///
 /// A name seen before is found by hashing and comparing its bytes against a copy kept in one
-/// arena: no String is made and nothing is allocated on that path. Only a new cluster allocates
-/// (its String name, and occasionally table growth).
+/// arena: no String is made and nothing is allocated or reference-counted on that path (the
+/// tables live in memory this class owns, not in arrays, because reading an array property of
+/// a class retains its buffer, which perf showed at ~5% of scan time). Only a new cluster
+/// allocates (its String name, and occasionally table growth).
 public final class ClusterInterner {
     /// The names by id.
     public private(set) var names: [String] = []
-    private var arena: [UInt8] = []
-    private var offsets: [Int] = []
-    private var lengths: [Int] = []
-    /// Open addressing: slot → id + 1 (0 = empty); hashes kept beside to skip most compares.
-    private var slots: [Int32]
-    private var slotHashes: [UInt64]
+    private var arena: UnsafeMutableRawBufferPointer
+    private var arenaUsed = 0
+    /// Per id: where its bytes start in the arena, and how many there are.
+    private var spans: UnsafeMutableBufferPointer<(offset: Int, count: Int)>
+    /// Open addressing: slot → (hash, id + 1); id + 1 == 0 marks an empty slot.
+    private var slots: UnsafeMutableBufferPointer<(hash: UInt64, entry: Int)>
     private var mask: Int
 
     public init(initialCapacity: Int = 256) {
         var capacity = 16
         while capacity < initialCapacity * 2 { capacity <<= 1 }
-        slots = Array(repeating: 0, count: capacity)
-        slotHashes = Array(repeating: 0, count: capacity)
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: (0, 0))
         mask = capacity - 1
+        spans = .allocate(capacity: capacity)
+        arena = .allocate(byteCount: 16 * 1024, alignment: 16)
+    }
+
+    deinit {
+        slots.deallocate()
+        spans.deallocate()
+        arena.deallocate()
     }
 
     public var count: Int { names.count }
@@ -30,10 +46,9 @@ public final class ClusterInterner {
         let hash = Self.hash(name)
         var slot = Int(truncatingIfNeeded: hash) & mask
         while true {
-            let entry = slots[slot]
+            let (slotHash, entry) = slots[slot]
             if entry == 0 { return insert(name, hash: hash, slot: slot) }
-            let id = Int(entry) - 1
-            if slotHashes[slot] == hash && lengths[id] == name.count && equalsStored(id, name) { return id }
+            if slotHash == hash && equalsStored(entry - 1, name) { return entry - 1 }
             slot = (slot + 1) & mask
         }
     }
@@ -45,9 +60,9 @@ public final class ClusterInterner {
             let bytes = UnsafeRawBufferPointer(utf8)
             let hash = Self.hash(bytes)
             var slot = Int(truncatingIfNeeded: hash) & mask
-            while slots[slot] != 0 {
-                let id = Int(slots[slot]) - 1
-                if slotHashes[slot] == hash && lengths[id] == bytes.count && equalsStored(id, bytes) { return id }
+            while slots[slot].entry != 0 {
+                let (slotHash, entry) = slots[slot]
+                if slotHash == hash && equalsStored(entry - 1, bytes) { return entry - 1 }
                 slot = (slot + 1) & mask
             }
             return nil
@@ -56,38 +71,49 @@ public final class ClusterInterner {
 
     @inline(__always)
     private func equalsStored(_ id: Int, _ name: UnsafeRawBufferPointer) -> Bool {
-        arena.withUnsafeBytes { stored in
-            guard let storedBase = stored.baseAddress, let nameBase = name.baseAddress else { return name.isEmpty }
-            return memcmp(storedBase + offsets[id], nameBase, name.count) == 0
-        }
+        let span = spans[id]
+        guard span.count == name.count else { return false }
+        guard let nameBase = name.baseAddress, let arenaBase = arena.baseAddress else { return name.isEmpty }
+        return memcmp(arenaBase + span.offset, nameBase, name.count) == 0
     }
 
     private func insert(_ name: UnsafeRawBufferPointer, hash: UInt64, slot: Int) -> Int {
         let id = names.count
         names.append(String(decoding: name, as: UTF8.self))
-        offsets.append(arena.count)
-        lengths.append(name.count)
-        arena.append(contentsOf: name)
-        slots[slot] = Int32(id + 1)
-        slotHashes[slot] = hash
+        if arenaUsed + name.count > arena.count {
+            let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: max(arena.count * 2, arenaUsed + name.count), alignment: 16)
+            grown.copyMemory(from: UnsafeRawBufferPointer(rebasing: arena[0..<arenaUsed]))
+            arena.deallocate()
+            arena = grown
+        }
+        if !name.isEmpty {
+            UnsafeMutableRawBufferPointer(rebasing: arena[arenaUsed..<(arenaUsed + name.count)]).copyMemory(from: name)
+        }
+        spans[id] = (arenaUsed, name.count)
+        arenaUsed += name.count
+        slots[slot] = (hash, id + 1)
+        // Kept at most half full, so probes stay short; `spans` has one entry per slot.
         if names.count * 2 > slots.count { grow() }
         return id
     }
 
     private func grow() {
         let capacity = slots.count * 2
-        var newSlots = [Int32](repeating: 0, count: capacity)
-        var newHashes = [UInt64](repeating: 0, count: capacity)
+        let newSlots = UnsafeMutableBufferPointer<(hash: UInt64, entry: Int)>.allocate(capacity: capacity)
+        newSlots.initialize(repeating: (0, 0))
         let newMask = capacity - 1
-        for (slot, entry) in slots.enumerated() where entry != 0 {
-            var target = Int(truncatingIfNeeded: slotHashes[slot]) & newMask
-            while newSlots[target] != 0 { target = (target + 1) & newMask }
-            newSlots[target] = entry
-            newHashes[target] = slotHashes[slot]
+        for slot in slots where slot.entry != 0 {
+            var target = Int(truncatingIfNeeded: slot.hash) & newMask
+            while newSlots[target].entry != 0 { target = (target + 1) & newMask }
+            newSlots[target] = slot
         }
+        slots.deallocate()
         slots = newSlots
-        slotHashes = newHashes
         mask = newMask
+        let newSpans = UnsafeMutableBufferPointer<(offset: Int, count: Int)>.allocate(capacity: capacity)
+        for id in 0..<names.count { newSpans[id] = spans[id] }
+        spans.deallocate()
+        spans = newSpans
     }
 
     /// A fast 64-bit hash over 8-byte words (names are short ASCII; quality matters less than speed).
@@ -117,9 +143,3 @@ public final class ClusterInterner {
         return hash ^ (hash >> 32)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
