@@ -34,6 +34,12 @@ public final class StreamPipeline {
         return count
     }
 
+    /// Counts the lines in `bytes` in place (no copy); an incomplete last line is held for the
+    /// next call. `bytes` need only stay valid during the call.
+    public func count(inPlace bytes: UnsafeRawBufferPointer) {
+        framer.frame(bytes, handle)
+    }
+
     /// Copies `bytes` in and counts every line they complete.
     public func feed(_ bytes: UnsafeRawBufferPointer) {
         framer.feed(bytes, handle)

@@ -71,6 +71,43 @@ public final class LineFramer {
         }
     }
 
+    /// Frames `bytes` in place: every complete line in them is handed out as a view into
+    /// `bytes` itself, with no copy. Only an incomplete last line is copied in, to be completed
+    /// by the next call. Use for memory the caller keeps valid during the call (a mapped file).
+    public func frame(_ bytes: UnsafeRawBufferPointer, _ body: (FramedLine) -> Void) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        var lineStart = 0
+        if end > start || skippedLength != nil {
+            // A line held from before ends at the first newline here: finish it the copying way.
+            guard let newline = memchr(base, 0x0A, bytes.count) else {
+                feed(bytes, body)
+                return
+            }
+            lineStart = base.distance(to: UnsafeRawPointer(newline)) + 1
+            feed(UnsafeRawBufferPointer(rebasing: bytes[0..<lineStart]), body)
+        }
+        while lineStart < bytes.count, let newline = memchr(base + lineStart, 0x0A, bytes.count - lineStart) {
+            let newlineIndex = base.distance(to: UnsafeRawPointer(newline))
+            emit(UnsafeRawBufferPointer(start: base + lineStart, count: newlineIndex - lineStart), body)
+            lineStart = newlineIndex + 1
+        }
+        if lineStart < bytes.count {
+            feed(UnsafeRawBufferPointer(rebasing: bytes[lineStart...]), body)
+        }
+    }
+
+    /// Hands out one complete line (without its newline): a view, or `tooLong`.
+    @inline(__always)
+    private func emit(_ line: UnsafeRawBufferPointer, _ body: (FramedLine) -> Void) {
+        var length = line.count
+        if length > 0, line[length - 1] == 0x0D { length -= 1 }
+        if length > maxLineLength {
+            body(.tooLong(length: length))
+        } else {
+            body(.line(UnsafeRawBufferPointer(rebasing: line[0..<length])))
+        }
+    }
+
     /// Hands out every complete line in the buffer.
     public func drain(_ body: (FramedLine) -> Void) {
         guard let base = storage.baseAddress else { return }
@@ -88,13 +125,7 @@ public final class LineFramer {
                 body(.tooLong(length: skipped + newlineIndex - lineStart))
                 continue
             }
-            var lineEnd = newlineIndex
-            if lineEnd > lineStart, base.load(fromByteOffset: lineEnd - 1, as: UInt8.self) == 0x0D { lineEnd -= 1 }
-            if lineEnd - lineStart > maxLineLength {
-                body(.tooLong(length: lineEnd - lineStart))
-            } else {
-                body(.line(UnsafeRawBufferPointer(start: base + lineStart, count: lineEnd - lineStart)))
-            }
+            emit(UnsafeRawBufferPointer(start: base + lineStart, count: newlineIndex - lineStart), body)
         }
         // The partial line is already over the cap: drop what we hold and remember its length.
         if end - start > maxLineLength {

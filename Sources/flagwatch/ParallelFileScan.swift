@@ -96,14 +96,14 @@ struct ParallelFileScan {
         do {
             let pipeline = try StreamPipeline(
                 format: format, containerFormat: containerFormat, maxLineLength: maxLineLength, counts: chunkCounts)
+            // Mapped in pieces, so memory stays bounded however large the chunk.
+            let piece = 16 * 1024 * 1024
             var offset = start
             while offset < end {
-                let read = try pipeline.readAndCount { (buffer) throws(Errno) in
-                    let wanted = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, end - offset)])
-                    return try descriptor.read(into: wanted, atOffset: offset)
-                }
-                if read == 0 { break }
-                offset += read
+                let length = min(piece, end - offset)
+                let mapping = try MappedFile(descriptor, offset: offset, length: length)
+                pipeline.count(inPlace: mapping.bytes)
+                offset += length
             }
             let parsed = chunkCounts.lines > chunkCounts.malformedTotal
             return .success(chunkCounts, parsed ? pipeline.recognizedFormat : nil)
