@@ -27,12 +27,17 @@ public enum LogFormat: Sendable, Equatable {
 /// matched and tries that one first, so recognising the format costs nothing after the first
 /// line, and a stream that switches format (an Istio upgrade) is still followed.
 public struct AccessLogParser {
-    /// Owns the plans and parsers.
+    /// Owns the plans and parsers that decode the fields asked for.
     private let candidates: [Candidate]
     /// The same, unretained, for the per-line calls: copying these touches no reference count.
     private let runners: [Runner]
-    /// The candidate that matched last; tried first.
+    /// The same formats compiled to decode every field, used to choose among the candidates
+    /// (on the first line, and when the chosen one stops matching).
+    private let choosingCandidates: [Candidate]
+    private let choosers: [Runner]
+    /// The candidate chosen; its fast runner parses every line it matches.
     private var current = 0
+    private var hasChosen = false
 
     enum Runner {
         case text(Unmanaged<TextFormatPlan>)
@@ -54,26 +59,39 @@ public struct AccessLogParser {
     /// - Parameter fields: the record fields to decode (the rest stay absent); fewer is faster.
     public init(format: LogFormat, fields: RecordFieldSet = .all) throws(FormatStringError) {
         let fields = fields.union(.responseFlags)
+        candidates = try Self.candidates(for: format, fields: fields)
+        runners = candidates.map(Self.runner)
+        // Plans that decode fewer fields stop reading before the place where variants differ
+        // (Istio 1.8 and 1.9+ differ only after the flags), so a full plan picks the variant.
+        if candidates.count > 1 && fields != .all {
+            choosingCandidates = try Self.candidates(for: format, fields: .all)
+        } else {
+            choosingCandidates = candidates
+        }
+        choosers = choosingCandidates.map(Self.runner)
+    }
+
+    private static func candidates(for format: LogFormat, fields: RecordFieldSet) throws(FormatStringError) -> [Candidate] {
         switch format {
         case .custom(let string):
-            candidates = [.text(try TextFormatPlan(formatString: string, fields: fields))]
+            return [.text(try TextFormatPlan(formatString: string, fields: fields))]
         case .envoy:
-            candidates = [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
+            return [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
         case .istio:
-            candidates = FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
+            return FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
         case .json(let keys):
-            candidates = [.json(JSONRecordParser(keys: keys, fields: fields))]
+            return [.json(JSONRecordParser(keys: keys, fields: fields))]
         case .auto:
-            candidates =
-                [.json(JSONRecordParser(fields: fields))]
+            return [.json(JSONRecordParser(fields: fields))]
                 + FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
                 + [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
         }
-        runners = candidates.map { candidate in
-            switch candidate {
-            case .text(let plan): .text(Unmanaged.passUnretained(plan))
-            case .json(let parser): .json(Unmanaged.passUnretained(parser))
-            }
+    }
+
+    private static func runner(_ candidate: Candidate) -> Runner {
+        switch candidate {
+        case .text(let plan): .text(Unmanaged.passUnretained(plan))
+        case .json(let parser): .json(Unmanaged.passUnretained(parser))
         }
     }
 
@@ -86,27 +104,33 @@ public struct AccessLogParser {
     public mutating func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
         if line.isEmpty { return .emptyLine }
         record = AccessRecord()
-        guard let firstReason = Self.run(runners[current], line, &record) else { return nil }
-        guard candidates.count > 1 else { return firstReason }
-        // The remembered variant failed: try the others, JSON only for lines that start like it.
+        if hasChosen || runners.count == 1 {
+            guard let reason = Self.run(runners[current], line, &record) else { return nil }
+            if runners.count == 1 { return reason }
+        }
+        // Choose (again): the full plans, the last choice first; JSON only for lines that start
+        // like it.
         let looksLikeJSON = line[0] == UInt8(ascii: "{")
-        var bestReason = firstReason
-        for index in runners.indices where index != current {
-            if case .json = runners[index], !looksLikeJSON { continue }
+        var bestReason: MalformedReason?
+        for step in choosers.indices {
+            let index = (current + step) % choosers.count
+            if case .json = choosers[index], !looksLikeJSON { continue }
             record = AccessRecord()
-            guard let reason = Self.run(runners[index], line, &record) else {
+            guard let reason = Self.run(choosers[index], line, &record) else {
                 current = index
-                return nil
+                hasChosen = true
+                // Re-read with the chosen fast plan so the record holds just the fields asked
+                // for; its checks are a subset of the full plan's, so it accepts the line too.
+                record = AccessRecord()
+                return Self.run(runners[index], line, &record)
             }
-            if bestReason == .notAccessLog { bestReason = reason }
-        }
-        if looksLikeJSON, case .text = runners[current] {
-            // A JSON-looking line that no JSON candidate accepted: say why in JSON terms.
-            for runner in runners {
-                if case .json = runner, let reason = Self.run(runner, line, &record) { return reason }
+            if case .json = choosers[index] {
+                // A JSON-looking line that JSON rejects: say why in JSON terms.
+                return reason
             }
+            if bestReason == nil || bestReason == .notAccessLog { bestReason = reason }
         }
-        return bestReason
+        return bestReason ?? .notAccessLog
     }
 
     /// Parses one line, without its newline. The record's fields point into `line`.

@@ -285,12 +285,15 @@ struct JSONScanner {
         var depth = 0
         // In an object, whether the next token must be a key.
         var expectKey = false
+        // Whether the object was just opened: only then may `}` stand where a key is expected.
+        var justOpened = false
         while true {
             skipWhitespace()
             guard let byte = peek() else { return false }
             if expectKey {
                 if byte == UInt8(ascii: "}") {
-                    // An empty object (or a trailing position after '{'): it closes here.
+                    // An empty object closes here; after a ',' a key must follow.
+                    guard justOpened else { return false }
                     index += 1
                     kinds >>= 1
                     depth -= 1
@@ -312,6 +315,7 @@ struct JSONScanner {
                 skipWhitespace()
                 if isObject {
                     expectKey = true
+                    justOpened = true
                     continue
                 }
                 guard peek() == UInt8(ascii: "]") else { continue }
@@ -338,6 +342,7 @@ struct JSONScanner {
                 if next == UInt8(ascii: ",") {
                     index += 1
                     expectKey = inObject
+                    justOpened = false
                     break
                 }
                 guard next == (inObject ? UInt8(ascii: "}") : UInt8(ascii: "]")) else { return false }

@@ -209,6 +209,9 @@ public final class TextFormatPlan: @unchecked Sendable {
             if !isNumberOrDash(value) { return op.field == .responseCode ? .badResponseCode : .formatMismatch }
         case .unquoted:
             if value.first == UInt8(ascii: "\"") || value.last == UInt8(ascii: "\"") { return .formatMismatch }
+            // A token never holds a space: one here means the line has more fields than the format
+            // (an Istio 1.3-1.7 line read with the <=1.2 plan puts cluster and next field together).
+            for byte in value where byte == UInt8(ascii: " ") { return .formatMismatch }
         case .address:
             if !looksLikeAddress(value) { return .formatMismatch }
         }

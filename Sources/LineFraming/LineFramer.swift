@@ -37,7 +37,7 @@ public final class LineFramer {
     ///   - bufferSize: the read size; at least `maxLineLength + 1` is used.
     public init(maxLineLength: Int = 64 * 1024, bufferSize: Int = 4 * 1024 * 1024) {
         self.maxLineLength = max(1, maxLineLength)
-        let capacity = max(bufferSize, self.maxLineLength + 1)
+        let capacity = max(bufferSize, self.maxLineLength + 2)
         storage = .allocate(byteCount: capacity, alignment: 64)
     }
 
@@ -128,7 +128,10 @@ public final class LineFramer {
             emit(UnsafeRawBufferPointer(start: base + lineStart, count: newlineIndex - lineStart), body)
         }
         // The partial line is already over the cap: drop what we hold and remember its length.
-        if end - start > maxLineLength {
+        // A line exactly at the cap may still be waiting for the `\n` of its `\r\n`.
+        let held = end - start
+        let heldIsCapPlusCR = held == maxLineLength + 1 && base.load(fromByteOffset: end - 1, as: UInt8.self) == 0x0D
+        if held > maxLineLength && !heldIsCapPlusCR {
             skippedLength = (skippedLength ?? 0) + (end - start)
             start = end
             scanned = end
