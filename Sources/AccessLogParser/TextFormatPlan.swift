@@ -32,6 +32,12 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// field needed. Likewise the right pass reads down to rightStop (≥ middleEnd).
     private let leftStop: Int
     private let rightStop: Int
+    /// For operator i: how many operators from i on (left pass: i, i+1, ...; right pass: i,
+    /// i-1, ...) are neither decoded nor checked-worthy and are delimited by single spaces. Such
+    /// a run is crossed by counting spaces, eight bytes at a time, instead of field by field;
+    /// the full-field plans that choose among formats (see AccessLogParser) still check them.
+    private let leftRun: UnsafeMutableBufferPointer<Int>
+    private let rightRun: UnsafeMutableBufferPointer<Int>
 
     struct LiteralRef {
         var offset: Int
@@ -122,11 +128,31 @@ public final class TextFormatPlan: @unchecked Sendable {
         }
         self.leftStop = leftStop
         self.rightStop = rightStop
+
+        // Runs are only worth it in plans that skip fields; a plan decoding every field (the
+        // ones that choose among formats) checks every value.
+        let singleSpace: [UInt8] = [0x20]
+        let skipsFields = fields != .all
+        leftRun = .allocate(capacity: count)
+        rightRun = .allocate(capacity: count)
+        leftRun.initialize(repeating: 0)
+        rightRun.initialize(repeating: 0)
+        if skipsFields {
+            for index in stride(from: count - 2, through: 0, by: -1)
+            where !isNeeded(index) && parsed.literals[index + 1] == singleSpace {
+                leftRun[index] = 1 + leftRun[index + 1]
+            }
+            for index in 1..<count where !isNeeded(index) && parsed.literals[index] == singleSpace {
+                rightRun[index] = 1 + rightRun[index - 1]
+            }
+        }
     }
 
     deinit {
         operators.deallocate()
         literalBytes.deallocate()
+        leftRun.deallocate()
+        rightRun.deallocate()
     }
 
     /// Parses one line (without its newline) into `record`.
@@ -154,6 +180,13 @@ public final class TextFormatPlan: @unchecked Sendable {
         // Left to right.
         var index = 0
         while index < leftStop {
+            let run = min(leftRun[index], leftStop - index)
+            if run >= 2 {
+                guard let space = nthSpace(run, in: base, from: pos, to: end) else { return .formatMismatch }
+                pos = space + 1
+                index += run
+                continue
+            }
             let op = ops[index]
             guard let found = firstOccurrence(literals + op.following.offset, op.following.count, in: base, from: pos, to: end) else {
                 return index == 0 ? .notAccessLog : .formatMismatch
@@ -168,6 +201,14 @@ public final class TextFormatPlan: @unchecked Sendable {
         // Right to left.
         index = opCount - 1
         while index >= rightStop {
+            // A run may not reach the operator that starts where the left pass ended.
+            let run = min(rightRun[index], index - max(rightStop, middleEnd == leftCount ? middleEnd + 1 : middleEnd) + 1)
+            if run >= 2 {
+                guard let space = nthLastSpace(run, in: base, from: pos, to: end) else { return .formatMismatch }
+                end = space
+                index -= run
+                continue
+            }
             let op = ops[index]
             var start = pos
             if index > middleEnd || middleEnd > leftCount {
@@ -319,6 +360,65 @@ func memoryEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer, _ count: Int)
         index += 1
     }
     return true
+}
+
+/// The index of the `n`th space in `haystack[from..<to]`, counting from `from`.
+@inline(__always)
+func nthSpace(_ n: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> Int? {
+    let spaces: UInt64 = 0x2020_2020_2020_2020
+    var remaining = n
+    var index = from
+    while index + 8 <= to {
+        var matches = zeroBytes(haystack.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ spaces)
+        let found = matches.nonzeroBitCount
+        if found >= remaining {
+            while remaining > 1 {
+                matches &= matches - 1
+                remaining -= 1
+            }
+            return index + matches.trailingZeroBitCount / 8
+        }
+        remaining -= found
+        index += 8
+    }
+    while index < to {
+        if haystack.load(fromByteOffset: index, as: UInt8.self) == 0x20 {
+            remaining -= 1
+            if remaining == 0 { return index }
+        }
+        index += 1
+    }
+    return nil
+}
+
+/// The index of the `n`th space in `haystack[from..<to]`, counting back from `to`.
+@inline(__always)
+func nthLastSpace(_ n: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> Int? {
+    let spaces: UInt64 = 0x2020_2020_2020_2020
+    var remaining = n
+    var end = to
+    while end - 8 >= from {
+        var matches = zeroBytes(haystack.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self) ^ spaces)
+        let found = matches.nonzeroBitCount
+        if found >= remaining {
+            while true {
+                let bit = 63 - matches.leadingZeroBitCount
+                remaining -= 1
+                if remaining == 0 { return end - 8 + bit / 8 }
+                matches &= ~(UInt64(1) << UInt64(bit))
+            }
+        }
+        remaining -= found
+        end -= 8
+    }
+    while end > from {
+        end -= 1
+        if haystack.load(fromByteOffset: end, as: UInt8.self) == 0x20 {
+            remaining -= 1
+            if remaining == 0 { return end }
+        }
+    }
+    return nil
 }
 
 /// Whether `value` holds a space, eight bytes at a time.
