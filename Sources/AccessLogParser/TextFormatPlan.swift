@@ -369,16 +369,14 @@ func nthSpace(_ n: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> In
     var remaining = n
     var index = from
     while index + 8 <= to {
+        // Walk the set bits rather than popcount them: the build targets baseline x86-64, where
+        // popcount is done in software, and a word rarely holds more than two spaces.
         var matches = zeroBytes(haystack.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ spaces)
-        let found = matches.nonzeroBitCount
-        if found >= remaining {
-            while remaining > 1 {
-                matches &= matches - 1
-                remaining -= 1
-            }
-            return index + matches.trailingZeroBitCount / 8
+        while matches != 0 {
+            remaining -= 1
+            if remaining == 0 { return index + matches.trailingZeroBitCount / 8 }
+            matches &= matches - 1
         }
-        remaining -= found
         index += 8
     }
     while index < to {
@@ -399,16 +397,12 @@ func nthLastSpace(_ n: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -
     var end = to
     while end - 8 >= from {
         var matches = zeroBytes(haystack.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self) ^ spaces)
-        let found = matches.nonzeroBitCount
-        if found >= remaining {
-            while true {
-                let bit = 63 - matches.leadingZeroBitCount
-                remaining -= 1
-                if remaining == 0 { return end - 8 + bit / 8 }
-                matches &= ~(UInt64(1) << UInt64(bit))
-            }
+        while matches != 0 {
+            let bit = 63 - matches.leadingZeroBitCount
+            remaining -= 1
+            if remaining == 0 { return end - 8 + bit / 8 }
+            matches &= ~(UInt64(1) << UInt64(bit))
         }
-        remaining -= found
         end -= 8
     }
     while end > from {
