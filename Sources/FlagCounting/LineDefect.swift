@@ -1,52 +1,33 @@
 import AccessLogParser
 import LineFraming
 
-/// Every reason a line can be counted as malformed: the parser's, the framer's and the
-/// container unwrapper's. The raw values are the `reason` label values and JSON keys.
-public enum LineDefect: String, CaseIterable, Sendable {
-    case emptyLine = "empty_line"
-    case notAccessLog = "not_access_log"
-    case formatMismatch = "format_mismatch"
-    case noFlagsField = "no_flags_field"
-    case badFlags = "bad_flags"
-    case badResponseCode = "bad_response_code"
-    case badJSON = "bad_json"
-    case tooLong = "too_long"
-    case badCRILine = "bad_cri_line"
-    case badDockerLine = "bad_docker_line"
+/// Every reason a line can be counted as malformed: the parser's, the framer's (too long) and
+/// the container unwrapper's. ``rawValue`` is the `reason` label value and JSON key, taken from
+/// the upstream module's own enum so each reason is named in one place.
+public enum LineDefect: Hashable, Sendable, CaseIterable {
+    case record(MalformedReason)
+    /// Over the line-length cap, whether the framer or the joining of partial lines found it.
+    case tooLong
+    /// A wrapper defect other than length (`bad_cri_line`, `bad_docker_line`).
+    case container(ContainerDefect)
 
-    public init(_ reason: MalformedReason) {
-        switch reason {
-        case .emptyLine: self = .emptyLine
-        case .notAccessLog: self = .notAccessLog
-        case .formatMismatch: self = .formatMismatch
-        case .noFlagsField: self = .noFlagsField
-        case .badFlags: self = .badFlags
-        case .badResponseCode: self = .badResponseCode
-        case .badJSON: self = .badJSON
-        }
-    }
+    public init(_ reason: MalformedReason) { self = .record(reason) }
 
-    public init(_ defect: ContainerDefect) {
-        switch defect {
-        case .badCRILine: self = .badCRILine
-        case .badDockerLine: self = .badDockerLine
-        case .tooLong: self = .tooLong
-        }
-    }
+    public init(_ defect: ContainerDefect) { self = defect == .tooLong ? .tooLong : .container(defect) }
 
-    var index: Int {
+    public static let allCases: [LineDefect] =
+        MalformedReason.allCases.map(LineDefect.record) + [.tooLong]
+        + ContainerDefect.allCases.filter { $0 != .tooLong }.map(LineDefect.container)
+
+    public var rawValue: String {
         switch self {
-        case .emptyLine: 0
-        case .notAccessLog: 1
-        case .formatMismatch: 2
-        case .noFlagsField: 3
-        case .badFlags: 4
-        case .badResponseCode: 5
-        case .badJSON: 6
-        case .tooLong: 7
-        case .badCRILine: 8
-        case .badDockerLine: 9
+        case .record(let reason): reason.rawValue
+        case .tooLong: ContainerDefect.tooLong.rawValue
+        case .container(let defect): defect.rawValue
         }
     }
+
+    /// The position in ``allCases``: the counter slot. Malformed lines are the rare path, so a
+    /// short linear search is fine.
+    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
 }

@@ -58,8 +58,9 @@ struct FlagCountsTests {
         counts.count(LineDefect(ContainerDefect.tooLong))
         #expect(counts.lines == 12)
         #expect(counts.malformedTotal == 11)
-        #expect(counts.malformed == [.emptyLine: 1, .notAccessLog: 2, .badJSON: 1, .noFlagsField: 1, .badFlags: 1,
-                                     .badResponseCode: 1, .tooLong: 2, .badCRILine: 1, .badDockerLine: 1])
+        #expect(counts.malformed == [.record(.emptyLine): 1, .record(.notAccessLog): 2, .record(.badJSON): 1,
+                                     .record(.noFlagsField): 1, .record(.badFlags): 1, .record(.badResponseCode): 1,
+                                     .tooLong: 2, .container(.badCRILine): 1, .container(.badDockerLine): 1])
         #expect(report(counts) ==
             #"{"lines":12,"malformed":{"bad_cri_line":1,"bad_docker_line":1,"bad_flags":1,"bad_json":1,"bad_response_code":1,"empty_line":1,"no_flags_field":1,"not_access_log":2,"too_long":2},"clusters":{"outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1}}}}"#)
     }

@@ -12,7 +12,7 @@ struct StreamPipelineTests {
         #expect(report(counts) == Lines.mixedReport)
         #expect(counts.lines == 10)
         #expect(counts.malformedTotal == 3)
-        #expect(counts.malformed == [.emptyLine: 1, .notAccessLog: 2])
+        #expect(counts.malformed == [.record(.emptyLine): 1, .record(.notAccessLog): 2])
         // The same with the istio preset.
         #expect(report(try run([bytes(Lines.mixed)], format: .istio)) == Lines.mixedReport)
     }
