@@ -20,8 +20,10 @@ public final class FlagCounts {
 
     public let clusters = ClusterInterner()
     private var counters: [Int] = []
-    /// Codes not in Envoy's table, per cluster id (rare: extensions' custom flags).
-    private var unknownFlags: [Int: [String: Int]] = [:]
+    /// Codes not in Envoy's table (extensions' custom flags), interned like cluster names so
+    /// counting one allocates nothing once it has been seen: cluster id → code id → count.
+    private let unknownCodes = ClusterInterner(initialCapacity: 16)
+    private var unknownFlags: [Int: [Int: Int]] = [:]
     private var defects = [Int](repeating: 0, count: LineDefect.allCases.count)
     /// Every complete logical line: parsed plus malformed.
     public private(set) var lines = 0
@@ -47,7 +49,7 @@ public final class FlagCounts {
         }
         if record.unknownFlagCount > 0 {
             record.forEachUnknownFlag { code in
-                unknownFlags[cluster, default: [:]][String(decoding: code, as: UTF8.self), default: 0] += 1
+                unknownFlags[cluster, default: [:]][unknownCodes.intern(code), default: 0] += 1
             }
         }
     }
@@ -64,8 +66,15 @@ public final class FlagCounts {
         if field.isAbsent {
             id = internNoCluster()
         } else if field.hasJSONEscapes {
-            unescapeScratch = JSONEscapes.decode(field.bytes)
-            id = unescapeScratch.withUnsafeBytes { clusters.intern($0) }
+            // Decoding never lengthens; the scratch only grows, so this allocates at most once
+            // per longer name.
+            if unescapeScratch.count < field.bytes.count {
+                unescapeScratch = [UInt8](repeating: 0, count: field.bytes.count)
+            }
+            id = unescapeScratch.withUnsafeMutableBytes { scratch in
+                let length = JSONEscapes.decode(field.bytes, into: scratch)
+                return clusters.intern(UnsafeRawBufferPointer(rebasing: scratch[0..<length]))
+            }
         } else {
             id = clusters.intern(field.bytes)
         }
@@ -91,7 +100,11 @@ public final class FlagCounts {
             let needed = (id + 1) * Self.stride
             if counters.count < needed { counters.append(contentsOf: repeatElement(0, count: needed - counters.count)) }
             for column in 0..<Self.stride { counters[id * Self.stride + column] += other.counters[otherID * Self.stride + column] }
-            for (code, count) in other.unknownFlags[otherID] ?? [:] { unknownFlags[id, default: [:]][code, default: 0] += count }
+            for (code, count) in other.unknownFlags[otherID] ?? [:] {
+                var name = other.unknownCodes.names[code]
+                let local = name.withUTF8 { unknownCodes.intern(UnsafeRawBufferPointer($0)) }
+                unknownFlags[id, default: [:]][local, default: 0] += count
+            }
         }
     }
 
@@ -138,7 +151,7 @@ public final class FlagCounts {
             requests: counters[row + Self.requestsColumn],
             codes: Array(counters[(row + Self.codesColumn)..<(row + Self.codesColumn + 6)]),
             flags: flags,
-            unknownFlags: unknownFlags[id] ?? [:])
+            unknownFlags: Dictionary(uniqueKeysWithValues: (unknownFlags[id] ?? [:]).map { (unknownCodes.names[$0.key], $0.value) }))
     }
 
     /// All clusters' counts, in first-seen order.

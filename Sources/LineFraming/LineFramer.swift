@@ -31,6 +31,8 @@ public final class LineFramer {
     private var scanned = 0
     /// Dropping an over-long line until its newline; how many bytes it has had so far.
     private var skippedLength: Int?
+    /// Whether the last byte dropped with the over-long line was a `\r` (its `\n` may follow).
+    private var skippedEndsWithCR = false
 
     /// - Parameters:
     ///   - maxLineLength: longer lines are skipped whole (default 64 KiB).
@@ -122,7 +124,13 @@ public final class LineFramer {
             scanned = start
             if let skipped = skippedLength {
                 skippedLength = nil
-                body(.tooLong(length: skipped + newlineIndex - lineStart))
+                // Measured without the `\r` of a `\r\n`, as a line that arrives whole is.
+                var length = skipped + newlineIndex - lineStart
+                let crBefore = newlineIndex > lineStart
+                    ? base.load(fromByteOffset: newlineIndex - 1, as: UInt8.self) == 0x0D
+                    : skippedEndsWithCR
+                if crBefore { length -= 1 }
+                body(.tooLong(length: length))
                 continue
             }
             emit(UnsafeRawBufferPointer(start: base + lineStart, count: newlineIndex - lineStart), body)
@@ -133,6 +141,7 @@ public final class LineFramer {
         let heldIsCapPlusCR = held == maxLineLength + 1 && base.load(fromByteOffset: end - 1, as: UInt8.self) == 0x0D
         if held > maxLineLength && !heldIsCapPlusCR {
             skippedLength = (skippedLength ?? 0) + (end - start)
+            skippedEndsWithCR = base.load(fromByteOffset: end - 1, as: UInt8.self) == 0x0D
             start = end
             scanned = end
         }
