@@ -73,11 +73,19 @@ echo "fuzz: running $BIN for ${SECONDS_TO_RUN}s (corpus $CORPUS, $(ls "$CORPUS" 
 status=0
 ARGS=(-max_total_time="$SECONDS_TO_RUN" -rss_limit_mb=2048 -max_len=4096 -timeout=10 -print_final_stats=1
     -artifact_prefix="$OUT/" "$CORPUS")
+# libFuzzer prints a line per new input; keep that in a log and show the summary (all of it on
+# failure).
+LOG="$OUT/last-run.log"
 if [[ "$JOBS" -gt 1 ]]; then
     # Child processes share the corpus; the run still stops at the first crash (-ignore_crashes=0).
-    "$BIN" -fork="$JOBS" "${ARGS[@]}" || status=$?
+    "$BIN" -fork="$JOBS" "${ARGS[@]}" > "$LOG" 2>&1 || status=$?
 else
-    "$BIN" "${ARGS[@]}" || status=$?
+    "$BIN" "${ARGS[@]}" > "$LOG" 2>&1 || status=$?
+fi
+if [[ "$status" -ne 0 ]]; then
+    cat "$LOG" >&2
+else
+    grep -E '^(stat::|Done|#[0-9]+ *DONE)' "$LOG" || tail -n 5 "$LOG"
 fi
 
 crashes=$(find "$OUT" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
