@@ -251,7 +251,7 @@ struct ParsedFormatString: Sendable {
         case "START_TIME", "START_TIME_LOCAL":
             // A custom strftime pattern may print spaces; the default never does.
             let spaced = argument.map { $0.contains(" ") } ?? false
-            return FormatOperator(text: text, field: .startTime, valueClass: spaced ? .spaced : .token, check: .none)
+            return FormatOperator(text: text, field: .startTime, valueClass: spaced ? .spaced : .token, check: spaced ? .none : .unquoted)
         case "DYNAMIC_METADATA" where argument == "istio.mixer:status":
             // Istio 1.3-1.7's mixer status: Envoy-produced text, never quoted.
             return FormatOperator(text: text, field: nil, valueClass: .spaced, check: .none)

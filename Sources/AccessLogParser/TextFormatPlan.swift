@@ -48,11 +48,16 @@ public final class TextFormatPlan: @unchecked Sendable {
         /// The record field the value fills; nil when the plan does not need it.
         var field: RecordField?
         var check: ValueCheck
-        /// Whether a token value found from the left (by its following literal) or from the
-        /// right (by its preceding literal) must be checked for a stray space: not when that
-        /// literal is a single space, since the search stopped at the first one.
+        /// Whether a value that can never hold a space, found from the left (by its following
+        /// literal) or from the right (by its preceding literal), must be checked for one: not
+        /// when that literal is a lone space, since the search stopped at the first one.
         var spaceCheckFromLeft: Bool
         var spaceCheckFromRight: Bool
+        /// Where the one space of the following literal is (`] "` → 1), or -1 when it has none
+        /// or several; runs use it to find the literal from the space they counted to.
+        var followingSpaceOffset: Int
+        /// The value can never hold a space (checked where no lone-space literal found it).
+        var neverHoldsSpace: Bool
         /// The literal right after this operator (between it and the next one, or the suffix).
         var following: LiteralRef
     }
@@ -82,8 +87,10 @@ public final class TextFormatPlan: @unchecked Sendable {
             let singleSpace: [UInt8] = [0x20]
             operators[index] = CompiledOperator(
                 field: needed ? op.field : nil, check: op.check,
-                spaceCheckFromLeft: parsed.literals[index + 1] != singleSpace,
-                spaceCheckFromRight: parsed.literals[index] != singleSpace,
+                spaceCheckFromLeft: op.valueClass.neverContains(0x20) && parsed.literals[index + 1] != singleSpace,
+                spaceCheckFromRight: op.valueClass.neverContains(0x20) && parsed.literals[index] != singleSpace,
+                followingSpaceOffset: Self.singleSpaceOffset(parsed.literals[index + 1]),
+                neverHoldsSpace: op.valueClass.neverContains(0x20),
                 following: refs[index + 1])
         }
         prefix = refs[0]
@@ -130,22 +137,32 @@ public final class TextFormatPlan: @unchecked Sendable {
         self.rightStop = rightStop
 
         // Runs are only worth it in plans that skip fields; a plan decoding every field (the
-        // ones that choose among formats) checks every value.
-        let singleSpace: [UInt8] = [0x20]
+        // ones that choose among formats) checks every value. An operator can be crossed by
+        // counting spaces when its value never holds one and its literal holds exactly one:
+        // then the nth space from where the run starts lies in the run's nth literal.
         let skipsFields = fields != .all
         leftRun = .allocate(capacity: count)
         rightRun = .allocate(capacity: count)
         leftRun.initialize(repeating: 0)
         rightRun.initialize(repeating: 0)
         if skipsFields {
-            for index in stride(from: count - 2, through: 0, by: -1)
-            where !isNeeded(index) && parsed.literals[index + 1] == singleSpace {
+            func crossable(_ index: Int, _ literal: [UInt8]) -> Bool {
+                !isNeeded(index) && parsed.operators[index].valueClass.neverContains(0x20)
+                    && Self.singleSpaceOffset(literal) >= 0
+            }
+            for index in stride(from: count - 2, through: 0, by: -1) where crossable(index, parsed.literals[index + 1]) {
                 leftRun[index] = 1 + leftRun[index + 1]
             }
-            for index in 1..<count where !isNeeded(index) && parsed.literals[index] == singleSpace {
+            for index in 1..<count where crossable(index, parsed.literals[index]) {
                 rightRun[index] = 1 + rightRun[index - 1]
             }
         }
+    }
+
+    /// The offset of the only space in `literal`; -1 when it has none or more than one.
+    private static func singleSpaceOffset(_ literal: [UInt8]) -> Int {
+        let spaces = literal.indices.filter { literal[$0] == 0x20 }
+        return spaces.count == 1 ? spaces[0] : -1
     }
 
     deinit {
@@ -182,8 +199,17 @@ public final class TextFormatPlan: @unchecked Sendable {
         while index < leftStop {
             let run = min(leftRun[index], leftStop - index)
             if run >= 2 {
-                guard let space = nthSpace(run, in: base, from: pos, to: end) else { return .formatMismatch }
-                pos = space + 1
+                let last = ops[index + run - 1].following
+                guard let space = nthSpace(run, in: base, from: pos, to: end) else {
+                    return index == 0 ? .notAccessLog : .formatMismatch
+                }
+                let literalStart = space - ops[index + run - 1].followingSpaceOffset
+                guard literalStart >= pos, literalStart + last.count <= end,
+                    memoryEqual(base + literalStart, literals + last.offset, last.count)
+                else {
+                    return index == 0 ? .notAccessLog : .formatMismatch
+                }
+                pos = literalStart + last.count
                 index += run
                 continue
             }
@@ -204,8 +230,16 @@ public final class TextFormatPlan: @unchecked Sendable {
             // A run may not reach the operator that starts where the left pass ended.
             let run = min(rightRun[index], index - max(rightStop, middleEnd == leftCount ? middleEnd + 1 : middleEnd) + 1)
             if run >= 2 {
+                // The run's last literal is the one before its lowest operator.
+                let literal = ops[index - run].following
                 guard let space = nthLastSpace(run, in: base, from: pos, to: end) else { return .formatMismatch }
-                end = space
+                let literalStart = space - ops[index - run].followingSpaceOffset
+                guard literalStart >= pos, literalStart + literal.count <= end,
+                    memoryEqual(base + literalStart, literals + literal.offset, literal.count)
+                else {
+                    return .formatMismatch
+                }
+                end = literalStart
                 index -= run
                 continue
             }
@@ -222,7 +256,7 @@ public final class TextFormatPlan: @unchecked Sendable {
                 }
                 end = found
             } else {
-                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), true, into: &record) {
+                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), op.neverHoldsSpace, into: &record) {
                     return reason
                 }
                 end = start
@@ -242,7 +276,7 @@ public final class TextFormatPlan: @unchecked Sendable {
                 }
                 valueEnd = found
             }
-            if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), true, into: &record) {
+            if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), op.neverHoldsSpace, into: &record) {
                 return reason
             }
             pos = valueEnd + op.following.count
@@ -253,15 +287,17 @@ public final class TextFormatPlan: @unchecked Sendable {
 
     @inline(__always)
     private static func assign(_ op: CompiledOperator, _ value: UnsafeRawBufferPointer, _ checkSpace: Bool, into record: inout AccessRecord) -> MalformedReason? {
+        // A value that can never hold a space, found by a literal other than a lone space,
+        // must not hold one: then the line has more fields than the format (an Istio 1.3-1.7
+        // line read with the <=1.2 plan puts cluster and next field together). Runs (which
+        // count spaces) rely on every plan checking this.
+        if checkSpace && containsSpace(value) { return .formatMismatch }
         switch op.check {
         case .none: break
         case .number:
             if !isNumberOrDash(value) { return op.field == .responseCode ? .badResponseCode : .formatMismatch }
         case .unquoted:
             if value.first == UInt8(ascii: "\"") || value.last == UInt8(ascii: "\"") { return .formatMismatch }
-            // A token never holds a space: one here means the line has more fields than the format
-            // (an Istio 1.3-1.7 line read with the <=1.2 plan puts cluster and next field together).
-            if checkSpace && containsSpace(value) { return .formatMismatch }
         case .address:
             if !looksLikeAddress(value) { return .formatMismatch }
         }
