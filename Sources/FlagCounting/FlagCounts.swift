@@ -78,11 +78,17 @@ public final class FlagCounts {
         } else {
             id = clusters.intern(field.bytes)
         }
+        ensureRow(id)
+        return id
+    }
+
+    /// Grows the counters so cluster `id` has its row.
+    @inline(__always)
+    private func ensureRow(_ id: Int) {
         let needed = (id + 1) * Self.stride
         if counters.count < needed {
             counters.append(contentsOf: repeatElement(0, count: needed - counters.count))
         }
-        return id
     }
 
     private func internNoCluster() -> Int {
@@ -97,8 +103,7 @@ public final class FlagCounts {
         for otherID in 0..<other.clusters.count {
             var name = other.clusters.names[otherID]
             let id = name.withUTF8 { clusters.intern(UnsafeRawBufferPointer($0)) }
-            let needed = (id + 1) * Self.stride
-            if counters.count < needed { counters.append(contentsOf: repeatElement(0, count: needed - counters.count)) }
+            ensureRow(id)
             for column in 0..<Self.stride { counters[id * Self.stride + column] += other.counters[otherID * Self.stride + column] }
             for (code, count) in other.unknownFlags[otherID] ?? [:] {
                 var name = other.unknownCodes.names[code]

@@ -82,14 +82,20 @@ public final class ContainerUnwrapper {
 
     /// `<timestamp> <stream> <tag>[:<more tags>] <content>`; nil when the line is not CRI.
     private func unwrapCRI(_ line: UnsafeRawBufferPointer) -> UnwrappedLine? {
-        guard let timestampEnd = Self.timestampLength(line), timestampEnd < line.count,
+        guard let record = Self.criRecord(line) else { return nil }
+        return join(record.content, isComplete: record.isComplete, isStdout: record.isStdout)
+    }
+
+    /// Splits a CRI line into its stream, its `P`/`F` tag and its content; nil when not CRI.
+    private static func criRecord(_ line: UnsafeRawBufferPointer) -> (isStdout: Bool, isComplete: Bool, content: UnsafeRawBufferPointer)? {
+        guard let timestampEnd = timestampLength(line), timestampEnd < line.count,
             line[timestampEnd] == UInt8(ascii: " ")
         else { return nil }
         var index = timestampEnd + 1
         let isStdout: Bool
-        if Self.matches(line, at: index, "stdout ") {
+        if matches(line, at: index, "stdout ") {
             isStdout = true
-        } else if Self.matches(line, at: index, "stderr ") {
+        } else if matches(line, at: index, "stderr ") {
             isStdout = false
         } else {
             return nil
@@ -111,7 +117,13 @@ public final class ContainerUnwrapper {
             guard line[index] == UInt8(ascii: " ") else { return nil }
             content = UnsafeRawBufferPointer(rebasing: line[(index + 1)...])
         }
-        return join(content, isComplete: tag == UInt8(ascii: "F"), isStdout: isStdout)
+        return (isStdout, tag == UInt8(ascii: "F"), content)
+    }
+
+    /// Whether `line` is in a wrapper whose records can be partial (CRI or docker json-file),
+    /// so that a logical line may continue on the next one.
+    public static func isCRIOrDockerRecord(_ line: UnsafeRawBufferPointer) -> Bool {
+        line.starts(with: dockerPrefix) || criRecord(line) != nil
     }
 
     // MARK: docker json-file

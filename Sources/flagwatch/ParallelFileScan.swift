@@ -37,12 +37,7 @@ struct ParallelFileScan {
             var head = [UInt8](repeating: 0, count: 4096)
             let count = try head.withUnsafeMutableBytes { (buffer) throws(Errno) in try descriptor.read(into: buffer, atOffset: 0) }
             let firstLine = head[0..<count].prefix { $0 != 0x0A }
-            if firstLine.first == UInt8(ascii: "{") { return !firstLine.starts(with: Array(#"{"log":"#.utf8)) }
-            return firstLine.withUnsafeBytes { bytes in
-                guard let length = ContainerUnwrapper.timestampLength(bytes), length + 8 <= bytes.count else { return true }
-                let stream = String(decoding: bytes[(length + 1)..<(length + 8)], as: UTF8.self)
-                return stream != "stdout " && stream != "stderr "
-            }
+            return !firstLine.withUnsafeBytes(ContainerUnwrapper.isCRIOrDockerRecord)
         }
     }
 

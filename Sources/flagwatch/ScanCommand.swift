@@ -75,7 +75,7 @@ struct ScanCommand: ParsableCommand {
         let counts = FlagCounts()
         var recognized: [String] = []
         for input in inputs {
-            if let parallel = try parallelScan(for: input) {
+            if let parallel = try parallelScan(for: input, format: logFormat) {
                 for format in try parallel.scan.run(input.descriptor, workers: parallel.workers, into: counts)
                 where !recognized.contains(format) {
                     recognized.append(format)
@@ -110,14 +110,14 @@ struct ScanCommand: ParsableCommand {
     }
 
     /// A large regular file that can be cut at line boundaries is read on all cores.
-    private func parallelScan(for input: (name: String, descriptor: FileDescriptor)) throws -> (scan: ParallelFileScan, workers: Int)? {
+    private func parallelScan(for input: (name: String, descriptor: FileDescriptor), format: LogFormat) throws -> (scan: ParallelFileScan, workers: Int)? {
         guard input.descriptor.rawValue != FileDescriptor.standardInput.rawValue,
             let size = try input.descriptor.regularFileSize()
         else { return nil }
         let workers = ParallelFileScan.workerCount(forSize: size)
         guard workers > 1, try ParallelFileScan.canSplit(input.descriptor, containerFormat: containerFormat) else { return nil }
         let scan = ParallelFileScan(
-            path: input.name, size: size, format: try parsedFormat(), containerFormat: containerFormat,
+            path: input.name, size: size, format: format, containerFormat: containerFormat,
             maxLineLength: maxLineLength)
         return (scan, workers)
     }
