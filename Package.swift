@@ -28,14 +28,26 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
         .target(name: "LineFraming", swiftSettings: hotPath),
         // The zero-copy access-log record parser: flags, format plans, presets, JSON.
         .target(name: "AccessLogParser", swiftSettings: hotPath),
-        // Thin typed wrappers over the POSIX calls used to read files and standard input.
-        .target(name: "LogSources", swiftSettings: strictSwift6),
+        // Thin typed wrappers over the POSIX and Linux calls flagwatch makes (files, inotify,
+        // poll, signalfd): the only place they are called from.
+        .target(name: "SystemCalls", dependencies: ["CLinuxShims"], swiftSettings: strictSwift6),
+        // Linux headers the Glibc module leaves out (signalfd).
+        .target(name: "CLinuxShims"),
+        // libsystemd through pkg-config: the journal reader and sd_notify.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // Follows files (inotify, rotation, checkpoints) and journald; hands lines to a sink.
+        .target(
+            name: "LogSources",
+            dependencies: ["SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
         // Per-cluster counts of codes and flags, interned cluster names.
         .target(
             name: "FlagCounting",
@@ -54,14 +66,20 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "LogSources", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
         ),
         .testTarget(
             name: "AccessLogParserTests",
             dependencies: ["AccessLogParser", "LineFraming"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "LogSourcesTests",
+            dependencies: ["LogSources", "SystemCalls"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

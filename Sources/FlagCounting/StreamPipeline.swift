@@ -45,6 +45,24 @@ public final class StreamPipeline {
         framer.feed(bytes, handle)
     }
 
+    /// Counts one line that arrives without framing (a journal entry's `MESSAGE`): no newline
+    /// is expected, and one inside it does not split it.
+    public func count(line: UnsafeRawBufferPointer) {
+        var length = line.count
+        if length > 0, line[length - 1] == 0x0A { length -= 1 }
+        if length > 0, line[length - 1] == 0x0D { length -= 1 }
+        if length > framer.maxLineLength {
+            counts.count(.tooLong)
+        } else {
+            handle(.line(UnsafeRawBufferPointer(rebasing: line[0..<length])))
+        }
+    }
+
+    /// A line too long to keep was skipped before it reached the pipeline.
+    public func countSkippedLongLine() {
+        counts.count(.tooLong)
+    }
+
     private func handle(_ framed: FramedLine) {
         switch framed {
         case .tooLong:

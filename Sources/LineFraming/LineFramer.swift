@@ -22,7 +22,10 @@ public enum FramedLine {
 /// whole (reported once, as ``FramedLine/tooLong(length:)``) without buffering it.
 public final class LineFramer {
     public let maxLineLength: Int
-    private let storage: UnsafeMutableRawBufferPointer
+    /// Allocated on first use: a framer that only ever frames complete lines in place (a
+    /// followed file hands on whole lines) never needs it.
+    private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private let capacity: Int
     /// The first byte not yet handed out.
     private var start = 0
     /// One past the last byte read.
@@ -39,11 +42,15 @@ public final class LineFramer {
     ///   - bufferSize: the read size; at least `maxLineLength + 1` is used.
     public init(maxLineLength: Int = 64 * 1024, bufferSize: Int = 4 * 1024 * 1024) {
         self.maxLineLength = max(1, maxLineLength)
-        let capacity = max(bufferSize, self.maxLineLength + 2)
-        storage = .allocate(byteCount: capacity, alignment: 64)
+        capacity = max(bufferSize, self.maxLineLength + 2)
     }
 
-    deinit { storage.deallocate() }
+    deinit { if storage.baseAddress != nil { storage.deallocate() } }
+
+    @inline(__always)
+    private func allocateStorageIfNeeded() {
+        if storage.baseAddress == nil { storage = .allocate(byteCount: capacity, alignment: 64) }
+    }
 
     /// Bytes held for a line that has no newline yet.
     public var pendingByteCount: Int { end - start }
@@ -51,6 +58,7 @@ public final class LineFramer {
     /// Lets `read` write into the free part of the buffer; returns what it reported (0 = end
     /// of input). Call ``drain(_:)`` afterwards.
     public func fill<E: Error>(_ read: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) -> Int {
+        allocateStorageIfNeeded()
         compact()
         let free = UnsafeMutableRawBufferPointer(rebasing: storage[end...])
         let count = try read(free)
@@ -60,6 +68,7 @@ public final class LineFramer {
 
     /// Copies `bytes` in and hands out every line they complete.
     public func feed(_ bytes: UnsafeRawBufferPointer, _ body: (FramedLine) -> Void) {
+        allocateStorageIfNeeded()
         var remaining = bytes
         while !remaining.isEmpty {
             compact()

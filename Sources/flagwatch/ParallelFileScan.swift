@@ -2,7 +2,7 @@ import AccessLogParser
 import Dispatch
 import FlagCounting
 import LineFraming
-import LogSources
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc

@@ -4,12 +4,16 @@ import Exposition
 import FlagCounting
 import LineFraming
 import LogSources
+import Logging
+import SystemCalls
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json, prometheus
 }
 
 extension ContainerFormat: ExpressibleByArgument {}
+extension StartPosition: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 struct ScanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,6 +24,7 @@ struct ScanCommand: ParsableCommand {
               flagwatch scan /var/log/envoy/access.log
               kubectl logs --timestamps deploy/istio-ingressgateway -n istio-system | flagwatch scan -
               flagwatch scan --output json /var/log/pods/*/istio-proxy/*.log
+              flagwatch scan --follow --file '/var/log/envoy/*.log' --state-dir /tmp/flagwatch-state
             """
     )
 
@@ -43,17 +48,51 @@ struct ScanCommand: ParsableCommand {
             valueName: "field=key"))
     var jsonKeys: [String] = []
 
-    @Argument(help: "Files to read; '-' or nothing for standard input.")
+    @Argument(help: "Files to read; '-' or nothing for standard input. With --follow: paths or patterns to follow.")
     var files: [String] = []
+
+    @Flag(help: "Keep following the files (and journal) and print the counts since start every --interval.")
+    var follow = false
+
+    @Option(name: .customLong("file"), help: ArgumentHelp("With --follow: a path or wildcard pattern to follow (repeatable).", valueName: "glob"))
+    var filePatterns: [String] = []
+
+    @Option(help: "With --follow: where a file seen at startup without a checkpoint starts (end or beginning).")
+    var startAt: StartPosition = .end
+
+    @Option(help: ArgumentHelp("With --follow: keep checkpoints here; a later run resumes where this one stopped.", valueName: "dir"))
+    var stateDir: String?
+
+    @Option(help: ArgumentHelp("With --follow: seconds between reports.", valueName: "seconds"))
+    var interval: Double = 2
+
+    @Option(help: ArgumentHelp("With --follow: seconds between full rescans of the patterns (inotify does the rest).", valueName: "seconds"))
+    var rescanInterval: Double = 10
+
+    @Option(help: ArgumentHelp("With --follow and --state-dir: seconds between checkpoint saves.", valueName: "seconds"))
+    var checkpointInterval: Double = 5
+
+    @Option(help: "With --follow: log level on standard error (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: Logger.Level = .info
 
     func validate() throws {
         guard maxLineLength > 0 && maxLineLength <= 64 * 1024 * 1024 else {
             throw ValidationError("--max-line-length must be between 1 and 67108864")
         }
+        for (name, value) in [("--interval", interval), ("--rescan-interval", rescanInterval), ("--checkpoint-interval", checkpointInterval)] {
+            guard value.isFinite, value >= 0.01, value <= 86400 else {
+                throw ValidationError("\(name) must be between 0.01 and 86400 seconds")
+            }
+        }
+        if !follow && !filePatterns.isEmpty { throw ValidationError("--file needs --follow") }
+        if follow && output == .prometheus { throw ValidationError("--follow prints table or json") }
+        if follow && (files + filePatterns).isEmpty { throw ValidationError("--follow needs --file (or paths)") }
+        if follow && files.contains("-") { throw ValidationError("--follow reads files, not standard input") }
     }
 
     func run() throws {
         let logFormat = try parsedFormat()
+        if follow { return try runFollowing(logFormat) }
         // Open everything first: an unreadable file is an error before any output.
         var inputs: [(name: String, descriptor: FileDescriptor)] = []
         for path in files.isEmpty ? ["-"] : files {
@@ -107,6 +146,26 @@ struct ScanCommand: ParsableCommand {
         case .table: print(report.table(recognizedFormats: recognized), terminator: "")
         case .prometheus: print(PrometheusText.render(counts, source: "scan"), terminator: "")
         }
+    }
+
+    private func runFollowing(_ logFormat: LogFormat) throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        var options = FollowOptions()
+        options.rescanInterval = rescanInterval
+        options.checkpointInterval = checkpointInterval
+        options.maxLineLength = maxLineLength
+        options.stateDirectory = stateDir
+        let sourceName = "files"
+        let scan = FollowScan(
+            files: [FileSourceSpec(name: sourceName, patterns: files + filePatterns, startAt: startAt)],
+            parsing: [sourceName: SourceParsing(format: logFormat, containerFormat: containerFormat)],
+            options: options, reportInterval: interval, output: output,
+            logger: Logger(label: "flagwatch"))
+        try scan.run()
     }
 
     /// A large regular file that can be cut at line boundaries is read on all cores.

@@ -16,6 +16,9 @@ public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public static let interrupted = Errno(rawValue: EINTR)
     public static let permissionDenied = Errno(rawValue: EACCES)
     public static let noSuchFile = Errno(rawValue: ENOENT)
+    public static let wouldBlock = Errno(rawValue: EAGAIN)
+    public static let notDirectory = Errno(rawValue: ENOTDIR)
+    public static let noSpace = Errno(rawValue: ENOSPC)
 }
 
 /// An owned file descriptor: the few POSIX calls flagwatch makes on files go through here.
@@ -73,6 +76,13 @@ public struct FileDescriptor: Sendable {
         return (info.st_mode & S_IFMT) == S_IFREG ? Int(info.st_size) : nil
     }
 
+    /// `fstat`: what the descriptor refers to now (its size grows as the file is written).
+    public func status() throws(Errno) -> FileStatus {
+        var info = stat()
+        guard fstat(rawValue, &info) == 0 else { throw Errno.current }
+        return FileStatus(info)
+    }
+
     /// Whether the descriptor names a directory (reading one fails with EISDIR on Linux anyway,
     /// but this gives the clearer message up front).
     public func isDirectory() throws(Errno) -> Bool {
@@ -81,11 +91,63 @@ public struct FileDescriptor: Sendable {
         return (info.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// Opens `path` for writing, creating it (mode `permissions`) and emptying it.
+    public static func create(_ path: String, permissions: mode_t = 0o644) throws(Errno) -> FileDescriptor {
+        while true {
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, permissions)
+            if fd >= 0 { return FileDescriptor(rawValue: fd) }
+            let error = Errno.current
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Opens a directory (for ``sync()`` after a rename in it).
+    public static func openDirectory(_ path: String) throws(Errno) -> FileDescriptor {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw Errno.current }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Writes all of `bytes`, retrying short writes and EINTR.
+    public func write(all bytes: UnsafeRawBufferPointer) throws(Errno) {
+        guard let base = bytes.baseAddress else { return }
+        var written = 0
+        while written < bytes.count {
+            #if canImport(Glibc)
+            let count = Glibc.write(rawValue, base + written, bytes.count - written)
+            #else
+            let count = Darwin.write(rawValue, base + written, bytes.count - written)
+            #endif
+            if count >= 0 {
+                written += count
+                continue
+            }
+            let error = Errno.current
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// `fsync`: the data is on disk when this returns.
+    public func sync() throws(Errno) {
+        guard fsync(rawValue) == 0 else { throw Errno.current }
+    }
+
     public func close() {
         #if canImport(Glibc)
         _ = Glibc.close(rawValue)
         #else
         _ = Darwin.close(rawValue)
         #endif
+    }
+}
+
+/// Text straight to standard output or error with `write(2)`, unbuffered: a report printed
+/// by a long-running command reaches a pipe at once.
+public enum StandardStream {
+    public static func write(_ text: String, to descriptor: FileDescriptor = FileDescriptor(rawValue: 1)) {
+        var text = text
+        text.withUTF8 { bytes in
+            try? descriptor.write(all: UnsafeRawBufferPointer(bytes))
+        }
     }
 }

@@ -1,0 +1,2 @@
+// Headers only; the target needs one source file.
+#include "CLinuxShims.h"

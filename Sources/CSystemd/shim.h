@@ -1,0 +1,4 @@
+// libsystemd (Debian: libsystemd-dev): the journal API and sd_notify.
+#pragma once
+#include <systemd/sd-journal.h>
+#include <systemd/sd-daemon.h>

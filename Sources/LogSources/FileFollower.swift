@@ -1,0 +1,603 @@
+import Logging
+import SystemCalls
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A configured set of files to follow: paths and wildcard patterns.
+public struct FileSourceSpec: Sendable, Equatable {
+    public var name: String
+    public var patterns: [String]
+    public var startAt: StartPosition
+
+    public init(name: String, patterns: [String], startAt: StartPosition = .end) {
+        self.name = name
+        self.patterns = patterns
+        self.startAt = startAt
+    }
+}
+
+/// How files are followed; the defaults suit a node with a few busy logs or many quiet ones.
+public struct FollowOptions: Sendable {
+    /// Every so often every pattern is expanded again and every open file checked, whatever
+    /// inotify said: this catches what it cannot see (NFS, a lost watch).
+    public var rescanInterval: Double = 10
+    /// How often positions are saved in the state directory (and rotated files closed).
+    public var checkpointInterval: Double = 5
+    /// A rotated or deleted file is closed once it has been read to its end and has not grown
+    /// for this long (the writer may go on appending until it reopens its log).
+    public var rotatedFileGrace: Double = 5
+    /// Longer lines are skipped without being buffered (reported to the sink).
+    public var maxLineLength = 64 * 1024
+    /// One read buffer shared by all files; also the most read from one file in one go.
+    public var readBufferSize = 4 * 1024 * 1024
+    /// Where checkpoints are kept; nil: positions are not saved.
+    public var stateDirectory: String?
+
+    public init() {}
+}
+
+/// Follows the files of several sources: inotify tells when a file grows or a directory
+/// changes, a slow rescan catches the rest, and each file is read from the end of the last
+/// complete line handed to the sink, so nothing is counted twice or skipped.
+///
+/// Rotation by rename: the old file stays open (it is identified by device and inode, not by
+/// name) and is read to its end; the new file is a new stream, read from offset 0. Copytruncate:
+/// a size below the position, or changed first bytes, restart the file at 0. Everything runs on
+/// the ``PollLoop``'s thread.
+public final class FileFollower {
+    private let sources: [FileSourceSpec]
+    private let options: FollowOptions
+    private unowned let sink: any LineSink
+    private let logger: Logger
+    private let inotify: Inotify?
+    private let store: CheckpointStore?
+    private var buffer: UnsafeMutableRawBufferPointer
+
+    private var files: [[FileIdentity: FollowedFile]]
+    private var statistics: [SourceStatistics]
+    /// Checkpoints loaded at startup and not yet matched to a file, per source.
+    private var savedCheckpoints: [[FileCheckpoint]]
+    /// Sources that had saved state: a file they do not know is new since the last run.
+    private var hadSavedState: [Bool]
+    /// Errors already logged, per source and path, so each is logged once until it clears.
+    private var reportedErrors: [Set<String>]
+    private var dirtySources = Set<Int>()
+    private var pendingReads = Set<StreamID>()
+    private var streams: [StreamID: FollowedFile] = [:]
+    private var directoryWatches: [Int32: DirectoryWatch] = [:]
+    private var fileWatches: [Int32: [StreamID]] = [:]
+    private var nextStream: Int
+    private var initialScanDone = false
+    /// What was last saved per source, so an idle follower does not rewrite its state.
+    private var lastSaved: [SourceCheckpoint?]
+
+    private struct DirectoryWatch {
+        var path: String
+        var sources: Set<Int>
+    }
+
+    /// Device and inode.
+    struct FileIdentity: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    final class FollowedFile {
+        let stream: StreamID
+        let source: Int
+        let identity: FileIdentity
+        let descriptor: FileDescriptor
+        var path: String
+        var fingerprint: FileFingerprint
+        /// Just after the last complete line handed on: what a checkpoint saves.
+        var committedOffset: Int
+        /// Where the next read starts (ahead of `committedOffset` only inside a skipped line).
+        var readOffset: Int
+        /// Inside a line too long to keep: its length so far. `silent`: the line was already
+        /// under way when following started, so it is dropped without a report.
+        var skipping: (length: Int, silent: Bool, endsWithCR: Bool)?
+        var watch: Int32?
+        /// No longer reachable through the source's patterns (renamed away or deleted).
+        var isOrphan = false
+        var lastActivity: Double
+
+        init(stream: StreamID, source: Int, identity: FileIdentity, descriptor: FileDescriptor, path: String,
+             fingerprint: FileFingerprint, offset: Int, now: Double) {
+            self.stream = stream
+            self.source = source
+            self.identity = identity
+            self.descriptor = descriptor
+            self.path = path
+            self.fingerprint = fingerprint
+            committedOffset = offset
+            readOffset = offset
+            lastActivity = now
+        }
+    }
+
+    /// - Parameter firstStream: stream ids handed out start here (so several sources' ids
+    ///   do not collide).
+    public init(sources: [FileSourceSpec], options: FollowOptions, sink: any LineSink, logger: Logger,
+                firstStream: Int = 1) throws(Errno) {
+        self.sources = sources
+        self.options = options
+        self.sink = sink
+        self.logger = logger
+        do {
+            inotify = try Inotify()
+        } catch {
+            // Without inotify (no instances left), the rescan still finds everything, late.
+            logger.error("inotify unavailable (\(error)); falling back to rescans every \(options.rescanInterval) s")
+            inotify = nil
+        }
+        store = try options.stateDirectory.map { (directory) throws(Errno) in try CheckpointStore(directory: directory) }
+        let size = max(options.readBufferSize, options.maxLineLength + 2)
+        buffer = .allocate(byteCount: size, alignment: 64)
+        files = Array(repeating: [:], count: sources.count)
+        statistics = Array(repeating: SourceStatistics(), count: sources.count)
+        savedCheckpoints = Array(repeating: [], count: sources.count)
+        hadSavedState = Array(repeating: false, count: sources.count)
+        reportedErrors = Array(repeating: [], count: sources.count)
+        lastSaved = Array(repeating: nil, count: sources.count)
+        nextStream = firstStream
+        if let store {
+            for (index, source) in sources.enumerated() {
+                do {
+                    if let saved = try store.load(source: source.name) {
+                        savedCheckpoints[index] = saved.files ?? []
+                        hadSavedState[index] = true
+                    }
+                } catch {
+                    // Starting as if for the first time loses at most the lines written while
+                    // stopped; refusing to start would lose everything from now on.
+                    logger.error("\(error); source \(source.name) starts without it")
+                    statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                }
+            }
+        }
+    }
+
+    deinit {
+        buffer.deallocate()
+        for file in streams.values { file.descriptor.close() }
+    }
+
+    public func statistics(forSource index: Int) -> SourceStatistics { statistics[index] }
+
+    /// Opens every matching file (positions fixed now), installs the watches, and registers
+    /// with `loop`. Lines already in files read from the beginning are read by the loop.
+    public func start(on loop: PollLoop) {
+        for index in sources.indices { rescan(index) }
+        initialScanDone = true
+        for index in sources.indices { resumeRotatedFiles(index) }
+        if let inotify {
+            loop.watch(inotify.descriptor.rawValue) { [unowned self] _ in self.handleInotify() }
+        }
+        loop.every(options.rescanInterval) { [unowned self] in
+            dirtySources.formUnion(sources.indices)
+            pendingReads.formUnion(streams.keys)
+        }
+        loop.every(options.checkpointInterval) { [unowned self] in
+            closeFinishedOrphans()
+            saveCheckpoints()
+        }
+        loop.whileBusy { [unowned self] in self.work() }
+    }
+
+    /// Reads what every open file holds now (bounded), e.g. before a last report at shutdown.
+    public func catchUp() {
+        for index in sources.indices where dirtySources.contains(index) { rescan(index) }
+        dirtySources.removeAll()
+        pendingReads.formUnion(streams.keys)
+        var rounds = 0
+        while !pendingReads.isEmpty && rounds < 16 {
+            _ = work()
+            rounds += 1
+        }
+    }
+
+    /// One round of work: rescans asked for by events, then reads. True if reads are left.
+    private func work() -> Bool {
+        if !dirtySources.isEmpty {
+            let dirty = dirtySources
+            dirtySources.removeAll()
+            for index in dirty.sorted() { rescan(index) }
+        }
+        guard !pendingReads.isEmpty else { return false }
+        let pending = pendingReads
+        pendingReads.removeAll()
+        for stream in pending {
+            guard let file = streams[stream] else { continue }
+            if read(file, budget: 4 * buffer.count) { pendingReads.insert(stream) }
+        }
+        return !pendingReads.isEmpty
+    }
+
+    // MARK: - Events
+
+    private func handleInotify() {
+        guard let inotify else { return }
+        do {
+            try inotify.readEvents { event in
+                if event.has(Inotify.queueOverflow) {
+                    // Events were lost: look at everything again.
+                    logger.warning("inotify queue overflowed; rescanning every source")
+                    dirtySources.formUnion(sources.indices)
+                    pendingReads.formUnion(streams.keys)
+                    return
+                }
+                if let directory = directoryWatches[event.watch] {
+                    dirtySources.formUnion(directory.sources)
+                    if event.has(Inotify.watchRemoved) { directoryWatches[event.watch] = nil }
+                }
+                if let watchers = fileWatches[event.watch] {
+                    if event.has(Inotify.watchRemoved) {
+                        fileWatches[event.watch] = nil
+                        for stream in watchers { streams[stream]?.watch = nil }
+                    }
+                    for stream in watchers {
+                        pendingReads.insert(stream)
+                        // Links changed (deleted, renamed over): see whether it is still matched.
+                        if event.has(UInt32(IN_ATTRIB)), let file = streams[stream] { dirtySources.insert(file.source) }
+                    }
+                }
+            }
+        } catch {
+            logger.error("reading inotify events failed: \(error)")
+        }
+    }
+
+    // MARK: - Discovery
+
+    /// Expands the source's patterns: opens new files, notes files no longer matched, watches
+    /// the directories that decide what matches.
+    private func rescan(_ index: Int) {
+        var seen = Set<FileIdentity>()
+        var directories = Set<String>()
+        var currentErrors = Set<String>()
+        for pattern in sources[index].patterns {
+            let expansion = PathPattern(pattern).expand()
+            directories.formUnion(expansion.directories)
+            for (path, error) in expansion.errors {
+                currentErrors.insert(path)
+                report(index, path: path, kind: errorKind(error), "cannot read directory \(path): \(error)")
+            }
+            for path in expansion.paths where !Self.isCompressed(path) {
+                if let identity = open(path, source: index, errors: &currentErrors) { seen.insert(identity) }
+            }
+        }
+        // Errors that no longer occur may be reported again if they come back.
+        reportedErrors[index].formIntersection(currentErrors)
+        for (identity, file) in files[index] {
+            let orphan = !seen.contains(identity)
+            if orphan && !file.isOrphan {
+                logger.debug("\(file.path) is no longer matched (rotated or deleted); reading it to its end")
+                pendingReads.insert(file.stream)
+            }
+            file.isOrphan = orphan
+        }
+        updateDirectoryWatches(index, directories)
+    }
+
+    /// Rotated copies that a compressor writes are never read: their lines were read from the
+    /// file before it was rotated.
+    static func isCompressed(_ path: String) -> Bool {
+        [".gz", ".xz", ".zst", ".bz2", ".lz4", ".zip"].contains { path.hasSuffix($0) }
+    }
+
+    private func errorKind(_ error: Errno) -> String {
+        switch error {
+        case .permissionDenied: "permission_denied"
+        case .noSuchFile, .notDirectory: "not_found"
+        default: "open_error"
+        }
+    }
+
+    private func report(_ index: Int, path: String, kind: String, _ message: String) {
+        guard reportedErrors[index].insert(path).inserted else { return }
+        statistics[index].errors[kind, default: 0] += 1
+        logger.warning("source \(sources[index].name): \(message); retrying on the next rescan")
+    }
+
+    /// Opens `path` if it is a regular file this source does not follow yet; returns the
+    /// identity of the file at `path` (followed now) or nil.
+    private func open(_ path: String, source index: Int, errors: inout Set<String>) -> FileIdentity? {
+        guard let pathStatus = try? FileStatus(path: path), pathStatus.isRegularFile else { return nil }
+        let known = FileIdentity(device: pathStatus.device, inode: pathStatus.inode)
+        if let file = files[index][known] {
+            if file.path != path { file.path = path }
+            return known
+        }
+        let descriptor: FileDescriptor
+        let status: FileStatus
+        do {
+            descriptor = try FileDescriptor.openForReading(path)
+            status = try descriptor.status()
+        } catch {
+            errors.insert(path)
+            report(index, path: path, kind: errorKind(error), "cannot open \(path): \(error)")
+            return nil
+        }
+        // The path may have been replaced between stat and open: the descriptor is the truth.
+        let identity = FileIdentity(device: status.device, inode: status.inode)
+        if files[index][identity] != nil {
+            descriptor.close()
+            return identity
+        }
+        let fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
+        let offset = startOffset(index, path: path, identity: identity, size: status.size, descriptor: descriptor)
+        follow(descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset)
+        return identity
+    }
+
+    /// Where a newly opened file starts: its checkpoint if it has one, else the beginning
+    /// (a file that appeared while running, or since the last run), else the source's choice.
+    private func startOffset(_ index: Int, path: String, identity: FileIdentity, size: Int, descriptor: FileDescriptor) -> (offset: Int, skipPartial: Bool) {
+        if let saved = takeCheckpoint(index, identity: identity, descriptor: descriptor) {
+            if saved.offset <= size { return (saved.offset, false) }
+            logger.info("\(path) is shorter than its checkpoint (truncated while stopped); reading from the start")
+            return (0, false)
+        }
+        if initialScanDone || hadSavedState[index] || sources[index].startAt == .beginning { return (0, false) }
+        return endOfLastCompleteLine(descriptor, size: size)
+    }
+
+    /// The offset after the last newline before `size`; if the file ends inside a line longer
+    /// than the cap, its end, with that line's remainder skipped.
+    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, size: Int) -> (offset: Int, skipPartial: Bool) {
+        var end = size
+        let window = min(buffer.count, options.maxLineLength + 2)
+        while end > 0 && size - end < window {
+            let start = max(0, end - 4096, size - window)
+            let count = (try? descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)) ?? 0
+            guard count == end - start else { break }
+            if let newline = UnsafeRawBufferPointer(rebasing: buffer[0..<count]).lastIndex(of: 0x0A) {
+                return (start + newline + 1, false)
+            }
+            end = start
+        }
+        return end == 0 ? (0, false) : (size, true)
+    }
+
+    /// Removes and returns the saved checkpoint for this identity, if its fingerprint agrees.
+    private func takeCheckpoint(_ index: Int, identity: FileIdentity, descriptor: FileDescriptor) -> FileCheckpoint? {
+        guard let position = savedCheckpoints[index].firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode })
+        else { return nil }
+        let saved = savedCheckpoints[index].remove(at: position)
+        // The saved hash covers the first `saved.fingerprint.length` bytes: compare those.
+        guard let prefix = try? FileFingerprint.read(descriptor, length: saved.fingerprint.length), prefix == saved.fingerprint else {
+            logger.info("\(saved.path): same inode, different content (inode reused); reading the new file from the start")
+            return nil
+        }
+        return saved
+    }
+
+    private func follow(_ descriptor: FileDescriptor, path: String, source index: Int, identity: FileIdentity,
+                        fingerprint: FileFingerprint, offset: (offset: Int, skipPartial: Bool)) {
+        let stream = StreamID(nextStream)
+        nextStream += 1
+        let file = FollowedFile(
+            stream: stream, source: index, identity: identity, descriptor: descriptor, path: path,
+            fingerprint: fingerprint, offset: offset.offset, now: monotonicSeconds())
+        if offset.skipPartial { file.skipping = (0, true, false) }
+        files[index][identity] = file
+        streams[stream] = file
+        statistics[index].openStreams += 1
+        if let inotify {
+            do {
+                let watch = try inotify.addWatch(descriptor, mask: Inotify.fileEvents)
+                file.watch = watch
+                fileWatches[watch, default: []].append(stream)
+            } catch {
+                let kind = error == .noSpace ? "watch_limit" : "watch_error"
+                statistics[index].errors[kind, default: 0] += 1
+                logger.warning("cannot watch \(path) (\(error)); it is read on rescans only")
+            }
+        }
+        logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].name))")
+        sink.streamOpened(stream, info: StreamInfo(source: sources[index].name, path: path, pod: PodLogPath(path: path)))
+        pendingReads.insert(stream)
+    }
+
+    /// Checkpoints whose file is no longer matched (rotated while flagwatch was stopped): look
+    /// for the same file (device, inode, fingerprint) next to where it was, read the rest.
+    private func resumeRotatedFiles(_ index: Int) {
+        let leftovers = savedCheckpoints[index]
+        savedCheckpoints[index] = []
+        for saved in leftovers {
+            let slash = saved.path.lastIndex(of: "/")
+            let directory = slash.map { $0 == saved.path.startIndex ? "/" : String(saved.path[..<$0]) } ?? "."
+            guard let names = try? FileSystem.directoryEntries(directory) else { continue }
+            for name in names where !Self.isCompressed(name) {
+                let path = directory == "/" ? "/" + name : directory + "/" + name
+                guard let status = try? FileStatus(path: path), status.isRegularFile,
+                    status.device == saved.device, status.inode == saved.inode,
+                    let descriptor = try? FileDescriptor.openForReading(path)
+                else { continue }
+                let fingerprint = (try? FileFingerprint.read(descriptor, length: saved.fingerprint.length)) ?? .empty
+                guard fingerprint == saved.fingerprint, let size = try? descriptor.status().size, saved.offset <= size else {
+                    descriptor.close()
+                    break
+                }
+                logger.info("\(saved.path) was rotated to \(path) while stopped; reading its rest")
+                let identity = FileIdentity(device: status.device, inode: status.inode)
+                let full = (try? FileFingerprint.read(descriptor)) ?? fingerprint
+                follow(descriptor, path: path, source: index, identity: identity, fingerprint: full, offset: (saved.offset, false))
+                files[index][identity]?.isOrphan = true
+                break
+            }
+        }
+    }
+
+    private func updateDirectoryWatches(_ index: Int, _ directories: Set<String>) {
+        guard let inotify else { return }
+        for (watch, directory) in directoryWatches where directory.sources.contains(index) && !directories.contains(directory.path) {
+            directoryWatches[watch]?.sources.remove(index)
+            if directoryWatches[watch]?.sources.isEmpty == true {
+                directoryWatches[watch] = nil
+                inotify.removeWatch(watch)
+            }
+        }
+        for path in directories {
+            if directoryWatches.contains(where: { $0.value.path == path && $0.value.sources.contains(index) }) { continue }
+            do {
+                let watch = try inotify.addWatch(path, mask: Inotify.directoryEvents | UInt32(IN_ONLYDIR))
+                directoryWatches[watch, default: DirectoryWatch(path: path, sources: [])].sources.insert(index)
+            } catch {
+                let kind = error == .noSpace ? "watch_limit" : "watch_error"
+                if reportedErrors[index].insert("watch:" + path).inserted {
+                    statistics[index].errors[kind, default: 0] += 1
+                    logger.warning("cannot watch directory \(path) (\(error)); new files there are found on rescans")
+                }
+            }
+        }
+    }
+
+    // MARK: - Reading
+
+    /// Reads up to `budget` bytes of complete lines from `file` and hands them on. True if
+    /// there may be more to read now.
+    private func read(_ file: FollowedFile, budget: Int) -> Bool {
+        if checkTruncation(file) { return true }
+        var remaining = budget
+        while remaining > 0 {
+            let count: Int
+            do {
+                count = try file.descriptor.read(into: buffer, atOffset: file.readOffset)
+            } catch {
+                if reportedErrors[file.source].insert("read:" + file.path).inserted {
+                    statistics[file.source].errors["read_error", default: 0] += 1
+                    logger.error("reading \(file.path) failed: \(error)")
+                }
+                return false
+            }
+            if count == 0 { return false }
+            statistics[file.source].bytesRead += UInt64(count)
+            file.lastActivity = monotonicSeconds()
+            remaining -= count
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+            if file.skipping != nil {
+                guard let newline = bytes.firstIndex(of: 0x0A) else {
+                    file.skipping?.length += count
+                    file.skipping?.endsWithCR = bytes[count - 1] == 0x0D
+                    file.readOffset += count
+                    continue
+                }
+                finishSkipping(file, newlineIndex: newline, bytes: bytes)
+                continue
+            }
+            guard let lastNewline = bytes.lastIndex(of: 0x0A) else {
+                if count > options.maxLineLength + 1 {
+                    // No newline within the cap: skip the line without holding it.
+                    file.skipping = (count, false, bytes[count - 1] == 0x0D)
+                    file.readOffset += count
+                    continue
+                }
+                // A partial line: wait for its newline (it is read again then).
+                return false
+            }
+            sink.receive(lines: UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), from: file.stream)
+            file.committedOffset += lastNewline + 1
+            file.readOffset = file.committedOffset
+            if count < buffer.count { return false }
+        }
+        return true
+    }
+
+    private func finishSkipping(_ file: FollowedFile, newlineIndex: Int, bytes: UnsafeRawBufferPointer) {
+        guard let skipping = file.skipping else { return }
+        var length = skipping.length + newlineIndex
+        let endsWithCR = newlineIndex > 0 ? bytes[newlineIndex - 1] == 0x0D : skipping.endsWithCR
+        if endsWithCR { length -= 1 }
+        file.skipping = nil
+        file.readOffset += newlineIndex + 1
+        file.committedOffset = file.readOffset
+        if !skipping.silent { sink.skippedLongLine(length: length, from: file.stream) }
+    }
+
+    /// Copytruncate: the file is shorter than what was read, or its first bytes changed.
+    /// Restarts it at 0 and returns true.
+    private func checkTruncation(_ file: FollowedFile) -> Bool {
+        guard let status = try? file.descriptor.status() else { return false }
+        var truncated = status.size < file.readOffset
+        if !truncated && file.fingerprint.length < FileFingerprint.maximumLength && status.size > file.fingerprint.length {
+            // Young file: extend its fingerprint (and check the part already hashed).
+            if let longer = try? FileFingerprint.read(file.descriptor) {
+                if let prefix = try? FileFingerprint.read(file.descriptor, length: file.fingerprint.length), prefix != file.fingerprint {
+                    truncated = true
+                }
+                if !truncated { file.fingerprint = longer }
+            }
+        } else if !truncated && file.fingerprint.length > 0 && status.size > file.readOffset {
+            if let current = try? FileFingerprint.read(file.descriptor, length: file.fingerprint.length), current != file.fingerprint {
+                truncated = true
+            }
+        }
+        guard truncated else { return false }
+        logger.info("\(file.path) was truncated (size \(status.size) < position \(file.readOffset), or its start changed); reading from the start")
+        file.committedOffset = 0
+        file.readOffset = 0
+        file.skipping = nil
+        file.fingerprint = (try? FileFingerprint.read(file.descriptor)) ?? .empty
+        return true
+    }
+
+    // MARK: - Closing and checkpoints
+
+    /// Closes rotated or deleted files that were read to their end and have stopped growing.
+    private func closeFinishedOrphans() {
+        let now = monotonicSeconds()
+        for file in streams.values where file.isOrphan && now - file.lastActivity >= options.rotatedFileGrace {
+            guard let status = try? file.descriptor.status(), status.size <= file.readOffset else {
+                pendingReads.insert(file.stream)
+                continue
+            }
+            close(file)
+        }
+    }
+
+    private func close(_ file: FollowedFile) {
+        logger.info("closing \(file.path): rotated or deleted, read to its end")
+        if let watch = file.watch, var watchers = fileWatches[watch] {
+            watchers.removeAll { $0 == file.stream }
+            if watchers.isEmpty {
+                fileWatches[watch] = nil
+                inotify?.removeWatch(watch)
+            } else {
+                fileWatches[watch] = watchers
+            }
+        }
+        file.descriptor.close()
+        files[file.source][file.identity] = nil
+        streams[file.stream] = nil
+        pendingReads.remove(file.stream)
+        statistics[file.source].openStreams -= 1
+        sink.streamClosed(file.stream)
+    }
+
+    /// Saves every source's positions (atomically); a failure is logged and retried next time.
+    public func saveCheckpoints() {
+        guard let store else { return }
+        for (index, source) in sources.enumerated() {
+            let entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
+                FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
+                               fingerprint: $0.fingerprint, offset: $0.committedOffset)
+            }
+            let checkpoint = SourceCheckpoint(source: source.name, files: entries)
+            if checkpoint == lastSaved[index] { continue }
+            do {
+                try store.save(checkpoint)
+                lastSaved[index] = checkpoint
+            } catch {
+                if reportedErrors[index].insert("checkpoint").inserted {
+                    statistics[index].errors["checkpoint_write", default: 0] += 1
+                    logger.error("cannot save checkpoint for source \(source.name): \(error)")
+                }
+                continue
+            }
+            reportedErrors[index].remove("checkpoint")
+        }
+    }
+}

@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What `stat` says about a file, reduced to what following logs needs.
+public struct FileStatus: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int
+    public var linkCount: Int
+    public var isRegularFile: Bool
+    public var isDirectory: Bool
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int(info.st_size)
+        linkCount = Int(info.st_nlink)
+        isRegularFile = (info.st_mode & S_IFMT) == S_IFREG
+        isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// `stat` (symlinks followed) or `lstat`.
+    public init(path: String, followingSymlinks: Bool = true) throws(Errno) {
+        var info = stat()
+        let result = followingSymlinks ? stat(path, &info) : lstat(path, &info)
+        guard result == 0 else { throw Errno.current }
+        self.init(info)
+    }
+}
+
+/// Path operations on the file system.
+public enum FileSystem {
+    /// `rename`, atomic within one file system.
+    public static func rename(_ source: String, to destination: String) throws(Errno) {
+        guard Glibc.rename(source, destination) == 0 else { throw Errno.current }
+    }
+
+    public static func removeFile(_ path: String) throws(Errno) {
+        guard unlink(path) == 0 else { throw Errno.current }
+    }
+
+    /// `mkdir -p` with `permissions` for the directories it creates.
+    public static func createDirectories(_ path: String, permissions: mode_t = 0o750) throws(Errno) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component
+            if mkdir(prefix, permissions) != 0 && errno != EEXIST { throw Errno.current }
+            prefix += "/"
+        }
+        let status = try FileStatus(path: path)
+        guard status.isDirectory else { throw Errno.notDirectory }
+    }
+
+    /// The names in a directory, without `.` and `..`.
+    public static func directoryEntries(_ path: String) throws(Errno) -> [String] {
+        guard let directory = opendir(path) else { throw Errno.current }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Whether `name` matches the shell wildcard `pattern` (`*`, `?`, `[...]`); a leading `.`
+    /// must be matched explicitly, as in the shell.
+    public static func matches(_ name: String, pattern: String) -> Bool {
+        fnmatch(pattern, name, FNM_PERIOD) == 0
+    }
+
+    /// Writes `bytes` to `path` so that a crash leaves either the old or the new content: a
+    /// temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
+    public static func replaceAtomically(_ path: String, with bytes: [UInt8]) throws(Errno) {
+        let temporary = path + ".tmp"
+        let file = try FileDescriptor.create(temporary, permissions: 0o640)
+        do throws(Errno) {
+            // withUnsafeBytes rethrows untyped errors: carry the Errno out by hand.
+            let failure = bytes.withUnsafeBytes { raw -> Errno? in
+                do throws(Errno) { try file.write(all: raw) } catch { return error }
+                return nil
+            }
+            if let failure { throw failure }
+            try file.sync()
+        } catch {
+            file.close()
+            _ = unlink(temporary)
+            throw error
+        }
+        file.close()
+        try rename(temporary, to: path)
+        let slash = path.lastIndex(of: "/")
+        let directoryPath = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        if let directory = try? FileDescriptor.openDirectory(directoryPath) {
+            try? directory.sync()
+            directory.close()
+        }
+    }
+
+    /// Reads a whole (small) file.
+    public static func contents(of path: String) throws(Errno) -> [UInt8] {
+        let file = try FileDescriptor.openForReading(path)
+        defer { file.close() }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let read = chunk.withUnsafeMutableBytes { raw -> Result<Int, Errno> in
+                do throws(Errno) { return .success(try file.read(into: raw)) } catch { return .failure(error) }
+            }
+            let count = try read.get()
+            if count == 0 { return result }
+            result.append(contentsOf: chunk[0..<count])
+        }
+    }
+}

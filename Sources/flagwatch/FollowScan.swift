@@ -1,0 +1,130 @@
+import AccessLogParser
+import Exposition
+import FlagCounting
+import LineFraming
+import LogSources
+import Logging
+import SystemCalls
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How each source's lines are parsed.
+struct SourceParsing {
+    var format: LogFormat
+    var containerFormat: ContainerFormat
+}
+
+/// Hands every stream's lines to its own ``StreamPipeline`` (partial CRI records and the
+/// recognised format belong to a stream), all counting into one ``FlagCounts``.
+final class CountingSink: LineSink {
+    let counts: FlagCounts
+    private let parsing: [String: SourceParsing]
+    private let maxLineLength: Int
+    private let logger: Logger
+    private var pipelines: [StreamID: StreamPipeline] = [:]
+    /// Formats recognised so far (for the table's footer).
+    private(set) var recognizedFormats: [String] = []
+
+    init(counts: FlagCounts, parsing: [String: SourceParsing], maxLineLength: Int, logger: Logger) {
+        self.counts = counts
+        self.parsing = parsing
+        self.maxLineLength = maxLineLength
+        self.logger = logger
+    }
+
+    func streamOpened(_ stream: StreamID, info: StreamInfo) {
+        guard let settings = parsing[info.source] else { return }
+        do {
+            pipelines[stream] = try StreamPipeline(
+                format: settings.format, containerFormat: settings.containerFormat, maxLineLength: maxLineLength,
+                counts: counts)
+        } catch {
+            // Formats are compiled before anything starts; this cannot fail later.
+            logger.error("source \(info.source): \(error)")
+        }
+    }
+
+    func receive(lines: UnsafeRawBufferPointer, from stream: StreamID) {
+        pipelines[stream]?.count(inPlace: lines)
+    }
+
+    func receive(line: UnsafeRawBufferPointer, from stream: StreamID) {
+        pipelines[stream]?.count(line: line)
+    }
+
+    func skippedLongLine(length: Int, from stream: StreamID) {
+        pipelines[stream]?.countSkippedLongLine()
+    }
+
+    func streamClosed(_ stream: StreamID) {
+        noteRecognizedFormat(of: stream)
+        pipelines[stream] = nil
+    }
+
+    func noteRecognizedFormats() {
+        for stream in pipelines.keys { noteRecognizedFormat(of: stream) }
+    }
+
+    private func noteRecognizedFormat(of stream: StreamID) {
+        guard let format = pipelines[stream]?.recognizedFormat, counts.lines > counts.malformedTotal,
+            !recognizedFormats.contains(format)
+        else { return }
+        recognizedFormats.append(format)
+    }
+}
+
+/// `flagwatch scan --follow`: runs file and journal sources on one poll loop and prints the
+/// counts since start every interval, and once more on SIGTERM/SIGINT.
+struct FollowScan {
+    var files: [FileSourceSpec]
+    var parsing: [String: SourceParsing]
+    var options: FollowOptions
+    var reportInterval: Double
+    var output: OutputFormat
+    var logger: Logger
+
+    func run() throws {
+        // Before anything could start a thread: the signals must be blocked in all of them.
+        let signals: SignalDescriptor
+        do {
+            signals = try SignalDescriptor([SIGTERM, SIGINT])
+        } catch {
+            throw CommandFailure(message: "cannot set up signal handling: \(error)")
+        }
+        let counts = FlagCounts()
+        let sink = CountingSink(counts: counts, parsing: parsing, maxLineLength: options.maxLineLength, logger: logger)
+        let loop = PollLoop()
+        let fileFollower: FileFollower
+        do {
+            fileFollower = try FileFollower(sources: files, options: options, sink: sink, logger: logger, firstStream: 1)
+        } catch {
+            throw CommandFailure(message: "cannot use state directory \(options.stateDirectory ?? ""): \(error)")
+        }
+        // JOURNAL-WIRING
+        fileFollower.start(on: loop)
+
+        let report = { [output] in
+            sink.noteRecognizedFormats()
+            let scanReport = ScanReport(counts: counts)
+            switch output {
+            case .json: StandardStream.write(scanReport.json() + "\n")
+            case .table, .prometheus: StandardStream.write(scanReport.table(recognizedFormats: sink.recognizedFormats) + "\n")
+            }
+        }
+        // The first report says the sources are open: lines written from now on are counted.
+        report()
+        loop.every(reportInterval, report)
+        loop.watch(signals.descriptor.rawValue) { _ in
+            for signal in signals.received() where signal == SIGTERM || signal == SIGINT {
+                logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"); stopping")
+                loop.stop()
+            }
+        }
+        loop.run()
+        fileFollower.catchUp()
+        report()
+        fileFollower.saveCheckpoints()
+    }
+}
