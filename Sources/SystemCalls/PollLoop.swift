@@ -91,6 +91,9 @@ public final class PollLoop {
 
     public var isStopping: Bool { stopRequested }
 
+    /// Lets ``run()`` be called again after a ``stop()``.
+    public func resume() { stopRequested = false }
+
     /// Runs until ``stop()``.
     public func run() {
         var busy = false
