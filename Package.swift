@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
@@ -54,6 +55,12 @@ let package = Package(
             dependencies: ["AccessLogParser", "LineFraming"],
             swiftSettings: hotPath
         ),
+        // The YAML config file: strict keys, errors with the key and line.
+        .target(
+            name: "Configuration",
+            dependencies: ["AccessLogParser", "LineFraming", "LogSources", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwift6
+        ),
         // Renders counts as a table, JSON and the Prometheus text format.
         .target(
             name: "Exposition",
@@ -66,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "Configuration", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -80,6 +87,11 @@ let package = Package(
         .testTarget(
             name: "LogSourcesTests",
             dependencies: ["LogSources", "SystemCalls"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "ConfigurationTests",
+            dependencies: ["Configuration"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

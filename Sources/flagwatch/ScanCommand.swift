@@ -1,5 +1,6 @@
 import AccessLogParser
 import ArgumentParser
+import Configuration
 import Exposition
 import FlagCounting
 import LineFraming
@@ -54,6 +55,9 @@ struct ScanCommand: ParsableCommand {
     @Flag(help: "Keep following the files (and journal) and print the counts since start every --interval.")
     var follow = false
 
+    @Option(help: ArgumentHelp("With --follow: also follow the sources of this config file (its format, state_dir and follow settings apply to them).", valueName: "file"))
+    var config: String?
+
     @Option(name: .customLong("file"), help: ArgumentHelp("With --follow: a path or wildcard pattern to follow (repeatable).", valueName: "glob"))
     var filePatterns: [String] = []
 
@@ -86,7 +90,8 @@ struct ScanCommand: ParsableCommand {
         }
         if !follow && !filePatterns.isEmpty { throw ValidationError("--file needs --follow") }
         if follow && output == .prometheus { throw ValidationError("--follow prints table or json") }
-        if follow && (files + filePatterns).isEmpty { throw ValidationError("--follow needs --file (or paths)") }
+        if !follow && config != nil { throw ValidationError("--config needs --follow (the daemon is 'flagwatch run')") }
+        if follow && (files + filePatterns).isEmpty && config == nil { throw ValidationError("--follow needs --file, --config (or paths)") }
         if follow && files.contains("-") { throw ValidationError("--follow reads files, not standard input") }
     }
 
@@ -159,10 +164,42 @@ struct ScanCommand: ParsableCommand {
         options.checkpointInterval = checkpointInterval
         options.maxLineLength = maxLineLength
         options.stateDirectory = stateDir
-        let sourceName = "files"
+        var fileSources: [FileSourceSpec] = []
+        var parsing: [String: SourceParsing] = [:]
+        if let config {
+            let loaded: FlagwatchConfig
+            do {
+                loaded = try ConfigLoader.load(path: config)
+            } catch {
+                throw CommandFailure(message: error.description)
+            }
+            options.rescanInterval = loaded.follow.rescanInterval.seconds
+            options.checkpointInterval = loaded.follow.checkpointInterval.seconds
+            options.rotatedFileGrace = loaded.follow.rotatedFileGrace.seconds
+            options.maxLineLength = loaded.follow.maxLineLength
+            options.stateDirectory = stateDir ?? loaded.stateDirectory
+            for source in loaded.sources {
+                parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
+                switch source.input {
+                case .files(let patterns):
+                    fileSources.append(FileSourceSpec(name: source.name, patterns: patterns, startAt: source.startAt))
+                case .journald:
+                    // JOURNAL-CONFIG
+                    break
+                }
+            }
+        }
+        let patterns = files + filePatterns
+        if !patterns.isEmpty {
+            let sourceName = "files"
+            guard parsing[sourceName] == nil else {
+                throw CommandFailure(message: "--file: the config already has a source named '\(sourceName)'")
+            }
+            fileSources.append(FileSourceSpec(name: sourceName, patterns: patterns, startAt: startAt))
+            parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: containerFormat)
+        }
         let scan = FollowScan(
-            files: [FileSourceSpec(name: sourceName, patterns: files + filePatterns, startAt: startAt)],
-            parsing: [sourceName: SourceParsing(format: logFormat, containerFormat: containerFormat)],
+            files: fileSources, parsing: parsing,
             options: options, reportInterval: interval, output: output,
             logger: Logger(label: "flagwatch"))
         try scan.run()

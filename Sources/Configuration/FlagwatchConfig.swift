@@ -1,0 +1,250 @@
+import AccessLogParser
+import LineFraming
+import LogSources
+
+/// The daemon's configuration file (YAML; JSON loads too). Every key is documented in
+/// `config/flagwatch.yaml` and the README; unknown keys are errors.
+public struct FlagwatchConfig: Sendable, Equatable, Decodable {
+    /// `host:port` or `[v6 address]:port`.
+    public var listen = "127.0.0.1:9817"
+    public var stateDirectory = "/var/lib/flagwatch"
+    public var sources: [SourceConfig] = []
+    public var windows: [ConfigDuration] = [ConfigDuration(seconds: 60), ConfigDuration(seconds: 300), ConfigDuration(seconds: 900)]
+    public var limits = Limits()
+    public var follow = FollowSettings()
+
+    public init() {}
+
+    public struct Limits: Sendable, Equatable, Decodable {
+        public var maxClusters = 5000
+        public var idleSeriesExpiry = ConfigDuration(seconds: 1800)
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case maxClusters = "max_clusters"
+            case idleSeriesExpiry = "idle_series_expiry"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try strictContainer(decoder, CodingKeys.self)
+            maxClusters = try container.decodeIfPresent(Int.self, forKey: .maxClusters) ?? maxClusters
+            idleSeriesExpiry = try container.decodeIfPresent(ConfigDuration.self, forKey: .idleSeriesExpiry) ?? idleSeriesExpiry
+            try require(maxClusters >= 1 && maxClusters <= 10_000_000, .maxClusters, in: container, "must be between 1 and 10000000")
+            try require(idleSeriesExpiry.seconds >= 1, .idleSeriesExpiry, in: container, "must be at least 1s")
+        }
+    }
+
+    /// How files are followed (all optional).
+    public struct FollowSettings: Sendable, Equatable, Decodable {
+        public var rescanInterval = ConfigDuration(seconds: 10)
+        public var checkpointInterval = ConfigDuration(seconds: 5)
+        public var rotatedFileGrace = ConfigDuration(seconds: 5)
+        public var maxLineLength = 64 * 1024
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case rescanInterval = "rescan_interval"
+            case checkpointInterval = "checkpoint_interval"
+            case rotatedFileGrace = "rotated_file_grace"
+            case maxLineLength = "max_line_length"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try strictContainer(decoder, CodingKeys.self)
+            rescanInterval = try container.decodeIfPresent(ConfigDuration.self, forKey: .rescanInterval) ?? rescanInterval
+            checkpointInterval = try container.decodeIfPresent(ConfigDuration.self, forKey: .checkpointInterval) ?? checkpointInterval
+            rotatedFileGrace = try container.decodeIfPresent(ConfigDuration.self, forKey: .rotatedFileGrace) ?? rotatedFileGrace
+            maxLineLength = try container.decodeIfPresent(Int.self, forKey: .maxLineLength) ?? maxLineLength
+            for key in [CodingKeys.rescanInterval, .checkpointInterval] {
+                let value = key == .rescanInterval ? rescanInterval : checkpointInterval
+                try require(value.seconds >= 0.01 && value.seconds <= 86400, key, in: container, "must be between 10ms and 1d")
+            }
+            try require(rotatedFileGrace.seconds >= 0 && rotatedFileGrace.seconds <= 86400, .rotatedFileGrace, in: container, "must be between 0s and 1d")
+            try require(maxLineLength >= 1 && maxLineLength <= 64 * 1024 * 1024, .maxLineLength, in: container, "must be between 1 and 67108864")
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case listen
+        case stateDirectory = "state_dir"
+        case sources, windows, limits, follow
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try strictContainer(decoder, CodingKeys.self)
+        listen = try container.decodeIfPresent(String.self, forKey: .listen) ?? listen
+        stateDirectory = try container.decodeIfPresent(String.self, forKey: .stateDirectory) ?? stateDirectory
+        sources = try container.decodeIfPresent([SourceConfig].self, forKey: .sources) ?? []
+        windows = try container.decodeIfPresent([ConfigDuration].self, forKey: .windows) ?? windows
+        limits = try container.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
+        follow = try container.decodeIfPresent(FollowSettings.self, forKey: .follow) ?? follow
+
+        try require(ListenAddress(listen) != nil, .listen, in: container, "'\(listen)' is not host:port (e.g. 127.0.0.1:9817 or [::]:9817)")
+        try require(!stateDirectory.isEmpty, .stateDirectory, in: container, "must not be empty")
+        try require(!sources.isEmpty, .sources, in: container, "at least one source is needed")
+        var names = Set<String>()
+        for source in sources {
+            try require(names.insert(source.name).inserted, .sources, in: container, "two sources are named '\(source.name)'")
+        }
+        try require(!windows.isEmpty && windows.count <= 10, .windows, in: container, "give 1 to 10 windows")
+        for window in windows {
+            try require(window.seconds >= 1 && window.seconds <= 86400 && window.seconds == window.seconds.rounded(),
+                        .windows, in: container, "\(window) must be whole seconds between 1s and 1d")
+        }
+        try require(Set(windows).count == windows.count, .windows, in: container, "windows must be different")
+    }
+}
+
+/// One source: files or the journal, and how its lines are parsed.
+public struct SourceConfig: Sendable, Equatable, Decodable {
+    public enum Input: Sendable, Equatable {
+        case files([String])
+        case journald(matches: [String], directory: String?)
+    }
+
+    public var name: String
+    public var input: Input
+    /// `auto`, `envoy`, `istio`, `json`, or an Envoy format string.
+    public var format = "auto"
+    /// For `json` / `auto`: keys renamed, as FIELD → KEY.
+    public var jsonKeys: [String: String] = [:]
+    public var containerFormat = ContainerFormat.none
+    public var startAt = StartPosition.end
+
+    public init(name: String, input: Input) {
+        self.name = name
+        self.input = input
+    }
+
+    struct Journald: Decodable, Equatable {
+        var matches: [String]
+        var directory: String?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case matches, directory }
+
+        init(from decoder: any Decoder) throws {
+            let container = try strictContainer(decoder, CodingKeys.self)
+            matches = try container.decodeIfPresent([String].self, forKey: .matches) ?? []
+            directory = try container.decodeIfPresent(String.self, forKey: .directory)
+            for match in matches where match != "+" {
+                let parts = match.split(separator: "=", maxSplits: 1)
+                let fieldIsValid = parts.count == 2 && !parts[0].isEmpty
+                    && parts[0].allSatisfy { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
+                    && !(parts[0].first?.isNumber ?? true)
+                try require(fieldIsValid, .matches, in: container, "'\(match)' is not FIELD=VALUE (e.g. _SYSTEMD_UNIT=envoy.service) or +")
+            }
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, files, journald, format
+        case jsonKeys = "json_keys"
+        case containerFormat = "container_format"
+        case startAt = "start_at"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try strictContainer(decoder, CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        try require(!name.isEmpty && name.count <= 100, .name, in: container, "must be 1 to 100 characters")
+        let files = try container.decodeIfPresent([String].self, forKey: .files)
+        let journald = try container.decodeIfPresent(Journald.self, forKey: .journald)
+        switch (files, journald) {
+        case (let files?, nil):
+            try require(!files.isEmpty && files.allSatisfy { !$0.isEmpty }, .files, in: container, "give at least one path or pattern")
+            input = .files(files)
+        case (nil, let journal?):
+            input = .journald(matches: journal.matches, directory: journal.directory)
+        case (.some, .some):
+            throw DecodingError.dataCorruptedError(forKey: .journald, in: container, debugDescription: "a source has either files or journald, not both")
+        case (nil, nil):
+            throw DecodingError.keyNotFound(CodingKeys.files, .init(codingPath: container.codingPath, debugDescription: "a source needs files or journald"))
+        }
+        format = try container.decodeIfPresent(String.self, forKey: .format) ?? format
+        jsonKeys = try container.decodeIfPresent([String: String].self, forKey: .jsonKeys) ?? [:]
+        var keyMap = JSONKeyMap()
+        for (field, key) in jsonKeys.sorted(by: { $0.key < $1.key }) {
+            try require(!key.isEmpty && keyMap.setKey(key, forField: field), .jsonKeys, in: container,
+                        "'\(field)' is not one of " + JSONKeyMap.fieldNames.joined(separator: ", "))
+        }
+        do {
+            _ = try AccessLogParser(format: LogFormat(argument: format, jsonKeys: keyMap))
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: .format, in: container, debugDescription: "\(error)")
+        }
+        let container_ = try container.decodeIfPresent(String.self, forKey: .containerFormat)
+        if let text = container_ {
+            guard let value = ContainerFormat(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(forKey: .containerFormat, in: container, debugDescription: "'\(text)' is not one of none, cri, docker, auto")
+            }
+            containerFormat = value
+        }
+        if let text = try container.decodeIfPresent(String.self, forKey: .startAt) {
+            guard let value = StartPosition(rawValue: text) else {
+                throw DecodingError.dataCorruptedError(forKey: .startAt, in: container, debugDescription: "'\(text)' is not one of end, beginning")
+            }
+            startAt = value
+        }
+    }
+
+    /// The parser's format for this source.
+    public var logFormat: LogFormat {
+        var keyMap = JSONKeyMap()
+        for (field, key) in jsonKeys { _ = keyMap.setKey(key, forField: field) }
+        return LogFormat(argument: format, jsonKeys: keyMap)
+    }
+}
+
+/// `host:port`, `[v6]:port`.
+public struct ListenAddress: Sendable, Equatable {
+    public var host: String
+    public var port: UInt16
+
+    public init?(_ text: String) {
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            portPart = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        guard !hostPart.isEmpty, let port = UInt16(portPart) else { return nil }
+        host = String(hostPart)
+        self.port = port
+    }
+}
+
+// MARK: - Strict decoding
+
+/// Any key, to list what a mapping holds.
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// A keyed container that refuses keys the type does not know (a typo must not silently
+/// fall back to a default).
+func strictContainer<Key: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Key.Type) throws -> KeyedDecodingContainer<Key> {
+    let all = try decoder.container(keyedBy: AnyKey.self)
+    let known = Set(Key.allCases.map(\.stringValue))
+    for key in all.allKeys where !known.contains(key.stringValue) {
+        throw DecodingError.dataCorrupted(.init(
+            codingPath: decoder.codingPath + [key],
+            debugDescription: "unknown key (known here: \(Key.allCases.map(\.stringValue).joined(separator: ", ")))"))
+    }
+    return try decoder.container(keyedBy: Key.self)
+}
+
+/// Throws a decoding error at `key` unless `condition` holds.
+func require<Key: CodingKey>(_ condition: Bool, _ key: Key, in container: KeyedDecodingContainer<Key>, _ message: @autoclosure () -> String) throws {
+    guard !condition else { return }
+    throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: message())
+}
