@@ -46,7 +46,7 @@ let package = Package(
         // Follows files (inotify, rotation, checkpoints) and journald; hands lines to a sink.
         .target(
             name: "LogSources",
-            dependencies: ["SystemCalls", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SystemCalls", "CSystemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         // Per-cluster counts of codes and flags, interned cluster names.
@@ -70,10 +70,16 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        // The hand-written HTTP/1.1 listener on POSIX sockets (metrics, health, a status page).
+        .target(
+            name: "HTTPListener",
+            dependencies: ["SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "Configuration", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "Configuration", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,6 +98,11 @@ let package = Package(
         .testTarget(
             name: "ConfigurationTests",
             dependencies: ["Configuration"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "HTTPListenerTests",
+            dependencies: ["HTTPListener"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

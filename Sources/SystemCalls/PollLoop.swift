@@ -43,6 +43,7 @@ public final class PollLoop {
     }
 
     private var watched: [Watched] = []
+    private var indexByDescriptor: [Int32: Int] = [:]
     private var timers: [Timer] = []
     private var nextTimerID = 0
     private var busyHooks: [() -> Bool] = []
@@ -52,20 +53,32 @@ public final class PollLoop {
 
     public static let readable = Int16(POLLIN)
     public static let writable = Int16(POLLOUT)
+    public static let hangUp = Int16(POLLHUP)
+    public static let error = Int16(POLLERR)
 
     /// Calls `handler` whenever `descriptor` is ready for `events` (or has an error/hang-up).
     public func watch(_ descriptor: Int32, events: Int16 = PollLoop.readable, handler: @escaping DescriptorHandler) {
-        unwatch(descriptor)
+        if let index = indexByDescriptor[descriptor] {
+            watched[index] = Watched(descriptor: descriptor, events: events, handler: handler)
+            return
+        }
+        indexByDescriptor[descriptor] = watched.count
         watched.append(Watched(descriptor: descriptor, events: events, handler: handler))
     }
 
     /// Changes the events a watched descriptor waits for.
     public func update(_ descriptor: Int32, events: Int16) {
-        if let index = watched.firstIndex(where: { $0.descriptor == descriptor }) { watched[index].events = events }
+        if let index = indexByDescriptor[descriptor] { watched[index].events = events }
     }
 
     public func unwatch(_ descriptor: Int32) {
-        watched.removeAll { $0.descriptor == descriptor }
+        guard let index = indexByDescriptor.removeValue(forKey: descriptor) else { return }
+        let last = watched.count - 1
+        if index != last {
+            watched[index] = watched[last]
+            indexByDescriptor[watched[index].descriptor] = index
+        }
+        watched.removeLast()
     }
 
     /// Calls `handler` every `interval` seconds, the first time one interval from now.
@@ -108,11 +121,10 @@ public final class PollLoop {
             var descriptors = watched.map { pollfd(fd: $0.descriptor, events: $0.events, revents: 0) }
             let readyCount = poll(&descriptors, nfds_t(descriptors.count), timeoutMilliseconds)
             if readyCount > 0 {
-                let handlers = watched
-                for (index, entry) in descriptors.enumerated() where entry.revents != 0 {
-                    // A handler earlier in this round may have unwatched this descriptor.
-                    guard watched.contains(where: { $0.descriptor == entry.fd }) else { continue }
-                    handlers[index].handler(entry.revents)
+                for entry in descriptors where entry.revents != 0 {
+                    // A handler earlier in this round may have unwatched (or replaced) it.
+                    guard let index = indexByDescriptor[entry.fd] else { continue }
+                    watched[index].handler(entry.revents)
                 }
             }
             runDueTimers()

@@ -1,4 +1,7 @@
-// Linux headers that Swift's Glibc module does not export.
+// Linux headers and calls that Swift's Glibc module does not export.
 #pragma once
 #include <signal.h>
 #include <sys/signalfd.h>
+
+/// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): needs _GNU_SOURCE, set in shims.c.
+int clinux_accept_nonblocking(int fd);

@@ -1,0 +1,164 @@
+/// A parsed request: what the handler sees. The listener accepts no bodies.
+public struct HTTPRequest: Sendable, Equatable {
+    public var method: String
+    /// The path, without the query.
+    public var path: String
+    public var query: String?
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    public var version: String
+    /// Header names lowercased, in arrival order.
+    public var headers: [(name: String, value: String)]
+
+    public init(method: String, path: String, query: String? = nil, version: String = "HTTP/1.1",
+                headers: [(name: String, value: String)] = []) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+    }
+
+    /// The first header of that name (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let lowered = name.lowercased()
+        return headers.first { $0.name == lowered }?.value
+    }
+
+    public static func == (lhs: HTTPRequest, rhs: HTTPRequest) -> Bool {
+        lhs.method == rhs.method && lhs.path == rhs.path && lhs.query == rhs.query && lhs.version == rhs.version
+            && lhs.headers.map(\.name) == rhs.headers.map(\.name) && lhs.headers.map(\.value) == rhs.headers.map(\.value)
+    }
+}
+
+/// A response; the listener adds `Content-Length`, `Connection` and `Date`.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public init(status: Int, contentType: String, body: String) {
+        self.init(status: status, headers: [("Content-Type", contentType)], body: Array(body.utf8))
+    }
+
+    /// A short plain-text response, as the listener sends for its own errors.
+    public static func text(_ status: Int, _ message: String) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "text/plain; charset=utf-8", body: message + "\n")
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 204: "No Content"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 411: "Length Required"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 503: "Service Unavailable"
+        case 505: "HTTP Version Not Supported"
+        default: "Status \(status)"
+        }
+    }
+}
+
+/// What the request parser makes of the bytes received so far.
+enum RequestParse: Equatable {
+    /// Not a whole head yet.
+    case incomplete
+    /// A request whose head took `consumed` bytes.
+    case request(HTTPRequest, consumed: Int)
+    /// A response to send, then close the connection.
+    case reject(status: Int, reason: String)
+}
+
+/// Parses a request head (request line and headers) from `bytes`, enforcing the limits.
+func parseRequestHead(_ bytes: UnsafeRawBufferPointer, maxRequestLine: Int, maxHeaderBytes: Int) -> RequestParse {
+    // The request line first: too long → 414 even before the head is complete.
+    guard let lineEnd = bytes.firstIndex(of: 0x0A) else {
+        return bytes.count > maxRequestLine ? .reject(status: 414, reason: "request line too long") : .incomplete
+    }
+    if lineEnd > maxRequestLine { return .reject(status: 414, reason: "request line too long") }
+    // The end of the head: an empty line (CRLF CRLF, or bare LF LF, which clients rarely send).
+    var headEnd: Int?
+    var index = lineEnd
+    while index < bytes.count {
+        guard let next = UnsafeRawBufferPointer(rebasing: bytes[(index + 1)...]).firstIndex(of: 0x0A) else { break }
+        let absolute = index + 1 + next
+        let lineLength = absolute - index - 1
+        if lineLength == 0 || (lineLength == 1 && bytes[index + 1] == 0x0D) {
+            headEnd = absolute + 1
+            break
+        }
+        index = absolute
+    }
+    guard let headEnd else {
+        return bytes.count > maxHeaderBytes ? .reject(status: 431, reason: "request headers too large") : .incomplete
+    }
+    if headEnd > maxHeaderBytes { return .reject(status: 431, reason: "request headers too large") }
+
+    let head = UnsafeRawBufferPointer(rebasing: bytes[0..<headEnd])
+    var lines = head.split(separator: 0x0A, omittingEmptySubsequences: false).map { line -> Slice<UnsafeRawBufferPointer> in
+        line.last == 0x0D ? line.dropLast() : line
+    }
+    while let last = lines.last, last.isEmpty { lines.removeLast() }
+    guard let requestLine = lines.first else { return .reject(status: 400, reason: "empty request") }
+    let parts = requestLine.split(separator: 0x20, omittingEmptySubsequences: false)
+    guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }),
+        parts[0].allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }),
+        parts[1].allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+    else {
+        return .reject(status: 400, reason: "malformed request line")
+    }
+    let method = String(decoding: parts[0], as: UTF8.self)
+    let requestTarget = String(decoding: parts[1], as: UTF8.self)
+    let version = String(decoding: parts[2], as: UTF8.self)
+    guard version.hasPrefix("HTTP/") else { return .reject(status: 400, reason: "malformed request line") }
+    guard version == "HTTP/1.1" || version == "HTTP/1.0" else {
+        return .reject(status: 505, reason: "only HTTP/1.0 and HTTP/1.1 are served")
+    }
+    var headers: [(name: String, value: String)] = []
+    for line in lines.dropFirst() {
+        guard let colon = line.firstIndex(of: 0x3A) else { return .reject(status: 400, reason: "malformed header") }
+        let name = line[line.startIndex..<colon]
+        // No whitespace in or around a field name (RFC 9112 §5.1); obsolete line folding refused.
+        guard !name.isEmpty, name.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3A }) else {
+            return .reject(status: 400, reason: "malformed header")
+        }
+        var value = line[(colon + 1)...]
+        while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+        while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+        headers.append((String(decoding: name, as: UTF8.self).lowercased(), String(decoding: value, as: UTF8.self)))
+    }
+    var target = requestTarget
+    // The absolute form (`GET http://host/metrics`), which servers must accept: keep the path.
+    for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
+        let rest = target.dropFirst(scheme.count)
+        target = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+    }
+    let path: String
+    var query: String?
+    if let mark = target.firstIndex(of: "?") {
+        path = String(target[..<mark])
+        query = String(target[target.index(after: mark)...])
+    } else {
+        path = target
+    }
+    guard path.hasPrefix("/") || (method == "OPTIONS" && path == "*") else {
+        return .reject(status: 400, reason: "the target must be a path")
+    }
+    return .request(HTTPRequest(method: method, path: path, query: query, version: version, headers: headers), consumed: headEnd)
+}
