@@ -53,6 +53,31 @@ public final class ClusterInterner {
         }
     }
 
+    /// The id of `name`, adding it only while fewer than `limit` names are held; nil when
+    /// it is new and the table is full.
+    @inline(__always)
+    public func intern(_ name: UnsafeRawBufferPointer, limit: Int) -> Int? {
+        let hash = Self.hash(name)
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let (slotHash, entry) = slots[slot]
+            if entry == 0 { return names.count < limit ? insert(name, hash: hash, slot: slot) : nil }
+            if slotHash == hash && equalsStored(entry - 1, name) { return entry - 1 }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Forgets every name but `survivors` (ids, in the order they get their new ids 0, 1, ...).
+    public func compact(keeping survivors: [Int]) {
+        let kept = survivors.map { names[$0] }
+        names.removeAll(keepingCapacity: true)
+        arenaUsed = 0
+        slots.update(repeating: (0, 0))
+        for var name in kept {
+            _ = name.withUTF8 { intern(UnsafeRawBufferPointer($0)) }
+        }
+    }
+
     /// The id of `name` if it was interned before.
     public func lookUp(_ name: String) -> Int? {
         var name = name

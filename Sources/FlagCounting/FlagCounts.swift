@@ -20,6 +20,20 @@ public final class FlagCounts {
 
     public let clusters = ClusterInterner()
     private var counters: [Int] = []
+    /// Real clusters beyond this share ``overflowCluster``'s row.
+    public let maxClusters: Int
+    /// Trailing-window counts, when windows are configured (the daemon; not `scan`).
+    public let rings: WindowRings?
+    /// The second the daemon's clock is at: windows count into it.
+    public var now = 0
+    /// Per cluster, `1 + flagCount` ring ids (responses, then each flag); -1: none yet.
+    private var ringTable: [Int32] = []
+    /// Per cluster, the last second it had a line (for idle expiry).
+    private var lastSeen: [Int] = []
+    /// Distinct clusters that got no row of their own (approximately: a bitmap of name hashes).
+    public private(set) var droppedClusters: UInt64 = 0
+    private var droppedBitmap: [UInt64] = []
+    private var overflowID: Int?
     /// Codes not in Envoy's table (extensions' custom flags), interned like cluster names so
     /// counting one allocates nothing once it has been seen: cluster id → code id → count.
     private let unknownCodes = ClusterInterner(initialCapacity: 16)
@@ -30,7 +44,16 @@ public final class FlagCounts {
     /// Scratch for JSON cluster names that carry escapes.
     private var unescapeScratch: [UInt8] = []
 
-    public init() {}
+    /// The cluster that counts lines of clusters beyond ``maxClusters``.
+    public static let overflowCluster = "__overflow__"
+
+    /// - Parameters:
+    ///   - maxClusters: real clusters with a row of their own; more go to ``overflowCluster``.
+    ///   - windows: trailing windows in seconds (empty: none kept).
+    public init(maxClusters: Int = Int.max, windows: [Int] = []) {
+        self.maxClusters = maxClusters
+        rings = windows.isEmpty ? nil : WindowRings(windows: windows)
+    }
 
     /// Counts one parsed line.
     @inline(__always)
@@ -52,6 +75,28 @@ public final class FlagCounts {
                 unknownFlags[cluster, default: [:]][unknownCodes.intern(code), default: 0] += 1
             }
         }
+        if let rings { countInWindows(cluster, flags: flags, rings: rings) }
+    }
+
+    private static let ringsPerCluster = 1 + flagCount
+
+    @inline(__always)
+    private func countInWindows(_ cluster: Int, flags: ResponseFlagSet, rings: WindowRings) {
+        lastSeen[cluster] = now
+        let base = cluster * Self.ringsPerCluster
+        rings.add(ring(base, rings), now: now)
+        flags.forEach { flag in
+            rings.add(ring(base + 1 + Int(flag.rawValue), rings), now: now)
+        }
+    }
+
+    @inline(__always)
+    private func ring(_ index: Int, _ rings: WindowRings) -> Int {
+        let existing = ringTable[index]
+        if existing >= 0 { return Int(existing) }
+        let ring = rings.allocate(now: now)
+        ringTable[index] = Int32(ring)
+        return ring
     }
 
     /// Counts one malformed line.
@@ -75,10 +120,31 @@ public final class FlagCounts {
                 let length = JSONEscapes.decode(field.bytes, into: scratch)
                 return clusters.intern(UnsafeRawBufferPointer(rebasing: scratch[0..<length]))
             }
-        } else {
+        } else if maxClusters == Int.max {
             id = clusters.intern(field.bytes)
+        } else {
+            id = clusters.intern(field.bytes, limit: maxClusters) ?? overflow(field.bytes)
         }
         ensureRow(id)
+        return id
+    }
+
+    /// The overflow cluster's id; notes `name` as dropped if it was not seen before.
+    private func overflow(_ name: UnsafeRawBufferPointer) -> Int {
+        // 2^23 bits (1 MiB): exact for the first few hundred thousand distinct names, an
+        // undercount beyond; memory stays fixed whatever the input.
+        if droppedBitmap.isEmpty { droppedBitmap = [UInt64](repeating: 0, count: 1 << 17) }
+        let hash = ClusterInterner.hash(name)
+        let bit = Int(truncatingIfNeeded: hash >> 7) & ((1 << 23) - 1)
+        let mask: UInt64 = 1 << UInt64(bit & 63)
+        if droppedBitmap[bit >> 6] & mask == 0 {
+            droppedBitmap[bit >> 6] |= mask
+            droppedClusters += 1
+        }
+        if let overflowID { return overflowID }
+        var overflowName = Self.overflowCluster
+        let id = overflowName.withUTF8 { clusters.intern(UnsafeRawBufferPointer($0)) }
+        overflowID = id
         return id
     }
 
@@ -88,6 +154,10 @@ public final class FlagCounts {
         let needed = (id + 1) * Self.stride
         if counters.count < needed {
             counters.append(contentsOf: repeatElement(0, count: needed - counters.count))
+            if rings != nil {
+                ringTable.append(contentsOf: repeatElement(-1, count: (id + 1) * Self.ringsPerCluster - ringTable.count))
+                lastSeen.append(contentsOf: repeatElement(now, count: id + 1 - lastSeen.count))
+            }
         }
     }
 
@@ -157,6 +227,71 @@ public final class FlagCounts {
             codes: Array(counters[(row + Self.codesColumn)..<(row + Self.codesColumn + 6)]),
             flags: flags,
             unknownFlags: Dictionary(uniqueKeysWithValues: (unknownFlags[id] ?? [:]).map { (unknownCodes.names[$0.key], $0.value) }))
+    }
+
+    /// The count in window `index` of ``WindowRings/windows`` for a cluster: all its responses
+    /// (`flag` nil) or one flag's.
+    public func windowCount(cluster id: Int, flag: ResponseFlag?, window index: Int) -> UInt64 {
+        guard let rings else { return 0 }
+        let ring = ringTable[id * Self.ringsPerCluster + (flag.map { 1 + Int($0.rawValue) } ?? 0)]
+        return ring < 0 ? 0 : rings.sum(Int(ring), window: index, now: now)
+    }
+
+    /// The last second a cluster had a line (with windows configured).
+    public func lastSeenSecond(cluster id: Int) -> Int? {
+        id < lastSeen.count ? lastSeen[id] : nil
+    }
+
+    /// Removes clusters without a line for `idleSeconds` (with windows configured); returns
+    /// how many. Ids change: the survivors keep their order.
+    @discardableResult
+    public func expireClusters(idleSeconds: Int) -> Int {
+        guard let rings else { return 0 }
+        let survivors = (0..<clusters.count).filter { now - lastSeen[$0] < idleSeconds }
+        let removed = clusters.count - survivors.count
+        guard removed > 0 else {
+            releaseIdleRings()
+            return 0
+        }
+        var newCounters: [Int] = []
+        newCounters.reserveCapacity(survivors.count * Self.stride)
+        var newRings: [Int32] = []
+        var newLastSeen: [Int] = []
+        var newUnknown: [Int: [Int: Int]] = [:]
+        let surviving = Set(survivors)
+        for id in 0..<clusters.count where !surviving.contains(id) {
+            for index in (id * Self.ringsPerCluster)..<((id + 1) * Self.ringsPerCluster) where ringTable[index] >= 0 {
+                rings.free(Int(ringTable[index]))
+            }
+        }
+        for (newID, id) in survivors.enumerated() {
+            newCounters.append(contentsOf: counters[(id * Self.stride)..<((id + 1) * Self.stride)])
+            newRings.append(contentsOf: ringTable[(id * Self.ringsPerCluster)..<((id + 1) * Self.ringsPerCluster)])
+            newLastSeen.append(lastSeen[id])
+            if let unknown = unknownFlags[id] { newUnknown[newID] = unknown }
+        }
+        let overflowName = overflowID.map { clusters.names[$0] }
+        clusters.compact(keeping: survivors)
+        counters = newCounters
+        ringTable = newRings
+        lastSeen = newLastSeen
+        unknownFlags = newUnknown
+        overflowID = overflowName.flatMap { clusters.lookUp($0) }
+        releaseIdleRings()
+        return removed
+    }
+
+    /// Rings with nothing in the longest window go back to the pool (a cluster's flags that
+    /// stopped keep their totals; their window gauges read 0).
+    private func releaseIdleRings() {
+        guard let rings else { return }
+        for index in ringTable.indices where ringTable[index] >= 0 {
+            let ring = Int(ringTable[index])
+            if rings.isEmpty(ring, now: now) {
+                rings.free(ring)
+                ringTable[index] = -1
+            }
+        }
     }
 
     /// All clusters' counts, in first-seen order.

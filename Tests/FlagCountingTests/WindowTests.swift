@@ -1,0 +1,101 @@
+import AccessLogParser
+import FlagCounting
+import Testing
+
+@Suite("Trailing windows, cluster limit and idle expiry")
+struct WindowTests {
+    @Test("a ring sums exactly the seconds inside each window")
+    func ringSums() {
+        let rings = WindowRings(windows: [1, 5, 10])
+        let ring = rings.allocate(now: 100)
+        for second in 100..<120 { rings.add(ring, now: second, amount: UInt32(second - 99)) }
+        // At 119: last 1 s = 20; last 5 s = 16+17+18+19+20; last 10 s = 11...20.
+        #expect(rings.sum(ring, window: 0, now: 119) == 20)
+        #expect(rings.sum(ring, window: 1, now: 119) == 90)
+        #expect(rings.sum(ring, window: 2, now: 119) == 155)
+        // Three quiet seconds later: 1 s is empty, 5 s holds 19+20, 10 s holds 14...20.
+        #expect(rings.sum(ring, window: 0, now: 122) == 0)
+        #expect(rings.sum(ring, window: 1, now: 122) == 39)
+        #expect(rings.sum(ring, window: 2, now: 122) == 119)
+        // Long after: everything has left.
+        #expect(rings.sum(ring, window: 2, now: 500) == 0)
+        #expect(rings.isEmpty(ring, now: 500))
+    }
+
+    @Test("a random schedule agrees with a brute-force count")
+    func ringMatchesBruteForce() {
+        var generator = SystemRandomNumberGenerator()
+        let windows = [3, 7, 60]
+        let rings = WindowRings(windows: windows)
+        let ring = rings.allocate(now: 0)
+        var events: [Int] = []
+        var now = 0
+        for _ in 0..<2000 {
+            now += Int.random(in: 0...3, using: &generator)
+            let amount = Int.random(in: 1...5, using: &generator)
+            rings.add(ring, now: now, amount: UInt32(amount))
+            events += Array(repeating: now, count: amount)
+            if Int.random(in: 0..<10, using: &generator) == 0 {
+                for (index, window) in windows.enumerated() {
+                    let expected = events.filter { $0 > now - window }.count
+                    #expect(rings.sum(ring, window: index, now: now) == UInt64(expected))
+                }
+            }
+        }
+    }
+
+    @Test("windows per cluster and flag; a UF,URX line counts in both flags' windows")
+    func flagWindows() throws {
+        let counts = FlagCounts(windows: [60, 300])
+        var parser = try AccessLogParser(format: .istio)
+        counts.now = 1000
+        count(Lines.istioURXUF, into: counts, with: &parser)
+        counts.now = 1030
+        count(Lines.istioURXUF, into: counts, with: &parser)
+        count(Lines.istioOK, into: counts, with: &parser)
+        let ledger = try #require(counts.clusters.lookUp("outbound|9002||ledger.default.svc.cluster.local"))
+        #expect(counts.windowCount(cluster: ledger, flag: nil, window: 0) == 2)
+        #expect(counts.windowCount(cluster: ledger, flag: .upstreamConnectionFailure, window: 0) == 2)
+        #expect(counts.windowCount(cluster: ledger, flag: .upstreamRetryLimitExceeded, window: 0) == 2)
+        #expect(counts.windowCount(cluster: ledger, flag: .noRouteFound, window: 0) == 0)
+        counts.now = 1070
+        #expect(counts.windowCount(cluster: ledger, flag: .upstreamConnectionFailure, window: 0) == 1)
+        #expect(counts.windowCount(cluster: ledger, flag: .upstreamConnectionFailure, window: 1) == 2)
+        #expect(counts.counts(forCluster: ledger).flags[.upstreamConnectionFailure] == 2)
+    }
+
+    @Test("beyond max_clusters, lines count under __overflow__ and dropped clusters are counted once each")
+    func overflow() throws {
+        let counts = FlagCounts(maxClusters: 2, windows: [60])
+        var parser = try AccessLogParser(format: .istio)
+        for line in [Lines.istioOK, Lines.istioUF, Lines.istioURXUF, Lines.istioURXUF, Lines.istioDC] {
+            count(line, into: counts, with: &parser)
+        }
+        let names = counts.allClusters.map(\.name)
+        #expect(names == ["outbound|8080||reviews.default.svc.cluster.local", "outbound|9001||payments.default.svc.cluster.local", "__overflow__"])
+        let overflow = try #require(counts.allClusters.last)
+        #expect(overflow.requests == 3)
+        #expect(overflow.flags == [.upstreamConnectionFailure: 2, .upstreamRetryLimitExceeded: 2, .downstreamConnectionTermination: 1])
+        #expect(counts.droppedClusters == 2)
+        #expect(counts.lines == 5)
+    }
+
+    @Test("idle clusters are removed; the others keep their counts and windows")
+    func idleExpiry() throws {
+        let counts = FlagCounts(windows: [60])
+        var parser = try AccessLogParser(format: .istio)
+        counts.now = 0
+        count(Lines.istioOK, into: counts, with: &parser)
+        counts.now = 1000
+        count(Lines.istioUF, into: counts, with: &parser)
+        count(Lines.istioUF, into: counts, with: &parser)
+        counts.now = 1010
+        #expect(counts.expireClusters(idleSeconds: 600) == 1)
+        #expect(counts.allClusters.map(\.name) == ["outbound|9001||payments.default.svc.cluster.local"])
+        let payments = try #require(counts.clusters.lookUp("outbound|9001||payments.default.svc.cluster.local"))
+        #expect(counts.windowCount(cluster: payments, flag: .upstreamConnectionFailure, window: 0) == 2)
+        count(Lines.istioOK, into: counts, with: &parser)
+        #expect(counts.counts(forCluster: try #require(counts.clusters.lookUp("outbound|8080||reviews.default.svc.cluster.local"))).requests == 1)
+        #expect(counts.counts(forCluster: payments).requests == 2)
+    }
+}
