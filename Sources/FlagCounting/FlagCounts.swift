@@ -34,6 +34,8 @@ public final class FlagCounts {
     public private(set) var droppedClusters: UInt64 = 0
     private var droppedBitmap: [UInt64] = []
     private var overflowID: Int?
+    /// Rises whenever cluster ids change (idle expiry): caches keyed by id must be rebuilt.
+    public private(set) var generation = 0
     /// Codes not in Envoy's table (extensions' custom flags), interned like cluster names so
     /// counting one allocates nothing once it has been seen: cluster id → code id → count.
     private let unknownCodes = ClusterInterner(initialCapacity: 16)
@@ -272,6 +274,7 @@ public final class FlagCounts {
         }
         let overflowName = overflowID.map { clusters.names[$0] }
         clusters.compact(keeping: survivors)
+        generation += 1
         counters = newCounters
         ringTable = newRings
         lastSeen = newLastSeen
@@ -293,6 +296,29 @@ public final class FlagCounts {
             }
         }
     }
+
+    /// A cluster's total for one known flag (no allocation).
+    public func flagTotal(cluster id: Int, flag: ResponseFlag) -> Int {
+        counters[id * Self.stride + Self.flagsColumn + Int(flag.rawValue)]
+    }
+
+    /// A cluster's responses in code class `index` (see ``codeClassNames``).
+    public func codeTotal(cluster id: Int, codeClass index: Int) -> Int {
+        counters[id * Self.stride + Self.codesColumn + index]
+    }
+
+    public func requests(cluster id: Int) -> Int {
+        counters[id * Self.stride + Self.requestsColumn]
+    }
+
+    /// Codes not in Envoy's table counted for a cluster, by their text.
+    public func unknownFlagTotals(cluster id: Int) -> [String: Int] {
+        guard let codes = unknownFlags[id] else { return [:] }
+        return Dictionary(uniqueKeysWithValues: codes.map { (unknownCodes.names[$0.key], $0.value) })
+    }
+
+    /// Malformed lines of one kind.
+    public func malformedCount(_ defect: LineDefect) -> Int { defects[defect.index] }
 
     /// All clusters' counts, in first-seen order.
     public var allClusters: [ClusterCounts] { (0..<clusters.count).map(counts(forCluster:)) }

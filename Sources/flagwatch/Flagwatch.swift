@@ -16,7 +16,7 @@ struct Flagwatch: ParsableCommand {
         commandName: "flagwatch",
         abstract: "Counts Envoy / Istio response flags per upstream cluster from access logs.",
         version: BuildInfo.version,
-        subcommands: [ScanCommand.self, CheckConfigCommand.self]
+        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self]
     )
 }
 

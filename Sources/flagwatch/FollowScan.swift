@@ -24,6 +24,10 @@ final class CountingSink: LineSink {
     private let maxLineLength: Int
     private let logger: Logger
     private var pipelines: [StreamID: StreamPipeline] = [:]
+    /// Per source name: lines and malformed lines by reason (for self-metrics).
+    private(set) var sourceLines: [String: SourceLineCounts] = [:]
+    private var sourceOfStream: [StreamID: String] = [:]
+    private var lastDefects: [Int]
     /// Formats recognised so far (for the table's footer).
     private(set) var recognizedFormats: [String] = []
 
@@ -32,10 +36,32 @@ final class CountingSink: LineSink {
         self.parsing = parsing
         self.maxLineLength = maxLineLength
         self.logger = logger
+        lastDefects = LineDefect.allCases.map { counts.malformedCount($0) }
+    }
+
+    struct SourceLineCounts {
+        var lines: UInt64 = 0
+        var malformed = [UInt64](repeating: 0, count: LineDefect.allCases.count)
+    }
+
+    /// Attributes what the counts gained since the last call to the stream's source.
+    @inline(__always)
+    private func attribute(_ stream: StreamID, linesBefore: Int, malformedBefore: Int) {
+        guard let source = sourceOfStream[stream] else { return }
+        sourceLines[source, default: SourceLineCounts()].lines += UInt64(counts.lines - linesBefore)
+        guard counts.malformedTotal != malformedBefore else { return }
+        for (index, defect) in LineDefect.allCases.enumerated() {
+            let now = counts.malformedCount(defect)
+            if now != lastDefects[index] {
+                sourceLines[source, default: SourceLineCounts()].malformed[index] += UInt64(now - lastDefects[index])
+                lastDefects[index] = now
+            }
+        }
     }
 
     func streamOpened(_ stream: StreamID, info: StreamInfo) {
         guard let settings = parsing[info.source] else { return }
+        sourceOfStream[stream] = info.source
         do {
             pipelines[stream] = try StreamPipeline(
                 format: settings.format, containerFormat: settings.containerFormat, maxLineLength: maxLineLength,
@@ -47,20 +73,27 @@ final class CountingSink: LineSink {
     }
 
     func receive(lines: UnsafeRawBufferPointer, from stream: StreamID) {
+        let (lines0, malformed0) = (counts.lines, counts.malformedTotal)
         pipelines[stream]?.count(inPlace: lines)
+        attribute(stream, linesBefore: lines0, malformedBefore: malformed0)
     }
 
     func receive(line: UnsafeRawBufferPointer, from stream: StreamID) {
+        let (lines0, malformed0) = (counts.lines, counts.malformedTotal)
         pipelines[stream]?.count(line: line)
+        attribute(stream, linesBefore: lines0, malformedBefore: malformed0)
     }
 
     func skippedLongLine(length: Int, from stream: StreamID) {
+        let (lines0, malformed0) = (counts.lines, counts.malformedTotal)
         pipelines[stream]?.countSkippedLongLine()
+        attribute(stream, linesBefore: lines0, malformedBefore: malformed0)
     }
 
     func streamClosed(_ stream: StreamID) {
         noteRecognizedFormat(of: stream)
         pipelines[stream] = nil
+        sourceOfStream[stream] = nil
     }
 
     func noteRecognizedFormats() {

@@ -1,0 +1,79 @@
+import AccessLogParser
+import FlagCounting
+
+/// The daemon's `/` page: the clusters with the most flags, and links.
+public enum StatusPage {
+    public static func html(counts: FlagCounts, windowNames: [String], sources: [SourceMetrics], version: String) -> String {
+        struct Row {
+            var name: String
+            var requests: Int
+            var flagged: Int
+            var flags: String
+            var recent: UInt64
+        }
+        var rows: [Row] = []
+        for cluster in 0..<counts.clusters.count {
+            var flagged = 0
+            var parts: [(String, Int)] = []
+            for flag in ResponseFlag.allCases {
+                let value = counts.flagTotal(cluster: cluster, flag: flag)
+                if value > 0 {
+                    flagged += value
+                    parts.append((flag.shortName, value))
+                }
+            }
+            for (code, value) in counts.unknownFlagTotals(cluster: cluster) {
+                flagged += value
+                parts.append((code, value))
+            }
+            parts.sort { ($0.1, $1.0) > ($1.1, $0.0) }
+            var recent: UInt64 = 0
+            if counts.rings != nil {
+                for flag in ResponseFlag.allCases where counts.flagTotal(cluster: cluster, flag: flag) > 0 {
+                    recent += counts.windowCount(cluster: cluster, flag: flag, window: 0)
+                }
+            }
+            rows.append(Row(name: counts.clusters.names[cluster], requests: counts.requests(cluster: cluster), flagged: flagged,
+                            flags: parts.map { "\($0.0)=\($0.1)" }.joined(separator: " "), recent: recent))
+        }
+        rows.sort { ($0.recent, $0.flagged, $0.requests, $1.name) > ($1.recent, $1.flagged, $1.requests, $0.name) }
+        let recentName = windowNames.first ?? "window"
+        var html = """
+            <!doctype html>
+            <html><head><meta charset="utf-8"><title>flagwatch</title>
+            <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right}</style>
+            </head><body>
+            <h1>flagwatch \(escape(version))</h1>
+            <p><a href="/metrics">/metrics</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
+            <h2>Upstream clusters with the most response flags</h2>
+            <table><tr><th>upstream cluster</th><th>flags (last \(escape(recentName)))</th><th>flags (since start)</th><th>requests</th><th>by flag</th></tr>
+
+            """
+        for row in rows.prefix(50) {
+            html += "<tr><td>\(escape(row.name))</td><td class=n>\(row.recent)</td><td class=n>\(row.flagged)</td>"
+            html += "<td class=n>\(row.requests)</td><td>\(escape(row.flags))</td></tr>\n"
+        }
+        html += "</table>\n<h2>Sources</h2>\n<table><tr><th>source</th><th>lines</th><th>malformed</th><th>open</th><th>errors</th></tr>\n"
+        for source in sources {
+            let malformed = source.malformed.values.reduce(0, +)
+            let errors = source.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            html += "<tr><td>\(escape(source.name))</td><td class=n>\(source.lines)</td><td class=n>\(malformed)</td>"
+            html += "<td class=n>\(source.files)</td><td>\(escape(errors))</td></tr>\n"
+        }
+        return html + "</table>\n</body></html>\n"
+    }
+
+    static func escape(_ text: String) -> String {
+        var escaped = ""
+        for character in text {
+            switch character {
+            case "<": escaped += "&lt;"
+            case ">": escaped += "&gt;"
+            case "&": escaped += "&amp;"
+            case "\"": escaped += "&quot;"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+}

@@ -1,0 +1,43 @@
+#if canImport(Glibc)
+import Glibc
+
+/// This process's CPU time, memory and descriptors, read from `/proc` (for `process_*`).
+public struct ProcessStatus: Sendable {
+    public var cpuSeconds: Double
+    public var residentBytes: Int
+    public var virtualBytes: Int
+    public var openDescriptors: Int
+    public var maxDescriptors: Int
+    public var startTimeSeconds: Double
+
+    /// Nil if `/proc` is not there.
+    public static func current() -> ProcessStatus? {
+        guard let stat = try? FileSystem.contents(of: "/proc/self/stat") else { return nil }
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        // fields[0] is field 3 (state): utime = 14, stime = 15, starttime = 22, vsize = 23, rss = 24.
+        func field(_ number: Int) -> Double { fields.count > number - 3 ? Double(fields[number - 3]) ?? 0 : 0 }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        let descriptors = (try? FileSystem.directoryEntries("/proc/self/fd").count) ?? 0
+        return ProcessStatus(
+            cpuSeconds: (field(14) + field(15)) / ticks,
+            residentBytes: Int(field(24) * pageSize),
+            virtualBytes: Int(field(23)),
+            openDescriptors: max(0, descriptors - 1),  // minus the descriptor listing the directory
+            maxDescriptors: Int(limit.rlim_cur),
+            startTimeSeconds: bootTime() + field(22) / ticks)
+    }
+
+    private static func bootTime() -> Double {
+        guard let stat = try? FileSystem.contents(of: "/proc/stat") else { return 0 }
+        for line in stat.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("btime ".utf8)) {
+            return Double(String(decoding: line.dropFirst(6), as: UTF8.self)) ?? 0
+        }
+        return 0
+    }
+}
+#endif

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Configuration
+import Logging
+
+/// `flagwatch run --config FILE`: the node daemon.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the daemon: follow the configured sources and serve Prometheus metrics.",
+        discussion: """
+            Stops on SIGTERM or SIGINT: no new connections, in-flight responses finish,
+            checkpoints are saved, exit 0.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The YAML (or JSON) config file.", valueName: "file"))
+    var config: String
+
+    @Option(help: ArgumentHelp("Use this state directory instead of the config's state_dir.", valueName: "dir"))
+    var stateDir: String?
+
+    @Option(help: ArgumentHelp("Listen here instead of the config's listen (host:port).", valueName: "address"))
+    var listen: String?
+
+    @Option(help: "Log level on standard error (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: Logger.Level = .info
+
+    func run() throws {
+        var loaded: FlagwatchConfig
+        do {
+            loaded = try ConfigLoader.load(path: config)
+        } catch {
+            throw CommandFailure(message: error.description)
+        }
+        if let stateDir { loaded.stateDirectory = stateDir }
+        if let listen {
+            guard ListenAddress(listen) != nil else { throw CommandFailure(message: "--listen '\(listen)' is not host:port") }
+            loaded.listen = listen
+        }
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        try Daemon(config: loaded, logger: Logger(label: "flagwatch")).run()
+    }
+}
