@@ -21,9 +21,9 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product flagwatch
 
-# Until the daemon exists: scan the demo log (real Envoy 1.40 lines) shipped in config/demo/.
+# The daemon on the shipped default config, plus a demo log it appends real Envoy lines to.
 run: build
-	$(DEBUG_BIN) scan config/demo/istio-access.log
+	FLAGWATCH_BIN=$(DEBUG_BIN) scripts/run-demo.sh
 
 test: test-deps
 	$(SWIFT) build --build-tests
@@ -43,6 +43,11 @@ fuzz:
 # scan vs wc -l on a generated 5M-line (1.8 GB) Istio log: the ratio quoted in the README.
 bench: release
 	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) Benchmarks/scripts/scan-vs-wc.sh
+
+# scan --follow while 1 M Istio lines/s are appended for 30 s: lag, CPU, peak RSS, then idle CPU.
+.PHONY: bench-follow
+bench-follow: release
+	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) Benchmarks/scripts/follow_bench.py
 
 # Parser throughput and allocations per line (ordo-one/benchmark).
 benchmarks: deps

@@ -22,6 +22,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Listen here instead of the config's listen (host:port).", valueName: "address"))
     var listen: String?
 
+    @Option(name: .customLong("file"), help: ArgumentHelp(
+        "Also follow these paths or patterns, as a source named 'files' (format auto, start at end) (repeatable).", valueName: "glob"))
+    var filePatterns: [String] = []
+
     @Option(help: "Log level on standard error (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .info
 
@@ -36,6 +40,12 @@ struct RunCommand: ParsableCommand {
         if let listen {
             guard ListenAddress(listen) != nil else { throw CommandFailure(message: "--listen '\(listen)' is not host:port") }
             loaded.listen = listen
+        }
+        if !filePatterns.isEmpty {
+            guard !loaded.sources.contains(where: { $0.name == "files" }) else {
+                throw CommandFailure(message: "--file: the config already has a source named 'files'")
+            }
+            loaded.sources.append(SourceConfig(name: "files", input: .files(filePatterns)))
         }
         let level = logLevel
         LoggingSystem.bootstrap { label in
