@@ -13,6 +13,7 @@ Everything a test needs comes from the `fw` fixture (a `Kit`):
                          its own descriptor, which it reopens on request (rotation)
   fw.cri(lines, ...)     wraps lines in CRI records (containerd / CRI-O), optionally split P/F
   fw.poll(...)           bounded poll
+  fw.merge / fw.subtract add / subtract two `--output json` objects (runs over disjoint lines)
   fw.make_traversable()  lets uid 65534 (nobody) reach the tmp dir
 
 Every wait is bounded. Every flagwatch process is stopped by PID in the fixture's teardown
@@ -152,6 +153,12 @@ class Traffic:
         """n fresh lines that flagwatch must NOT count (before start, unwatched files...)."""
         return b"".join(self.make(n, **kw))
 
+    def reset(self):
+        """Forgets the recorded counts (a new flagwatch run counts from zero); lines stay unique."""
+        with self._lock:
+            self.lines_recorded = 0
+            self._clusters = {}
+
     def expected(self):
         """The exact `--output json` object for everything recorded so far."""
         with self._lock:
@@ -224,6 +231,29 @@ def merge_reports(*reports):
                 for k, v in c.get(key, {}).items():
                     t[key][k] = t[key].get(k, 0) + v
     return total
+
+
+def subtract_reports(total, part):
+    """total - part, zero counts left out as flagwatch leaves them out (negative ones kept, so a
+    run that counted too much shows up in the diff)."""
+    out = {"lines": total["lines"] - part["lines"], "malformed": {}, "clusters": {}}
+    for reason in set(total["malformed"]) | set(part["malformed"]):
+        n = total["malformed"].get(reason, 0) - part["malformed"].get(reason, 0)
+        if n:
+            out["malformed"][reason] = n
+    empty = {"requests": 0, "codes": {}, "flags": {}}
+    for name in set(total["clusters"]) | set(part["clusters"]):
+        t, p = total["clusters"].get(name, empty), part["clusters"].get(name, empty)
+        requests = t["requests"] - p["requests"]
+        entry = {"requests": requests, "codes": {}, "flags": {}}
+        for key in ("codes", "flags"):
+            for k in set(t[key]) | set(p[key]):
+                n = t[key].get(k, 0) - p[key].get(k, 0)
+                if n:
+                    entry[key][k] = n
+        if requests or entry["codes"] or entry["flags"]:
+            out["clusters"][name] = entry
+    return out
 
 
 def describe_difference(expected, observed):
@@ -546,6 +576,8 @@ class Kit:
         self.cri = cri_wrap
         self.cri_record = cri_record
         self.merge = merge_reports
+        self.subtract = subtract_reports
+        self.write_all = write_all
         self.describe = describe_difference
         self._procs = []
         self._writers = []
