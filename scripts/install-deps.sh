@@ -8,7 +8,8 @@ what=${1:-build}
 
 apt_packages=(libsystemd-dev zlib1g-dev pkg-config)
 if [ "$what" = test ]; then
-  apt_packages+=(prometheus prometheus-alertmanager systemd-journal-remote)
+  # systemd: systemd-journald, systemd-cat and journalctl for the journald tests.
+  apt_packages+=(prometheus prometheus-alertmanager systemd systemd-journal-remote)
 fi
 
 missing=()

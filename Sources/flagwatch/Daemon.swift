@@ -85,6 +85,7 @@ final class Daemon {
             } catch {
                 throw CommandFailure(message: "journald: \(error)")
             }
+            journalFollower?.maxLineLength = config.follow.maxLineLength
         }
 
         let server = HTTPServer(listeners: listeners, logger: logger) { [unowned self] request in

@@ -112,6 +112,7 @@ final class CountingSink: LineSink {
 /// counts since start every interval, and once more on SIGTERM/SIGINT.
 struct FollowScan {
     var files: [FileSourceSpec]
+    var journals: [JournalSourceSpec]
     var parsing: [String: SourceParsing]
     var options: FollowOptions
     var reportInterval: Double
@@ -135,8 +136,22 @@ struct FollowScan {
         } catch {
             throw CommandFailure(message: "cannot use state directory \(options.stateDirectory ?? ""): \(error)")
         }
-        // JOURNAL-WIRING
+        var journalFollower: JournalFollower?
+        if !journals.isEmpty {
+            do {
+                journalFollower = try JournalFollower(
+                    sources: journals, stateDirectory: options.stateDirectory, sink: sink, logger: logger,
+                    firstStream: 1 << 40)
+            } catch {
+                throw CommandFailure(message: error.description)
+            }
+            journalFollower?.maxLineLength = options.maxLineLength
+        }
         fileFollower.start(on: loop)
+        journalFollower?.start(on: loop)
+        if let journalFollower {
+            loop.every(options.checkpointInterval) { journalFollower.saveCheckpoints() }
+        }
 
         let report = { [output] in
             sink.noteRecognizedFormats()
@@ -157,7 +172,9 @@ struct FollowScan {
         }
         loop.run()
         fileFollower.catchUp()
+        journalFollower?.catchUp()
         report()
         fileFollower.saveCheckpoints()
+        journalFollower?.saveCheckpoints()
     }
 }

@@ -61,6 +61,18 @@ struct ScanCommand: ParsableCommand {
     @Option(name: .customLong("file"), help: ArgumentHelp("With --follow: a path or wildcard pattern to follow (repeatable).", valueName: "glob"))
     var filePatterns: [String] = []
 
+    @Option(name: .customLong("journal-match"), help: ArgumentHelp(
+        "With --follow: read the journal (libsystemd) entries matching FIELD=VALUE, journalctl's syntax: same field = OR, different fields = AND, '+' = OR between groups (repeatable).",
+        valueName: "field=value|+"))
+    var journalMatches: [String] = []
+
+    @Option(name: .customLong("journal-directory"), help: ArgumentHelp(
+        "With --follow: read the journal files in this directory instead of the system journal.", valueName: "dir"))
+    var journalDirectory: String?
+
+    @Option(help: ArgumentHelp("With --follow: seconds a rotated or deleted file stays open after it stopped growing.", valueName: "seconds"))
+    var rotatedFileGrace: Double = 5
+
     @Option(help: "With --follow: where a file seen at startup without a checkpoint starts (end or beginning).")
     var startAt: StartPosition = .end
 
@@ -91,7 +103,14 @@ struct ScanCommand: ParsableCommand {
         if !follow && !filePatterns.isEmpty { throw ValidationError("--file needs --follow") }
         if follow && output == .prometheus { throw ValidationError("--follow prints table or json") }
         if !follow && config != nil { throw ValidationError("--config needs --follow (the daemon is 'flagwatch run')") }
-        if follow && (files + filePatterns).isEmpty && config == nil { throw ValidationError("--follow needs --file, --config (or paths)") }
+        let readsJournal = !journalMatches.isEmpty || journalDirectory != nil
+        if !follow && readsJournal { throw ValidationError("--journal-match and --journal-directory need --follow") }
+        if follow && (files + filePatterns).isEmpty && config == nil && !readsJournal {
+            throw ValidationError("--follow needs --file, --journal-match, --journal-directory or --config")
+        }
+        guard rotatedFileGrace.isFinite, rotatedFileGrace >= 0, rotatedFileGrace <= 86400 else {
+            throw ValidationError("--rotated-file-grace must be between 0 and 86400 seconds")
+        }
         if follow && files.contains("-") { throw ValidationError("--follow reads files, not standard input") }
     }
 
@@ -162,8 +181,10 @@ struct ScanCommand: ParsableCommand {
         var options = FollowOptions()
         options.rescanInterval = rescanInterval
         options.checkpointInterval = checkpointInterval
+        options.rotatedFileGrace = rotatedFileGrace
         options.maxLineLength = maxLineLength
         options.stateDirectory = stateDir
+        var journalSources: [JournalSourceSpec] = []
         var fileSources: [FileSourceSpec] = []
         var parsing: [String: SourceParsing] = [:]
         if let config {
@@ -183,9 +204,8 @@ struct ScanCommand: ParsableCommand {
                 switch source.input {
                 case .files(let patterns):
                     fileSources.append(FileSourceSpec(name: source.name, patterns: patterns, startAt: source.startAt))
-                case .journald:
-                    // JOURNAL-CONFIG
-                    break
+                case .journald(let matches, let directory):
+                    journalSources.append(JournalSourceSpec(name: source.name, matches: matches, directory: directory, startAt: source.startAt))
                 }
             }
         }
@@ -198,8 +218,17 @@ struct ScanCommand: ParsableCommand {
             fileSources.append(FileSourceSpec(name: sourceName, patterns: patterns, startAt: startAt))
             parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: containerFormat)
         }
+        if !journalMatches.isEmpty || journalDirectory != nil {
+            let sourceName = "journal"
+            guard parsing[sourceName] == nil else {
+                throw CommandFailure(message: "--journal-match: the config already has a source named '\(sourceName)'")
+            }
+            journalSources.append(JournalSourceSpec(name: sourceName, matches: journalMatches, directory: journalDirectory, startAt: startAt))
+            // Journal messages are not wrapped by a container runtime.
+            parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: .none)
+        }
         let scan = FollowScan(
-            files: fileSources, parsing: parsing,
+            files: fileSources, journals: journalSources, parsing: parsing,
             options: options, reportInterval: interval, output: output,
             logger: Logger(label: "flagwatch"))
         try scan.run()
