@@ -153,13 +153,27 @@ struct FollowScan {
             loop.every(options.checkpointInterval) { journalFollower.saveCheckpoints() }
         }
 
+        // Every count adds a line, so an unchanged line count means an unchanged report: an
+        // idle follower re-prints the text it rendered last instead of rendering it again
+        // (rendering is most of what an idle follower would otherwise spend).
+        final class RenderedReport {
+            var lines = -1
+            var formats = -1
+            var text = ""
+        }
+        let last = RenderedReport()
         let report = { [output] in
             sink.noteRecognizedFormats()
-            let scanReport = ScanReport(counts: counts)
-            switch output {
-            case .json: StandardStream.write(scanReport.json() + "\n")
-            case .table, .prometheus: StandardStream.write(scanReport.table(recognizedFormats: sink.recognizedFormats) + "\n")
+            if counts.lines != last.lines || sink.recognizedFormats.count != last.formats {
+                let scanReport = ScanReport(counts: counts)
+                switch output {
+                case .json: last.text = scanReport.json() + "\n"
+                case .table, .prometheus: last.text = scanReport.table(recognizedFormats: sink.recognizedFormats) + "\n"
+                }
+                last.lines = counts.lines
+                last.formats = sink.recognizedFormats.count
             }
+            StandardStream.write(last.text)
         }
         // The first report says the sources are open: lines written from now on are counted.
         report()
