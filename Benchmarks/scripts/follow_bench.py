@@ -814,7 +814,10 @@ def run_measured(args, workdir, block, offsets, truth, avg, need, ballast):
             idle = result[key]
             if idle["lines_changed"]:
                 failures.append("%s: lines changed while nothing was written" % key)
-            if idle["percent"] >= args.max_idle_percent:
+            # The idle target is for the default report interval (a fresh process at 2 s);
+            # the run's own 0.25 s interval re-prints 4 reports a second and is shown for
+            # information only.
+            if key == "idle_fresh" and idle["percent"] >= args.max_idle_percent:
                 failures.append("%s: %.3f %% of a core (target < %g %%; %s)"
                                 % (key, idle["percent"], args.max_idle_percent, idle["mode"]))
     finally:
@@ -873,7 +876,7 @@ def print_summary(args, r):
         p("idle     %s %% of a core over %.0f s (%d ticks, resolution %.4f %%; sched %s %%; %s reports, %s CPU-ms each)"
           % (fmt(idle.get("percent"), "%.4f"), idle["per_s"], idle["ticks"], idle["resolution_percent"],
              fmt(idle.get("sched_percent"), "%.4f"), idle["reports"], fmt(idle.get("cpu_ms_per_report"), "%.2f")))
-        p("         %s   target < %g %%" % (idle["mode"], args.max_idle_percent))
+        p("         %s   %s" % (idle["mode"], "target < %g %%" % args.max_idle_percent if key == "idle_fresh" else "(information)"))
     p("memory   peak RSS %s MB (VmHWM)" % r.get("peak_rss_mb"))
     p("final    exit status %s after SIGTERM; lines %s; ground truth %s"
       % (r.get("exit_status"), r.get("final_lines"),
