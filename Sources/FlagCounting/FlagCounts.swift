@@ -74,10 +74,21 @@ public final class FlagCounts {
         }
         if record.unknownFlagCount > 0 {
             record.forEachUnknownFlag { code in
-                unknownFlags[cluster, default: [:]][unknownCodes.intern(code), default: 0] += 1
+                unknownFlags[cluster, default: [:]][unknownCodeID(code), default: 0] += 1
             }
         }
         if let rings { countInWindows(cluster, flags: flags, rings: rings) }
+    }
+
+    /// Distinct codes outside Envoy's table that get a series of their own; the rest are
+    /// counted as ``otherUnknownFlag``, so hostile input cannot grow memory without bound.
+    public static let maxUnknownCodes = 256
+    public static let otherUnknownFlag = "__other__"
+
+    private func unknownCodeID(_ code: UnsafeRawBufferPointer) -> Int {
+        if let id = unknownCodes.intern(code, limit: Self.maxUnknownCodes) { return id }
+        var other = Self.otherUnknownFlag
+        return other.withUTF8 { unknownCodes.intern(UnsafeRawBufferPointer($0)) }
     }
 
     private static let ringsPerCluster = 1 + flagCount

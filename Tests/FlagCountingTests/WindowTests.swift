@@ -1,3 +1,4 @@
+import Foundation
 import AccessLogParser
 import FlagCounting
 import Testing
@@ -97,5 +98,21 @@ struct WindowTests {
         count(Lines.istioOK, into: counts, with: &parser)
         #expect(counts.counts(forCluster: try #require(counts.clusters.lookUp("outbound|8080||reviews.default.svc.cluster.local"))).requests == 1)
         #expect(counts.counts(forCluster: payments).requests == 2)
+    }
+}
+
+@Suite("Bounded unknown flag codes")
+struct UnknownCodeLimitTests {
+    @Test("beyond maxUnknownCodes distinct unknown codes, the rest count as __other__")
+    func cap() throws {
+        let counts = FlagCounts()
+        var parser = try AccessLogParser(format: .istio)
+        for index in 0..<(FlagCounts.maxUnknownCodes + 50) {
+            count(Lines.istioUF.replacingOccurrences(of: " 503 UF ", with: " 503 UF,X\(index) "), into: counts, with: &parser)
+        }
+        let payments = try #require(counts.allClusters.first)
+        #expect(payments.unknownFlags.count == FlagCounts.maxUnknownCodes + 1)
+        #expect(payments.unknownFlags[FlagCounts.otherUnknownFlag] == 50)
+        #expect(payments.flags[.upstreamConnectionFailure] == FlagCounts.maxUnknownCodes + 50)
     }
 }
