@@ -12,9 +12,27 @@ public enum ExpositionFormat: Sendable {
         }
     }
 
-    /// The format a scraper asks for in its `Accept` header (OpenMetrics only if it says so).
+    /// The format a scraper asks for in its `Accept` header: OpenMetrics if it lists it with a
+    /// q-value above 0 and at least as high as any text/plain (or */*) it also lists.
     public init(accept: String?) {
-        self = (accept ?? "").contains("application/openmetrics-text") ? .openMetrics : .prometheus
+        var openMetrics = 0.0
+        var text = 0.0
+        for item in (accept ?? "").split(separator: ",") {
+            let parameters = item.split(separator: ";").map { part in
+                String(part.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            }
+            guard let type = parameters.first?.lowercased() else { continue }
+            var quality = 1.0
+            for parameter in parameters.dropFirst() where parameter.lowercased().hasPrefix("q=") {
+                quality = Double(parameter.dropFirst(2)) ?? 0
+            }
+            switch type {
+            case "application/openmetrics-text": openMetrics = max(openMetrics, quality)
+            case "text/plain", "*/*", "text/*": text = max(text, quality)
+            default: break
+            }
+        }
+        self = openMetrics > 0 && openMetrics >= text ? .openMetrics : .prometheus
     }
 }
 
@@ -63,17 +81,47 @@ public struct MetricsWriter {
         if extra.isEmpty {
             append(escapedLabels)
         } else {
-            var block = escapedLabels
-            if block.isEmpty { block = "{" } else { block.removeLast(); block += "," }
-            for (index, (key, labelValue)) in extra.enumerated() {
-                if index > 0 { block += "," }
-                block += key + "=\"" + Self.escapeLabelValue(labelValue) + "\""
+            var labels = escapedLabels
+            labels.withUTF8 { utf8 in
+                if utf8.isEmpty {
+                    bytes.append(0x7B)
+                } else {
+                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[0..<(utf8.count - 1)]))
+                    bytes.append(0x2C)
+                }
             }
-            append(block + "}")
+            for (index, (key, labelValue)) in extra.enumerated() {
+                if index > 0 { bytes.append(0x2C) }
+                append(key)
+                bytes.append(0x3D)
+                bytes.append(0x22)
+                append(Self.escapeLabelValue(labelValue))
+                bytes.append(0x22)
+            }
+            bytes.append(0x7D)
         }
         bytes.append(0x20)
-        append(String(value))
+        appendDecimal(value)
         bytes.append(0x0A)
+    }
+
+    @inline(__always)
+    private mutating func appendDecimal(_ value: UInt64) {
+        if value < 10 {
+            bytes.append(0x30 + UInt8(value))
+            return
+        }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while rest > 0 {
+                buffer[23 - count] = 0x30 + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            }
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[(24 - count)...]))
+        }
     }
 
     public mutating func finish() {

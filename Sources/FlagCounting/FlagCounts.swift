@@ -131,7 +131,8 @@ public final class FlagCounts {
             }
             id = unescapeScratch.withUnsafeMutableBytes { scratch in
                 let length = JSONEscapes.decode(field.bytes, into: scratch)
-                return clusters.intern(UnsafeRawBufferPointer(rebasing: scratch[0..<length]))
+                let name = UnsafeRawBufferPointer(rebasing: scratch[0..<length])
+                return clusters.intern(name, limit: maxClusters) ?? overflow(name)
             }
         } else if maxClusters == Int.max {
             id = clusters.intern(field.bytes)

@@ -96,7 +96,8 @@ final class Daemon {
         fileFollower?.start(on: loop)
         journalFollower?.start(on: loop)
         isReady = true
-        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen)")
+        let ports = listeners.compactMap(\.localPort).map(String.init).joined(separator: ",")
+        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))")
 
         // The windows' clock: every loop iteration, before lines are counted.
         loop.whileBusy { [unowned self] in

@@ -1,4 +1,5 @@
 import Foundation
+import Exposition
 import AccessLogParser
 import FlagCounting
 import Testing
@@ -114,5 +115,16 @@ struct UnknownCodeLimitTests {
         #expect(payments.unknownFlags.count == FlagCounts.maxUnknownCodes + 1)
         #expect(payments.unknownFlags[FlagCounts.otherUnknownFlag] == 50)
         #expect(payments.flags[.upstreamConnectionFailure] == FlagCounts.maxUnknownCodes + 50)
+    }
+}
+
+@Suite("Scrape format negotiation")
+struct AcceptHeaderTests {
+    @Test func qValues() {
+        #expect(ExpositionFormat(accept: "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1") == .openMetrics)
+        #expect(ExpositionFormat(accept: "application/openmetrics-text;q=0, text/plain") == .prometheus)
+        #expect(ExpositionFormat(accept: "text/plain;q=1, application/openmetrics-text;q=0.1") == .prometheus)
+        #expect(ExpositionFormat(accept: nil) == .prometheus)
+        #expect(ExpositionFormat(accept: "*/*") == .prometheus)
     }
 }
