@@ -39,6 +39,13 @@ public final class HTTPServer {
     private weak var loop: PollLoop?
     private var connections: [Int32: Connection] = [:]
     private var accepting = true
+    /// accept() failed (EMFILE, ENFILE, ENOBUFS...): the listeners are not polled until a
+    /// connection closes or the next timeout check. A listening socket with a connection
+    /// pending stays readable, so polling it while accept() cannot succeed spun the loop at
+    /// 100% CPU and wrote a warning per iteration (about 60,000 lines a second, seen with
+    /// RLIMIT_NOFILE 64 and 100 clients: Tests/EndToEnd/daemon/test_listener_limits.py).
+    private var acceptPaused = false
+    private var lastAcceptWarning = -Double.infinity
     private let receiveBuffer: UnsafeMutableRawBufferPointer
 
     /// Counters for self-metrics and tests.
@@ -122,8 +129,14 @@ public final class HTTPServer {
             do {
                 accepted = try listener.accept()
             } catch {
-                // EMFILE and friends: log, and let the next readiness retry.
-                logger.warning("accept failed: \(error)")
+                // EMFILE and friends: stop polling the listeners until a descriptor may be free
+                // (see acceptPaused); warn at most every 10 s.
+                pauseAccepting()
+                let now = monotonicSeconds()
+                if now - lastAcceptWarning >= 10 {
+                    lastAcceptWarning = now
+                    logger.warning("accept failed: \(error); not accepting until a connection closes (retried every second)")
+                }
                 return
             }
             guard let socket = accepted else { return }
@@ -139,6 +152,17 @@ public final class HTTPServer {
                 self.handleEvents(events, on: socket.descriptor)
             }
         }
+    }
+
+    private func pauseAccepting() {
+        acceptPaused = true
+        for listener in listeners { loop?.update(listener.descriptor, events: 0) }
+    }
+
+    private func resumeAccepting() {
+        guard acceptPaused, accepting else { return }
+        acceptPaused = false
+        for listener in listeners { loop?.update(listener.descriptor, events: PollLoop.readable) }
     }
 
     // MARK: - Reading and writing
@@ -216,6 +240,11 @@ public final class HTTPServer {
     /// closed, since the body's bytes would otherwise be read as the next request).
     private func bodyRejection(_ request: HTTPRequest) -> HTTPResponse? {
         if request.header("transfer-encoding") != nil { return .text(413, "request bodies are not accepted") }
+        // Several Content-Length fields that disagree make the framing ambiguous (RFC 9112
+        // §6.3: an unrecoverable error). Only the first was looked at, so "Content-Length: 0"
+        // then "Content-Length: 17" had the 17 body bytes answered as a second request.
+        let lengths = request.headers.filter { $0.name == "content-length" }.map(\.value)
+        if lengths.contains(where: { $0 != lengths[0] }) { return .text(400, "conflicting Content-Length") }
         if let length = request.header("content-length") {
             guard let value = Int(length), value >= 0 else { return .text(400, "bad Content-Length") }
             if value > 0 { return .text(413, "request bodies are not accepted") }
@@ -233,6 +262,7 @@ public final class HTTPServer {
         var head = "HTTP/1.1 \(response.status) \(HTTPResponse.reason(response.status))\r\n"
         for (name, value) in response.headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(response.body.count)\r\n"
+        head += "Date: \(httpDate())\r\n"
         if response.status == 405, !response.headers.contains(where: { $0.name.lowercased() == "allow" }) {
             head += "Allow: GET, HEAD\r\n"
         }
@@ -280,14 +310,20 @@ public final class HTTPServer {
     }
 
     private func close(_ connection: Connection) {
+        // Idempotent: receive() closes a half-closed connection that processRequests' flush may
+        // already have closed; closing the descriptor twice could close a newer one reusing the
+        // number (strace showed close(7) then close(7) = EBADF for a half request + SHUT_WR).
+        guard connections[connection.socket.descriptor] === connection else { return }
         loop?.unwatch(connection.socket.descriptor)
         connections[connection.socket.descriptor] = nil
         connection.socket.close()
+        resumeAccepting()
     }
 
     // MARK: - Timeouts
 
     private func enforceTimeouts() {
+        resumeAccepting()
         let now = monotonicSeconds()
         for connection in Array(connections.values) {
             if connection.hasOutput {

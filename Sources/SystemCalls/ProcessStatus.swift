@@ -41,3 +41,35 @@ public struct ProcessStatus: Sendable {
     }
 }
 #endif
+
+#if canImport(Glibc)
+/// Process-wide settings the daemon makes at startup.
+public enum ProcessLimits {
+    /// Raises the soft limit on open descriptors to the hard limit (a node daemon follows
+    /// many files and serves many connections; the inherited soft limit is often 1024).
+    /// Returns the soft limit in force afterwards.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            // Bounded: the poll set and per-descriptor tables are sized by use, not by the
+            // limit, but a hard limit of 2^30 is no reason to promise that many.
+            raised.rlim_cur = min(limit.rlim_max, 1 << 20)
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { return Int(raised.rlim_cur) }
+        }
+        return Int(limit.rlim_cur)
+    }
+}
+
+/// The current time as an HTTP `Date` value (`Sun, 22 Nov 2026 07:14:23 GMT`).
+public func httpDate() -> String {
+    var now = time(nil)
+    var parts = tm()
+    gmtime_r(&now, &parts)
+    var buffer = [CChar](repeating: 0, count: 64)
+    let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+    return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+#endif

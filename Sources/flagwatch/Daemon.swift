@@ -51,6 +51,8 @@ final class Daemon {
         } catch {
             throw CommandFailure(message: "cannot set up signal handling: \(error)")
         }
+        let descriptorLimit = ProcessLimits.raiseOpenFileLimit()
+        logger.debug("open file limit \(descriptorLimit)")
         let listeners = try openListeners()
         counts.now = Int(monotonicSeconds())
 
