@@ -474,23 +474,25 @@ public final class FileFollower {
                 return false
             }
             if count == 0 { return false }
-            statistics[file.source].bytesRead += UInt64(count)
             file.lastActivity = monotonicSeconds()
             remaining -= count
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
             if file.skipping != nil {
                 guard let newline = bytes.firstIndex(of: 0x0A) else {
+                    statistics[file.source].bytesRead += UInt64(count)
                     file.skipping?.length += count
                     file.skipping?.endsWithCR = bytes[count - 1] == 0x0D
                     file.readOffset += count
                     continue
                 }
+                statistics[file.source].bytesRead += UInt64(newline + 1)
                 finishSkipping(file, newlineIndex: newline, bytes: bytes)
                 continue
             }
             guard let lastNewline = bytes.lastIndex(of: 0x0A) else {
                 if count > options.maxLineLength + 1 {
                     // No newline within the cap: skip the line without holding it.
+                    statistics[file.source].bytesRead += UInt64(count)
                     file.skipping = (count, false, bytes[count - 1] == 0x0D)
                     file.readOffset += count
                     continue
@@ -498,6 +500,8 @@ public final class FileFollower {
                 // A partial line: wait for its newline (it is read again then).
                 return false
             }
+            // Counted once, when consumed: a partial last line is read again with its rest.
+            statistics[file.source].bytesRead += UInt64(lastNewline + 1)
             sink.receive(lines: UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), from: file.stream)
             file.committedOffset += lastNewline + 1
             file.readOffset = file.committedOffset

@@ -164,3 +164,26 @@ import Testing
         #expect(try store.load(source: "absent") == nil)
     }
 }
+
+@Suite struct BytesReadTests {
+    @Test func partialLinesAreCountedOnceWhenConsumed() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanUp() }
+        try directory.write("a.log", "")
+        let sink = CollectingSink()
+        let loop = PollLoop()
+        var options = FollowOptions()
+        options.readBufferSize = 4096
+        let follower = try FileFollower(
+            sources: [FileSourceSpec(name: "test", patterns: [directory.path + "/*.log"])],
+            options: options, sink: sink, logger: quietLogger)
+        follower.start(on: loop)
+        try directory.write("a.log", "first\nsec")
+        run(loop) { sink.lines.count >= 1 }
+        run(loop, timeout: 0.2) { false }
+        try directory.write("a.log", "ond\n")
+        run(loop) { sink.lines.count >= 2 }
+        #expect(sink.lines == ["first", "second"])
+        #expect(follower.statistics(forSource: 0).bytesRead == UInt64("first\nsecond\n".utf8.count))
+    }
+}
