@@ -407,8 +407,7 @@ public final class FileFollower {
         let leftovers = savedCheckpoints[index]
         savedCheckpoints[index] = []
         for saved in leftovers {
-            let slash = saved.path.lastIndex(of: "/")
-            let directory = slash.map { $0 == saved.path.startIndex ? "/" : String(saved.path[..<$0]) } ?? "."
+            let directory = FileSystem.directory(of: saved.path)
             guard let names = try? FileSystem.directoryEntries(directory) else { continue }
             for name in names where !Self.isCompressed(name) {
                 let path = directory == "/" ? "/" + name : directory + "/" + name

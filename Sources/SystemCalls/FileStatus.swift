@@ -94,12 +94,16 @@ public enum FileSystem {
         }
         file.close()
         try rename(temporary, to: path)
-        let slash = path.lastIndex(of: "/")
-        let directoryPath = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        if let directory = try? FileDescriptor.openDirectory(directoryPath) {
+        if let directory = try? FileDescriptor.openDirectory(directory(of: path)) {
             try? directory.sync()
             directory.close()
         }
+    }
+
+    /// The directory part of a path (`/` for `/x`, `.` for a bare name).
+    public static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     /// Reads a whole (small) file.
