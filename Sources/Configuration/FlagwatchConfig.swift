@@ -248,3 +248,34 @@ func require<Key: CodingKey>(_ condition: Bool, _ key: Key, in container: KeyedD
     guard !condition else { return }
     throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: message())
 }
+
+// MARK: - What the sources take
+
+extension FlagwatchConfig {
+    /// The `follow:` settings and `state_dir` as the sources take them.
+    public var followOptions: FollowOptions {
+        var options = FollowOptions()
+        options.rescanInterval = follow.rescanInterval.seconds
+        options.checkpointInterval = follow.checkpointInterval.seconds
+        options.rotatedFileGrace = follow.rotatedFileGrace.seconds
+        options.maxLineLength = follow.maxLineLength
+        options.stateDirectory = stateDirectory
+        return options
+    }
+
+    /// The file sources, in config order.
+    public var fileSourceSpecs: [FileSourceSpec] {
+        sources.compactMap { source in
+            guard case .files(let patterns) = source.input else { return nil }
+            return FileSourceSpec(name: source.name, patterns: patterns, startAt: source.startAt)
+        }
+    }
+
+    /// The journald sources, in config order.
+    public var journalSourceSpecs: [JournalSourceSpec] {
+        sources.compactMap { source in
+            guard case .journald(let matches, let directory) = source.input else { return nil }
+            return JournalSourceSpec(name: source.name, matches: matches, directory: directory, startAt: source.startAt)
+        }
+    }
+}

@@ -56,22 +56,9 @@ final class Daemon {
         let listeners = try openListeners()
         counts.now = Int(monotonicSeconds())
 
-        var options = FollowOptions()
-        options.rescanInterval = config.follow.rescanInterval.seconds
-        options.checkpointInterval = config.follow.checkpointInterval.seconds
-        options.rotatedFileGrace = config.follow.rotatedFileGrace.seconds
-        options.maxLineLength = config.follow.maxLineLength
-        options.stateDirectory = config.stateDirectory
-        var fileSpecs: [FileSourceSpec] = []
-        var journalSpecs: [JournalSourceSpec] = []
-        for source in config.sources {
-            switch source.input {
-            case .files(let patterns):
-                fileSpecs.append(FileSourceSpec(name: source.name, patterns: patterns, startAt: source.startAt))
-            case .journald(let matches, let directory):
-                journalSpecs.append(JournalSourceSpec(name: source.name, matches: matches, directory: directory, startAt: source.startAt))
-            }
-        }
+        let options = config.followOptions
+        let fileSpecs = config.fileSourceSpecs
+        let journalSpecs = config.journalSourceSpecs
         fileSourceNames = fileSpecs.map(\.name)
         journalSourceNames = journalSpecs.map(\.name)
         do {

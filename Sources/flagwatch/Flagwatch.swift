@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,15 @@ struct Flagwatch: ParsableCommand {
         version: BuildInfo.version,
         subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self]
     )
+}
+
+/// Logs go to standard error at `level` (the daemon's journald handler comes with systemd support).
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
 }
 
 /// A failure the user should read as one line, with the exit status it calls for.

@@ -47,12 +47,7 @@ struct RunCommand: ParsableCommand {
             }
             loaded.sources.append(SourceConfig(name: "files", input: .files(filePatterns)))
         }
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(level: logLevel)
         try Daemon(config: loaded, logger: Logger(label: "flagwatch")).run()
     }
 }

@@ -173,11 +173,7 @@ struct ScanCommand: ParsableCommand {
     }
 
     private func runFollowing(_ logFormat: LogFormat) throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        bootstrapLogging(level: logLevel)
         var options = FollowOptions()
         options.rescanInterval = rescanInterval
         options.checkpointInterval = checkpointInterval
@@ -194,19 +190,12 @@ struct ScanCommand: ParsableCommand {
             } catch {
                 throw CommandFailure(message: error.description)
             }
-            options.rescanInterval = loaded.follow.rescanInterval.seconds
-            options.checkpointInterval = loaded.follow.checkpointInterval.seconds
-            options.rotatedFileGrace = loaded.follow.rotatedFileGrace.seconds
-            options.maxLineLength = loaded.follow.maxLineLength
+            options = loaded.followOptions
             options.stateDirectory = stateDir ?? loaded.stateDirectory
+            fileSources = loaded.fileSourceSpecs
+            journalSources = loaded.journalSourceSpecs
             for source in loaded.sources {
                 parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
-                switch source.input {
-                case .files(let patterns):
-                    fileSources.append(FileSourceSpec(name: source.name, patterns: patterns, startAt: source.startAt))
-                case .journald(let matches, let directory):
-                    journalSources.append(JournalSourceSpec(name: source.name, matches: matches, directory: directory, startAt: source.startAt))
-                }
             }
         }
         let patterns = files + filePatterns
