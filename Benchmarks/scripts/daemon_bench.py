@@ -2,8 +2,8 @@
 """daemon_bench.py: what a scrape of `flagwatch run` costs, and how much memory the daemon
 holds, with about a thousand upstream clusters.
 
-It builds nothing unless the binary is missing: build first (swift build -c release --product
-flagwatch), or pass --build.
+It builds nothing unless the binary is missing: build first (`make release`: swift build -c
+release --product flagwatch --static-swift-stdlib), or pass --build.
 
 Targets:
   (a) GET /metrics with ~10,000 series: median and p99 wall time over --scrapes (200) scrapes
@@ -107,6 +107,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def print_smaps(pid, count):
+    """Resident memory per mapping, largest first, summed per file (anonymous mappings by address)."""
+    per_mapping = {}
+    name = None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = fields[5] if len(fields) > 5 else "[anon " + fields[0] + "]"
+            elif fields and fields[0] == "Rss:" and name is not None:
+                per_mapping[name] = per_mapping.get(name, 0) + int(fields[1]) * 1024
+    top = sorted(per_mapping.items(), key=lambda item: -item[1])[:count]
+    print("  resident memory by mapping (top %d of %d):" % (len(top), len(per_mapping)))
+    for mapping, size in top:
+        print("    %8.2f MiB  %s" % (mib(size), mapping))
+
+
 def mib(n):
     return round(n / 2**20, 2)
 
@@ -151,7 +168,7 @@ def counted_lines(body):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", default=os.environ.get("FLAGWATCH_BIN") or os.path.join(ROOT, ".build", "release", "flagwatch"))
-    ap.add_argument("--build", action="store_true", help="swift build -c release --product flagwatch first")
+    ap.add_argument("--build", action="store_true", help="swift build -c release --product flagwatch --static-swift-stdlib first")
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--flags", default="UF,URX,UF", help="flag sets, one 503 line per set per cluster; "
                     "'/'-separated, e.g. 'UF/URX,UF' (the default, written UF,URX,UF: UF and URX,UF)")
@@ -161,6 +178,8 @@ def main():
     ap.add_argument("--rss-target-mib", type=float, default=30.0)
     ap.add_argument("--perf", metavar="DIR", help="also record perf -g during extra scrapes; reports go to DIR")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--smaps", type=int, default=0, metavar="N",
+                    help="also print the N mappings with the most resident memory (from /proc/PID/smaps)")
     args = ap.parse_args()
 
     if args.flags == "UF,URX,UF":
@@ -170,7 +189,7 @@ def main():
     if args.build or not os.access(args.binary, os.X_OK):
         if not args.build:
             print("daemon_bench: %s missing; building it" % args.binary, file=sys.stderr)
-        r = subprocess.run(["swift", "build", "-c", "release", "--product", "flagwatch"], cwd=ROOT, timeout=1800)
+        r = subprocess.run(["swift", "build", "-c", "release", "--product", "flagwatch", "--static-swift-stdlib"], cwd=ROOT, timeout=1800)
         if r.returncode != 0:
             fail("swift build failed")
     if not os.access(args.binary, os.X_OK):
@@ -249,6 +268,8 @@ def main():
                             "p99_ms": round(percentile(s, 99), 3), "max_ms": round(s[-1], 3),
                             "mean_ms": round(sum(s) / len(s), 3), "body_bytes": len(body)}
         rss_after = vm_status(proc.pid)
+        if args.smaps:
+            print_smaps(proc.pid, args.smaps)
 
         if args.perf:
             os.makedirs(args.perf, exist_ok=True)

@@ -70,11 +70,14 @@ public final class ClusterLabelCache {
 public enum DaemonMetrics {
     public static func render(
         counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache, sources: [SourceMetrics],
-        process: ProcessMetrics?, version: String, format: ExpositionFormat
+        process: ProcessMetrics?, version: String, format: ExpositionFormat, expectedBytes: Int = 0
     ) -> [UInt8] {
         labels.refresh(counts)
         let clusterCount = counts.clusters.count
-        var writer = MetricsWriter(format: format, reservingCapacity: 256 + clusterCount * 600)
+        // The previous page's size (plus room to grow) when known: growing a 2 MB buffer by
+        // doubling held the old and the new copy at once.
+        let capacity = expectedBytes > 0 ? expectedBytes + expectedBytes / 8 + 4096 : 256 + clusterCount * 1900
+        var writer = MetricsWriter(format: format, reservingCapacity: capacity)
         let flags = ResponseFlag.allCases
 
         writer.family("flagwatch_responses_total", .counter, help: "Responses per upstream cluster and code class (0 = no response).")

@@ -4,12 +4,22 @@
 /// Adding is one bucket increment plus one per window; reading a window is one load. A ring
 /// is brought up to the current second lazily (when it is next touched), so idle series cost
 /// nothing per second. All storage is in flat pools, grown only when a new series appears.
+///
+/// Buckets start one byte wide and a ring is moved to 2- or 4-byte buckets the first time one
+/// of its seconds needs it. Most series are flags, which rarely pass 255 a second on one
+/// cluster: with a 15 m window that is 900 bytes per series instead of 3,600 (measured: the
+/// rings of 1,000 clusters with 3 series each went from 10.3 to about 2.6 MiB resident).
 public final class WindowRings {
     /// Window lengths in seconds, as configured.
     public let windows: [Int]
     /// Buckets per ring: the longest window.
     let length: Int
-    private var buckets: UnsafeMutablePointer<UInt32>
+    private let narrow: BucketPool<UInt8>
+    private let medium: BucketPool<UInt16>
+    private let wide: BucketPool<UInt32>
+    /// Per ring: which pool holds its buckets (``Width``) and where.
+    private var width: UnsafeMutablePointer<Width>
+    private var slot: UnsafeMutablePointer<Int32>
     private var sums: UnsafeMutablePointer<UInt64>
     /// Per ring: the second its newest bucket belongs to.
     private var newest: UnsafeMutablePointer<Int>
@@ -17,25 +27,39 @@ public final class WindowRings {
     private var used = 0
     private var freeRings: [Int] = []
 
+    enum Width: UInt8 { case narrow, medium, wide }
+
     public init(windows: [Int], initialRings: Int = 64) {
         self.windows = windows
         length = max(1, windows.max() ?? 1)
         capacity = max(1, initialRings)
-        buckets = .allocate(capacity: capacity * length)
+        narrow = BucketPool(length: length, initialSlots: capacity)
+        medium = BucketPool(length: length, initialSlots: 4)
+        wide = BucketPool(length: length, initialSlots: 4)
+        width = .allocate(capacity: capacity)
+        slot = .allocate(capacity: capacity)
         sums = .allocate(capacity: capacity * windows.count)
         newest = .allocate(capacity: capacity)
     }
 
     deinit {
-        buckets.deallocate()
+        width.deallocate()
+        slot.deallocate()
         sums.deallocate()
         newest.deallocate()
     }
 
     /// Rings in use.
     public var ringCount: Int { used - freeRings.count }
+    /// Rings whose buckets are 1, 2 and 4 bytes wide.
+    public var ringsByBucketWidth: (narrow: Int, medium: Int, wide: Int) {
+        (narrow.slotsInUse, medium.slotsInUse, wide.slotsInUse)
+    }
     /// Bytes held by the pools.
-    public var memoryBytes: Int { capacity * (length * 4 + windows.count * 8 + 8) }
+    public var memoryBytes: Int {
+        narrow.memoryBytes + medium.memoryBytes + wide.memoryBytes
+            + capacity * (MemoryLayout<Width>.stride + 4 + windows.count * 8 + 8)
+    }
 
     /// A new, empty ring.
     public func allocate(now: Int) -> Int {
@@ -47,30 +71,34 @@ public final class WindowRings {
             ring = used
             used += 1
         }
-        (buckets + ring * length).initialize(repeating: 0, count: length)
+        width[ring] = .narrow
+        slot[ring] = Int32(narrow.allocate())
         (sums + ring * windows.count).initialize(repeating: 0, count: windows.count)
         newest[ring] = now
         return ring
     }
 
     public func free(_ ring: Int) {
+        switch width[ring] {
+        case .narrow: narrow.free(Int(slot[ring]))
+        case .medium: medium.free(Int(slot[ring]))
+        case .wide: wide.free(Int(slot[ring]))
+        }
         freeRings.append(ring)
     }
 
     private func grow() {
         let newCapacity = capacity * 2
-        let newBuckets = UnsafeMutablePointer<UInt32>.allocate(capacity: newCapacity * length)
-        newBuckets.moveInitialize(from: buckets, count: capacity * length)
-        buckets.deallocate()
-        buckets = newBuckets
-        let newSums = UnsafeMutablePointer<UInt64>.allocate(capacity: newCapacity * windows.count)
-        newSums.moveInitialize(from: sums, count: capacity * windows.count)
-        sums.deallocate()
-        sums = newSums
-        let newNewest = UnsafeMutablePointer<Int>.allocate(capacity: newCapacity)
-        newNewest.moveInitialize(from: newest, count: capacity)
-        newest.deallocate()
-        newest = newNewest
+        func regrow<T>(_ pointer: inout UnsafeMutablePointer<T>, _ perRing: Int) {
+            let larger = UnsafeMutablePointer<T>.allocate(capacity: newCapacity * perRing)
+            larger.moveInitialize(from: pointer, count: capacity * perRing)
+            pointer.deallocate()
+            pointer = larger
+        }
+        regrow(&width, 1)
+        regrow(&slot, 1)
+        regrow(&sums, windows.count)
+        regrow(&newest, 1)
         capacity = newCapacity
     }
 
@@ -87,33 +115,99 @@ public final class WindowRings {
     func advance(_ ring: Int, to now: Int) {
         let last = newest[ring]
         guard now > last else { return }
-        let ringBuckets = buckets + ring * length
         let ringSums = sums + ring * windows.count
+        let index = Int(slot[ring])
+        switch width[ring] {
+        case .narrow: advance(narrow.buckets(index), sums: ringSums, from: last, to: now)
+        case .medium: advance(medium.buckets(index), sums: ringSums, from: last, to: now)
+        case .wide: advance(wide.buckets(index), sums: ringSums, from: last, to: now)
+        }
+        newest[ring] = now
+    }
+
+    @inline(__always)
+    private func advance<Bucket: FixedWidthInteger & UnsignedInteger>(
+        _ ringBuckets: UnsafeMutablePointer<Bucket>, sums ringSums: UnsafeMutablePointer<UInt64>, from last: Int, to now: Int
+    ) {
         if now - last >= length {
             ringBuckets.update(repeating: 0, count: length)
             ringSums.update(repeating: 0, count: windows.count)
-        } else {
-            var second = last + 1
-            while second <= now {
-                for (index, window) in windows.enumerated() {
-                    // The second that leaves this window as `second` becomes the newest.
-                    ringSums[index] &-= UInt64(ringBuckets[Self.slot(second - window, length)])
-                }
-                ringBuckets[Self.slot(second, length)] = 0
-                second += 1
-            }
+            return
         }
-        newest[ring] = now
+        var second = last + 1
+        while second <= now {
+            for (index, window) in windows.enumerated() {
+                // The second that leaves this window as `second` becomes the newest.
+                ringSums[index] &-= UInt64(ringBuckets[Self.slot(second - window, length)])
+            }
+            ringBuckets[Self.slot(second, length)] = 0
+            second += 1
+        }
     }
 
     /// Adds `amount` in second `now` (never earlier than the ring's newest second).
     @inline(__always)
     public func add(_ ring: Int, now: Int, amount: UInt32 = 1) {
         advance(ring, to: now)
-        let second = max(now, newest[ring])
-        buckets[ring * length + Self.slot(second, length)] &+= amount
+        add(amount, toBucket: Self.slot(max(now, newest[ring]), length), of: ring)
         let ringSums = sums + ring * windows.count
-        for index in 0..<windows.count { ringSums[index] &+= UInt64(amount) }
+        for window in 0..<windows.count { ringSums[window] &+= UInt64(amount) }
+    }
+
+    private func add(_ amount: UInt32, toBucket bucket: Int, of ring: Int) {
+        let index = Int(slot[ring])
+        let total: UInt32
+        switch width[ring] {
+        case .narrow:
+            let buckets = narrow.buckets(index)
+            let (sum, overflow) = UInt32(buckets[bucket]).addingReportingOverflow(amount)
+            if !overflow && sum <= UInt32(UInt8.max) {
+                buckets[bucket] = UInt8(truncatingIfNeeded: sum)
+                return
+            }
+            total = overflow ? .max : sum
+        case .medium:
+            let buckets = medium.buckets(index)
+            let (sum, overflow) = UInt32(buckets[bucket]).addingReportingOverflow(amount)
+            if !overflow && sum <= UInt32(UInt16.max) {
+                buckets[bucket] = UInt16(truncatingIfNeeded: sum)
+                return
+            }
+            total = overflow ? .max : sum
+        case .wide:
+            // Over 4 billion in one second only wraps, as it always did.
+            wide.buckets(index)[bucket] &+= amount
+            return
+        }
+        widen(ring, toHold: total)
+        add(amount, toBucket: bucket, of: ring)
+    }
+
+    /// Moves `ring` to buckets wide enough for `value`, keeping their contents.
+    private func widen(_ ring: Int, toHold value: UInt32) {
+        let oldIndex = Int(slot[ring])
+        if value > UInt32(UInt16.max) || width[ring] == .medium {
+            let index = wide.allocate()
+            switch width[ring] {
+            case .narrow: copy(narrow.buckets(oldIndex), into: wide.buckets(index)); narrow.free(oldIndex)
+            case .medium: copy(medium.buckets(oldIndex), into: wide.buckets(index)); medium.free(oldIndex)
+            case .wide: return
+            }
+            width[ring] = .wide
+            slot[ring] = Int32(index)
+        } else {
+            let index = medium.allocate()
+            copy(narrow.buckets(oldIndex), into: medium.buckets(index))
+            narrow.free(oldIndex)
+            width[ring] = .medium
+            slot[ring] = Int32(index)
+        }
+    }
+
+    private func copy<From: FixedWidthInteger, To: FixedWidthInteger>(
+        _ source: UnsafeMutablePointer<From>, into target: UnsafeMutablePointer<To>
+    ) {
+        for bucket in 0..<length { target[bucket] = To(truncatingIfNeeded: source[bucket]) }
     }
 
     /// The count in window `index` (of ``windows``) ending at second `now`.
@@ -128,4 +222,49 @@ public final class WindowRings {
         let ringSums = sums + ring * windows.count
         return (0..<windows.count).allSatisfy { ringSums[$0] == 0 }
     }
+}
+
+/// Fixed-length bucket arrays of one width in one flat allocation, reused through a free list.
+final class BucketPool<Bucket: FixedWidthInteger & UnsignedInteger> {
+    let length: Int
+    private var storage: UnsafeMutablePointer<Bucket>
+    private var capacity: Int
+    private var used = 0
+    private var freeSlots: [Int] = []
+
+    init(length: Int, initialSlots: Int) {
+        self.length = length
+        capacity = max(1, initialSlots)
+        storage = .allocate(capacity: capacity * length)
+    }
+
+    deinit { storage.deallocate() }
+
+    var slotsInUse: Int { used - freeSlots.count }
+    var memoryBytes: Int { capacity * length * MemoryLayout<Bucket>.stride }
+
+    @inline(__always)
+    func buckets(_ slot: Int) -> UnsafeMutablePointer<Bucket> { storage + slot * length }
+
+    /// A zeroed bucket array.
+    func allocate() -> Int {
+        let slot: Int
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            if used == capacity {
+                let larger = UnsafeMutablePointer<Bucket>.allocate(capacity: capacity * 2 * length)
+                larger.moveInitialize(from: storage, count: capacity * length)
+                storage.deallocate()
+                storage = larger
+                capacity *= 2
+            }
+            slot = used
+            used += 1
+        }
+        buckets(slot).initialize(repeating: 0, count: length)
+        return slot
+    }
+
+    func free(_ slot: Int) { freeSlots.append(slot) }
 }

@@ -87,6 +87,28 @@ enum RequestParse: Equatable {
 
 /// Parses a request head (request line and headers) from `bytes`, enforcing the limits.
 func parseRequestHead(_ bytes: UnsafeRawBufferPointer, maxRequestLine: Int, maxHeaderBytes: Int) -> RequestParse {
+    // RFC 9112 2.2: empty lines before a request line are ignored (some clients send a CRLF
+    // after a request, and the next request then starts with it).
+    var skipped = 0
+    while skipped < bytes.count {
+        if bytes[skipped] == 0x0A {
+            skipped += 1
+        } else if bytes[skipped] == 0x0D && skipped + 1 < bytes.count && bytes[skipped + 1] == 0x0A {
+            skipped += 2
+        } else if bytes[skipped] == 0x0D && skipped + 1 == bytes.count {
+            return .incomplete
+        } else {
+            break
+        }
+        if skipped > maxRequestLine { return .reject(status: 400, reason: "empty lines instead of a request") }
+    }
+    if skipped > 0 {
+        if skipped == bytes.count { return .incomplete }
+        switch parseRequestHead(UnsafeRawBufferPointer(rebasing: bytes[skipped...]), maxRequestLine: maxRequestLine, maxHeaderBytes: maxHeaderBytes) {
+        case .request(let request, let consumed): return .request(request, consumed: skipped + consumed)
+        case let other: return other
+        }
+    }
     // The request line first: too long → 414 even before the head is complete.
     guard let lineEnd = bytes.firstIndex(of: 0x0A) else {
         return bytes.count > maxRequestLine ? .reject(status: 414, reason: "request line too long") : .incomplete

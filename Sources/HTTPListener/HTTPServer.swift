@@ -58,8 +58,13 @@ public final class HTTPServer {
     final class Connection {
         let socket: Socket
         var input: [UInt8] = []
-        var output: [UInt8] = []
+        /// Responses not yet sent, in order. A large body is its own chunk, moved in from the
+        /// handler rather than copied behind its head (a 2 MB /metrics page was held twice).
+        var output: [[UInt8]] = []
+        /// Bytes of `output[0]` already sent.
         var outputOffset = 0
+        /// Bytes in `output` not yet sent.
+        var pendingOutput = 0
         /// When the request now being received started (first byte, or the connection).
         var requestStarted: Double
         var lastActivity: Double
@@ -77,7 +82,19 @@ public final class HTTPServer {
             lastWriteProgress = now
         }
 
-        var hasOutput: Bool { outputOffset < output.count }
+        var hasOutput: Bool { pendingOutput > 0 }
+
+        /// Queues `bytes`; small pieces join the last chunk so pipelined small responses go
+        /// out in one send.
+        func appendOutput(_ bytes: [UInt8]) {
+            guard !bytes.isEmpty else { return }
+            pendingOutput += bytes.count
+            if bytes.count <= 16 * 1024, let last = output.indices.last, output[last].count < 64 * 1024 {
+                output[last].append(contentsOf: bytes)
+            } else {
+                output.append(bytes)
+            }
+        }
     }
 
     public init(listeners: [Socket], limits: HTTPLimits = HTTPLimits(), logger: Logger, handler: @escaping Handler) {
@@ -146,6 +163,7 @@ public final class HTTPServer {
                 socket.close()
                 continue
             }
+            socket.disableNagle()
             let connection = Connection(socket: socket, now: monotonicSeconds())
             connections[socket.descriptor] = connection
             loop?.watch(socket.descriptor, events: PollLoop.readable) { [unowned self] events in
@@ -180,7 +198,7 @@ public final class HTTPServer {
 
     private func receive(_ connection: Connection) {
         // Backpressure: a client that pipelines without reading is not read further.
-        while !connection.peerFinished && connection.output.count - connection.outputOffset < limits.maxPendingOutput {
+        while !connection.peerFinished && connection.pendingOutput < limits.maxPendingOutput {
             switch connection.socket.receive(into: receiveBuffer) {
             case .bytes(let count):
                 if connection.input.isEmpty { connection.requestStarted = monotonicSeconds() }
@@ -268,19 +286,24 @@ public final class HTTPServer {
         }
         head += close ? "Connection: close\r\n" : "Connection: keep-alive\r\n"
         head += "\r\n"
-        connection.output.append(contentsOf: head.utf8)
-        if request?.method != "HEAD" { connection.output.append(contentsOf: response.body) }
+        connection.appendOutput(Array(head.utf8))
+        if request?.method != "HEAD" { connection.appendOutput(response.body) }
         if close { connection.closeAfterOutput = true }
     }
 
     private func flush(_ connection: Connection) {
-        while connection.hasOutput {
-            let result = connection.output.withUnsafeBytes { bytes in
+        while let chunk = connection.output.first {
+            let result = chunk.withUnsafeBytes { bytes in
                 connection.socket.send(UnsafeRawBufferPointer(rebasing: bytes[connection.outputOffset...]))
             }
             switch result {
             case .bytes(let count):
                 connection.outputOffset += count
+                connection.pendingOutput -= count
+                if connection.outputOffset == chunk.count {
+                    connection.output.removeFirst()
+                    connection.outputOffset = 0
+                }
                 connection.lastWriteProgress = monotonicSeconds()
                 connection.lastActivity = connection.lastWriteProgress
             case .wouldBlock:
@@ -291,8 +314,6 @@ public final class HTTPServer {
                 return
             }
         }
-        connection.output.removeAll(keepingCapacity: connection.output.count <= 64 * 1024)
-        connection.outputOffset = 0
         if connection.closeAfterOutput {
             close(connection)
             return
@@ -303,7 +324,7 @@ public final class HTTPServer {
     private func updateInterest(_ connection: Connection) {
         var events: Int16 = 0
         if connection.hasOutput { events |= PollLoop.writable }
-        if !connection.peerFinished && connection.output.count - connection.outputOffset < limits.maxPendingOutput {
+        if !connection.peerFinished && connection.pendingOutput < limits.maxPendingOutput {
             events |= PollLoop.readable
         }
         loop?.update(connection.socket.descriptor, events: events)

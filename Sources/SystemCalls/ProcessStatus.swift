@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CLinuxShims
 import Glibc
 
 /// This process's CPU time, memory and descriptors, read from `/proc` (for `process_*`).
@@ -60,6 +61,16 @@ public enum ProcessLimits {
             if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { return Int(raised.rlim_cur) }
         }
         return Int(limit.rlim_cur)
+    }
+
+    /// Makes large allocations (a /metrics page, read buffers) come from their own mappings,
+    /// returned to the system when freed. glibc otherwise raises its mmap threshold to the size
+    /// of the largest block freed (up to 32 MiB), after which each scrape's page buffer stays in
+    /// the heap: measured 7.3 MiB of heap held between scrapes with 1,000 clusters.
+    public static func returnLargeAllocationsToSystem(threshold: Int = 256 * 1024) {
+        // Setting either value turns glibc's dynamic adjustment off.
+        _ = mallopt(M_MMAP_THRESHOLD, Int32(threshold))
+        _ = mallopt(M_TRIM_THRESHOLD, Int32(threshold * 2))
     }
 }
 

@@ -114,6 +114,13 @@ public struct Socket: Sendable, Hashable {
         }
     }
 
+    /// Sends small writes at once (no Nagle delay): a response whose head and body go out in
+    /// two sends would otherwise wait for the client's delayed ACK before its last segment.
+    public func disableNagle() {
+        var one: Int32 = 1
+        _ = setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Stops accepting or sending; the peer sees end of stream.
     public func shutdownWriting() { _ = shutdown(descriptor, Int32(SHUT_WR)) }
 

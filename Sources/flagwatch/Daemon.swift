@@ -28,6 +28,8 @@ final class Daemon {
     private var fileSourceNames: [String] = []
     private var journalSourceNames: [String] = []
     private var isReady = false
+    /// Size of the last /metrics page: the next one reserves about that much at once.
+    private var lastMetricsPageBytes = 0
     private var stopDeadline: Double?
 
     init(config: FlagwatchConfig, logger: Logger) {
@@ -52,6 +54,7 @@ final class Daemon {
             throw CommandFailure(message: "cannot set up signal handling: \(error)")
         }
         let descriptorLimit = ProcessLimits.raiseOpenFileLimit()
+        ProcessLimits.returnLargeAllocationsToSystem()
         logger.debug("open file limit \(descriptorLimit)")
         let listeners = try openListeners()
         counts.now = Int(monotonicSeconds())
@@ -162,7 +165,9 @@ final class Daemon {
             counts.now = Int(monotonicSeconds())
             let body = DaemonMetrics.render(
                 counts: counts, windowNames: windowNames, labels: labels, sources: sourceMetrics(),
-                process: processMetrics(), version: BuildInfo.version, format: format)
+                process: processMetrics(), version: BuildInfo.version, format: format,
+                expectedBytes: lastMetricsPageBytes)
+            lastMetricsPageBytes = body.count
             return HTTPResponse(status: 200, headers: [("Content-Type", format.contentType)], body: body)
         case "/-/healthy":
             return .text(200, "healthy")

@@ -46,6 +46,83 @@ struct WindowTests {
         }
     }
 
+    @Test("buckets widen from 1 to 2 to 4 bytes as a second's count needs, keeping every sum")
+    func ringWidening() {
+        let windows = [2, 10]
+        let rings = WindowRings(windows: windows)
+        let quiet = rings.allocate(now: 0)
+        let busy = rings.allocate(now: 0)
+        var events: [(second: Int, amount: UInt64)] = []
+        func expectSums(_ now: Int) {
+            for (index, window) in windows.enumerated() {
+                let expected = events.filter { $0.second > now - window }.reduce(0) { $0 + $1.amount }
+                #expect(rings.sum(busy, window: index, now: now) == expected, "window \(window) at \(now)")
+            }
+        }
+        for (second, amount) in [(1, 200), (2, 250), (3, 255)] as [(Int, UInt32)] {
+            rings.add(busy, now: second, amount: amount)
+            rings.add(quiet, now: second)
+            events.append((second, UInt64(amount)))
+        }
+        #expect(rings.ringsByBucketWidth == (2, 0, 0))
+        rings.add(busy, now: 3, amount: 1)  // 256 in one second: 2-byte buckets
+        events.append((3, 1))
+        #expect(rings.ringsByBucketWidth == (1, 1, 0))
+        expectSums(3)
+        rings.add(busy, now: 4, amount: 65_535)
+        events.append((4, 65_535))
+        #expect(rings.ringsByBucketWidth == (1, 1, 0))
+        rings.add(busy, now: 4, amount: 1)  // 65,536: 4-byte buckets
+        events.append((4, 1))
+        #expect(rings.ringsByBucketWidth == (1, 0, 1))
+        expectSums(4)
+        rings.add(busy, now: 5, amount: 3_000_000_000)
+        events.append((5, 3_000_000_000))
+        expectSums(5)
+        expectSums(9)
+        expectSums(13)
+        #expect(rings.sum(quiet, window: 1, now: 5) == 3)
+        // A ring freed after widening gives its slot back; a new ring starts narrow again.
+        rings.free(busy)
+        #expect(rings.ringsByBucketWidth == (1, 0, 0))
+        let fresh = rings.allocate(now: 20)
+        #expect(rings.ringsByBucketWidth == (2, 0, 0))
+        #expect(rings.sum(fresh, window: 1, now: 20) == 0)
+        // Straight from 1 to 4 bytes when one add needs it.
+        rings.add(fresh, now: 20, amount: 100_000)
+        #expect(rings.ringsByBucketWidth == (1, 0, 1))
+        #expect(rings.sum(fresh, window: 0, now: 21) == 100_000)
+    }
+
+    @Test("random amounts that cross every bucket width agree with a brute-force count, for many rings")
+    func widenedRingsMatchBruteForce() {
+        var generator = SystemRandomNumberGenerator()
+        let windows = [3, 7, 60]
+        let rings = WindowRings(windows: windows, initialRings: 2)
+        var ids: [Int] = []
+        var events: [[(second: Int, amount: UInt64)]] = []
+        var now = 0
+        for step in 0..<3000 {
+            now += Int.random(in: 0...2, using: &generator)
+            if step % 100 == 0 {
+                ids.append(rings.allocate(now: now))
+                events.append([])
+            }
+            let which = Int.random(in: 0..<ids.count, using: &generator)
+            let amount = UInt32([1, 7, 200, 40_000, 70_000].randomElement(using: &generator) ?? 1)
+            rings.add(ids[which], now: now, amount: amount)
+            events[which].append((now, UInt64(amount)))
+            if step % 37 == 0 {
+                for (ring, ringEvents) in zip(ids, events) {
+                    for (index, window) in windows.enumerated() {
+                        let expected = ringEvents.filter { $0.second > now - window }.reduce(0) { $0 + $1.amount }
+                        #expect(rings.sum(ring, window: index, now: now) == expected)
+                    }
+                }
+            }
+        }
+    }
+
     @Test("windows per cluster and flag; a UF,URX line counts in both flags' windows")
     func flagWindows() throws {
         let counts = FlagCounts(windows: [60, 300])

@@ -46,4 +46,19 @@ import Testing
         }
         #expect(absolute.path == "/metrics")
     }
+
+    @Test func emptyLinesBeforeARequestAreIgnored() {
+        let text = "\r\n\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        guard case .request(let request, let consumed) = parse(text) else {
+            Issue.record("not parsed")
+            return
+        }
+        #expect(request.path == "/metrics")
+        #expect(consumed == text.utf8.count)
+        #expect(parse("\r\n") == .incomplete)
+        #expect(parse("\r\n\r") == .incomplete)
+        #expect(parse("\r\nGET /met") == .incomplete)
+        #expect(parse(String(repeating: "\r\n", count: 40), maxRequestLine: 64) == .reject(status: 400, reason: "empty lines instead of a request"))
+        #expect(parse("\r\n\r\nGET x HTTP/1.1\r\n\r\n") == .reject(status: 400, reason: "the target must be a path"))
+    }
 }
