@@ -18,8 +18,10 @@ test-deps:
 build: deps
 	$(SWIFT) build --product flagwatch
 
+# The binary to install: the Swift runtime linked in (nodes have no Swift toolchain), which also
+# keeps the daemon's resident memory down (24 vs 30 MiB with 1,000 clusters, see the README).
 release: deps
-	$(SWIFT) build -c release --product flagwatch
+	$(SWIFT) build -c release --product flagwatch --static-swift-stdlib
 
 # The daemon on the shipped default config, plus a demo log it appends real Envoy lines to.
 run: build
@@ -48,6 +50,11 @@ bench: release
 .PHONY: bench-follow
 bench-follow: release
 	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) Benchmarks/scripts/follow_bench.py
+
+# The same with the daemon (flagwatch run), /metrics scraped every 0.25 s; idle without scrapes.
+.PHONY: bench-daemon
+bench-daemon: release
+	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) Benchmarks/scripts/follow_bench.py --mode daemon
 
 # Parser throughput and allocations per line (ordo-one/benchmark).
 benchmarks: deps
