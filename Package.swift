@@ -30,6 +30,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        // Outbound alerts (Alertmanager, webhooks): HTTPS with the system trust store and a
+        // per-receiver CA file, which FoundationNetworking's URLSession cannot do on Linux.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
@@ -55,9 +58,34 @@ let package = Package(
             dependencies: ["AccessLogParser", "LineFraming"],
             swiftSettings: hotPath
         ),
+        // Why a cluster's flags happen: the likely cause and next steps, from the flags and the
+        // response-code details / transport failure reasons counted with them.
+        .target(
+            name: "Diagnosis",
+            dependencies: ["AccessLogParser", "FlagCounting"],
+            swiftSettings: strictSwift6
+        ),
+        // Spike rules over the windows: baseline, pending/firing/resolved, alerts with a diagnosis.
+        .target(
+            name: "Alerting",
+            dependencies: ["AccessLogParser", "FlagCounting", "Diagnosis"],
+            swiftSettings: strictSwift6
+        ),
+        // libcrypto (OpenSSL) for HMAC-SHA256 signatures on webhook bodies.
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Delivers alerts to Alertmanager (API v2) and webhooks: queues, retries, HTTPS.
+        .target(
+            name: "Notifier",
+            dependencies: [
+                "CLibCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // The YAML config file: strict keys, errors with the key and line.
         .target(
-            name: "Configuration",
+            name: "ConfigFile",
             dependencies: ["AccessLogParser", "LineFraming", "LogSources", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwift6
         ),
@@ -79,7 +107,8 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "Configuration", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "Diagnosis", "Alerting", "Notifier",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -96,8 +125,8 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         .testTarget(
-            name: "ConfigurationTests",
-            dependencies: ["Configuration"],
+            name: "ConfigFileTests",
+            dependencies: ["ConfigFile"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -108,6 +137,21 @@ let package = Package(
         .testTarget(
             name: "LineFramingTests",
             dependencies: ["LineFraming"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "DiagnosisTests",
+            dependencies: ["Diagnosis", "FlagCounting", "AccessLogParser"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "AlertingTests",
+            dependencies: ["Alerting", "Diagnosis", "FlagCounting", "AccessLogParser"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "NotifierTests",
+            dependencies: ["Notifier"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -6,7 +6,7 @@
 set -euo pipefail
 what=${1:-build}
 
-apt_packages=(libsystemd-dev zlib1g-dev pkg-config)
+apt_packages=(libsystemd-dev libssl-dev zlib1g-dev pkg-config)
 if [ "$what" = test ]; then
   # systemd: systemd-journald, systemd-cat and journalctl for the journald tests.
   apt_packages+=(prometheus prometheus-alertmanager systemd systemd-journal-remote)

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Configuration
+import ConfigFile
 
 /// `flagwatch check-config FILE`: validates a config file without starting anything.
 struct CheckConfigCommand: ParsableCommand {

@@ -1,5 +1,5 @@
 import AccessLogParser
-import Configuration
+import ConfigFile
 import Exposition
 import FlagCounting
 import HTTPListener

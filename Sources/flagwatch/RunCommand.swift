@@ -1,5 +1,5 @@
 import ArgumentParser
-import Configuration
+import ConfigFile
 import Logging
 
 /// `flagwatch run --config FILE`: the node daemon.

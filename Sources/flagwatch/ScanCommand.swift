@@ -1,6 +1,6 @@
 import AccessLogParser
 import ArgumentParser
-import Configuration
+import ConfigFile
 import Exposition
 import FlagCounting
 import LineFraming

@@ -1,4 +1,4 @@
-import Configuration
+import ConfigFile
 import Testing
 
 @Suite struct ConfigLoaderTests {

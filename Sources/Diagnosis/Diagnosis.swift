@@ -1,0 +1,35 @@
+import AccessLogParser
+import FlagCounting
+
+/// Why a cluster's flags happen: the likely cause, in words an SRE acts on, and the commands to
+/// run next. (Interface agreed between the rule engine and the diagnosis; filled in by the
+/// diagnosis work.)
+public struct Diagnosis: Sendable, Equatable {
+    /// The flag the diagnosis is about (the dominant one among those asked about).
+    public var flag: ResponseFlag
+    public var cause: LikelyCause
+    /// One sentence with the evidence (e.g. "backend down: 37 of 40 UF were connection refused").
+    public var likelyCause: String
+    /// Commands with the cluster's real names filled in.
+    public var nextSteps: [String]
+
+    public init(flag: ResponseFlag, cause: LikelyCause, likelyCause: String, nextSteps: [String]) {
+        self.flag = flag
+        self.cause = cause
+        self.likelyCause = likelyCause
+        self.nextSteps = nextSteps
+    }
+}
+
+/// The causes flagwatch can name; the raw value is the short label shown in tables and alerts.
+public enum LikelyCause: String, Sendable, CaseIterable {
+    case mtlsMismatch = "mTLS mismatch"
+    case backendDown = "backend down"
+    case noHealthyUpstream = "no ready endpoints"
+    case noRoute = "no route"
+    case staleKeepAlive = "stale keep-alive connection"
+    case retriesExhausted = "retries exhausted"
+    case circuitBreaker = "circuit breaker"
+    case timeout = "upstream timeout"
+    case unknown = "unknown"
+}
