@@ -12,6 +12,8 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
     public var windows: [ConfigDuration] = [ConfigDuration(seconds: 60), ConfigDuration(seconds: 300), ConfigDuration(seconds: 900)]
     public var limits = Limits()
     public var follow = FollowSettings()
+    /// Spike rules and receivers; nil: no alerting.
+    public var alerting: AlertingConfig?
 
     public init() {}
 
@@ -69,7 +71,7 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case listen
         case stateDirectory = "state_dir"
-        case sources, windows, limits, follow
+        case sources, windows, limits, follow, alerting
     }
 
     public init(from decoder: any Decoder) throws {
@@ -80,6 +82,7 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
         windows = try container.decodeIfPresent([ConfigDuration].self, forKey: .windows) ?? windows
         limits = try container.decodeIfPresent(Limits.self, forKey: .limits) ?? limits
         follow = try container.decodeIfPresent(FollowSettings.self, forKey: .follow) ?? follow
+        alerting = try container.decodeIfPresent(AlertingConfig.self, forKey: .alerting)
 
         try require(ListenAddress(listen) != nil, .listen, in: container, "'\(listen)' is not host:port (e.g. 127.0.0.1:9817 or [::]:9817)")
         try require(!stateDirectory.isEmpty, .stateDirectory, in: container, "must not be empty")
@@ -94,6 +97,21 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
                         .windows, in: container, "\(window) must be whole seconds between 1s and 1d")
         }
         try require(Set(windows).count == windows.count, .windows, in: container, "windows must be different")
+        // Rule windows are read from the same per-second rings, which are as long as the
+        // longest window: a longer rule window would need longer rings for every series.
+        let longest = windows.max() ?? ConfigDuration(seconds: 0)
+        for (index, rule) in (alerting?.rules ?? []).enumerated() where rule.window > longest {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: container.codingPath + [CodingKeys.alerting, AnyKey(stringValue: "rules"), IndexKey(index), AnyKey(stringValue: "window")],
+                debugDescription: "\(rule.window) is longer than the longest of `windows` (\(longest)); add it to `windows` or shorten it"))
+        }
+    }
+
+    /// Every window the counts keep: the configured ones, then rule windows not among them.
+    public var countedWindows: [ConfigDuration] {
+        var result = windows
+        for rule in alerting?.rules ?? [] where !result.contains(rule.window) { result.append(rule.window) }
+        return result
     }
 }
 
@@ -228,6 +246,15 @@ struct AnyKey: CodingKey {
     var intValue: Int? { nil }
     init(stringValue: String) { self.stringValue = stringValue }
     init?(intValue: Int) { nil }
+}
+
+/// A position in a list, for error paths built by hand.
+struct IndexKey: CodingKey {
+    var intValue: Int?
+    var stringValue: String { "\(intValue ?? 0)" }
+    init(_ index: Int) { intValue = index }
+    init?(intValue: Int) { self.intValue = intValue }
+    init?(stringValue: String) { nil }
 }
 
 /// A keyed container that refuses keys the type does not know (a typo must not silently

@@ -52,10 +52,17 @@ public final class FlagCounts {
     /// - Parameters:
     ///   - maxClusters: real clusters with a row of their own; more go to ``overflowCluster``.
     ///   - windows: trailing windows in seconds (empty: none kept).
-    public init(maxClusters: Int = Int.max, windows: [Int] = []) {
+    ///   - flagGroups: sets of flags whose lines are also counted per window as one series
+    ///     (a line with several flags of a group counts once): what an alert rule's ratio needs.
+    public init(maxClusters: Int = Int.max, windows: [Int] = [], flagGroups: [ResponseFlagSet] = []) {
         self.maxClusters = maxClusters
         rings = windows.isEmpty ? nil : WindowRings(windows: windows)
+        self.flagGroups = flagGroups.map(\.rawValue)
+        ringsPerCluster = 1 + Self.flagCount + flagGroups.count
     }
+
+    /// Per group, the flags' bits (see ``ResponseFlagSet``).
+    private let flagGroups: [UInt32]
 
     /// Counts one parsed line.
     @inline(__always)
@@ -91,15 +98,20 @@ public final class FlagCounts {
         return other.withUTF8 { unknownCodes.intern(UnsafeRawBufferPointer($0)) }
     }
 
-    private static let ringsPerCluster = 1 + flagCount
+    /// Rings per cluster: responses, each flag, then each flag group.
+    private let ringsPerCluster: Int
 
     @inline(__always)
     private func countInWindows(_ cluster: Int, flags: ResponseFlagSet, rings: WindowRings) {
         lastSeen[cluster] = now
-        let base = cluster * Self.ringsPerCluster
+        let base = cluster * ringsPerCluster
         rings.add(ring(base, rings), now: now)
+        guard !flags.isEmpty else { return }
         flags.forEach { flag in
             rings.add(ring(base + 1 + Int(flag.rawValue), rings), now: now)
+        }
+        for (index, group) in flagGroups.enumerated() where group & flags.rawValue != 0 {
+            rings.add(ring(base + 1 + Self.flagCount + index, rings), now: now)
         }
     }
 
@@ -169,7 +181,7 @@ public final class FlagCounts {
         if counters.count < needed {
             counters.append(contentsOf: repeatElement(0, count: needed - counters.count))
             if rings != nil {
-                ringTable.append(contentsOf: repeatElement(-1, count: (id + 1) * Self.ringsPerCluster - ringTable.count))
+                ringTable.append(contentsOf: repeatElement(-1, count: (id + 1) * ringsPerCluster - ringTable.count))
                 lastSeen.append(contentsOf: repeatElement(now, count: id + 1 - lastSeen.count))
             }
         }
@@ -247,7 +259,15 @@ public final class FlagCounts {
     /// (`flag` nil) or one flag's.
     public func windowCount(cluster id: Int, flag: ResponseFlag?, window index: Int) -> UInt64 {
         guard let rings else { return 0 }
-        let ring = ringTable[id * Self.ringsPerCluster + (flag.map { 1 + Int($0.rawValue) } ?? 0)]
+        let ring = ringTable[id * ringsPerCluster + (flag.map { 1 + Int($0.rawValue) } ?? 0)]
+        return ring < 0 ? 0 : rings.sum(Int(ring), window: index, now: now)
+    }
+
+    /// The lines of a cluster with at least one flag of group `group` (of the init's
+    /// `flagGroups`) in window `index`.
+    public func windowCount(cluster id: Int, flagGroup group: Int, window index: Int) -> UInt64 {
+        guard let rings else { return 0 }
+        let ring = ringTable[id * ringsPerCluster + 1 + Self.flagCount + group]
         return ring < 0 ? 0 : rings.sum(Int(ring), window: index, now: now)
     }
 
@@ -274,13 +294,13 @@ public final class FlagCounts {
         var newUnknown: [Int: [Int: Int]] = [:]
         let surviving = Set(survivors)
         for id in 0..<clusters.count where !surviving.contains(id) {
-            for index in (id * Self.ringsPerCluster)..<((id + 1) * Self.ringsPerCluster) where ringTable[index] >= 0 {
+            for index in (id * ringsPerCluster)..<((id + 1) * ringsPerCluster) where ringTable[index] >= 0 {
                 rings.free(Int(ringTable[index]))
             }
         }
         for (newID, id) in survivors.enumerated() {
             newCounters.append(contentsOf: counters[(id * Self.stride)..<((id + 1) * Self.stride)])
-            newRings.append(contentsOf: ringTable[(id * Self.ringsPerCluster)..<((id + 1) * Self.ringsPerCluster)])
+            newRings.append(contentsOf: ringTable[(id * ringsPerCluster)..<((id + 1) * ringsPerCluster)])
             newLastSeen.append(lastSeen[id])
             if let unknown = unknownFlags[id] { newUnknown[newID] = unknown }
         }
