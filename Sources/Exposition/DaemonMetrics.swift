@@ -66,11 +66,34 @@ public final class ClusterLabelCache {
     public func istioName(of cluster: Int) -> IstioClusterName { parts[cluster] }
 }
 
+/// The alerting figures on `/metrics` (plain data: the rule engine and the notifier fill it).
+public struct AlertingMetrics: Sendable {
+    /// Per rule and state (`pending`, `firing`): alerts now, zeros included.
+    public var alerts: [(alertname: String, state: String, count: Int)] = []
+    public var receivers: [Receiver] = []
+
+    public struct Receiver: Sendable {
+        public var name: String
+        public var queueLength: Int
+        /// Notifications by result: `success`, `failure` (an attempt that failed; retried), `dropped`.
+        public var results: [(result: String, count: UInt64)]
+
+        public init(name: String, queueLength: Int, results: [(result: String, count: UInt64)]) {
+            self.name = name
+            self.queueLength = queueLength
+            self.results = results
+        }
+    }
+
+    public init() {}
+}
+
 /// The daemon's `/metrics` page. Metric names and labels are a contract (see the README).
 public enum DaemonMetrics {
     public static func render(
         counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache, sources: [SourceMetrics],
-        process: ProcessMetrics?, version: String, format: ExpositionFormat, expectedBytes: Int = 0
+        process: ProcessMetrics?, version: String, format: ExpositionFormat, expectedBytes: Int = 0,
+        alerting: AlertingMetrics? = nil
     ) -> [UInt8] {
         labels.refresh(counts)
         let clusterCount = counts.clusters.count
@@ -149,6 +172,22 @@ public enum DaemonMetrics {
         for source in sources {
             for (kind, value) in source.errors.sorted(by: { $0.key < $1.key }) {
                 writer.sample("flagwatch_source_errors_total", ["source": source.name, "kind": kind], Double(value))
+            }
+        }
+        if let alerting {
+            writer.family("flagwatch_alerts", .gauge, help: "Alerts per rule and state (pending, firing) now.")
+            for entry in alerting.alerts {
+                writer.sample("flagwatch_alerts", ["alertname": entry.alertname, "state": entry.state], Double(entry.count))
+            }
+            writer.family("flagwatch_notifications_total", .counter, help: "Notifications per receiver and result (success, failure: an attempt that failed and is retried, dropped).")
+            for receiver in alerting.receivers {
+                for (result, count) in receiver.results {
+                    writer.sample("flagwatch_notifications_total", ["receiver": receiver.name, "result": result], Double(count))
+                }
+            }
+            writer.family("flagwatch_notification_queue_length", .gauge, help: "Alerts waiting to be delivered, per receiver.")
+            for receiver in alerting.receivers {
+                writer.sample("flagwatch_notification_queue_length", ["receiver": receiver.name], Double(receiver.queueLength))
             }
         }
         writer.family("flagwatch_build_info", .gauge, help: "The running flagwatch's version.")

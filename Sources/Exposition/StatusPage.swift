@@ -3,7 +3,32 @@ import FlagCounting
 
 /// The daemon's `/` page: the clusters with the most flags, and links.
 public enum StatusPage {
-    public static func html(counts: FlagCounts, windowNames: [String], sources: [SourceMetrics], version: String) -> String {
+    /// One alert as the page lists it.
+    public struct AlertRow: Sendable {
+        public var alertname: String
+        public var cluster: String
+        public var flag: String
+        public var state: String
+        public var since: String
+        public var summary: String
+        public var likelyCause: String
+        public var nextSteps: String
+
+        public init(alertname: String, cluster: String, flag: String, state: String, since: String, summary: String,
+                    likelyCause: String, nextSteps: String) {
+            self.alertname = alertname
+            self.cluster = cluster
+            self.flag = flag
+            self.state = state
+            self.since = since
+            self.summary = summary
+            self.likelyCause = likelyCause
+            self.nextSteps = nextSteps
+        }
+    }
+
+    public static func html(counts: FlagCounts, windowNames: [String], sources: [SourceMetrics], version: String,
+                            alerts: [AlertRow]? = nil) -> String {
         struct Row {
             var name: String
             var requests: Int
@@ -44,8 +69,8 @@ public enum StatusPage {
             <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right}</style>
             </head><body>
             <h1>flagwatch \(escape(version))</h1>
-            <p><a href="/metrics">/metrics</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
-            <h2>Upstream clusters with the most response flags</h2>
+            <p><a href="/metrics">/metrics</a> · <a href="/api/v1/alerts">/api/v1/alerts</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
+            \(alertsSection(alerts))<h2>Upstream clusters with the most response flags</h2>
             <table><tr><th>upstream cluster</th><th>flags (last \(escape(recentName)))</th><th>flags (since start)</th><th>requests</th><th>by flag</th></tr>
 
             """
@@ -61,6 +86,18 @@ public enum StatusPage {
             html += "<td class=n>\(source.files)</td><td>\(escape(errors))</td></tr>\n"
         }
         return html + "</table>\n</body></html>\n"
+    }
+
+    static func alertsSection(_ alerts: [AlertRow]?) -> String {
+        guard let alerts else { return "" }
+        guard !alerts.isEmpty else { return "<h2 id=alerts>Alerts</h2>\n<p>None pending or firing.</p>\n" }
+        var html = "<h2 id=alerts>Alerts</h2>\n<table><tr><th>alert</th><th>state</th><th>since</th><th>upstream cluster</th><th>flag</th><th>summary</th><th>likely cause</th><th>next steps</th></tr>\n"
+        for alert in alerts {
+            html += "<tr><td>\(escape(alert.alertname))</td><td>\(escape(alert.state))</td><td>\(escape(alert.since))</td>"
+            html += "<td>\(escape(alert.cluster))</td><td>\(escape(alert.flag))</td><td>\(escape(alert.summary))</td>"
+            html += "<td>\(escape(alert.likelyCause))</td><td><pre>\(escape(alert.nextSteps))</pre></td></tr>\n"
+        }
+        return html + "</table>\n"
     }
 
     static func escape(_ text: String) -> String {
