@@ -68,7 +68,7 @@ let package = Package(
         // Spike rules over the windows: baseline, pending/firing/resolved, alerts with a diagnosis.
         .target(
             name: "Alerting",
-            dependencies: ["AccessLogParser", "FlagCounting", "Diagnosis"],
+            dependencies: ["AccessLogParser", "FlagCounting", "Diagnosis", "ConfigFile"],
             swiftSettings: strictSwift6
         ),
         // libcrypto (OpenSSL) for HMAC-SHA256 signatures on webhook bodies.
@@ -146,7 +146,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AlertingTests",
-            dependencies: ["Alerting", "Diagnosis", "FlagCounting", "AccessLogParser"],
+            dependencies: ["Alerting", "Diagnosis", "FlagCounting", "AccessLogParser", "ConfigFile"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -27,6 +27,11 @@ struct CheckConfigCommand: ParsableCommand {
             }
         }.joined(separator: "; ")
         summary += "), windows " + config.windows.map(\.description).joined(separator: ",")
+        if let alerting = config.alerting {
+            let receivers = alerting.alertmanagers.count + alerting.webhooks.count
+            summary += "; alerting: \(alerting.rules.count) rule(s) (" + alerting.rules.map(\.name).joined(separator: ", ")
+                + "), \(receivers) receiver(s), evaluated every \(alerting.evaluateEvery)"
+        }
         print(summary)
     }
 }
