@@ -33,6 +33,10 @@ let package = Package(
         // Outbound alerts (Alertmanager, webhooks): HTTPS with the system trust store and a
         // per-receiver CA file, which FoundationNetworking's URLSession cannot do on Linux.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Named directly because the Notifier uses their types (TLSConfiguration, ByteBuffer,
+        // TimeAmount) in its own code, not only through AsyncHTTPClient.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
     ],
     targets: [
         // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
@@ -79,6 +83,9 @@ let package = Package(
             dependencies: [
                 "CLibCrypto",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
@@ -151,7 +158,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NotifierTests",
-            dependencies: ["Notifier"],
+            // AsyncHTTPClient reads alerts back from a real Alertmanager.
+            dependencies: [
+                "Notifier",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6
         ),
         .testTarget(
