@@ -10,6 +10,9 @@ public struct AlertingConfig: Sendable, Equatable, Decodable {
     public var externalURL: String?
     /// Firing alerts are sent again this often (with a fresh `endsAt`).
     public var resendEvery = ConfigDuration(seconds: 60)
+    /// Firing alerts are sent to webhooks again this often (Alertmanager's repeat_interval:
+    /// a webhook pages a person, so not every minute).
+    public var webhookRepeatEvery = ConfigDuration(seconds: 4 * 3600)
     public var notificationTimeout = ConfigDuration(seconds: 10)
     /// Alerts waiting per receiver; beyond it the oldest are dropped (and counted).
     public var queueCapacity = 1000
@@ -24,6 +27,7 @@ public struct AlertingConfig: Sendable, Equatable, Decodable {
         case alertmanagers, webhooks
         case externalURL = "external_url"
         case resendEvery = "resend_every"
+        case webhookRepeatEvery = "webhook_repeat_every"
         case notificationTimeout = "notification_timeout"
         case queueCapacity = "queue_capacity"
         case baseline, rules
@@ -36,6 +40,7 @@ public struct AlertingConfig: Sendable, Equatable, Decodable {
         webhooks = try container.decodeIfPresent([WebhookConfig].self, forKey: .webhooks) ?? []
         externalURL = try container.decodeIfPresent(String.self, forKey: .externalURL)
         resendEvery = try container.decodeIfPresent(ConfigDuration.self, forKey: .resendEvery) ?? resendEvery
+        webhookRepeatEvery = try container.decodeIfPresent(ConfigDuration.self, forKey: .webhookRepeatEvery) ?? webhookRepeatEvery
         notificationTimeout = try container.decodeIfPresent(ConfigDuration.self, forKey: .notificationTimeout) ?? notificationTimeout
         queueCapacity = try container.decodeIfPresent(Int.self, forKey: .queueCapacity) ?? queueCapacity
         baseline = try container.decodeIfPresent(ConfigDuration.self, forKey: .baseline) ?? baseline
@@ -49,6 +54,7 @@ public struct AlertingConfig: Sendable, Equatable, Decodable {
             try require(isHTTPURL(externalURL), .externalURL, in: container, "'\(externalURL)' is not an http:// or https:// URL")
         }
         try require(resendEvery.seconds >= 1 && resendEvery.seconds <= 86400, .resendEvery, in: container, "must be between 1s and 1d")
+        try require(webhookRepeatEvery.seconds >= 1 && webhookRepeatEvery.seconds <= 30 * 86400, .webhookRepeatEvery, in: container, "must be between 1s and 30d")
         try require(notificationTimeout.seconds >= 0.1 && notificationTimeout.seconds <= 600, .notificationTimeout, in: container, "must be between 100ms and 10m")
         try require(queueCapacity >= 1 && queueCapacity <= 1_000_000, .queueCapacity, in: container, "must be between 1 and 1000000")
         try require(baseline.seconds >= 60 && baseline.seconds <= 30 * 86400, .baseline, in: container, "must be between 1m and 30d")

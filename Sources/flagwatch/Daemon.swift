@@ -1,4 +1,5 @@
 import AccessLogParser
+import Alerting
 import ConfigFile
 import Exposition
 import FlagCounting
@@ -31,12 +32,17 @@ final class Daemon {
     /// Size of the last /metrics page: the next one reserves about that much at once.
     private var lastMetricsPageBytes = 0
     private var stopDeadline: Double?
+    /// Rules, alert states and delivery; nil without an `alerting:` section.
+    private let alerts: AlertSupervisor?
 
-    init(config: FlagwatchConfig, logger: Logger) {
+    init(config: FlagwatchConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
+        // The metrics show the configured windows; rules may add windows after them.
         windowNames = config.windows.map(\.description)
-        counts = FlagCounts(maxClusters: config.limits.maxClusters, windows: config.windows.map { Int($0.seconds) })
+        counts = FlagCounts(maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
+                            flagGroups: config.alertFlagGroups)
+        alerts = try AlertSupervisor(config: config, logger: logger)
         var parsing: [String: SourceParsing] = [:]
         for source in config.sources {
             parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
@@ -99,6 +105,13 @@ final class Daemon {
         loop.every(config.follow.checkpointInterval.seconds) { [unowned self] in
             journalFollower?.saveCheckpoints()
         }
+        if let alerts {
+            loop.every(alerts.evaluateEvery) { [unowned self] in
+                counts.now = Int(monotonicSeconds())
+                alerts.evaluate(counts, now: wallClockSeconds())
+            }
+            logger.info("alerting: \(alerts.engine.rules.count) rule(s), evaluated every \(alerts.evaluateEvery) s")
+        }
         let idle = config.limits.idleSeriesExpiry.seconds
         loop.every(min(60, max(1, idle / 4))) { [unowned self] in
             counts.now = Int(monotonicSeconds())
@@ -123,6 +136,7 @@ final class Daemon {
         loop.run()
         fileFollower?.saveCheckpoints()
         journalFollower?.saveCheckpoints()
+        alerts?.shutdown()
         logger.info("stopped; checkpoints saved")
     }
 
@@ -153,7 +167,7 @@ final class Daemon {
     // MARK: - HTTP
 
     private func respond(to request: HTTPRequest) -> HTTPResponse {
-        let known = ["/metrics", "/-/healthy", "/-/ready", "/"]
+        let known = ["/metrics", "/-/healthy", "/-/ready", "/", "/api/v1/alerts"]
         guard known.contains(request.path) else { return .text(404, "not found; try /metrics") }
         guard request.method == "GET" || request.method == "HEAD" else {
             return HTTPResponse(status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")],
@@ -166,16 +180,23 @@ final class Daemon {
             let body = DaemonMetrics.render(
                 counts: counts, windowNames: windowNames, labels: labels, sources: sourceMetrics(),
                 process: processMetrics(), version: BuildInfo.version, format: format,
-                expectedBytes: lastMetricsPageBytes)
+                expectedBytes: lastMetricsPageBytes, alerting: alerts?.metrics())
             lastMetricsPageBytes = body.count
             return HTTPResponse(status: 200, headers: [("Content-Type", format.contentType)], body: body)
+        case "/api/v1/alerts":
+            guard let alerts else {
+                return HTTPResponse(status: 200, contentType: "application/json",
+                                    body: #"{"status":"success","data":{"alerts":[]}}"# + "\n")
+            }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: alerts.alertsJSON())
         case "/-/healthy":
             return .text(200, "healthy")
         case "/-/ready":
             return isReady ? .text(200, "ready") : .text(503, "not ready: sources are being opened")
         default:
             return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: StatusPage.html(
-                counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version))
+                counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
+                alerts: alerts?.statusRows()))
         }
     }
 

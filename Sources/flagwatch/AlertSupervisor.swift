@@ -1,0 +1,176 @@
+import AccessLogParser
+import Alerting
+import ConfigFile
+import Diagnosis
+import Exposition
+import FlagCounting
+import Foundation
+import Logging
+import Notifier
+
+/// The daemon's alerting: builds the rules from the config, evaluates them on the loop, logs
+/// transitions and hands alerts to the notifier. Lives on the daemon's loop thread.
+final class AlertSupervisor {
+    let engine: RuleEngine
+    let evaluateEvery: Double
+    /// Base of every alert's `generatorURL`: the daemon's status page.
+    let externalURL: String
+    private let logger: Logger
+    /// Delivers firing and resolved alerts; nil without receivers.
+    let notifier: Notifier?
+
+    init?(config: FlagwatchConfig, logger: Logger) throws {
+        guard let alerting = config.alerting else { return nil }
+        let rules = AlertRule.rules(config)
+        engine = try RuleEngine(rules: rules, diagnose: Diagnoser.diagnose)
+        evaluateEvery = alerting.evaluateEvery.seconds
+        externalURL = alerting.externalURL ?? Self.defaultExternalURL(listen: config.listen)
+        self.logger = logger
+        let timeout = alerting.notificationTimeout.seconds
+        var receivers = alerting.alertmanagers.map { url in
+            ReceiverConfig(kind: .alertmanager, name: "alertmanager " + url, url: url, timeout: timeout,
+                           queueCapacity: alerting.queueCapacity)
+        }
+        for webhook in alerting.webhooks {
+            var receiver = ReceiverConfig(kind: .webhook, name: webhook.receiverName, url: webhook.url, timeout: timeout,
+                                          queueCapacity: alerting.queueCapacity)
+            receiver.bearerTokenFile = webhook.bearerTokenFile
+            receiver.hmacSecretFile = webhook.hmacSecretFile
+            receiver.caFile = webhook.caFile
+            receivers.append(receiver)
+        }
+        if receivers.isEmpty {
+            notifier = nil
+        } else {
+            var options = NotifierOptions()
+            options.resendInterval = alerting.resendEvery.seconds
+            options.webhookRepeatInterval = alerting.webhookRepeatEvery.seconds
+            options.externalURL = externalURL
+            do {
+                notifier = try Notifier(receivers: receivers, options: options, logger: logger)
+            } catch {
+                throw CommandFailure(message: "alerting: \(error)")
+            }
+        }
+    }
+
+    static func defaultExternalURL(listen: String) -> String {
+        guard let address = ListenAddress(listen) else { return "http://127.0.0.1:9817/" }
+        let unspecified = ["0.0.0.0", "::", ""].contains(address.host)
+        let host = unspecified ? (ProcessInfo.processInfo.hostName) : address.host
+        return "http://\(host.contains(":") ? "[\(host)]" : host):\(address.port)/"
+    }
+
+    /// One evaluation: returns what changed, after logging it.
+    @discardableResult
+    func evaluate(_ counts: FlagCounts, now: Double) -> Evaluation {
+        let evaluation = engine.evaluate(counts, now: now)
+        if let notifier {
+            // Firing alerts (pending ones are not sent, as in Prometheus) and those just resolved.
+            let firing = evaluation.active.filter { $0.state == .firing }
+            notifier.update((firing + evaluation.resolved).map(postable))
+        }
+        for transition in evaluation.transitions {
+            let alert = transition.alert
+            var metadata: Logger.Metadata = [
+                "alertname": "\(alert.rule)", "upstream_cluster": "\(alert.cluster)", "state": "\(alert.state.rawValue)",
+                "response_flag": "\(alert.label("response_flag") ?? "")",
+            ]
+            if let cause = alert.diagnosis?.cause { metadata["likely_cause"] = "\(cause.rawValue)" }
+            let from = transition.from?.rawValue ?? "inactive"
+            let text = "alert \(alert.rule) on \(alert.cluster): \(from) -> \(alert.state.rawValue)"
+                + (alert.state == .resolved ? "" : ": \(alert.annotation("summary") ?? "")")
+            let message = Logger.Message(stringLiteral: text)
+            if alert.state == .firing {
+                logger.warning(message, metadata: metadata)
+            } else {
+                logger.notice(message, metadata: metadata)
+            }
+        }
+        return evaluation
+    }
+
+    /// An alert as Alertmanager takes it: `startsAt` when it fired, `endsAt` when it resolved
+    /// (the notifier sets a fresh one on each send of a firing alert).
+    func postable(_ alert: Alert) -> PostableAlert {
+        PostableAlert(
+            labels: Dictionary(alert.labels.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+            annotations: Dictionary(alert.annotations.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+            startsAt: Date(timeIntervalSince1970: alert.firedAt ?? alert.activeAt),
+            endsAt: alert.resolvedAt.map { Date(timeIntervalSince1970: $0) },
+            generatorURL: externalURL + "#alerts")
+    }
+
+    /// Delivers what is pending (bounded), then stops the HTTP client.
+    func shutdown() {
+        notifier?.shutdown(within: 5)
+    }
+
+    /// `GET /api/v1/alerts`: the pending and firing alerts, in the shape of Prometheus' own
+    /// `/api/v1/alerts` (plus flagwatch's figures).
+    func alertsJSON() -> [UInt8] {
+        struct Entry: Encodable {
+            var labels: [String: String]
+            var annotations: [String: String]
+            var state: String
+            var activeAt: String
+            var firedAt: String?
+            var value: String
+            var figures: Figures
+        }
+        struct Figures: Encodable {
+            var count: UInt64
+            var total: UInt64
+            var ratio: Double
+            var ratePerMinute: Double
+            var baselinePerMinute: Double?
+            var likelyCause: String?
+        }
+        struct Body: Encodable {
+            var status = "success"
+            var data: [String: [Entry]]
+        }
+        let entries = engine.activeAlerts.map { alert in
+            Entry(
+                labels: Dictionary(alert.labels.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+                annotations: Dictionary(alert.annotations.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+                state: alert.state.rawValue, activeAt: Self.timestamp(alert.activeAt), firedAt: alert.firedAt.map(Self.timestamp),
+                value: String(alert.figures.count),
+                figures: Figures(count: alert.figures.count, total: alert.figures.total, ratio: alert.figures.ratio,
+                                 ratePerMinute: alert.figures.rate * 60, baselinePerMinute: alert.figures.baseline.map { $0 * 60 },
+                                 likelyCause: alert.diagnosis?.cause.rawValue))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = (try? encoder.encode(Body(data: ["alerts": entries]))) ?? Data(#"{"status":"error"}"#.utf8)
+        return Array(body) + [0x0A]
+    }
+
+    /// The alerts for the status page.
+    func statusRows() -> [StatusPage.AlertRow] {
+        engine.activeAlerts.map { alert in
+            StatusPage.AlertRow(
+                alertname: alert.rule, cluster: alert.cluster, flag: alert.label("response_flag") ?? "",
+                state: alert.state.rawValue, since: Self.timestamp(alert.firedAt ?? alert.activeAt),
+                summary: alert.annotation("summary") ?? "", likelyCause: alert.annotation("likely_cause") ?? "",
+                nextSteps: alert.annotation("next_steps") ?? "")
+        }
+    }
+
+    func metrics() -> AlertingMetrics {
+        var metrics = AlertingMetrics()
+        metrics.alerts = engine.alertCounts().map { ($0.rule, $0.state.rawValue, $0.count) }
+        for receiver in notifier?.statistics() ?? [] {
+            metrics.receivers.append(AlertingMetrics.Receiver(
+                name: receiver.name, queueLength: receiver.queueLength,
+                results: [("success", receiver.sent), ("failure", receiver.failed), ("dropped", receiver.dropped)]))
+        }
+        return metrics
+    }
+
+    static func timestamp(_ seconds: Double) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+    }
+}
