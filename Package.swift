@@ -115,7 +115,7 @@ let package = Package(
             name: "flagwatch",
             dependencies: [
                 "SystemCalls", "LogSources", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
-                "Diagnosis", "Alerting", "Notifier",
+                "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

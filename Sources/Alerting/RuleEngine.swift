@@ -132,6 +132,33 @@ public final class RuleEngine {
         return Evaluation(active: activeAlerts, resolved: resolved, transitions: transitions)
     }
 
+    /// Takes over what `previous` learned and decided, after a configuration reload: for every
+    /// rule kept by name with the same flags and window, the clusters' baselines and their
+    /// pending or firing alerts (new thresholds apply from the next evaluation); the warm-up
+    /// clock too. Returns the alerts of rules that are gone, resolved at `now`, so receivers
+    /// hear that they ended.
+    public func adoptState(from previous: RuleEngine, now: Double) -> [Alert] {
+        startedAt = previous.startedAt
+        lastEvaluation = previous.lastEvaluation
+        var ended: [Alert] = []
+        for (oldIndex, oldRule) in previous.rules.enumerated() {
+            let kept = rules.firstIndex {
+                $0.name == oldRule.name && $0.flags == oldRule.flags && $0.windowSeconds == oldRule.windowSeconds
+            }
+            if let kept {
+                series[kept] = previous.series[oldIndex]
+                continue
+            }
+            for entry in previous.series[oldIndex].values {
+                guard var alert = entry.alert, case .firing = entry.phase else { continue }
+                alert.state = .resolved
+                alert.resolvedAt = now
+                ended.append(alert)
+            }
+        }
+        return ended
+    }
+
     /// The baseline to compare with, or nil during the warm-up. The average starts at zero when
     /// the engine starts (a cluster without lines has a rate of zero), so it is divided by the
     /// weight all observations have so far (as Adam's bias correction does): after ten minutes

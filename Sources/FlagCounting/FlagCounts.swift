@@ -23,7 +23,7 @@ public final class FlagCounts {
     /// Real clusters beyond this share ``overflowCluster``'s row.
     public let maxClusters: Int
     /// Trailing-window counts, when windows are configured (the daemon; not `scan`).
-    public let rings: WindowRings?
+    public private(set) var rings: WindowRings?
     /// The second the daemon's clock is at: windows count into it.
     public var now = 0
     /// Per cluster, `1 + flagCount` ring ids (responses, then each flag); -1: none yet.
@@ -62,7 +62,49 @@ public final class FlagCounts {
     }
 
     /// Per group, the flags' bits (see ``ResponseFlagSet``).
-    private let flagGroups: [UInt32]
+    private var flagGroups: [UInt32]
+
+    /// The flag groups, as given to ``init(maxClusters:windows:flagGroups:)`` or ``relayout(windows:flagGroups:)``.
+    public var flagGroupSets: [ResponseFlagSet] { flagGroups.map { ResponseFlagSet(rawValue: $0) } }
+
+    /// Changes the windows and flag groups kept (a configuration reload) without losing what the
+    /// windows hold: a window kept or lengthened keeps its seconds (a longer one starts with what
+    /// the longest old window held), a group kept by its set of flags keeps its series; a new
+    /// group starts empty. Returns false (nothing changed) when windows would be turned on or off.
+    @discardableResult
+    public func relayout(windows: [Int], flagGroups newGroups: [ResponseFlagSet]) -> Bool {
+        guard let oldRings = rings, !windows.isEmpty else { return windows.isEmpty && rings == nil }
+        let newRings = windows == oldRings.windows ? oldRings : WindowRings(windows: windows)
+        let newPerCluster = 1 + Self.flagCount + newGroups.count
+        var newTable = [Int32](repeating: -1, count: clusters.count * newPerCluster)
+        let oldGroups = flagGroups
+        for cluster in 0..<clusters.count {
+            let oldBase = cluster * ringsPerCluster
+            let newBase = cluster * newPerCluster
+            guard oldBase + ringsPerCluster <= ringTable.count else { continue }
+            // Old slot feeding each new slot: totals and flags in place, groups by their flags.
+            var sources = Array(oldBase..<(oldBase + 1 + Self.flagCount))
+            for group in newGroups {
+                sources.append(oldGroups.firstIndex(of: group.rawValue).map { oldBase + 1 + Self.flagCount + $0 } ?? -1)
+            }
+            var used = Set<Int>()
+            for (offset, source) in sources.enumerated() where source >= 0 && ringTable[source] >= 0 && !used.contains(source) {
+                used.insert(source)
+                let oldRing = Int(ringTable[source])
+                newTable[newBase + offset] = Int32(newRings === oldRings ? oldRing : newRings.copy(oldRing, of: oldRings, now: now))
+            }
+            if newRings === oldRings {
+                for index in oldBase..<(oldBase + ringsPerCluster) where ringTable[index] >= 0 && !used.contains(index) {
+                    oldRings.free(Int(ringTable[index]))
+                }
+            }
+        }
+        rings = newRings
+        ringTable = newTable
+        flagGroups = newGroups.map(\.rawValue)
+        ringsPerCluster = newPerCluster
+        return true
+    }
 
     /// Counts one parsed line.
     @inline(__always)
@@ -99,7 +141,7 @@ public final class FlagCounts {
     }
 
     /// Rings per cluster: responses, each flag, then each flag group.
-    private let ringsPerCluster: Int
+    private var ringsPerCluster: Int
 
     @inline(__always)
     private func countInWindows(_ cluster: Int, flags: ResponseFlagSet, rings: WindowRings) {

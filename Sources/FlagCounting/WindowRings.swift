@@ -210,6 +210,34 @@ public final class WindowRings {
         for bucket in 0..<length { target[bucket] = To(truncatingIfNeeded: source[bucket]) }
     }
 
+    /// What was added to `ring` in `second` (0 outside the last ``length`` seconds before its
+    /// newest).
+    func bucket(_ ring: Int, second: Int) -> UInt32 {
+        let newestSecond = newest[ring]
+        guard second <= newestSecond, second > newestSecond - length else { return 0 }
+        let index = Int(slot[ring])
+        let bucket = Self.slot(second, length)
+        switch width[ring] {
+        case .narrow: return UInt32(narrow.buckets(index)[bucket])
+        case .medium: return UInt32(medium.buckets(index)[bucket])
+        case .wide: return wide.buckets(index)[bucket]
+        }
+    }
+
+    /// A new ring holding the seconds of `other`'s `ring` that fit this one's longest window
+    /// (windows changed by a reload: the counts already in them carry over).
+    public func copy(_ ring: Int, of other: WindowRings, now: Int) -> Int {
+        other.advance(ring, to: now)
+        let kept = min(length, other.length)
+        let copied = allocate(now: now - kept)
+        for second in (now - kept + 1)...now {
+            let amount = other.bucket(ring, second: second)
+            advance(copied, to: second)
+            if amount > 0 { add(copied, now: second, amount: amount) }
+        }
+        return copied
+    }
+
     /// The count in window `index` (of ``windows``) ending at second `now`.
     public func sum(_ ring: Int, window index: Int, now: Int) -> UInt64 {
         advance(ring, to: now)

@@ -19,6 +19,12 @@ public struct FileSourceSpec: Sendable, Equatable {
 }
 
 /// How files are followed; the defaults suit a node with a few busy logs or many quiet ones.
+/// Where a source stands when its follower is replaced: what the next one resumes from.
+public struct FileSourceHandoff: Sendable {
+    public var files: [FileCheckpoint]
+    public var statistics: SourceStatistics
+}
+
 public struct FollowOptions: Sendable {
     /// Every so often every pattern is expanded again and every open file checked, whatever
     /// inotify said: this catches what it cannot see (NFS, a lost watch).
@@ -72,6 +78,8 @@ public final class FileFollower {
     private var initialScanDone = false
     /// What was last saved per source, so an idle follower does not rewrite its state.
     private var lastSaved: [SourceCheckpoint?]
+    /// What ``start(on:)`` registered, so ``stop(on:)`` can take it back.
+    private var registrations: (timers: [PollLoop.TimerID], busyHook: PollLoop.BusyHookID?) = ([], nil)
 
     private struct DirectoryWatch {
         var path: String
@@ -119,8 +127,10 @@ public final class FileFollower {
 
     /// - Parameter firstStream: stream ids handed out start here (so several sources' ids
     ///   do not collide).
+    ///   - handoff: positions and statistics of a follower this one replaces (a reload), by
+    ///     source name: those sources resume exactly there, ahead of any saved checkpoint.
     public init(sources: [FileSourceSpec], options: FollowOptions, sink: any LineSink, logger: Logger,
-                firstStream: Int = 1) throws(Errno) {
+                firstStream: Int = 1, handoff: [String: FileSourceHandoff] = [:]) throws(Errno) {
         self.sources = sources
         self.options = options
         self.sink = sink
@@ -157,6 +167,14 @@ public final class FileFollower {
                 }
             }
         }
+        for (index, source) in sources.enumerated() {
+            guard let previous = handoff[source.name] else { continue }
+            savedCheckpoints[index] = previous.files
+            hadSavedState[index] = true
+            statistics[index] = previous.statistics
+            // Recounted as the files are opened again.
+            statistics[index].openStreams = 0
+        }
     }
 
     deinit {
@@ -175,15 +193,45 @@ public final class FileFollower {
         if let inotify {
             loop.watch(inotify.descriptor.rawValue) { [unowned self] _ in self.handleInotify() }
         }
-        loop.every(options.rescanInterval) { [unowned self] in
+        let rescan = loop.every(options.rescanInterval) { [unowned self] in
             dirtySources.formUnion(sources.indices)
             pendingReads.formUnion(streams.keys)
         }
-        loop.every(options.checkpointInterval) { [unowned self] in
+        let checkpoint = loop.every(options.checkpointInterval) { [unowned self] in
             closeFinishedOrphans()
             saveCheckpoints()
         }
-        loop.whileBusy { [unowned self] in self.work() }
+        let busyHook = loop.whileBusy { [unowned self] in self.work() }
+        registrations = ([rescan, checkpoint], busyHook)
+    }
+
+    /// Reads what the files hold now, then leaves `loop` and closes every file: the follower
+    /// is being replaced (a reload). Returns where each source stands, for the next one's
+    /// `handoff`; lines past the last complete one are read again by it, so none is lost.
+    public func stop(on loop: PollLoop) -> [String: FileSourceHandoff] {
+        catchUp()
+        saveCheckpoints()
+        if let inotify { loop.unwatch(inotify.descriptor.rawValue) }
+        for timer in registrations.timers { loop.cancel(timer) }
+        if let busyHook = registrations.busyHook { loop.removeBusyHook(busyHook) }
+        registrations = ([], nil)
+        var result: [String: FileSourceHandoff] = [:]
+        for (index, source) in sources.enumerated() {
+            let entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
+                FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
+                               fingerprint: $0.fingerprint, offset: $0.committedOffset)
+            }
+            // Checkpoints not matched to a file yet (a rotated file not reopened) stay valid.
+            result[source.name] = FileSourceHandoff(files: entries + savedCheckpoints[index], statistics: statistics[index])
+        }
+        for file in streams.values {
+            file.descriptor.close()
+            sink.streamClosed(file.stream)
+        }
+        streams.removeAll()
+        files = Array(repeating: [:], count: sources.count)
+        pendingReads.removeAll()
+        return result
     }
 
     /// Reads what every open file holds now (bounded), e.g. before a last report at shutdown.

@@ -142,6 +142,12 @@ public enum JournalMatch: Sendable, Equatable {
 /// wall-clock time the journal was last read to its end (for a source that has matched
 /// nothing yet). Journal rotation and vacuuming are libsystemd's business: it opens new files
 /// and drops deleted ones when ``Journal/process()`` is called, and its position survives that.
+/// Where a journal source stands when its follower is replaced: what the next one resumes from.
+public struct JournalSourceHandoff: Sendable {
+    public var checkpoint: JournalCheckpoint?
+    public var statistics: SourceStatistics
+}
+
 public final class JournalFollower {
     /// Messages longer than this are skipped without being copied or decompressed further
     /// (reported to the sink as a skipped long line). Set it to the pipeline's cap before
@@ -173,6 +179,7 @@ public final class JournalFollower {
     private var pending = Set<Int>()
     private weak var loop: PollLoop?
     private var started = false
+    private var busyHook: PollLoop.BusyHookID?
 
     final class FollowedJournal {
         let source: Int
@@ -210,8 +217,10 @@ public final class JournalFollower {
     /// Opens every source's journal and adds its matches (no reading until ``start(on:)``).
     /// - Parameter firstStream: stream ids handed out start here (one per source), so they do
     ///   not collide with other followers' ids.
+    /// - Parameter handoff: positions and statistics of a follower this one replaces (a reload),
+    ///   by source name: those sources resume exactly there, ahead of any saved checkpoint.
     public init(sources: [JournalSourceSpec], stateDirectory: String?, sink: any LineSink, logger: Logger,
-                firstStream: Int) throws(JournalError) {
+                firstStream: Int, handoff: [String: JournalSourceHandoff] = [:]) throws(JournalError) {
         self.sources = sources
         self.sink = sink
         self.logger = logger
@@ -256,6 +265,10 @@ public final class JournalFollower {
                     logger.error("\(error); journal source \(source.name) starts without it")
                     statistics[index].errors["checkpoint_corrupt", default: 0] += 1
                 }
+            }
+            if let previous = handoff[source.name] {
+                saved = previous.checkpoint
+                statistics[index] = previous.statistics
             }
             journals.append(FollowedJournal(
                 source: index, stream: StreamID(firstStream + index), journal: journal, descriptor: descriptor, saved: saved))
@@ -319,7 +332,32 @@ public final class JournalFollower {
             }
             pending.insert(followed.source)
         }
-        loop.whileBusy { [unowned self] in self.work() }
+        busyHook = loop.whileBusy { [unowned self] in self.work() }
+    }
+
+    /// Reads what the journals hold now, then leaves the loop: the follower is being replaced
+    /// (a reload). Returns where each source stands, for the next one's `handoff`.
+    public func stop() -> [String: JournalSourceHandoff] {
+        guard started else { return [:] }
+        catchUp()
+        saveCheckpoints()
+        var result: [String: JournalSourceHandoff] = [:]
+        for followed in journals {
+            updateCursor(followed)
+            if let descriptor = followed.descriptor, followed.isWatched { loop?.unwatch(descriptor) }
+            followed.isWatched = false
+            for timer in [followed.deadlineTimer, followed.pollingTimer].compactMap({ $0 }) { loop?.cancel(timer) }
+            followed.deadlineTimer = nil
+            followed.pollingTimer = nil
+            sink.streamClosed(followed.stream)
+            let checkpoint = followed.cursor != nil || followed.readUntil != nil
+                ? JournalCheckpoint(cursor: followed.cursor, readUntilMicroseconds: followed.readUntil) : followed.saved
+            result[sources[followed.source].name] = JournalSourceHandoff(checkpoint: checkpoint, statistics: statistics[followed.source])
+        }
+        if let busyHook { loop?.removeBusyHook(busyHook) }
+        busyHook = nil
+        started = false
+        return result
     }
 
     /// Reads what every journal holds now (bounded), e.g. before a last report at shutdown.

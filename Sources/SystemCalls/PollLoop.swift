@@ -28,6 +28,7 @@ public final class PollLoop {
     public typealias DescriptorHandler = (_ readyEvents: Int16) -> Void
 
     public struct TimerID: Hashable, Sendable { let value: Int }
+    public struct BusyHookID: Hashable, Sendable { let value: Int }
 
     private struct Watched {
         var descriptor: Int32
@@ -46,7 +47,8 @@ public final class PollLoop {
     private var indexByDescriptor: [Int32: Int] = [:]
     private var timers: [Timer] = []
     private var nextTimerID = 0
-    private var busyHooks: [() -> Bool] = []
+    private var busyHooks: [(id: BusyHookID, hook: () -> Bool)] = []
+    private var nextBusyHookID = 0
     private var stopRequested = false
 
     public init() {}
@@ -95,8 +97,17 @@ public final class PollLoop {
     }
 
     /// Called once per iteration; while any returns true (work left), the loop does not sleep.
-    public func whileBusy(_ hook: @escaping () -> Bool) {
-        busyHooks.append(hook)
+    @discardableResult
+    public func whileBusy(_ hook: @escaping () -> Bool) -> BusyHookID {
+        nextBusyHookID += 1
+        let id = BusyHookID(value: nextBusyHookID)
+        busyHooks.append((id, hook))
+        return id
+    }
+
+    /// Stops calling a ``whileBusy(_:)`` hook (e.g. of a follower replaced by a reload).
+    public func removeBusyHook(_ id: BusyHookID) {
+        busyHooks.removeAll { $0.id == id }
     }
 
     /// Ends ``run()`` after the current iteration.
@@ -129,7 +140,7 @@ public final class PollLoop {
             }
             runDueTimers()
             busy = false
-            for hook in busyHooks where hook() { busy = true }
+            for entry in busyHooks where entry.hook() { busy = true }
         }
     }
 

@@ -19,13 +19,38 @@ final class AlertSupervisor {
     /// Delivers firing and resolved alerts; nil without receivers.
     let notifier: Notifier?
 
-    init?(config: FlagwatchConfig, logger: Logger) throws {
+    /// What the notifier is built from: a reload that leaves it alone keeps the notifier, with
+    /// its queues and what each receiver was last sent.
+    private let deliverySettings: DeliverySettings
+
+    private struct DeliverySettings: Equatable {
+        var alertmanagers: [String]
+        var webhooks: [WebhookConfig]
+        var timeout: Double
+        var queueCapacity: Int
+        var resendEvery: Double
+        var webhookRepeatEvery: Double
+        var externalURL: String
+    }
+
+    /// - Parameter previous: the supervisor of the configuration being replaced (a reload):
+    ///   its rule states are taken over and its notifier kept when delivery did not change.
+    init?(config: FlagwatchConfig, logger: Logger, previous: AlertSupervisor? = nil) throws {
         guard let alerting = config.alerting else { return nil }
         let rules = AlertRule.rules(config)
         engine = try RuleEngine(rules: rules, diagnose: Diagnoser.diagnose)
         evaluateEvery = alerting.evaluateEvery.seconds
         externalURL = alerting.externalURL ?? Self.defaultExternalURL(listen: config.listen)
         self.logger = logger
+        deliverySettings = DeliverySettings(
+            alertmanagers: alerting.alertmanagers, webhooks: alerting.webhooks, timeout: alerting.notificationTimeout.seconds,
+            queueCapacity: alerting.queueCapacity, resendEvery: alerting.resendEvery.seconds,
+            webhookRepeatEvery: alerting.webhookRepeatEvery.seconds, externalURL: externalURL)
+        if let previous, previous.deliverySettings == deliverySettings {
+            notifier = previous.notifier
+            previous.keepsNotifier = true
+            return
+        }
         let timeout = alerting.notificationTimeout.seconds
         var receivers = alerting.alertmanagers.map { url in
             ReceiverConfig(kind: .alertmanager, name: "alertmanager " + url, url: url, timeout: timeout,
@@ -101,9 +126,25 @@ final class AlertSupervisor {
             generatorURL: externalURL + "#alerts")
     }
 
+    /// Set when a reload's supervisor took the notifier over: this one must not stop it.
+    private var keepsNotifier = false
+
     /// Delivers what is pending (bounded), then stops the HTTP client.
-    func shutdown() {
-        notifier?.shutdown(within: 5)
+    func shutdown(within seconds: Double = 5) {
+        guard !keepsNotifier else { return }
+        notifier?.shutdown(within: seconds)
+    }
+
+    /// After a reload: takes over `previous`'s rule states; alerts of rules that are gone are
+    /// sent as resolved.
+    func adoptState(from previous: AlertSupervisor, now: Double) {
+        let ended = engine.adoptState(from: previous.engine, now: now)
+        for alert in ended {
+            logger.notice("alert \(alert.rule) on \(alert.cluster): firing -> resolved: the rule was removed by a reload")
+        }
+        if let notifier, !ended.isEmpty {
+            notifier.update((engine.activeAlerts.filter { $0.state == .firing } + ended).map(postable))
+        }
     }
 
     /// `GET /api/v1/alerts`: the pending and firing alerts, in the shape of Prometheus' own

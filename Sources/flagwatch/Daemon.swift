@@ -16,13 +16,19 @@ import Glibc
 /// thread. Nothing is shared between threads, so nothing is locked; a scrape is answered
 /// between two reads, which take about a millisecond each.
 final class Daemon {
-    private let config: FlagwatchConfig
+    /// The configuration in force (replaced by a successful reload).
+    private var config: FlagwatchConfig
+    /// Reads the config file again, with the command line's overrides (SIGHUP).
+    private let loadConfig: () throws -> FlagwatchConfig
     private let logger: Logger
     private let loop = PollLoop()
     private let counts: FlagCounts
     private let sink: CountingSink
     private let labels = ClusterLabelCache()
-    private let windowNames: [String]
+    private var windowNames: [String]
+    /// Stream ids of the next follower a reload creates (ids of replaced ones are not reused).
+    private var followerGeneration = 0
+    private var socketActivated = false
     private var fileFollower: FileFollower?
     private var journalFollower: JournalFollower?
     private var server: HTTPServer?
@@ -33,10 +39,17 @@ final class Daemon {
     private var lastMetricsPageBytes = 0
     private var stopDeadline: Double?
     /// Rules, alert states and delivery; nil without an `alerting:` section.
-    private let alerts: AlertSupervisor?
+    private var alerts: AlertSupervisor?
+    /// The alert-evaluation timer (replaced when a reload changes `evaluate_every`).
+    private var evaluationTimer: PollLoop.TimerID?
+    /// systemd's notify socket (READY, STATUS, WATCHDOG, RELOADING, STOPPING); inert without one.
+    private let serviceManager = ServiceManagerNotifier()
+    /// Lines counted when the last STATUS= was sent, and when: the rate in the next one.
+    private var statusMark: (lines: Int, at: Double) = (0, 0)
 
-    init(config: FlagwatchConfig, logger: Logger) throws {
+    init(config: FlagwatchConfig, logger: Logger, loadConfig: @escaping () throws -> FlagwatchConfig) throws {
         self.config = config
+        self.loadConfig = loadConfig
         self.logger = logger
         // The metrics show the configured windows; rules may add windows after them.
         windowNames = config.windows.map(\.description)
@@ -96,6 +109,18 @@ final class Daemon {
         isReady = true
         let ports = listeners.compactMap(\.localPort).map(String.init).joined(separator: ",")
         logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))")
+        // The listener is up and every source is open: systemd may start what depends on us.
+        statusMark = (counts.lines, monotonicSeconds())
+        serviceManager.ready(status: "started: \(config.sources.count) source(s), listening on port \(ports)")
+        if serviceManager.isListening {
+            loop.every(Self.statusInterval) { [unowned self] in serviceManager.status(statusLine()) }
+        }
+        if let interval = serviceManager.watchdogPingInterval {
+            // From the loop itself: a loop stuck in a read or a handler stops the pings and
+            // systemd restarts the service.
+            loop.every(interval) { [unowned self] in serviceManager.watchdog() }
+            logger.info("systemd watchdog: WATCHDOG=1 every \(interval) s")
+        }
 
         // The windows' clock: every loop iteration, before lines are counted.
         loop.whileBusy { [unowned self] in
@@ -105,13 +130,7 @@ final class Daemon {
         loop.every(config.follow.checkpointInterval.seconds) { [unowned self] in
             journalFollower?.saveCheckpoints()
         }
-        if let alerts {
-            loop.every(alerts.evaluateEvery) { [unowned self] in
-                counts.now = Int(monotonicSeconds())
-                alerts.evaluate(counts, now: wallClockSeconds())
-            }
-            logger.info("alerting: \(alerts.engine.rules.count) rule(s), evaluated every \(alerts.evaluateEvery) s")
-        }
+        scheduleEvaluations()
         let idle = config.limits.idleSeriesExpiry.seconds
         loop.every(min(60, max(1, idle / 4))) { [unowned self] in
             counts.now = Int(monotonicSeconds())
@@ -122,7 +141,7 @@ final class Daemon {
             for signal in signals.received() {
                 switch signal {
                 case SIGHUP:
-                    logger.warning("SIGHUP: reloading the configuration is not supported yet; restart to apply changes")
+                    reload()
                 default:
                     beginStopping(signal == SIGTERM ? "SIGTERM" : "SIGINT")
                 }
@@ -144,13 +163,144 @@ final class Daemon {
     private func beginStopping(_ reason: String) {
         guard stopDeadline == nil else { return }
         logger.info("\(reason): stopping")
+        serviceManager.stopping()
         stopDeadline = monotonicSeconds() + 5
         server?.stopAccepting()
+    }
+
+    /// How often STATUS= is refreshed for `systemctl status`.
+    static let statusInterval = 10.0
+
+    /// One line for `systemctl status`: rate since the last one, clusters, firing alerts.
+    private func statusLine() -> String {
+        let now = monotonicSeconds()
+        let elapsed = max(now - statusMark.at, 0.001)
+        let rate = Double(counts.lines - statusMark.lines) / elapsed
+        statusMark = (counts.lines, now)
+        let firing = alerts?.engine.activeAlerts.filter { $0.state == .firing }.count ?? 0
+        return "\(Int(rate.rounded())) lines/s, \(counts.clusters.count) clusters, \(firing) firing alert(s), \(counts.lines) lines in all"
+    }
+
+    private func scheduleEvaluations() {
+        if let evaluationTimer { loop.cancel(evaluationTimer) }
+        evaluationTimer = nil
+        guard let alerts else { return }
+        evaluationTimer = loop.every(alerts.evaluateEvery) { [unowned self] in
+            counts.now = Int(monotonicSeconds())
+            self.alerts?.evaluate(counts, now: wallClockSeconds())
+        }
+        logger.info("alerting: \(alerts.engine.rules.count) rule(s), evaluated every \(alerts.evaluateEvery) s")
+    }
+
+    // MARK: - Reload
+
+    /// SIGHUP: reads the config file again and applies it without losing counts, windows, alert
+    /// states or file positions. A config that does not load, or asks for what cannot change
+    /// while running, is rejected with the reason logged, and the running one stays in force.
+    private func reload() {
+        serviceManager.reloading()
+        defer { serviceManager.ready(status: statusLine()) }
+        var new: FlagwatchConfig
+        do {
+            new = try loadConfig()
+        } catch {
+            logger.error("reload rejected, the running configuration stays in force: \(error)")
+            return
+        }
+        // What is bound or opened once: kept, with a warning, so the rest still applies.
+        if new.listen != config.listen && !socketActivated {
+            logger.warning("reload: listen \(new.listen) takes effect at the next restart; still serving on \(config.listen)")
+            new.listen = config.listen
+        }
+        if new.stateDirectory != config.stateDirectory {
+            logger.warning("reload: state_dir \(new.stateDirectory) takes effect at the next restart")
+            new.stateDirectory = config.stateDirectory
+        }
+        if new.limits.maxClusters != config.limits.maxClusters {
+            logger.warning("reload: limits.max_clusters takes effect at the next restart")
+            new.limits.maxClusters = config.limits.maxClusters
+        }
+        if new.follow.maxLineLength != config.follow.maxLineLength {
+            logger.warning("reload: follow.max_line_length takes effect at the next restart")
+            new.follow.maxLineLength = config.follow.maxLineLength
+        }
+        let windows = new.countedWindows.map { Int($0.seconds) }
+        let groups = new.alertFlagGroups
+        if windows != counts.rings?.windows ?? [] || groups != counts.flagGroupSets {
+            guard counts.relayout(windows: windows, flagGroups: groups) else {
+                logger.error("reload rejected, the running configuration stays in force: cannot change windows and rules' flags while running")
+                return
+            }
+        }
+        let nextAlerts: AlertSupervisor?
+        do {
+            nextAlerts = try AlertSupervisor(config: new, logger: logger, previous: alerts)
+        } catch {
+            logger.error("reload rejected, the running configuration stays in force: \(error)")
+            return
+        }
+        let previousConfig = config
+        config = new
+        windowNames = new.windows.map(\.description)
+        var parsing: [String: SourceParsing] = [:]
+        for source in new.sources {
+            parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
+        }
+        sink.parsing = parsing
+        if let nextAlerts, let previous = alerts { nextAlerts.adoptState(from: previous, now: wallClockSeconds()) }
+        if alerts !== nextAlerts {
+            alerts?.shutdown(within: 1)
+            alerts = nextAlerts
+            scheduleEvaluations()
+        }
+        replaceFollowers(previous: previousConfig)
+        logger.notice("configuration reloaded: \(new.sources.count) source(s), \(alerts?.engine.rules.count ?? 0) alert rule(s)")
+    }
+
+    /// New followers for sources whose settings changed; each source kept by name resumes where
+    /// the old follower stood (a source whose format changed too: its files keep their place).
+    private func replaceFollowers(previous: FlagwatchConfig) {
+        let sourcesChanged = previous.sources != config.sources
+        if sourcesChanged || previous.follow != config.follow {
+            followerGeneration += 1
+            let handoff = fileFollower?.stop(on: loop) ?? [:]
+            fileFollower = nil
+            let specs = config.fileSourceSpecs
+            fileSourceNames = specs.map(\.name)
+            do {
+                let follower = try FileFollower(
+                    sources: specs, options: config.followOptions, sink: sink, logger: logger,
+                    firstStream: 1 + followerGeneration << 36, handoff: handoff)
+                follower.start(on: loop)
+                fileFollower = follower
+            } catch {
+                // The state directory worked at startup; sources keep nothing but the handoff.
+                logger.error("reload: file sources not restarted: \(error)")
+            }
+        }
+        if sourcesChanged {
+            let handoff = journalFollower?.stop() ?? [:]
+            journalFollower = nil
+            let specs = config.journalSourceSpecs
+            journalSourceNames = specs.map(\.name)
+            guard !specs.isEmpty else { return }
+            do {
+                let follower = try JournalFollower(
+                    sources: specs, stateDirectory: config.stateDirectory, sink: sink, logger: logger,
+                    firstStream: (1 << 60) + followerGeneration << 20, handoff: handoff)
+                follower.maxLineLength = config.follow.maxLineLength
+                follower.start(on: loop)
+                journalFollower = follower
+            } catch {
+                logger.error("reload: journal sources not restarted: \(error)")
+            }
+        }
     }
 
     private func openListeners() throws -> [Socket] {
         let activated = Socket.systemdListeners()
         if !activated.isEmpty {
+            socketActivated = true
             logger.info("serving on \(activated.count) socket(s) passed by systemd")
             return activated
         }

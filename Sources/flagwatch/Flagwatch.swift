@@ -31,9 +31,11 @@ func bootstrapLogging(level: Logger.Level) {
 }
 
 /// A failure the user should read as one line, with the exit status it calls for.
-struct CommandFailure: Error {
+struct CommandFailure: Error, CustomStringConvertible {
     var message: String
     var exitStatus: Int32 = 2
+
+    var description: String { message }
 }
 
 @main

@@ -20,7 +20,8 @@ struct SourceParsing {
 /// recognised format belong to a stream), all counting into one ``FlagCounts``.
 final class CountingSink: LineSink {
     let counts: FlagCounts
-    private let parsing: [String: SourceParsing]
+    /// Per source name; a reload replaces it (streams already open keep their pipeline).
+    var parsing: [String: SourceParsing]
     private let maxLineLength: Int
     private let logger: Logger
     private var pipelines: [StreamID: StreamPipeline] = [:]

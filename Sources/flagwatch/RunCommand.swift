@@ -30,6 +30,13 @@ struct RunCommand: ParsableCommand {
     var logLevel: Logger.Level = .info
 
     func run() throws {
+        let loaded = try loadConfig()
+        bootstrapLogging(level: logLevel)
+        try Daemon(config: loaded, logger: Logger(label: "flagwatch"), loadConfig: loadConfig).run()
+    }
+
+    /// The config file with the command line's overrides: at startup and on every reload.
+    func loadConfig() throws -> FlagwatchConfig {
         var loaded: FlagwatchConfig
         do {
             loaded = try ConfigLoader.load(path: config)
@@ -47,7 +54,6 @@ struct RunCommand: ParsableCommand {
             }
             loaded.sources.append(SourceConfig(name: "files", input: .files(filePatterns)))
         }
-        bootstrapLogging(level: logLevel)
-        try Daemon(config: loaded, logger: Logger(label: "flagwatch")).run()
+        return loaded
     }
 }
