@@ -508,6 +508,14 @@ struct Target {
 
     /// Plain Envoy (or an Istio cluster without names to fill in): the admin interface.
     func genericSteps() -> [String] {
+        if !istio.direction.isEmpty {
+            // A sidecar's admin interface is reached through pilot-agent; Istio 1.23+ stat names
+            // end in `;`, so grep for the name alone.
+            return [
+                proxyEndpoints,
+                "kubectl exec <pod> -c istio-proxy -- pilot-agent request GET stats | grep \(quoted)",
+            ]
+        }
         if cluster == FlagCounts.noCluster {
             return ["curl -s localhost:15000/config_dump?resource=dynamic_route_configs", "curl -s localhost:15000/stats | grep -E 'no_route|no_cluster'"]
         }
