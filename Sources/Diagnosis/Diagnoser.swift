@@ -242,7 +242,7 @@ struct FlagEvidence {
 
     /// Recent flagged lines (the failure details' period, then the shortest window), else all.
     func count(_ flag: ResponseFlag) -> Int {
-        let recent = counts.failureDetails(cluster: cluster, flag: flag).reduce(0) { $0 + $1.count }
+        let recent = counts.failureDetailTotal(cluster: cluster, flag: flag)
         if recent > 0 { return recent }
         if let rings = counts.rings, let shortest = rings.windows.indices.min(by: { rings.windows[$0] < rings.windows[$1] }) {
             let windowed = Int(counts.windowCount(cluster: cluster, flag: flag, window: shortest))
@@ -295,11 +295,14 @@ enum FailureKind: Hashable {
 /// One flag's failure details, classified.
 struct FailureTally {
     let details: [FailureDetail]
+    /// Each detail's kind, classified once (the texts run to hundreds of bytes).
+    let kinds: [FailureKind]
     /// Lines of the flag: the details' total when there are details, else the flag's count.
     let total: Int
 
     init(details: [FailureDetail], flagCount: Int) {
         self.details = details
+        kinds = details.map(FailureKind.init)
         let detailTotal = details.reduce(0) { $0 + $1.count }
         total = detailTotal > 0 ? detailTotal : flagCount
     }
@@ -307,7 +310,7 @@ struct FailureTally {
     func count(of kind: FailureKind) -> Int { count(of: [kind]) }
 
     func count(of kinds: Set<FailureKind>) -> Int {
-        details.filter { kinds.contains(FailureKind($0)) }.reduce(0) { $0 + $1.count }
+        details.indices.filter { kinds.contains(self.kinds[$0]) }.reduce(0) { $0 + details[$1].count }
     }
 
     func count(containing needle: String) -> Int {
@@ -317,13 +320,13 @@ struct FailureTally {
 
     /// The most frequent text of that kind, shortened to what names the failure.
     func example(of kinds: Set<FailureKind>) -> String? {
-        details.first { kinds.contains(FailureKind($0)) }.map(Self.shortText)
+        details.indices.first { kinds.contains(self.kinds[$0]) }.map { Self.shortText(details[$0]) }
     }
 
     func example(of kind: FailureKind) -> String? { example(of: [kind]) }
 
     func examples(of kind: FailureKind) -> [String] {
-        details.filter { FailureKind($0) == kind }.map(Self.shortText)
+        details.indices.filter { kinds[$0] == kind }.map { Self.shortText(details[$0]) }
     }
 
     /// "10 of 10 UH were no_healthy_upstream" when the top detail says that (or `expected` is

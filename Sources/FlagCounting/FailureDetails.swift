@@ -167,6 +167,15 @@ final class FailureDetailTable {
         }
     }
 
+    /// The lines counted in a cluster's flag's breakdown (current plus previous period), without
+    /// making its Strings.
+    func total(cluster: Int, flag: ResponseFlag) -> Int {
+        let key = cluster * flagCount + Int(flag.rawValue)
+        guard key < blockOf.count, blockOf[key] >= 0 else { return 0 }
+        let start = Int(blockOf[key]) * Self.pairsPerFlag
+        return entries[start..<(start + used[Int(blockOf[key])])].reduce(0) { $0 + $1.current + $1.previous }
+    }
+
     private func text(_ id: Int32) -> String? { id < 0 ? nil : texts.names[Int(id)] }
 
     /// The current period becomes the previous one; pairs seen in neither are dropped, blocks

@@ -233,6 +233,11 @@ public final class FlagCounts {
         failureDetailTable.details(cluster: id, flag: flag)
     }
 
+    /// The sum of ``failureDetails(cluster:flag:)``'s counts (allocates nothing).
+    public func failureDetailTotal(cluster id: Int, flag: ResponseFlag) -> Int {
+        failureDetailTable.total(cluster: id, flag: flag)
+    }
+
     /// Starts a new period of failure details: what was counted until now becomes the previous
     /// period, and what the one before held is dropped.
     public func rotateFailureDetails() {
