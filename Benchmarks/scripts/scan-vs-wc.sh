@@ -174,6 +174,8 @@ def drop_zeros(doc):
             out[name] = c
             continue
         e = dict(c)
+        # The ground truth holds counts; a cluster's diagnosis is derived, not counted.
+        e.pop("diagnosis", None)
         for k in ("codes", "flags"):
             if isinstance(e.get(k), dict):
                 e[k] = {a: b for a, b in e[k].items() if b != 0}

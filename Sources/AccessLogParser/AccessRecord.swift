@@ -87,6 +87,16 @@ public struct RecordFieldSet: OptionSet, Sendable {
     public static let all = RecordFieldSet(rawValue: (1 << 11) - 1)
     /// What counting codes and flags per cluster needs.
     public static let counting: RecordFieldSet = [.responseCode, .responseFlags, .upstreamCluster]
+
+    /// Not a field but an option: decode ``responseCodeDetails`` and
+    /// ``upstreamTransportFailureReason`` only on lines with a flag (the others leave them
+    /// absent). Most lines have none, and a text plan then stops reading right after the flags,
+    /// as it does for ``counting``.
+    public static let failureDetailsOnlyWhenFlagged = RecordFieldSet(rawValue: 1 << 15)
+    /// Counting plus the failure details of flagged lines: what the per-cluster breakdown of
+    /// details and transport failure reasons (and so the diagnosis) needs.
+    public static let countingWithFailureDetails: RecordFieldSet = counting.union(
+        [.responseCodeDetails, .upstreamTransportFailureReason, .failureDetailsOnlyWhenFlagged])
 }
 
 /// Why a line was not turned into a record. The raw values are the `reason` label values.

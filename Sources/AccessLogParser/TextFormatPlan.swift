@@ -32,6 +32,12 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// field needed. Likewise the right pass reads down to rightStop (≥ middleEnd).
     private let leftStop: Int
     private let rightStop: Int
+    /// With ``RecordFieldSet/failureDetailsOnlyWhenFlagged``: where the left pass stops on a
+    /// line without flags (the failure-detail fields it would read further for are not
+    /// wanted), and the operator after which that is known (the flags). `flagsOperator` is -1
+    /// when the option is off or it would change nothing.
+    private let leftStopUnflagged: Int
+    private let flagsOperator: Int
     /// For operator i: how many operators from i on (left pass: i, i+1, ...; right pass: i,
     /// i-1, ...) are neither decoded nor checked-worthy and are delimited by single spaces. Such
     /// a run is crossed by counting spaces, eight bytes at a time, instead of field by field;
@@ -122,19 +128,43 @@ public final class TextFormatPlan: @unchecked Sendable {
         middleMatters = (left..<middleEnd).contains(where: isNeeded)
         // Each pass stops at the last field it must decode (the flags field always counts, so
         // every line is checked at least that far).
-        var rightStop = (middleEnd..<count).filter(isNeeded).min() ?? count
-        var leftStop = ((0..<left).filter(isNeeded).max() ?? -1) + 1
-        if middleEnd == left && rightStop == left {
-            // The right pass's last operator starts where the left pass ended.
-            leftStop = left
+        func stops(_ isNeeded: (Int) -> Bool) -> (left: Int, right: Int) {
+            var rightStop = (middleEnd..<count).filter(isNeeded).min() ?? count
+            var leftStop = ((0..<left).filter(isNeeded).max() ?? -1) + 1
+            if middleEnd == left && rightStop == left {
+                // The right pass's last operator starts where the left pass ended.
+                leftStop = left
+            }
+            if (left..<middleEnd).contains(where: isNeeded) {
+                // The middle is read from where the left pass ends and up to where the right one does.
+                leftStop = left
+                rightStop = middleEnd
+            }
+            return (leftStop, rightStop)
         }
-        if middleMatters {
-            // The middle is read from where the left pass ends and up to where the right one does.
-            leftStop = left
-            rightStop = middleEnd
+        let neededStops = stops(isNeeded)
+        leftStop = neededStops.left
+        rightStop = neededStops.right
+
+        // Flagged-only failure details: only worth it when they are read by the left pass after
+        // the flags (Istio's layout); a line without flags then stops where `counting` would.
+        let flagsIndex = parsed.operators.firstIndex { $0.field == .responseFlags } ?? -1
+        let detailFields: [RecordField] = [.responseCodeDetails, .transportFailureReason]
+        func isNeededWhenUnflagged(_ index: Int) -> Bool {
+            guard let field = parsed.operators[index].field else { return false }
+            return fields.contains(RecordFieldSet(field)) && !detailFields.contains(field)
         }
-        self.leftStop = leftStop
-        self.rightStop = rightStop
+        let unflagged = stops(isNeededWhenUnflagged)
+        if fields.contains(.failureDetailsOnlyWhenFlagged), flagsIndex >= 0, flagsIndex < neededStops.left,
+            unflagged.right == neededStops.right, !(left..<middleEnd).contains(where: isNeeded),
+            unflagged.left < neededStops.left, unflagged.left > flagsIndex
+        {
+            leftStopUnflagged = unflagged.left
+            flagsOperator = flagsIndex
+        } else {
+            leftStopUnflagged = neededStops.left
+            flagsOperator = -1
+        }
 
         // Runs are only worth it in plans that skip fields; a plan decoding every field (the
         // ones that choose among formats) checks every value. An operator can be crossed by
@@ -196,6 +226,7 @@ public final class TextFormatPlan: @unchecked Sendable {
 
         // Left to right.
         var index = 0
+        var leftStop = self.leftStop
         while index < leftStop {
             let run = min(leftRun[index], leftStop - index)
             if run >= 2 {
@@ -219,6 +250,9 @@ public final class TextFormatPlan: @unchecked Sendable {
             }
             if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: found - pos), op.spaceCheckFromLeft, into: &record) {
                 return index == 0 ? .notAccessLog : reason
+            }
+            if index == flagsOperator && record.responseFlags.isEmpty && record.unknownFlagCount == 0 {
+                leftStop = leftStopUnflagged
             }
             pos = found + op.following.count
             index += 1

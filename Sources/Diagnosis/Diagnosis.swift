@@ -2,8 +2,7 @@ import AccessLogParser
 import FlagCounting
 
 /// Why a cluster's flags happen: the likely cause, in words an SRE acts on, and the commands to
-/// run next. (Interface agreed between the rule engine and the diagnosis; filled in by the
-/// diagnosis work.)
+/// run next. Made by ``Diagnoser`` from the counts and the failure details counted with them.
 public struct Diagnosis: Sendable, Equatable {
     /// The flag the diagnosis is about (the dominant one among those asked about).
     public var flag: ResponseFlag
@@ -31,5 +30,12 @@ public enum LikelyCause: String, Sendable, CaseIterable {
     case retriesExhausted = "retries exhausted"
     case circuitBreaker = "circuit breaker"
     case timeout = "upstream timeout"
+    /// UC on a mesh service: the app closed the connection (crash, restart, or a keep-alive
+    /// timeout shorter than Envoy's).
+    case upstreamClosed = "upstream closed connection"
+    /// UR: the upstream reset the stream.
+    case upstreamReset = "upstream reset"
+    /// UPE: the upstream's answer is not the protocol Envoy expects (port protocol declared wrong).
+    case protocolError = "upstream protocol error"
     case unknown = "unknown"
 }

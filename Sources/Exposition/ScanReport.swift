@@ -1,10 +1,39 @@
 import FlagCounting
 
+/// A cluster's diagnosis as the scan report prints it (the Diagnosis module, which makes it,
+/// is downstream of this one).
+public struct ScanDiagnosis: Sendable, Equatable {
+    /// The flag's short name (`UF`).
+    public var flag: String
+    /// The cause's short label (`backend down`).
+    public var cause: String
+    /// One sentence with the evidence.
+    public var likelyCause: String
+    public var nextSteps: [String]
+
+    public init(flag: String, cause: String, likelyCause: String, nextSteps: [String]) {
+        self.flag = flag
+        self.cause = cause
+        self.likelyCause = likelyCause
+        self.nextSteps = nextSteps
+    }
+}
+
 /// Renders ``FlagCounts`` for `flagwatch scan`: JSON, a table, or Prometheus text.
 public struct ScanReport {
     public let counts: FlagCounts
+    /// By cluster name: the clusters with a diagnosis.
+    public let diagnoses: [String: ScanDiagnosis]
 
-    public init(counts: FlagCounts) { self.counts = counts }
+    /// - Parameter diagnose: the diagnosis of a cluster id, if it has one.
+    public init(counts: FlagCounts, diagnose: (Int) -> ScanDiagnosis? = { _ in nil }) {
+        self.counts = counts
+        var diagnoses: [String: ScanDiagnosis] = [:]
+        for id in 0..<counts.clusters.count {
+            if let diagnosis = diagnose(id) { diagnoses[counts.clusters.names[id]] = diagnosis }
+        }
+        self.diagnoses = diagnoses
+    }
 
     /// Clusters sorted by the most flags first, then by requests, then by name.
     public var clustersByFlagsDescending: [FlagCounts.ClusterCounts] {
@@ -14,8 +43,10 @@ public struct ScanReport {
     }
 
     /// Exactly one JSON object:
-    /// `{"lines":N,"malformed":{"reason":N},"clusters":{"name":{"requests":N,"codes":{"2xx":N},"flags":{"UF":N}}}}`.
-    /// Keys are sorted and zero counts left out, so the output is stable and diffable.
+    /// `{"lines":N,"malformed":{"reason":N},"clusters":{"name":{"requests":N,"codes":{"2xx":N},"flags":{"UF":N}}}}`;
+    /// a cluster with a diagnosis also has
+    /// `"diagnosis":{"flag":"UF","cause":"backend down","likely_cause":"...","next_steps":["..."]}`.
+    /// Clusters and counts are sorted and zero counts left out, so the output is stable and diffable.
     public func json() -> String {
         var out = "{\"lines\":\(counts.lines),\"malformed\":{"
         let malformed = counts.malformed.map { ($0.key.rawValue, $0.value) }.sorted { $0.0 < $1.0 }
@@ -29,7 +60,13 @@ public struct ScanReport {
             entry += "},\"flags\":{"
             entry += cluster.flagsByName.sorted { $0.key < $1.key }
                 .map { "\(jsonString($0.key)):\($0.value)" }.joined(separator: ",")
-            return entry + "}}"
+            entry += "}"
+            if let diagnosis = diagnoses[cluster.name] {
+                entry += ",\"diagnosis\":{\"flag\":\(jsonString(diagnosis.flag)),\"cause\":\(jsonString(diagnosis.cause)),"
+                entry += "\"likely_cause\":\(jsonString(diagnosis.likelyCause)),\"next_steps\":["
+                entry += diagnosis.nextSteps.map(jsonString).joined(separator: ",") + "]}"
+            }
+            return entry + "}"
         }.joined(separator: ",")
         return out + "}}"
     }
@@ -37,11 +74,12 @@ public struct ScanReport {
     /// A table for people: the most flagged clusters first, malformed lines at the bottom.
     public func table(recognizedFormats: [String] = []) -> String {
         let clusters = clustersByFlagsDescending
-        var rows: [[String]] = [["UPSTREAM CLUSTER", "REQUESTS", "0", "1xx", "2xx", "3xx", "4xx", "5xx", "FLAGS"]]
+        var rows: [[String]] = [["UPSTREAM CLUSTER", "REQUESTS", "0", "1xx", "2xx", "3xx", "4xx", "5xx", "FLAGS", "LIKELY CAUSE"]]
         for cluster in clusters {
             let flags = cluster.flagsByName.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
                 .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            rows.append([cluster.name, String(cluster.requests)] + cluster.codes.map(String.init) + [flags.isEmpty ? "-" : flags])
+            let cause = diagnoses[cluster.name].map { "\($0.cause) (\($0.flag))" } ?? "-"
+            rows.append([cluster.name, String(cluster.requests)] + cluster.codes.map(String.init) + [flags.isEmpty ? "-" : flags, cause])
         }
         var out = TextTable.render(rows, rightAligned: Set(1...7))
         let malformedTotal = counts.malformedTotal

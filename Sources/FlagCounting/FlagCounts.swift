@@ -45,6 +45,9 @@ public final class FlagCounts {
     public private(set) var lines = 0
     /// Scratch for JSON cluster names that carry escapes.
     private var unescapeScratch: [UInt8] = []
+    /// Per cluster and flag: the response code details and transport failure reasons of the
+    /// flagged lines (what the diagnosis reads).
+    private let failureDetailTable = FailureDetailTable()
 
     /// The cluster that counts lines of clusters beyond ``maxClusters``.
     public static let overflowCluster = "__overflow__"
@@ -120,6 +123,10 @@ public final class FlagCounts {
             flags.forEach { flag in
                 counts[row + Self.flagsColumn + Int(flag.rawValue)] += 1
             }
+        }
+        if !flags.isEmpty {
+            failureDetailTable.count(cluster: cluster, flags: flags, details: record.responseCodeDetails,
+                                     reason: record.upstreamTransportFailureReason)
         }
         if record.unknownFlagCount > 0 {
             record.forEachUnknownFlag { code in
@@ -238,9 +245,11 @@ public final class FlagCounts {
     public func merge(_ other: FlagCounts) {
         lines += other.lines
         for index in defects.indices { defects[index] += other.defects[index] }
+        var localIDs: [Int] = []
         for otherID in 0..<other.clusters.count {
             var name = other.clusters.names[otherID]
             let id = name.withUTF8 { clusters.intern(UnsafeRawBufferPointer($0)) }
+            localIDs.append(id)
             ensureRow(id)
             for column in 0..<Self.stride { counters[id * Self.stride + column] += other.counters[otherID * Self.stride + column] }
             for (code, count) in other.unknownFlags[otherID] ?? [:] {
@@ -249,6 +258,32 @@ public final class FlagCounts {
                 unknownFlags[id, default: [:]][local, default: 0] += count
             }
         }
+        failureDetailTable.merge(other.failureDetailTable) { localIDs[$0] }
+    }
+
+    // MARK: failure details
+
+    /// Counts the pairs beyond a breakdown's bounds (see ``failureDetails(cluster:flag:)``).
+    public static let otherFailureDetail = "__other__"
+
+    /// What the lines of a cluster's flag said about the failure: their
+    /// `%RESPONSE_CODE_DETAILS%` / `%UPSTREAM_TRANSPORT_FAILURE_REASON%` pairs with counts, most
+    /// frequent first. Since the last two calls of ``rotateFailureDetails()`` (the daemon makes
+    /// one a minute), or since start if it is never called (scan). At most 16 pairs, the last of
+    /// them possibly ``otherFailureDetail`` for the pairs beyond; at most 256 distinct texts.
+    public func failureDetails(cluster id: Int, flag: ResponseFlag) -> [FailureDetail] {
+        failureDetailTable.details(cluster: id, flag: flag)
+    }
+
+    /// The sum of ``failureDetails(cluster:flag:)``'s counts (allocates nothing).
+    public func failureDetailTotal(cluster id: Int, flag: ResponseFlag) -> Int {
+        failureDetailTable.total(cluster: id, flag: flag)
+    }
+
+    /// Starts a new period of failure details: what was counted until now becomes the previous
+    /// period, and what the one before held is dropped.
+    public func rotateFailureDetails() {
+        failureDetailTable.rotate()
     }
 
     // MARK: reading the counts
@@ -347,6 +382,7 @@ public final class FlagCounts {
             if let unknown = unknownFlags[id] { newUnknown[newID] = unknown }
         }
         let overflowName = overflowID.map { clusters.names[$0] }
+        failureDetailTable.keepClusters(survivors)
         clusters.compact(keeping: survivors)
         generation += 1
         counters = newCounters

@@ -12,9 +12,11 @@ public final class StreamPipeline {
     /// Reused for every line: the parser fills it in place.
     private var record = AccessRecord()
 
-    /// - Parameter fields: what the parser decodes; counting needs only ``RecordFieldSet/counting``.
+    /// - Parameter fields: what the parser decodes: ``RecordFieldSet/counting`` for the counts,
+    ///   plus the failure details of flagged lines (the default) for
+    ///   ``FlagCounts/failureDetails(cluster:flag:)`` and so the diagnosis.
     public init(format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
-                bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .counting,
+                bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .countingWithFailureDetails,
                 counts: FlagCounts) throws(FormatStringError) {
         framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
         unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)

@@ -166,7 +166,7 @@ struct FollowScan {
         let report = { [output] in
             sink.noteRecognizedFormats()
             if counts.lines != last.lines || sink.recognizedFormats.count != last.formats {
-                let scanReport = ScanReport(counts: counts)
+                let scanReport = ScanReport(counts: counts, diagnose: counts.scanDiagnosis)
                 switch output {
                 case .json: last.text = scanReport.json() + "\n"
                 case .table, .prometheus: last.text = scanReport.table(recognizedFormats: sink.recognizedFormats) + "\n"

@@ -1,6 +1,7 @@
 import AccessLogParser
 import ArgumentParser
 import ConfigFile
+import Diagnosis
 import Exposition
 import FlagCounting
 import LineFraming
@@ -164,7 +165,7 @@ struct ScanCommand: ParsableCommand {
             }
         }
 
-        let report = ScanReport(counts: counts)
+        let report = ScanReport(counts: counts, diagnose: counts.scanDiagnosis)
         switch output {
         case .json: print(report.json())
         case .table: print(report.table(recognizedFormats: recognized), terminator: "")
@@ -254,5 +255,14 @@ struct ScanCommand: ParsableCommand {
             throw CommandFailure(message: "--format: \(error)")
         }
         return format
+    }
+}
+
+extension FlagCounts {
+    /// A cluster's diagnosis as the scan report prints it.
+    func scanDiagnosis(cluster id: Int) -> ScanDiagnosis? {
+        Diagnoser.diagnose(self, cluster: id).map {
+            ScanDiagnosis(flag: $0.flag.shortName, cause: $0.cause.rawValue, likelyCause: $0.likelyCause, nextSteps: $0.nextSteps)
+        }
     }
 }

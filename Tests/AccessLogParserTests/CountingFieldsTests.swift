@@ -96,3 +96,39 @@ struct CountingFieldsTests {
         #expect(RecordFieldSet.counting == [.responseCode, .responseFlags, .upstreamCluster])
     }
 }
+
+@Suite("Failure details only on flagged lines")
+struct FlaggedOnlyDetailsTests {
+    @Test("details and reason are decoded on flagged lines and left absent on the others, in every layout", arguments: CountingFieldsTests.layouts)
+    func flaggedOnly(layout: Layout) throws {
+        let flagged = PresetTests.oldEnvoyTLSFields()
+        var plain = Fields()
+        plain.code = "200"
+        plain.flags = "-"
+        for format in CountingFieldsTests.formats(for: layout) {
+            var parser = try AccessLogParser(format: format, fields: .countingWithFailureDetails)
+            let full = try #require(try parse(flagged.line(layout), format: format).record)
+            let withFlags = try #require(parse(flagged.line(layout), with: &parser).record, "\(layout) \(format)")
+            #expect(withFlags.details == full.details && withFlags.transportFailure == full.transportFailure, "\(layout) \(format)")
+            #expect(withFlags.cluster == full.cluster && withFlags.flags == full.flags && withFlags.code == full.code)
+            let withoutFlags = try #require(parse(plain.line(layout), with: &parser).record, "\(layout) \(format)")
+            #expect(withoutFlags.details == nil && withoutFlags.transportFailure == nil, "\(layout) \(format): \(withoutFlags)")
+            #expect(withoutFlags.code == 200 && withoutFlags.flags == [])
+        }
+    }
+
+    @Test("JSON decodes them on every line (keys come in any order); flagged lines as with every field")
+    func json() throws {
+        var parser = try AccessLogParser(format: .json(JSONKeyMap()), fields: .countingWithFailureDetails)
+        let parsed = try #require(parse(Fixtures.jsonURXUF, with: &parser).record)
+        let full = try #require(try parse(Fixtures.jsonURXUF, format: .json(JSONKeyMap())).record)
+        #expect(parsed.details == full.details && parsed.transportFailure == full.transportFailure && parsed.details != nil)
+    }
+
+    @Test("the counting set is unchanged; the option adds the two detail fields")
+    func sets() {
+        #expect(RecordFieldSet.countingWithFailureDetails.isSuperset(of: .counting))
+        #expect(RecordFieldSet.countingWithFailureDetails.contains([.responseCodeDetails, .upstreamTransportFailureReason]))
+        #expect(!RecordFieldSet.all.contains(.failureDetailsOnlyWhenFlagged))
+    }
+}

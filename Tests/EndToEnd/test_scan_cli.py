@@ -50,7 +50,9 @@ def test_json_shape_and_counts():
     assert set(report) == {"lines", "malformed", "clusters"}
     assert report["lines"] == len(demo_lines()) == 330
     assert report["malformed"] == {}
-    assert report["clusters"][PAYMENTS] == {"requests": 10, "codes": {"5xx": 10}, "flags": {"UF": 10}}
+    payments = dict(report["clusters"][PAYMENTS])
+    payments.pop("diagnosis")
+    assert payments == {"requests": 10, "codes": {"5xx": 10}, "flags": {"UF": 10}}
     # URX,UF on one line counts once under each flag.
     assert report["clusters"][LEDGER]["flags"] == {"UF": 10, "URX": 10}
     # Lines without a cluster are under "-".
@@ -156,6 +158,40 @@ def test_table_output():
     assert lines[1].startswith("- ")
     assert any(PAYMENTS in line and "UF=10" in line for line in lines)
     assert "lines: 330" in out and "malformed: 0" in out
+    assert lines[0].split()[-2:] == ["LIKELY", "CAUSE"]
+    assert any(PAYMENTS in line and line.endswith("backend down (UF)") for line in lines)
+    # A cluster without flags has no cause.
+    assert any("uploads.default" in line and line.endswith(" -") for line in lines)
+
+
+# Each cause the demo log's real Envoy lines show: (cluster, flag, cause, a part of the
+# sentence, a part of some next step).
+DIAGNOSES = [
+    (PAYMENTS, "UF", "backend down", "10 of 10 UF were connection refused (delayed_connect_error:_Connection_refused)",
+     "kubectl get endpointslice -n default -l kubernetes.io/service-name=payments"),
+    ("outbound|443||auth.default.svc.cluster.local", "UF", "mTLS mismatch", "(CERTIFICATE_VERIFY_FAILED)",
+     "kubectl get peerauthentication -A"),
+    ("outbound|8080||inventory.default.svc.cluster.local", "UH", "no ready endpoints", "10 of 10 UH were no_healthy_upstream",
+     "kubectl get endpointslice -n default -l kubernetes.io/service-name=inventory"),
+    ("-", "NR", "no route", "10 of 10 NR were route_not_found", "istioctl proxy-config routes <pod>"),
+    ("outbound|8080||checkout.default.svc.cluster.local", "UO", "circuit breaker", "UO were overflow", "circuitBreakers"),
+    ("outbound|8080||search.default.svc.cluster.local", "UT", "upstream timeout", "10 of 10 UT were response_timeout", "timeout"),
+    (LEDGER, "UF", "backend down", "connection refused", "istioctl proxy-config endpoints <pod> --cluster '" + LEDGER + "'"),
+]
+
+
+@pytest.mark.parametrize("cluster,flag,cause,sentence,step", DIAGNOSES, ids=[d[2] + " " + d[1] for d in DIAGNOSES])
+def test_json_diagnosis(cluster, flag, cause, sentence, step):
+    diagnosis = scan_json(str(DEMO))["clusters"][cluster]["diagnosis"]
+    assert set(diagnosis) == {"flag", "cause", "likely_cause", "next_steps"}
+    assert (diagnosis["flag"], diagnosis["cause"]) == (flag, cause), diagnosis
+    assert sentence in diagnosis["likely_cause"], diagnosis
+    assert any(step in s for s in diagnosis["next_steps"]), diagnosis
+
+
+def test_no_diagnosis_without_flags():
+    report = scan_json(str(DEMO))
+    assert "diagnosis" not in report["clusters"]["outbound|8080||uploads.default.svc.cluster.local"]
 
 
 def test_prometheus_output_passes_promtool(tmp_path):
