@@ -42,11 +42,16 @@ public final class Notifier: Sendable {
         try Self.validate(receivers: receivers, options: options)
         let credentials = try receivers.map { try ReceiverCredentials(config: $0) }
 
-        let clientConfiguration = HTTPClient.Configuration(
+        var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             // Per-request deadlines come from each receiver's timeout; this only bounds connect.
             timeout: .init(connect: .seconds(10))
         )
+        // A failed connect (refused, TLS handshake rejected) fails the request at once, and the
+        // worker's backoff with jitter decides when to try again. AsyncHTTPClient's default
+        // retries the connection by itself until the request's deadline, which hid every such
+        // failure for a whole timeout and took the retry schedule out of our hands.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
         // The singleton event loop group: the client is the only NIO user in this process, and
         // the group then needs no shutdown of its own.
         let client = HTTPClient(
