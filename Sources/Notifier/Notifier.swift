@@ -16,7 +16,8 @@ import Synchronization
 /// webhooks). Resends therefore stop when `update` stops being called, and Alertmanager then
 /// resolves the alerts at their `endsAt`: a stuck daemon does not keep alerts firing forever.
 ///
-/// Call `shutdown(within:)` before the last reference goes away.
+/// Call `shutdown(within:)` before the last reference goes away to deliver what is pending;
+/// releasing it without does not crash, it stops the deliveries at once.
 public final class Notifier: Sendable {
     private let workers: [ReceiverWorker]
     private let workerTasks: [Task<Void, Never>]
@@ -71,6 +72,22 @@ public final class Notifier: Sendable {
             logger.info(
                 "notifier receiver configured",
                 metadata: ["receiver": "\(receiver.name)", "kind": "\(receiver.kind)", "url": "\(receiver.url)"])
+        }
+    }
+
+    /// Released without `shutdown(within:)`: the delivery tasks (which hold the workers, not
+    /// the Notifier) would go on retrying and posting for ever, to receivers nobody configures
+    /// any more. Stop them and close the client without blocking: deinit can run on any thread,
+    /// a task's included. Alerts still queued are lost, as after a shutdown whose time is up.
+    deinit {
+        guard !isShutDown.withLock({ $0 }) else { return }
+        for worker in workers { worker.stop() }
+        for task in workerTasks { task.cancel() }
+        let logger = logger
+        client.shutdown { error in
+            if let error {
+                logger.debug("notifier released: HTTP client did not close cleanly", metadata: ["error": "\(error)"])
+            }
         }
     }
 
