@@ -126,10 +126,19 @@ public final class Notifier: Sendable {
     /// New and changed firing alerts and resolved alerts are queued for every receiver at once;
     /// unchanged firing alerts when their resend interval has passed. A firing alert that is
     /// missing from a later call is no longer resent (Alertmanager resolves it at its `endsAt`).
+    ///
+    /// Alerts without labels are not sent: they have no identity, and Alertmanager answers
+    /// "at least one label pair required" with 400 for the whole request they are in.
     public func update(_ alerts: [PostableAlert]) {
         guard !isShutDown.withLock({ $0 }) else {
             logger.debug("update after shutdown ignored", metadata: ["alerts": "\(alerts.count)"])
             return
+        }
+        var alerts = alerts
+        let received = alerts.count
+        alerts.removeAll { $0.labels.isEmpty }
+        if alerts.count < received {
+            logger.warning("alerts without labels are not sent", metadata: ["alerts": "\(received - alerts.count)"])
         }
         let now = ContinuousClock.now
         let repeatIntervals = workers.map { worker in
