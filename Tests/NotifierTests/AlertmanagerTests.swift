@@ -128,7 +128,7 @@ struct AlertmanagerTests {
         notifier.update([connect, noRoute, unlabelled, backwards])
 
         var listed: [[String: Any]] = []
-        let bothListed = try await eventuallyAsync(timeout: 15) {
+        let bothListed = try await eventuallyAsync(timeout: 60) {
             listed = try await alertmanager.alerts()
             return listed.count == 2
         }
@@ -153,12 +153,12 @@ struct AlertmanagerTests {
         var resolved = connect
         resolved.endsAt = wholeMilliseconds(Date())
         notifier.update([resolved, noRoute])
-        let onlyNoRoute = try await eventuallyAsync(timeout: 15) {
+        let onlyNoRoute = try await eventuallyAsync(timeout: 60) {
             listed = try await alertmanager.alerts()
             return listed.count == 1 && (listed[0]["labels"] as? [String: String]) == noRoute.labels
         }
         #expect(onlyNoRoute, "Alertmanager lists \(listed)")
-        #expect(await eventually(timeout: 10) { notifier.statistics().allSatisfy { $0.queueLength == 0 } })
+        #expect(await eventually(timeout: 60) { notifier.statistics().allSatisfy { $0.queueLength == 0 } })
         await shutDown(notifier, within: 1)
         #expect(notifier.statistics(of: "real")?.dropped == 0)
 

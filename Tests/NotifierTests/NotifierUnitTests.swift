@@ -136,10 +136,10 @@ struct NotifierUnitTests {
 
     @Test("alerts without labels are not queued; updates after shutdown are ignored")
     func unlabelledAndAfterShutdown() async throws {
+        let down = try RefusingPort()
+        defer { down.release() }
         let notifier = try Notifier(
-            receivers: [
-                ReceiverConfig(kind: .alertmanager, name: "am", url: "http://127.0.0.1:\(try unusedLocalPort())")
-            ],
+            receivers: [ReceiverConfig(kind: .alertmanager, name: "am", url: down.url)],
             options: fastOptions, logger: testLogger)
         notifier.update([PostableAlert(labels: [:], startsAt: Date())])
         #expect(notifier.statistics(of: "am")?.queueLength == 0)

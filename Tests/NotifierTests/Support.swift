@@ -173,6 +173,47 @@ func unusedLocalPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// A TCP socket bound to a port on 127.0.0.1 but not listening: connecting to it is refused,
+/// and no other process (another test's listener on port 0) can take the port until
+/// `release()`, which frees it for a receiver started later on that port.
+final class RefusingPort {
+    let port: Int
+    private var fd: Int32
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure.message("socket: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard bound == 0, named == 0 else {
+            close(fd)
+            throw TestFailure.message("bind/getsockname: errno \(errno)")
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        self.fd = fd
+    }
+
+    var url: String { "http://127.0.0.1:\(port)/hook" }
+
+    func release() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+
+    deinit { release() }
+}
+
 /// One request as the test receiver recorded it.
 struct RecordedRequest {
     var method: String
