@@ -16,7 +16,8 @@ import Synchronization
 /// webhooks). Resends therefore stop when `update` stops being called, and Alertmanager then
 /// resolves the alerts at their `endsAt`: a stuck daemon does not keep alerts firing forever.
 ///
-/// Call `shutdown(within:)` before the last reference goes away.
+/// Call `shutdown(within:)` before the last reference goes away to deliver what is pending;
+/// releasing it without does not crash, it stops the deliveries at once.
 public final class Notifier: Sendable {
     private let workers: [ReceiverWorker]
     private let workerTasks: [Task<Void, Never>]
@@ -42,11 +43,16 @@ public final class Notifier: Sendable {
         try Self.validate(receivers: receivers, options: options)
         let credentials = try receivers.map { try ReceiverCredentials(config: $0) }
 
-        let clientConfiguration = HTTPClient.Configuration(
+        var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             // Per-request deadlines come from each receiver's timeout; this only bounds connect.
             timeout: .init(connect: .seconds(10))
         )
+        // A failed connect (refused, TLS handshake rejected) fails the request at once, and the
+        // worker's backoff with jitter decides when to try again. AsyncHTTPClient's default
+        // retries the connection by itself until the request's deadline, which hid every such
+        // failure for a whole timeout and took the retry schedule out of our hands.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
         // The singleton event loop group: the client is the only NIO user in this process, and
         // the group then needs no shutdown of its own.
         let client = HTTPClient(
@@ -66,6 +72,22 @@ public final class Notifier: Sendable {
             logger.info(
                 "notifier receiver configured",
                 metadata: ["receiver": "\(receiver.name)", "kind": "\(receiver.kind)", "url": "\(receiver.url)"])
+        }
+    }
+
+    /// Released without `shutdown(within:)`: the delivery tasks (which hold the workers, not
+    /// the Notifier) would go on retrying and posting for ever, to receivers nobody configures
+    /// any more. Stop them and close the client without blocking: deinit can run on any thread,
+    /// a task's included. Alerts still queued are lost, as after a shutdown whose time is up.
+    deinit {
+        guard !isShutDown.withLock({ $0 }) else { return }
+        for worker in workers { worker.stop() }
+        for task in workerTasks { task.cancel() }
+        let logger = logger
+        client.shutdown { error in
+            if let error {
+                logger.debug("notifier released: HTTP client did not close cleanly", metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -104,10 +126,19 @@ public final class Notifier: Sendable {
     /// New and changed firing alerts and resolved alerts are queued for every receiver at once;
     /// unchanged firing alerts when their resend interval has passed. A firing alert that is
     /// missing from a later call is no longer resent (Alertmanager resolves it at its `endsAt`).
+    ///
+    /// Alerts without labels are not sent: they have no identity, and Alertmanager answers
+    /// "at least one label pair required" with 400 for the whole request they are in.
     public func update(_ alerts: [PostableAlert]) {
         guard !isShutDown.withLock({ $0 }) else {
             logger.debug("update after shutdown ignored", metadata: ["alerts": "\(alerts.count)"])
             return
+        }
+        var alerts = alerts
+        let received = alerts.count
+        alerts.removeAll { $0.labels.isEmpty }
+        if alerts.count < received {
+            logger.warning("alerts without labels are not sent", metadata: ["alerts": "\(received - alerts.count)"])
         }
         let now = ContinuousClock.now
         let repeatIntervals = workers.map { worker in

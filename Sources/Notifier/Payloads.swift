@@ -32,6 +32,11 @@ enum Payloads {
     /// The body of `POST /api/v2/alerts`. Firing alerts get `endsAt` = now + `firingValidity`
     /// (Prometheus: 4 × resend interval) at the moment of sending, so an alert that waited in a
     /// queue during an outage is not sent already expired.
+    ///
+    /// `endsAt` is never before `startsAt` (a wall clock stepped back between firing and
+    /// resolving, or a startsAt ahead of this host's clock): Alertmanager answers such an alert
+    /// with 400 "start time must be before end time" for the whole request, and the notifier
+    /// then counts every alert in the batch as failed and dropped.
     static func alertmanagerBody(
         _ alerts: [PostableAlert], now: Date, firingValidity: TimeInterval
     ) throws -> [UInt8] {
@@ -40,7 +45,7 @@ enum Payloads {
                 labels: alert.labels,
                 annotations: alert.annotations,
                 startsAt: rfc3339(alert.startsAt),
-                endsAt: rfc3339(alert.endsAt ?? now.addingTimeInterval(firingValidity)),
+                endsAt: rfc3339(max(alert.endsAt ?? now.addingTimeInterval(firingValidity), alert.startsAt)),
                 generatorURL: alert.generatorURL
             )
         }
@@ -93,7 +98,7 @@ enum Payloads {
                     labels: alert.labels,
                     annotations: alert.annotations,
                     startsAt: rfc3339(alert.startsAt),
-                    endsAt: alert.endsAt.map(rfc3339) ?? goZeroTime,
+                    endsAt: alert.endsAt.map { rfc3339(max($0, alert.startsAt)) } ?? goZeroTime,
                     generatorURL: alert.generatorURL,
                     fingerprint: alert.fingerprint.description
                 )
