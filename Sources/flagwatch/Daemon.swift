@@ -95,7 +95,8 @@ final class Daemon {
         journalFollower?.start(on: loop)
         isReady = true
         let ports = listeners.compactMap(\.localPort).map(String.init).joined(separator: ",")
-        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))")
+        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))",
+                    metadata: ["message_id": "\(LogMessageID.ready)"])
 
         // The windows' clock: every loop iteration, before lines are counted.
         loop.whileBusy { [unowned self] in
@@ -137,7 +138,7 @@ final class Daemon {
         fileFollower?.saveCheckpoints()
         journalFollower?.saveCheckpoints()
         alerts?.shutdown()
-        logger.info("stopped; checkpoints saved")
+        logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
     }
 
     /// Graceful stop: no new connections, in-flight responses finish (up to 5 s), then exit.

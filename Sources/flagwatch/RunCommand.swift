@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfigFile
+import DaemonLogging
 import Logging
 
 /// `flagwatch run --config FILE`: the node daemon.
@@ -26,8 +27,13 @@ struct RunCommand: ParsableCommand {
         "Also follow these paths or patterns, as a source named 'files' (format auto, start at end) (repeatable).", valueName: "glob"))
     var filePatterns: [String] = []
 
-    @Option(help: "Log level on standard error (trace, debug, info, notice, warning, error, critical).")
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .info
+
+    @Option(help: ArgumentHelp(
+        "Where the log goes: the journal (structured fields), stderr (lines), or auto: the journal when standard error is the journal stream (JOURNAL_STREAM, as under systemd).",
+        valueName: "target"))
+    var logTarget: LogTarget = .auto
 
     func run() throws {
         var loaded: FlagwatchConfig
@@ -47,7 +53,10 @@ struct RunCommand: ParsableCommand {
             }
             loaded.sources.append(SourceConfig(name: "files", input: .files(filePatterns)))
         }
-        bootstrapLogging(level: logLevel)
+        bootstrapLogging(level: logLevel, target: logTarget)
         try Daemon(config: loaded, logger: Logger(label: "flagwatch")).run()
     }
 }
+
+// `flagwatch run --log-target auto|journal|stderr` (by the raw values).
+extension LogTarget: ExpressibleByArgument {}
