@@ -10,7 +10,8 @@ import Darwin
 public enum LogTarget: String, CaseIterable, Sendable {
     /// The journal when standard error is connected to it (`JOURNAL_STREAM`), else standard error.
     case auto
-    /// The journal, through its native protocol (standard error when journald is not reachable).
+    /// The journal, through its native protocol (standard error when journald's socket is missing,
+    /// or when sending fails).
     case journal
     /// Lines on standard error.
     case stderr
@@ -41,14 +42,24 @@ public enum JournalStream {
         getenv("JOURNAL_STREAM").map { String(cString: $0) }
     }
 
-    /// What `target` comes to here: `.journal` or `.stderr` (`.auto` by the rule above, on fd 2).
+    /// Where libsystemd sends native-protocol entries. `sd_journal_sendv` drops entries silently
+    /// when it does not exist (no journald), so it is checked once, up front.
+    public static let socketPath = "/run/systemd/journal/socket"
+
+    /// What `target` comes to here: `.journal` or `.stderr`. `.auto` by the rule above, on fd 2;
+    /// `.journal` and `.auto` only when journald's socket exists at `socketPath`.
     public static func resolve(
         _ target: LogTarget, journalStream: String? = environmentValue,
-        standardError: FileDescriptor = FileDescriptor(rawValue: 2)
+        standardError: FileDescriptor = FileDescriptor(rawValue: 2), socketPath: String = socketPath
     ) -> LogTarget {
         switch target {
-        case .journal, .stderr: return target
-        case .auto: return matches(journalStream, descriptor: standardError) ? .journal : .stderr
+        case .stderr: return .stderr
+        case .journal: return exists(socketPath) ? .journal : .stderr
+        case .auto: return matches(journalStream, descriptor: standardError) && exists(socketPath) ? .journal : .stderr
         }
+    }
+
+    private static func exists(_ path: String) -> Bool {
+        (try? FileStatus(path: path)) != nil
     }
 }

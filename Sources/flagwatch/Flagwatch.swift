@@ -27,6 +27,9 @@ struct Flagwatch: ParsableCommand {
 /// systemd connected (`JOURNAL_STREAM`, see `JournalStream`).
 func bootstrapLogging(level: Logger.Level, target: LogTarget = .stderr) {
     let toJournal = JournalStream.resolve(target) == .journal
+    if target == .journal && !toJournal {
+        FlagwatchMain.printError("--log-target journal: no journald (\(JournalStream.socketPath) is missing); logging to standard error")
+    }
     LoggingSystem.bootstrap { label -> any LogHandler in
         if toJournal {
             var handler = JournalLogHandler(label: label)

@@ -173,7 +173,9 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
         defer { descriptor.close(); unlink(path) }
         let value = "\(status.device):\(status.inode)"
         #expect(JournalStream.matches(value, descriptor: descriptor))
-        #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor) == .journal)
+        #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path) == .journal)
+        // No journald socket: standard error whatever the variable says.
+        #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path + ".none") == .stderr)
     }
 
     @Test func mismatchOrAbsenceSelectsStandardError() throws {
@@ -181,7 +183,7 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
         defer { descriptor.close(); unlink(path) }
         for value in ["\(status.device):\(status.inode + 1)", "\(status.device + 1):\(status.inode)", "garbage", ""] {
             #expect(!JournalStream.matches(value, descriptor: descriptor), "\(value)")
-            #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor) == .stderr, "\(value)")
+            #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path) == .stderr, "\(value)")
         }
         #expect(JournalStream.resolve(.auto, journalStream: nil, standardError: descriptor) == .stderr)
         // A descriptor that is not open: never the journal.
@@ -192,16 +194,20 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
     @Test func explicitTargetsAreKept() throws {
         let (descriptor, status, path) = try openTemporaryFile()
         defer { descriptor.close(); unlink(path) }
-        #expect(JournalStream.resolve(.stderr, journalStream: "\(status.device):\(status.inode)", standardError: descriptor) == .stderr)
-        #expect(JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor) == .journal)
+        #expect(JournalStream.resolve(.stderr, journalStream: "\(status.device):\(status.inode)", standardError: descriptor,
+                                      socketPath: path) == .stderr)
+        #expect(JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor, socketPath: path) == .journal)
+        // journal without journald's socket: sd_journal_sendv would drop every entry silently.
+        #expect(JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor, socketPath: path + ".none") == .stderr)
     }
 
     @Test func standardErrorOfThisProcess() throws {
         // The rule on the real fd 2, with the value passed in (the environment is left alone:
         // tests run in parallel).
         let status = try FileDescriptor(rawValue: 2).status()
-        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode)") == .journal)
-        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode &+ 1)") == .stderr)
-        #expect(JournalStream.resolve(.auto, journalStream: nil) == .stderr)
+        let existing = FileManager.default.currentDirectoryPath
+        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode)", socketPath: existing) == .journal)
+        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode &+ 1)", socketPath: existing) == .stderr)
+        #expect(JournalStream.resolve(.auto, journalStream: nil, socketPath: existing) == .stderr)
     }
 }
