@@ -28,7 +28,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        // 1.16: LogHandler.log(event:) (DaemonLogging's journal handler implements it).
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         // Outbound alerts (Alertmanager, webhooks): HTTPS with the system trust store and a
         // per-receiver CA file, which FoundationNetworking's URLSession cannot do on Linux.
@@ -111,10 +112,17 @@ let package = Package(
             dependencies: ["SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
+        // The daemon's own log: a swift-log handler writing structured fields to journald
+        // (sd_journal_sendv), and the JOURNAL_STREAM rule that picks it or standard error.
+        .target(
+            name: "DaemonLogging",
+            dependencies: ["CSystemd", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
                 "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,6 +173,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "DaemonLoggingTests",
+            dependencies: ["DaemonLogging", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

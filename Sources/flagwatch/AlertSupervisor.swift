@@ -103,6 +103,12 @@ final class AlertSupervisor {
             ]
             if let cause = alert.diagnosis?.cause { metadata["likely_cause"] = "\(cause.rawValue)" }
             let from = transition.from?.rawValue ?? "inactive"
+            metadata["previous_state"] = "\(from)"
+            switch alert.state {
+            case .pending: metadata["message_id"] = "\(LogMessageID.alertPending)"
+            case .firing: metadata["message_id"] = "\(LogMessageID.alertFiring)"
+            case .resolved: metadata["message_id"] = "\(LogMessageID.alertResolved)"
+            }
             let text = "alert \(alert.rule) on \(alert.cluster): \(from) -> \(alert.state.rawValue)"
                 + (alert.state == .resolved ? "" : ": \(alert.annotation("summary") ?? "")")
             let message = Logger.Message(stringLiteral: text)

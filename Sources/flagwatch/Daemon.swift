@@ -44,10 +44,19 @@ final class Daemon {
     private var evaluationTimer: PollLoop.TimerID?
     /// systemd's notify socket (READY, STATUS, WATCHDOG, RELOADING, STOPPING); inert without one.
     private let serviceManager = ServiceManagerNotifier()
+    private let signals: SignalDescriptor
     /// Lines counted when the last STATUS= was sent, and when: the rate in the next one.
     private var statusMark: (lines: Int, at: Double) = (0, 0)
 
     init(config: FlagwatchConfig, logger: Logger, loadConfig: @escaping () throws -> FlagwatchConfig) throws {
+        // First, before the notifier starts its threads: they inherit the blocked mask, so
+        // SIGTERM and SIGHUP reach the signalfd instead of killing the process from a thread
+        // that does not block them.
+        do {
+            signals = try SignalDescriptor([SIGTERM, SIGINT, SIGHUP])
+        } catch {
+            throw CommandFailure(message: "cannot set up signal handling: \(error)")
+        }
         self.config = config
         self.loadConfig = loadConfig
         self.logger = logger
@@ -66,12 +75,6 @@ final class Daemon {
     /// Runs until SIGTERM or SIGINT. Throws (before serving) if the listener or the state
     /// directory cannot be set up.
     func run() throws {
-        let signals: SignalDescriptor
-        do {
-            signals = try SignalDescriptor([SIGTERM, SIGINT, SIGHUP])
-        } catch {
-            throw CommandFailure(message: "cannot set up signal handling: \(error)")
-        }
         let descriptorLimit = ProcessLimits.raiseOpenFileLimit()
         ProcessLimits.returnLargeAllocationsToSystem()
         logger.debug("open file limit \(descriptorLimit)")
@@ -108,7 +111,8 @@ final class Daemon {
         journalFollower?.start(on: loop)
         isReady = true
         let ports = listeners.compactMap(\.localPort).map(String.init).joined(separator: ",")
-        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))")
+        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))",
+                    metadata: ["message_id": "\(LogMessageID.ready)"])
         // The listener is up and every source is open: systemd may start what depends on us.
         statusMark = (counts.lines, monotonicSeconds())
         serviceManager.ready(status: "started: \(config.sources.count) source(s), listening on port \(ports)")
@@ -131,6 +135,8 @@ final class Daemon {
             journalFollower?.saveCheckpoints()
         }
         scheduleEvaluations()
+        // The likely-cause breakdown covers the last one to two minutes, not everything since start.
+        loop.every(60) { [unowned self] in counts.rotateFailureDetails() }
         let idle = config.limits.idleSeriesExpiry.seconds
         loop.every(min(60, max(1, idle / 4))) { [unowned self] in
             counts.now = Int(monotonicSeconds())
@@ -156,7 +162,7 @@ final class Daemon {
         fileFollower?.saveCheckpoints()
         journalFollower?.saveCheckpoints()
         alerts?.shutdown()
-        logger.info("stopped; checkpoints saved")
+        logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
     }
 
     /// Graceful stop: no new connections, in-flight responses finish (up to 5 s), then exit.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DaemonLogging
 import Logging
 
 #if canImport(Glibc)
@@ -21,9 +22,20 @@ struct Flagwatch: ParsableCommand {
     )
 }
 
-/// Logs go to standard error at `level` (the daemon's journald handler comes with systemd support).
-func bootstrapLogging(level: Logger.Level) {
-    LoggingSystem.bootstrap { label in
+/// Logs at `level` go to `target`: the journal (structured fields, `JournalLogHandler`) or lines
+/// on standard error; `.auto` picks the journal when standard error is the journal stream
+/// systemd connected (`JOURNAL_STREAM`, see `JournalStream`).
+func bootstrapLogging(level: Logger.Level, target: LogTarget = .stderr) {
+    let toJournal = JournalStream.resolve(target) == .journal
+    if target == .journal && !toJournal {
+        FlagwatchMain.printError("--log-target journal: no journald (\(JournalStream.socketPath) is missing); logging to standard error")
+    }
+    LoggingSystem.bootstrap { label -> any LogHandler in
+        if toJournal {
+            var handler = JournalLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = level
         return handler

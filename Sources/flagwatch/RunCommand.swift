@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfigFile
+import DaemonLogging
 import Logging
 
 /// `flagwatch run --config FILE`: the node daemon.
@@ -26,12 +27,17 @@ struct RunCommand: ParsableCommand {
         "Also follow these paths or patterns, as a source named 'files' (format auto, start at end) (repeatable).", valueName: "glob"))
     var filePatterns: [String] = []
 
-    @Option(help: "Log level on standard error (trace, debug, info, notice, warning, error, critical).")
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .info
+
+    @Option(help: ArgumentHelp(
+        "Where the log goes: the journal (structured fields), stderr (lines), or auto: the journal when standard error is the journal stream (JOURNAL_STREAM, as under systemd).",
+        valueName: "target"))
+    var logTarget: LogTarget = .auto
 
     func run() throws {
         let loaded = try loadConfig()
-        bootstrapLogging(level: logLevel)
+        bootstrapLogging(level: logLevel, target: logTarget)
         try Daemon(config: loaded, logger: Logger(label: "flagwatch"), loadConfig: loadConfig).run()
     }
 
@@ -57,3 +63,6 @@ struct RunCommand: ParsableCommand {
         return loaded
     }
 }
+
+// `flagwatch run --log-target auto|journal|stderr` (by the raw values).
+extension LogTarget: ExpressibleByArgument {}
