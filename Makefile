@@ -5,7 +5,8 @@ DEBUG_BIN := .build/debug/flagwatch
 RELEASE_BIN := .build/release/flagwatch
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build release run test unit-test e2e-test fuzz bench benchmarks deps test-deps clean
+.PHONY: all build release run test unit-test e2e-test fuzz bench benchmarks deps test-deps clean \
+        install install-files uninstall
 
 all: build
 
@@ -22,6 +23,63 @@ build: deps
 # keeps the daemon's resident memory down (24 vs 30 MiB with 1,000 clusters, see the README).
 release: deps
 	$(SWIFT) build -c release --product flagwatch --static-swift-stdlib
+
+# Install as a systemd service (see systemd/README.md): `sudo make install`, then
+# `systemctl enable --now flagwatch` (or flagwatch.socket for socket activation).
+# install-files installs an existing binary (FLAGWATCH_BIN, default the release build) without
+# building. The units' ExecStart/ExecStartPre are rewritten to $(BINDIR) and $(SYSCONFDIR); an
+# existing $(SYSCONFDIR)/flagwatch/flagwatch.yaml is never overwritten. With DESTDIR set (staging,
+# packaging) systemctl is not called.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSTEMCTL ?= systemctl
+FLAGWATCH_BIN ?= $(RELEASE_BIN)
+UNITS := flagwatch.service flagwatch.socket
+CONFIG_DEST = $(DESTDIR)$(SYSCONFDIR)/flagwatch/flagwatch.yaml
+# systemctl only for a real install on a machine running systemd.
+SYSTEMD_RUNNING = [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]
+
+install: release
+	$(MAKE) --no-print-directory install-files FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN)
+
+install-files:
+	@[ -x "$(FLAGWATCH_BIN)" ] || { echo "install-files: no executable at FLAGWATCH_BIN=$(FLAGWATCH_BIN) (run make release, or make install)" >&2; exit 1; }
+	install -D -m 0755 "$(FLAGWATCH_BIN)" "$(DESTDIR)$(BINDIR)/flagwatch"
+	@set -e; for unit in $(UNITS); do \
+	  tmp=$$(mktemp); \
+	  sed -e 's|/usr/local/bin/flagwatch|$(BINDIR)/flagwatch|g' \
+	      -e 's|/etc/flagwatch/|$(SYSCONFDIR)/flagwatch/|g' "systemd/$$unit" > "$$tmp"; \
+	  echo "install -D -m 0644 systemd/$$unit $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit"; \
+	  install -D -m 0644 "$$tmp" "$(DESTDIR)$(SYSTEMDUNITDIR)/$$unit"; \
+	  rm -f "$$tmp"; \
+	done
+	@if [ -e "$(CONFIG_DEST)" ]; then \
+	  echo "keeping the existing $(CONFIG_DEST) (the shipped default is config/flagwatch.yaml)"; \
+	else \
+	  echo "install -D -m 0644 config/flagwatch.yaml $(CONFIG_DEST)"; \
+	  install -D -m 0644 config/flagwatch.yaml "$(CONFIG_DEST)"; \
+	fi
+	@if $(SYSTEMD_RUNNING); then echo "$(SYSTEMCTL) daemon-reload"; $(SYSTEMCTL) daemon-reload; fi
+	@echo "installed; start with: systemctl enable --now flagwatch.service (or flagwatch.socket)"
+
+# Stops and disables the units (real install only), removes the binary and the units, and the
+# config only if it is still the shipped default. The state (/var/lib/private/flagwatch) is kept.
+uninstall:
+	@if $(SYSTEMD_RUNNING); then \
+	  echo "$(SYSTEMCTL) disable --now $(UNITS)"; $(SYSTEMCTL) disable --now $(UNITS) || true; \
+	fi
+	rm -f "$(DESTDIR)$(BINDIR)/flagwatch"
+	rm -f $(addprefix "$(DESTDIR)$(SYSTEMDUNITDIR)/,$(addsuffix ",$(UNITS)))
+	@if [ -e "$(CONFIG_DEST)" ]; then \
+	  if cmp -s config/flagwatch.yaml "$(CONFIG_DEST)"; then \
+	    echo "rm -f $(CONFIG_DEST)"; rm -f "$(CONFIG_DEST)"; rmdir "$(DESTDIR)$(SYSCONFDIR)/flagwatch" 2>/dev/null || true; \
+	  else \
+	    echo "keeping $(CONFIG_DEST): it differs from the shipped default"; \
+	  fi; \
+	fi
+	@if $(SYSTEMD_RUNNING); then echo "$(SYSTEMCTL) daemon-reload"; $(SYSTEMCTL) daemon-reload; fi
 
 # The daemon on the shipped default config, plus a demo log it appends real Envoy lines to.
 run: build
