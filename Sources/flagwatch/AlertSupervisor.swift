@@ -35,12 +35,13 @@ final class AlertSupervisor {
 
     /// - Parameter previous: the supervisor of the configuration being replaced (a reload):
     ///   its rule states are taken over and its notifier kept when delivery did not change.
-    init?(config: FlagwatchConfig, logger: Logger, previous: AlertSupervisor? = nil) throws {
+    ///   - boundPort: the port the listener got (the config may say 0, or systemd passed a socket).
+    init?(config: FlagwatchConfig, logger: Logger, boundPort: Int? = nil, previous: AlertSupervisor? = nil) throws {
         guard let alerting = config.alerting else { return nil }
         let rules = AlertRule.rules(config)
         engine = try RuleEngine(rules: rules, diagnose: Diagnoser.diagnose)
         evaluateEvery = alerting.evaluateEvery.seconds
-        externalURL = alerting.externalURL ?? Self.defaultExternalURL(listen: config.listen)
+        externalURL = alerting.externalURL ?? Self.defaultExternalURL(listen: config.listen, boundPort: boundPort)
         self.logger = logger
         deliverySettings = DeliverySettings(
             alertmanagers: alerting.alertmanagers, webhooks: alerting.webhooks, timeout: alerting.notificationTimeout.seconds,
@@ -79,8 +80,9 @@ final class AlertSupervisor {
         }
     }
 
-    static func defaultExternalURL(listen: String) -> String {
-        guard let address = ListenAddress(listen) else { return "http://127.0.0.1:9817/" }
+    static func defaultExternalURL(listen: String, boundPort: Int?) -> String {
+        guard var address = ListenAddress(listen) else { return "http://127.0.0.1:\(boundPort ?? 9817)/" }
+        if let boundPort, let port = UInt16(exactly: boundPort) { address.port = port }
         let unspecified = ["0.0.0.0", "::", ""].contains(address.host)
         let host = unspecified ? (ProcessInfo.processInfo.hostName) : address.host
         return "http://\(host.contains(":") ? "[\(host)]" : host):\(address.port)/"

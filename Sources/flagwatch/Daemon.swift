@@ -29,6 +29,8 @@ final class Daemon {
     /// Stream ids of the next follower a reload creates (ids of replaced ones are not reused).
     private var followerGeneration = 0
     private var socketActivated = false
+    /// The listener's port (the config may ask for 0): the default base of alerts' links.
+    private var boundPort: Int?
     private var fileFollower: FileFollower?
     private var journalFollower: JournalFollower?
     private var server: HTTPServer?
@@ -39,7 +41,7 @@ final class Daemon {
     private var lastMetricsPageBytes = 0
     private var stopDeadline: Double?
     /// Rules, alert states and delivery; nil without an `alerting:` section.
-    private var alerts: AlertSupervisor?
+    private var alerts: AlertSupervisor? = nil
     /// The alert-evaluation timer (replaced when a reload changes `evaluate_every`).
     private var evaluationTimer: PollLoop.TimerID?
     /// systemd's notify socket (READY, STATUS, WATCHDOG, RELOADING, STOPPING); inert without one.
@@ -64,7 +66,6 @@ final class Daemon {
         windowNames = config.windows.map(\.description)
         counts = FlagCounts(maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
                             flagGroups: config.alertFlagGroups)
-        alerts = try AlertSupervisor(config: config, logger: logger)
         var parsing: [String: SourceParsing] = [:]
         for source in config.sources {
             parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
@@ -79,6 +80,8 @@ final class Daemon {
         ProcessLimits.returnLargeAllocationsToSystem()
         logger.debug("open file limit \(descriptorLimit)")
         let listeners = try openListeners()
+        boundPort = listeners.compactMap(\.localPort).first.map(Int.init)
+        alerts = try AlertSupervisor(config: config, logger: logger, boundPort: boundPort)
         counts.now = Int(monotonicSeconds())
 
         let options = config.followOptions
@@ -240,7 +243,7 @@ final class Daemon {
         }
         let nextAlerts: AlertSupervisor?
         do {
-            nextAlerts = try AlertSupervisor(config: new, logger: logger, previous: alerts)
+            nextAlerts = try AlertSupervisor(config: new, logger: logger, boundPort: boundPort, previous: alerts)
         } catch {
             logger.error("reload rejected, the running configuration stays in force: \(error)")
             return

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+# Imported by the test module as `alerting_kit` (several suites have a conftest.py).
+sys.modules["alerting_kit"] = sys.modules[__name__]
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # envoy_harness
 

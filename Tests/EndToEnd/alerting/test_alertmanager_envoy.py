@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import Alertmanager, start_backend, start_envoy  # noqa: E402  (this folder's conftest)
+from alerting_kit import Alertmanager, start_backend, start_envoy  # noqa: E402  (this folder's conftest)
 from envoy_harness import Procs, fetch_counters, find_envoy, tail, wait_for_stable_logs, complete_lines
 
 pytestmark = pytest.mark.e2e

@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# Test modules import these helpers as `service_kit`: `from conftest import ...` would get
+# whichever conftest.py was imported first when several suites run together.
+import sys  # noqa: E402
+sys.modules["service_kit"] = sys.modules[__name__]
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 BIN = os.environ.get("FLAGWATCH_BIN", str(REPO / ".build" / "debug" / "flagwatch"))
