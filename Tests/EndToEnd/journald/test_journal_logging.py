@@ -284,10 +284,10 @@ def test_journal_target_priorities_fields_and_message_ids(lk):
         # message_id became MESSAGE_ID, not a field of its own.
         assert "FLAGWATCH_MESSAGE_ID" not in entry and "MESSAGE_ID" in entry, entry
 
-    # SIGHUP: a warning (4) without a message id.
+    # SIGHUP: the reload's notice (5) without a message id.
     os.kill(run.pid, signal.SIGHUP)
-    hup = lk.wait_entry(run, "the SIGHUP warning", PRIORITY="4", CODE_FILE="flagwatch/Daemon.swift")
-    assert "SIGHUP" in hup[0]["MESSAGE"] and "MESSAGE_ID" not in hup[0], hup[0]
+    hup = lk.wait_entry(run, "the reload notice", PRIORITY="5", CODE_FILE="flagwatch/Daemon.swift")
+    assert "configuration reloaded" in hup[0]["MESSAGE"] and "MESSAGE_ID" not in hup[0], hup[0]
 
     assert run.stop() == 0, run.context()
     stopped = lk.wait_entry(run, "the stopped entry", MESSAGE_ID=STOPPED_ID)
