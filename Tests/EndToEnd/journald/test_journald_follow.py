@@ -32,6 +32,9 @@ def test_demo_log_counts_like_scan(fw):
     assert status == 0, err
     expected = json.loads(out)
     assert expected["lines"] == 330
+    # Counts are compared (the follow kit drops each cluster's diagnosis from the reports too).
+    for cluster in expected.get("clusters", {}).values():
+        cluster.pop("diagnosis", None)
     fw.jd.send(fw.traffic.uncounted(25))
     fw.jd.sync()
     run = fw.start()

@@ -56,10 +56,14 @@ def pytest_configure(config):
     )
 
 
+# Taken at import: by the time a fixture runs, sys.modules["conftest"] may be another suite's.
+_THIS = sys.modules[__name__]
+
+
 @pytest.fixture(scope="session")
 def fwd():
     """This module: the helpers below."""
-    return sys.modules[__name__]
+    return _THIS
 
 
 # --------------------------------------------------------------------------- small utilities
