@@ -57,7 +57,7 @@ def pytest_configure(config):
 
 
 # Taken at import: by the time a fixture runs, sys.modules["conftest"] may be another suite's.
-_THIS = sys.modules[__name__]
+_THIS = sys.modules.get(__name__)  # absent when another suite loads this file by path
 
 
 @pytest.fixture(scope="session")
