@@ -217,12 +217,9 @@ public final class FileFollower {
         registrations = ([], nil)
         var result: [String: FileSourceHandoff] = [:]
         for (index, source) in sources.enumerated() {
-            let entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
-                FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
-                               fingerprint: $0.fingerprint, offset: $0.committedOffset)
-            }
             // Checkpoints not matched to a file yet (a rotated file not reopened) stay valid.
-            result[source.name] = FileSourceHandoff(files: entries + savedCheckpoints[index], statistics: statistics[index])
+            result[source.name] = FileSourceHandoff(
+                files: checkpointEntries(index) + savedCheckpoints[index], statistics: statistics[index])
         }
         for file in streams.values {
             file.descriptor.close()
@@ -628,15 +625,19 @@ public final class FileFollower {
         sink.streamClosed(file.stream)
     }
 
+    /// Where source `index`'s open files stand: just after the last complete line handed on.
+    private func checkpointEntries(_ index: Int) -> [FileCheckpoint] {
+        files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
+            FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
+                           fingerprint: $0.fingerprint, offset: $0.committedOffset)
+        }
+    }
+
     /// Saves every source's positions (atomically); a failure is logged and retried next time.
     public func saveCheckpoints() {
         guard let store else { return }
         for (index, source) in sources.enumerated() {
-            let entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
-                FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
-                               fingerprint: $0.fingerprint, offset: $0.committedOffset)
-            }
-            let checkpoint = SourceCheckpoint(source: source.name, files: entries)
+            let checkpoint = SourceCheckpoint(source: source.name, files: checkpointEntries(index))
             if checkpoint == lastSaved[index] { continue }
             do {
                 try store.save(checkpoint)
