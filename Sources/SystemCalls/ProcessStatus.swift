@@ -33,12 +33,14 @@ public struct ProcessStatus: Sendable {
             startTimeSeconds: bootTime() + field(22) / ticks)
     }
 
+    /// When the system booted, in seconds since 1970: the wall clock minus the time since boot
+    /// (suspend included), both read now. Not from /proc/stat, which a sandbox with
+    /// `ProcSubset=pid` hides.
     private static func bootTime() -> Double {
-        guard let stat = try? FileSystem.contents(of: "/proc/stat") else { return 0 }
-        for line in stat.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("btime ".utf8)) {
-            return Double(String(decoding: line.dropFirst(6), as: UTF8.self)) ?? 0
-        }
-        return 0
+        var wall = timespec()
+        var sinceBoot = timespec()
+        guard clock_gettime(CLOCK_REALTIME, &wall) == 0, clock_gettime(CLOCK_BOOTTIME, &sinceBoot) == 0 else { return 0 }
+        return Double(wall.tv_sec - sinceBoot.tv_sec) + Double(wall.tv_nsec - sinceBoot.tv_nsec) / 1e9
     }
 }
 #endif
