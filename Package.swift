@@ -83,6 +83,7 @@ let package = Package(
             name: "Notifier",
             dependencies: [
                 "CLibCrypto",
+                "SystemCalls",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -94,7 +95,7 @@ let package = Package(
         // The YAML config file: strict keys, errors with the key and line.
         .target(
             name: "ConfigFile",
-            dependencies: ["AccessLogParser", "LineFraming", "LogSources", .product(name: "Yams", package: "Yams")],
+            dependencies: ["AccessLogParser", "LineFraming", "LogSources", "SystemCalls", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwift6
         ),
         // Renders counts as a table, JSON and the Prometheus text format.

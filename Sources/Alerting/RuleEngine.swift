@@ -1,7 +1,16 @@
 import AccessLogParser
 import Diagnosis
 import FlagCounting
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc  // exp
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Evaluates spike rules over the trailing-window counts, per upstream cluster, and keeps each
 /// alert's state: inactive → pending (`for`) → firing → resolved once the condition has been
@@ -311,7 +320,27 @@ public final class RuleEngine {
         return "\(seconds)s"
     }
 
+    /// `value` with exactly `digits` decimals, rounded half to even as printf's `%.Nf` does for
+    /// exact ties (FoundationEssentials has no `String(format:)`).
     static func format(_ value: Double, digits: Int) -> String {
-        String(format: "%.\(digits)f", value)
+        guard value.isFinite else { return value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf") }
+        let digits = max(0, min(digits, 9))
+        var scale: Int64 = 1
+        for _ in 0..<digits { scale *= 10 }
+        // magnitude × scale = product + residual exactly (fma); the rounding decision is made on
+        // that exact value, as printf does on the exact binary value (2.675 → "2.67").
+        let factor = Double(scale)
+        let product = value.magnitude * factor
+        guard product < 9.0e15 else { return "\(value)" }
+        let residual = (-product).addingProduct(value.magnitude, factor)
+        var floor = product.rounded(.down)
+        if product == floor && residual < 0 { floor -= 1 }
+        let aboveHalf = (product - floor) - 0.5  // exact: both below 2^53, one unit apart at most
+        var units = Int64(floor)
+        if aboveHalf > -residual || (aboveHalf == -residual && units % 2 == 1) { units += 1 }
+        let sign = value < 0 && units != 0 ? "-" : ""
+        guard digits > 0 else { return sign + String(units) }
+        let fraction = String(units % scale)
+        return sign + String(units / scale) + "." + String(repeating: "0", count: digits - fraction.count) + fraction
     }
 }

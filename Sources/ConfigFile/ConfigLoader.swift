@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import SystemCalls
 import Yams
 
 /// A configuration error, worded for the person editing the file: where, which key, why.
@@ -21,11 +26,14 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 public enum ConfigLoader {
     /// Reads and validates a config file.
     public static func load(path: String) throws(ConfigError) -> FlagwatchConfig {
-        let text: String
+        let bytes: [UInt8]
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            bytes = try FileDescriptor.readWholeFile(path)
         } catch {
-            throw ConfigError(file: path, line: nil, key: nil, reason: "cannot read: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+            throw ConfigError(file: path, line: nil, key: nil, reason: "cannot read: \(error)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(file: path, line: nil, key: nil, reason: "not UTF-8 text")
         }
         return try parse(text, file: path)
     }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import SystemCalls
 
 /// Which file a checkpoint belongs to: device and inode, plus a hash of its first bytes so a
@@ -104,7 +108,7 @@ public struct CheckpointStore: Sendable {
     /// replaced, so a name cannot point outside the directory.
     public func path(forSource source: String) -> String {
         let safe = String(source.unicodeScalars.map { scalar -> Character in
-            let isSafe = scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "-_.".unicodeScalars.contains(scalar))
+            let isSafe = scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-_.".unicodeScalars.contains(scalar))
             return isSafe ? Character(scalar) : "_"
         })
         return directory + "/" + (safe.isEmpty || safe.hasPrefix(".") ? "_" + safe : safe) + ".checkpoint.json"

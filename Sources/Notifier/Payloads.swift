@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The request bodies: Alertmanager's API v2 `postableAlerts` and its webhook payload, version 4.
 enum Payloads {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One alert as the rule engine sees it, in the shape of Alertmanager's API v2 `postableAlert`.
 public struct PostableAlert: Sendable, Equatable {

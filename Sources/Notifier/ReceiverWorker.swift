@@ -1,10 +1,15 @@
 import AsyncHTTPClient
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
 import Synchronization
+import SystemCalls
 
 /// One receiver: its queue, its counters and the task that delivers the queue. Receivers share
 /// nothing but the HTTP client, so one that is down or slow never delays another.
@@ -165,7 +170,7 @@ final class ReceiverWorker: Sendable {
     /// many flagwatch daemons retrying one Alertmanager do not arrive in lockstep.
     private func backoffDelay(afterFailures failures: Int) -> Double {
         let ceiling = min(
-            options.maximumBackoff, options.initialBackoff * pow(2, Double(min(failures - 1, 62))))
+            options.maximumBackoff, options.initialBackoff * Double(sign: .plus, exponent: min(failures - 1, 62), significand: 1))
         return Double.random(in: 0...max(ceiling, 0))
     }
 
@@ -330,12 +335,11 @@ struct ReceiverCredentials: Sendable {
     private static func readTrimmed(_ path: String, purpose: String) throws -> String {
         let contents: String
         do {
-            contents = try String(contentsOfFile: path, encoding: .utf8)
+            contents = String(decoding: try FileDescriptor.readWholeFile(path, maxBytes: 1 << 20), as: UTF8.self)
         } catch {
-            throw NotifierError.unreadableFile(
-                path: path, purpose: purpose, reason: (error as NSError).localizedDescription)
+            throw NotifierError.unreadableFile(path: path, purpose: purpose, reason: error.description)
         }
-        let trimmed = contents.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = String(contents.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
         guard !trimmed.isEmpty else { throw NotifierError.emptyFile(path: path, purpose: purpose) }
         return trimmed
     }

@@ -19,6 +19,7 @@ public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public static let wouldBlock = Errno(rawValue: EAGAIN)
     public static let notDirectory = Errno(rawValue: ENOTDIR)
     public static let noSpace = Errno(rawValue: ENOSPC)
+    public static let fileTooLarge = Errno(rawValue: EFBIG)
 }
 
 /// An owned file descriptor: the few POSIX calls flagwatch makes on files go through here.
@@ -42,6 +43,23 @@ public struct FileDescriptor: Sendable {
             }
             let error = Errno.current
             if error != .interrupted { throw error }
+        }
+    }
+
+    /// The whole contents of a small file (a config, a token, a CA file); `Errno.fileTooLarge`
+    /// past `maxBytes`, so a mistaken path (a device, a huge log) cannot exhaust memory.
+    public static func readWholeFile(_ path: String, maxBytes: Int = 16 << 20) throws(Errno) -> [UInt8] {
+        let descriptor = try openForReading(path)
+        defer { descriptor.close() }
+        if try descriptor.isDirectory() { throw Errno(rawValue: EISDIR) }
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
+        defer { chunk.deallocate() }
+        var contents: [UInt8] = []
+        while true {
+            let count = try descriptor.read(into: chunk)
+            if count == 0 { return contents }
+            guard contents.count + count <= maxBytes else { throw Errno.fileTooLarge }
+            contents.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
         }
     }
 

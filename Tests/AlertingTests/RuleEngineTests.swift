@@ -229,6 +229,21 @@ struct RuleEngineTests {
         #expect(plain.evaluate().active.first?.label("response_flag") == "URX")
     }
 
+    @Test("figures in annotations have a fixed number of decimals, rounded like printf's %.Nf")
+    func fixedDecimals() {
+        #expect(RuleEngine.format(80, digits: 1) == "80.0")
+        #expect(RuleEngine.format(0.5, digits: 2) == "0.50")
+        #expect(RuleEngine.format(0.125, digits: 2) == "0.12")   // an exact tie: to even
+        #expect(RuleEngine.format(0.375, digits: 2) == "0.38")
+        #expect(RuleEngine.format(2.675, digits: 2) == "2.67")   // 2.67499999... in binary
+        #expect(RuleEngine.format(1234.5678, digits: 1) == "1234.6")
+        #expect(RuleEngine.format(0.04, digits: 1) == "0.0")
+        #expect(RuleEngine.format(-1.25, digits: 1) == "-1.2")
+        #expect(RuleEngine.format(7, digits: 0) == "7")
+        #expect(RuleEngine.format(.infinity, digits: 1) == "inf")
+        #expect(RuleEngine.format(.nan, digits: 1) == "nan")
+    }
+
     @Test("a cluster that disappears from the counts resolves like one whose condition went false")
     func expiredCluster() throws {
         let world = try World(rule(minCount: 5, resolveAfter: 30))
