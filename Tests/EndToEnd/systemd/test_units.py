@@ -83,7 +83,8 @@ def test_make_install_puts_files_in_place(tmp_path):
     assert settings["NotifyAccess"] == ["main"]
     assert settings["WatchdogSec"] == ["30s"]
     assert settings["Restart"] == ["on-failure"]
-    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # The shell's kill: /bin/kill (procps) is missing on minimal systems (found by systemd-boot/).
+    assert settings["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$$MAINPID\"'"]
     assert settings["DynamicUser"] == ["yes"]
     assert settings["StateDirectory"] == ["flagwatch"]
     # Both commands run the installed binary on the installed config.
