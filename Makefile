@@ -24,6 +24,30 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product flagwatch --static-swift-stdlib
 
+# The container image for the DaemonSet (deploy/kubernetes): the stripped release binary and the
+# shipped default config on BASE (Containerfile). CONTAINER_TOOL may carry arguments, e.g.
+# CONTAINER_TOOL="podman --runtime runc". The build context is only .build/image-context.
+VERSION := $(shell sed -n 's/.*static let version = "\(.*\)".*/\1/p' Sources/flagwatch/Flagwatch.swift)
+IMAGE ?= flagwatch:$(VERSION)
+BASE ?= docker.io/library/debian:bookworm-slim
+CONTAINER_TOOL ?= $(shell if command -v podman >/dev/null 2>&1; then echo podman; elif command -v docker >/dev/null 2>&1; then echo docker; fi)
+IMAGE_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+IMAGE_SOURCE ?= $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
+IMAGE_LICENSES ?= NOASSERTION
+IMAGE_CONTEXT := .build/image-context
+
+.PHONY: image
+image: release
+	@[ -n "$(CONTAINER_TOOL)" ] || { echo "make image: neither podman nor docker is installed; set CONTAINER_TOOL" >&2; exit 1; }
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)
+	strip --strip-all -o $(IMAGE_CONTEXT)/flagwatch $(RELEASE_BIN)
+	install -m 0644 config/flagwatch.yaml $(IMAGE_CONTEXT)/flagwatch.yaml
+	$(CONTAINER_TOOL) build --file Containerfile --tag "$(IMAGE)" \
+	  --build-arg BASE="$(BASE)" --build-arg VERSION="$(VERSION)" --build-arg REVISION="$(IMAGE_REVISION)" \
+	  --build-arg SOURCE="$(IMAGE_SOURCE)" --build-arg LICENSES="$(IMAGE_LICENSES)" \
+	  $(IMAGE_CONTEXT)
+	@echo "built $(IMAGE) on $(BASE)"
+
 # Install as a systemd service (see systemd/README.md): `sudo make install`, then
 # `systemctl enable --now flagwatch` (or flagwatch.socket for socket activation).
 # install-files installs an existing binary (FLAGWATCH_BIN, default the release build) without

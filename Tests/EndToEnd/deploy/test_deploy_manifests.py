@@ -24,6 +24,7 @@ Needs the flagwatch binary ($FLAGWATCH_BIN, default .build/debug/flagwatch), pro
 the PATH) and the `kubernetes-validate` package (schema check of the core objects).
 Everything listens on 127.0.0.1; the daemon is stopped by PID; every wait is bounded.
 """
+import copy
 import json
 import os
 import re
@@ -410,13 +411,60 @@ def test_daemonset():
     for what in ("requests", "limits"):
         assert set(container["resources"][what]) == {"cpu", "memory"}, container["resources"]
 
-    # The one init container: chowns the state directory, as root with CHOWN only.
+    # The one init container: chmods and chowns the state directory, as root with CHOWN and
+    # FOWNER only (FOWNER: from the pod's second start on, 65532 owns the directory).
     [init] = spec["initContainers"]
-    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
     assert init["securityContext"]["allowPrivilegeEscalation"] is False
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert [m["mountPath"] for m in init["volumeMounts"]] == [config["state_dir"]]
+    # The init container uses flagwatch's own image (what the container test runs it in), and
+    # the kustomization names that image for both.
+    assert init["image"] == container["image"]
+    [image] = load(K8S / "kustomization.yaml")["images"]
+    assert "%s:%s" % (image["name"], image["newTag"]) == container["image"]
     assert "%d:%d" % (security["runAsUser"], security["runAsGroup"]) in " ".join(init["command"])
+
+
+def test_the_container_test_runs_the_daemonsets_security_context_mounts_and_args():
+    """Tests/EndToEnd/container runs the image with the podman options daemonset_container.py
+    derives from the DaemonSet; the derivation refuses any setting it does not translate, so the
+    container test runs with every securityContext field, mount and arg the DaemonSet has."""
+    import daemonset_container
+    daemonset = daemonset_container.load_daemonset()
+    assert daemonset == the("DaemonSet")
+    sources = {"config": "CONFIG", "pods": "PODS", "state": "STATE"}
+    options, args = daemonset_container.run_options(daemonset, sources)
+    assert options == [
+        "--user", "65532:65532", "--group-add", "0",
+        "--read-only", "--read-only-tmpfs=false",
+        "--security-opt", "no-new-privileges",
+        "--cap-drop=ALL",
+        "--volume", "CONFIG:/etc/flagwatch:ro",
+        "--volume", "PODS:/var/log/pods:ro",
+        "--volume", "STATE:/var/lib/flagwatch",
+        "--entrypoint", '["flagwatch"]',
+    ]
+    assert args == ["run", "--config", "/etc/flagwatch/flagwatch.yaml", "--log-level", "info"]
+    init, command = daemonset_container.init_options(daemonset, sources)
+    assert init == [
+        "--user", "0:0", "--group-add", "0",
+        "--read-only", "--read-only-tmpfs=false",
+        "--security-opt", "no-new-privileges",
+        "--cap-drop=ALL", "--cap-add=CHOWN", "--cap-add=FOWNER",
+        "--volume", "STATE:/var/lib/flagwatch",
+        "--entrypoint", '["sh"]',
+    ]
+    assert command == ["-c", "chmod 0750 /var/lib/flagwatch && chown 65532:65532 /var/lib/flagwatch"]
+    # A field the translation does not know is refused, not ignored.
+    altered = copy.deepcopy(daemonset)
+    altered["spec"]["template"]["spec"]["containers"][0]["securityContext"]["procMount"] = "Unmasked"
+    with pytest.raises(daemonset_container.Untranslated):
+        daemonset_container.run_options(altered, sources)
+    altered = copy.deepcopy(daemonset)
+    altered["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["subPath"] = "x"
+    with pytest.raises(daemonset_container.Untranslated):
+        daemonset_container.run_options(altered, sources)
 
 
 def test_service_and_servicemonitor():
