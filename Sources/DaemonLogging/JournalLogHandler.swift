@@ -82,7 +82,7 @@ public struct JournalLogHandler: LogHandler {
             level: event.level, message: event.message.description, metadata: merged, label: label,
             identifier: identifier, file: event.file, function: event.function, line: event.line)
         if JournalSend.send(entry) < 0 {
-            var fallback = StreamLogHandler.standardError(label: label, metadataProvider: nil)
+            var fallback = StandardErrorLogHandler(label: label, metadataProvider: nil)
             fallback.logLevel = logLevel
             fallback.log(event: LogEvent(
                 level: event.level, message: event.message, metadata: merged, source: event.source,
@@ -159,8 +159,10 @@ public struct JournalLogHandler: LogHandler {
         level: Logger.Level, message: String, metadata: Logger.Metadata, label: String,
         identifier: String = "flagwatch", file: String, function: String, line: UInt
     ) -> JournalEntry {
+        // Fields are sent length-delimited, but a CR, LF or NUL from a log line in them would
+        // still show as a forged line in `journalctl` and in whatever reads its output.
         var entry = JournalEntry()
-        entry.append("MESSAGE", message)
+        entry.append("MESSAGE", LogText.escapingControls(message))
         entry.append("PRIORITY", String(priority(for: level)))
         entry.append("SYSLOG_IDENTIFIER", identifier)
         if case .string(let id)? = metadata["message_id"], isMessageID(id) {
@@ -174,7 +176,7 @@ public struct JournalLogHandler: LogHandler {
             if key == "message_id", case .string(let id) = value, isMessageID(id) { continue }
             let text: String
             if case .string(let string) = value { text = string } else { text = value.description }
-            entry.append(fieldName(forMetadataKey: key), text)
+            entry.append(fieldName(forMetadataKey: key), LogText.escapingControls(text))
         }
         return entry
     }

@@ -134,19 +134,9 @@ public struct MetricsWriter {
         return "{" + labels.map { $0.0 + "=\"" + escapeLabelValue($0.1) + "\"" }.joined(separator: ",") + "}"
     }
 
-    /// Backslash, double quote and newline escaped, as both formats require.
+    /// A label value as both formats require it, escaped on bytes (see ``UntrustedText``).
     public static func escapeLabelValue(_ value: String) -> String {
-        guard value.utf8.contains(where: { $0 == 0x5C || $0 == 0x22 || $0 == 0x0A }) else { return value }
-        var escaped = ""
-        for character in value {
-            switch character {
-            case "\\": escaped += "\\\\"
-            case "\"": escaped += "\\\""
-            case "\n": escaped += "\\n"
-            default: escaped.append(character)
-            }
-        }
-        return escaped
+        UntrustedText.labelValue(value)
     }
 
     private mutating func appendLabels(_ labels: [(String, String)]) {

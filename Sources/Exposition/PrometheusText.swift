@@ -19,15 +19,18 @@ public enum PrometheusText {
     public static func render(_ counts: FlagCounts, source: String) -> String {
         let registry = PrometheusCollectorRegistry()
         for cluster in counts.allClusters {
+            // swift-prometheus escapes backslash, quote and LF on bytes; the other control
+            // characters it would pass through raw (see UntrustedText).
+            let name = UntrustedText.replacingControls(cluster.name, keeping: [0x0A])
             for (index, value) in cluster.codes.enumerated() where value > 0 {
                 registry.makeCounter(
                     descriptor: responses,
-                    labels: [("upstream_cluster", cluster.name), ("code_class", FlagCounts.codeClassNames[index])]
+                    labels: [("upstream_cluster", name), ("code_class", FlagCounts.codeClassNames[index])]
                 ).increment(by: Int64(value))
             }
             for (flag, value) in cluster.flagsByName.sorted(by: { $0.key < $1.key }) {
                 registry.makeCounter(
-                    descriptor: responseFlags, labels: [("upstream_cluster", cluster.name), ("response_flag", flag)]
+                    descriptor: responseFlags, labels: [("upstream_cluster", name), ("response_flag", UntrustedText.replacingControls(flag, keeping: [0x0A]))]
                 ).increment(by: Int64(value))
             }
         }

@@ -79,7 +79,9 @@ public struct ScanReport {
             let flags = cluster.flagsByName.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
                 .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             let cause = diagnoses[cluster.name].map { "\($0.cause) (\($0.flag))" } ?? "-"
-            rows.append([cluster.name, String(cluster.requests)] + cluster.codes.map(String.init) + [flags.isEmpty ? "-" : flags, cause])
+            // Names, flag texts and causes come from log lines: no control character reaches the terminal.
+            rows.append([UntrustedText.printable(cluster.name), String(cluster.requests)] + cluster.codes.map(String.init)
+                        + [flags.isEmpty ? "-" : UntrustedText.printable(flags), UntrustedText.printable(cause)])
         }
         var out = TextTable.render(rows, rightAligned: Set(1...7))
         let malformedTotal = counts.malformedTotal
@@ -93,23 +95,9 @@ public struct ScanReport {
     }
 }
 
-/// A JSON string literal with the escapes RFC 8259 requires.
+/// A JSON string literal (see ``UntrustedText/jsonLiteral(_:)``).
 func jsonString(_ value: String) -> String {
-    var out = "\""
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case let control where control.value < 0x20:
-            let hex = String(control.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
+    UntrustedText.jsonLiteral(value)
 }
 
 enum TextTable {

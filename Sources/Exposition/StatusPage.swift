@@ -100,17 +100,8 @@ public enum StatusPage {
         return html + "</table>\n"
     }
 
+    /// HTML escaping on Unicode scalars (see ``UntrustedText/html(_:)``).
     static func escape(_ text: String) -> String {
-        var escaped = ""
-        for character in text {
-            switch character {
-            case "<": escaped += "&lt;"
-            case ">": escaped += "&gt;"
-            case "&": escaped += "&amp;"
-            case "\"": escaped += "&quot;"
-            default: escaped.append(character)
-            }
-        }
-        return escaped
+        UntrustedText.html(text)
     }
 }

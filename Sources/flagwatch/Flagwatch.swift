@@ -36,7 +36,7 @@ func bootstrapLogging(level: Logger.Level, target: LogTarget = .stderr) {
             handler.logLevel = level
             return handler
         }
-        var handler = StreamLogHandler.standardError(label: label)
+        var handler = StandardErrorLogHandler(label: label)
         handler.logLevel = level
         return handler
     }

@@ -1,4 +1,4 @@
-import DaemonLogging
+@testable import DaemonLogging
 import Foundation
 import Logging
 import SystemCalls
@@ -209,5 +209,41 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
         #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode)", socketPath: existing) == .journal)
         #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode &+ 1)", socketPath: existing) == .stderr)
         #expect(JournalStream.resolve(.auto, journalStream: nil, socketPath: existing) == .stderr)
+    }
+}
+
+@Suite("Log lines with text from log lines")
+struct LogTextTests {
+    @Test("CR, LF, NUL, TAB and other controls are written as escapes; other text stays as it is")
+    func escapes() {
+        #expect(LogText.escapingControls("a\r\nb\u{0}c\td\u{1B}[31m\u{7F}") == "a\\r\\nb\\0c\\td\\x1b[31m\\x7f")
+        let combining = "q\"\u{301}}x"  // (in a variable: #expect's expansion mangles this literal)
+        #expect(LogText.escapingControls(combining) == combining)
+        #expect(LogText.escapingControls("plain") == "plain")
+    }
+
+    @Test("journal entries carry no raw CR, LF or NUL in MESSAGE or metadata fields")
+    func journalFields() {
+        let entry = JournalLogHandler.entry(
+            level: .warning, message: "alert firing: a\r\nFAKE=1\u{0}", metadata: [
+                "upstream_cluster": .string("x\r\ny"), "nested": .array([.string("z\n")]),
+            ], label: "flagwatch", file: "f.swift", function: "f", line: 1)
+        for name in ["MESSAGE", "UPSTREAM_CLUSTER", "NESTED"] {
+            for value in entry.values(name) {
+                #expect(!value.utf8.contains(0x0A) && !value.utf8.contains(0x0D) && !value.utf8.contains(0), "\(name)=\(value)")
+            }
+        }
+        #expect(entry.values("MESSAGE") == ["alert firing: a\\r\\nFAKE=1\\0"])
+        #expect(entry.values("UPSTREAM_CLUSTER") == ["x\\r\\ny"])
+    }
+
+    @Test("standard error gets the escaped message and metadata, the handler's own metadata included")
+    func standardError() {
+        let event = LogEvent(level: .info, message: "cluster a\r\nb", metadata: ["cluster": .string("c\u{0}d")],
+                             source: "t", file: "f", function: "g", line: 1)
+        let escaped = StandardErrorLogHandler.escaped(event, handlerMetadata: ["own": .string("e\nf")], provided: nil)
+        #expect(escaped.message.description == "cluster a\\r\\nb")
+        #expect(escaped.metadata?["cluster"] == Logger.MetadataValue.string("c\\0d"))
+        #expect(escaped.metadata?["own"] == Logger.MetadataValue.string("e\\nf"))
     }
 }

@@ -134,6 +134,27 @@ struct NotifierUnitTests {
         #expect(sameMillisecond(timeValue(webhookAlert["endsAt"]), startsAt))
     }
 
+    @Test("hostile cluster names and details round-trip through Alertmanager and webhook bodies, with no raw control byte")
+    func hostileTextInPayloads() throws {
+        let hostile = ["q\"\u{301}}x", "a\r\nb", "nul\u{0}byte", "esc\u{1B}[31m", "back\\\u{301}", "del\u{7F}"]
+        for name in hostile {
+            let alert = Self.alert(name, summary: "details: " + name)
+            let bodies = [
+                try Payloads.alertmanagerBody([alert], now: Date(), firingValidity: 240),
+                try Payloads.webhookBody(alertname: "A", alerts: [alert], receiver: "r", externalURL: ""),
+            ]
+            for body in bodies {
+                #expect(!body.contains { $0 < 0x20 }, "raw control byte for \(name.debugDescription)")
+            }
+            let decoded = try #require(try JSONSerialization.jsonObject(with: Data(bodies[0])) as? [[String: Any]])
+            #expect((decoded.first?["labels"] as? [String: String])?["upstream_cluster"] == name)
+            #expect((decoded.first?["annotations"] as? [String: String])?["summary"] == "details: " + name)
+            let message = try #require(try JSONSerialization.jsonObject(with: Data(bodies[1])) as? [String: Any])
+            let webhookAlert = try #require((message["alerts"] as? [[String: Any]])?.first)
+            #expect((webhookAlert["labels"] as? [String: String])?["upstream_cluster"] == name)
+        }
+    }
+
     @Test("alerts without labels are not queued; updates after shutdown are ignored")
     func unlabelledAndAfterShutdown() async throws {
         let down = try RefusingPort()
