@@ -27,7 +27,8 @@ final class Daemon {
     private let labels = ClusterLabelCache()
     private var windowNames: [String]
     /// Stream ids of the next follower a reload creates (ids of replaced ones are not reused).
-    private var followerGeneration = 0
+    /// Stream ids of every follower, at start and after reloads, from disjoint ranges.
+    private var streamRanges = StreamIDRanges()
     private var socketActivated = false
     /// The listener's port (the config may ask for 0): the default base of alerts' links.
     private var boundPort: Int?
@@ -90,7 +91,8 @@ final class Daemon {
         fileSourceNames = fileSpecs.map(\.name)
         journalSourceNames = journalSpecs.map(\.name)
         do {
-            fileFollower = try FileFollower(sources: fileSpecs, options: options, sink: sink, logger: logger, firstStream: 1)
+            fileFollower = try FileFollower(sources: fileSpecs, options: options, sink: sink, logger: logger,
+                                            firstStream: streamRanges.fileFollower() ?? 1)
         } catch {
             throw CommandFailure(message: "state_dir \(config.stateDirectory): \(error)")
         }
@@ -98,7 +100,7 @@ final class Daemon {
             do {
                 journalFollower = try JournalFollower(
                     sources: journalSpecs, stateDirectory: config.stateDirectory, sink: sink, logger: logger,
-                    firstStream: 1 << 40)
+                    firstStream: streamRanges.journalFollower() ?? 1 << 62)
             } catch {
                 throw CommandFailure(message: "journald: \(error)")
             }
@@ -271,7 +273,10 @@ final class Daemon {
     private func replaceFollowers(previous: FlagwatchConfig) {
         let sourcesChanged = previous.sources != config.sources
         if sourcesChanged || previous.follow != config.follow {
-            followerGeneration += 1
+            guard let firstStream = streamRanges.fileFollower() else {
+                logger.error("reload: file sources not restarted: stream ids used up (restart flagwatch)")
+                return
+            }
             let handoff = fileFollower?.stop(on: loop) ?? [:]
             fileFollower = nil
             let specs = config.fileSourceSpecs
@@ -279,7 +284,7 @@ final class Daemon {
             do {
                 let follower = try FileFollower(
                     sources: specs, options: config.followOptions, sink: sink, logger: logger,
-                    firstStream: 1 + followerGeneration << 36, handoff: handoff)
+                    firstStream: firstStream, handoff: handoff)
                 follower.start(on: loop)
                 fileFollower = follower
             } catch {
@@ -288,6 +293,10 @@ final class Daemon {
             }
         }
         if sourcesChanged {
+            guard let firstStream = streamRanges.journalFollower() else {
+                logger.error("reload: journal sources not restarted: stream ids used up (restart flagwatch)")
+                return
+            }
             let handoff = journalFollower?.stop() ?? [:]
             journalFollower = nil
             let specs = config.journalSourceSpecs
@@ -296,7 +305,7 @@ final class Daemon {
             do {
                 let follower = try JournalFollower(
                     sources: specs, stateDirectory: config.stateDirectory, sink: sink, logger: logger,
-                    firstStream: (1 << 60) + followerGeneration << 20, handoff: handoff)
+                    firstStream: firstStream, handoff: handoff)
                 follower.maxLineLength = config.follow.maxLineLength
                 follower.start(on: loop)
                 journalFollower = follower
