@@ -1,4 +1,5 @@
 import AccessLogParser
+import ConfigFile
 import Diagnosis
 import FlagCounting
 #if canImport(FoundationEssentials)
@@ -24,8 +25,8 @@ public final class RuleEngine {
     public typealias Diagnose = (FlagCounts, Int, [ResponseFlag]) -> Diagnosis?
 
     public let rules: [AlertRule]
-    private let include: [Regex<AnyRegexOutput>?]
-    private let exclude: [Regex<AnyRegexOutput>?]
+    private let include: [ClusterPattern?]
+    private let exclude: [ClusterPattern?]
     private let diagnose: Diagnose
     /// Per rule, cluster name → state. Entries exist while a cluster has a baseline worth
     /// keeping or an alert.
@@ -51,8 +52,8 @@ public final class RuleEngine {
 
     public init(rules: [AlertRule], diagnose: @escaping Diagnose) throws {
         self.rules = rules
-        include = try rules.map { try $0.include.map { try Regex($0) } }
-        exclude = try rules.map { try $0.exclude.map { try Regex($0) } }
+        include = try rules.map { rule in try rule.include.map { pattern in try ClusterPattern(pattern) } }
+        exclude = try rules.map { rule in try rule.exclude.map { pattern in try ClusterPattern(pattern) } }
         self.diagnose = diagnose
         series = Array(repeating: [:], count: rules.count)
         matches = Array(repeating: [:], count: rules.count)
@@ -251,8 +252,9 @@ public final class RuleEngine {
     private func applies(_ ruleIndex: Int, to name: String) -> Bool {
         if let known = matches[ruleIndex][name] { return known }
         var result = true
-        if let include = include[ruleIndex] { result = (try? include.firstMatch(in: name)) != nil }
-        if result, let exclude = exclude[ruleIndex] { result = (try? exclude.firstMatch(in: name)) == nil }
+        // Linear in the name's length (ClusterPattern), and once per name: the verdict is kept.
+        if let include = include[ruleIndex] { result = include.isFound(in: name) }
+        if result, let exclude = exclude[ruleIndex] { result = !exclude.isFound(in: name) }
         matches[ruleIndex][name] = result
         return result
     }

@@ -147,9 +147,11 @@ public struct AlertRuleConfig: Sendable, Equatable, Decodable {
             for (key, pattern) in [(CodingKeys.include, include), (.exclude, exclude)] {
                 guard let pattern else { continue }
                 do {
-                    _ = try Regex(pattern)
+                    _ = try ClusterPattern(pattern)
                 } catch {
-                    throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "'\(pattern)' is not a regular expression: \(error)")
+                    throw DecodingError.dataCorruptedError(
+                        forKey: key, in: container,
+                        debugDescription: "'\(pattern)' is not a pattern flagwatch can match in linear time: \(error)")
                 }
             }
         }

@@ -75,6 +75,10 @@ import Testing
 
         let badRegex = error("alerting:\n  rules:\n    - name: X\n      flags: [UF]\n      clusters: {include: \"([\"}\n")
         #expect(badRegex?.key == "alerting.rules[0].clusters.include")
+        let backreference = error("alerting:\n  rules:\n    - name: X\n      flags: [UF]\n      clusters:\n        exclude: '(a)\\1'\n")
+        #expect(backreference?.key == "alerting.rules[0].clusters.exclude")
+        #expect(backreference?.line == 10)
+        #expect(backreference?.reason.contains("backreferences are not supported") == true)
 
         #expect(error("alerting:\n  rules:\n    - {name: X, flags: [UF], ratio: 1.5}\n")?.key == "alerting.rules[0].ratio")
         #expect(error("alerting:\n  rules:\n    - {name: X, flags: []}\n")?.key == "alerting.rules[0].flags")
