@@ -24,11 +24,17 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum ConfigLoader {
+    /// Config files above this are refused before parsing (a YAML bomb or the wrong file).
+    public static let maximumSize = 1 << 20
+
     /// Reads and validates a config file.
     public static func load(path: String) throws(ConfigError) -> FlagwatchConfig {
         let bytes: [UInt8]
         do {
-            bytes = try FileDescriptor.readWholeFile(path)
+            bytes = try FileDescriptor.readWholeFile(path, maxBytes: maximumSize)
+        } catch Errno.fileTooLarge {
+            throw ConfigError(file: path, line: nil, key: nil,
+                              reason: "larger than \(maximumSize >> 20) MiB: a flagwatch config is a few KiB")
         } catch {
             throw ConfigError(file: path, line: nil, key: nil, reason: "cannot read: \(error)")
         }

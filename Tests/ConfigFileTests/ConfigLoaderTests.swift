@@ -1,5 +1,19 @@
 import ConfigFile
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a file with open/write (the tests do not need Foundation for it).
+enum FileManagerless {
+    static func write(_ path: String, _ text: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
+}
 
 @Suite struct ConfigLoaderTests {
     private let valid = """
@@ -78,6 +92,35 @@ import Testing
         let found = error("sources:\n  - name: a\n    files: [unclosed\n")
         #expect(found?.line != nil)
         #expect(found?.reason.contains("not valid YAML") == true)
+    }
+
+    @Test("a config file over 1 MiB is refused with its size, before any parsing; a directory or a missing file too")
+    func oversizedAndUnreadableFiles() throws {
+        let directory = "/tmp/flagwatch-config-test-\(getpid())"
+        mkdir(directory, 0o700)
+        defer { _ = unlink(directory + "/big.yaml"); _ = unlink(directory + "/ok.yaml"); rmdir(directory) }
+        let padding = String(repeating: "# padding\n", count: (1 << 20) / 10 + 1)
+        #expect(FileManagerless.write(directory + "/big.yaml", valid + "\n" + padding))
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: directory + "/big.yaml") }
+        do {
+            _ = try ConfigLoader.load(path: directory + "/big.yaml")
+        } catch {
+            #expect(error.reason == "larger than 1 MiB: a flagwatch config is a few KiB")
+        }
+        #expect(FileManagerless.write(directory + "/ok.yaml", valid + "\n" + String(repeating: "# padding\n", count: 1000)))
+        #expect(try ConfigLoader.load(path: directory + "/ok.yaml").sources.count == 2)
+        do {
+            _ = try ConfigLoader.load(path: directory)
+            Issue.record("a directory loaded")
+        } catch {
+            #expect(error.reason.hasPrefix("cannot read: "))
+        }
+        do {
+            _ = try ConfigLoader.load(path: directory + "/missing.yaml")
+            Issue.record("a missing file loaded")
+        } catch {
+            #expect(error.reason == "cannot read: No such file or directory")
+        }
     }
 
     @Test func durations() {
