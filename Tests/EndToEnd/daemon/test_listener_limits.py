@@ -357,6 +357,51 @@ def test_other_http_versions_are_505(daemon, payload):
     daemon.assert_serving()
 
 
+# RFC 9112 checks beyond the grammar above: control bytes in a field value (RFC 9110 5.5: only
+# HTAB, SP, visible ASCII and obs-text), Host (3.2: an HTTP/1.1 request without one, or any
+# request with two, gets 400), and absolute-form targets, served only as http:// naming the
+# request's own Host.
+BAD_FIELDS_AND_TARGETS = [
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x00b\r\n\r\n",       # NUL in a value
+    b"GET /metrics HTTP/1.1\r\nHost: x\x00\r\n\r\n",                     # NUL in Host
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x01b\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x1bb\r\n\r\n",       # ESC
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x7fb\r\n\r\n",       # DEL
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\rb\r\n\r\n",         # bare CR
+    b"GET /metrics HTTP/1.1\r\nUser-Agent: e2e\r\n\r\n",                 # HTTP/1.1 without Host
+    b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil\r\n\r\n",    # two Hosts
+    b"GET http://evil.example/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # another authority
+    b"GET http://127.0.0.1:1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET http://127.0.0.1/metrics HTTP/1.0\r\n\r\n",                     # absolute, no Host
+    b"GET https://127.0.0.1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",    # not http://
+]
+
+
+@pytest.mark.parametrize("payload", BAD_FIELDS_AND_TARGETS, ids=range(len(BAD_FIELDS_AND_TARGETS)))
+def test_control_bytes_missing_host_and_foreign_absolute_targets_are_400_and_scrapes_go_on(daemon, payload):
+    conn = daemon.connect()
+    conn.send(request_bytes("/-/healthy") + payload)
+    assert conn.read_response().status == 200
+    rejected(conn, 400)
+    daemon.assert_serving()
+
+
+def test_http10_without_host_and_absolute_form_for_our_host_are_served(daemon):
+    conn = daemon.connect()
+    response = conn.request("/metrics", version="HTTP/1.0", headers={"Host": None, "Connection": "keep-alive"})
+    assert response.status == 200 and not response.closes, response
+    check_metrics_text(response.body, lines_total=daemon.lines)
+    own = "127.0.0.1:%d" % daemon.port
+    for target in ("http://%s/metrics" % own, "HTTP://%s/metrics?x=1" % own):
+        response = conn.request(target, headers={"Host": own})
+        assert response.status == 200 and not response.closes, (target, response)
+        check_metrics_text(response.body, lines_total=daemon.lines)
+    assert conn.request("http://%s" % own, headers={"Host": own}).status == 200  # the status page
+    assert conn.is_open()
+    conn.close()
+    daemon.assert_serving()
+
+
 def random_payloads(count, seed=20261122):
     """(payload, must be answered): pure random bytes, random header-ish text, mutated good
     requests, oversized garbage. Half of the random ones end with an empty line (a complete
