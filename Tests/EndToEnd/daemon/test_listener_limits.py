@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from e2e_helpers import poll_until
 from daemon_kit import (
     IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_REQUEST_LINE, PROMETHEUS_TYPE, READ_TIMEOUT,
     TIMER_SLACK, WRITE_TIMEOUT, Closed, Conn, check_metrics_text, raise_nofile, request_bytes,
@@ -939,7 +940,8 @@ def test_5000_held_idle_connections_do_not_stop_scrapes_answering_within_1s(fw):
         stop.set()
         holder.join(10)
         assert not holder.is_alive()
-        assert daemon.socket_count() <= MAX_CONNECTIONS + 1, daemon.socket_count()
+        # Between an accept and the eviction it causes the daemon briefly has one more socket.
+        poll_until(lambda: daemon.socket_count() <= MAX_CONNECTIONS + 1, 5, "at most 1,024 connections + the listener")
         print("%d held idle connections (opened in %.1f s), %d reconnects meanwhile: 20 scrapes, "
               "slowest %.0f ms, median %.0f ms, daemon CPU %.1f s"
               % (HELD_IDLE, opened, reconnects[0], max(latencies) * 1000, sorted(latencies)[10] * 1000,
