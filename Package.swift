@@ -147,7 +147,8 @@ let package = Package(
         ),
         .testTarget(
             name: "HTTPListenerTests",
-            dependencies: ["HTTPListener"],
+            // SystemCalls and Logging: the connection-cap tests drive a real server on a PollLoop.
+            dependencies: ["HTTPListener", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

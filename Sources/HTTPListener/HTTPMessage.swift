@@ -163,13 +163,36 @@ func parseRequestHead(_ bytes: UnsafeRawBufferPointer, maxRequestLine: Int, maxH
         var value = line[(colon + 1)...]
         while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
         while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+        // A field value is visible ASCII, obs-text, SP and HTAB (RFC 9110 §5.5); a NUL or a bare
+        // CR was passed on to the handler, and a proxy in front may have split on it differently.
+        guard !value.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+            return .reject(status: 400, reason: "control character in a header value")
+        }
         headers.append((String(decoding: name, as: UTF8.self).lowercased(), String(decoding: value, as: UTF8.self)))
     }
+    // RFC 9112 §3.2: 400 for any request with more than one Host, and (below, once the target
+    // is known to be well-formed) for an HTTP/1.1 request without one.
+    var host: String?
+    for header in headers where header.name == "host" {
+        guard host == nil else { return .reject(status: 400, reason: "more than one Host") }
+        host = header.value
+    }
     var target = requestTarget
-    // The absolute form (`GET http://host/metrics`), which servers must accept: keep the path.
-    for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
-        let rest = target.dropFirst(scheme.count)
-        target = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+    if !target.hasPrefix("/"), let schemeEnd = target.firstRange(of: "://") {
+        // The absolute form (`GET http://host:port/metrics`), which servers must accept (RFC 9112
+        // §3.2.2). This server is only itself, not a proxy: served when http:// and naming the
+        // request's own Host (as clients send it, RFC 9112 §3.2), else 400.
+        guard target[..<schemeEnd.lowerBound].lowercased() == "http" else {
+            return .reject(status: 400, reason: "absolute-form target must be http://")
+        }
+        let rest = target[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        guard let host, !authority.isEmpty, authority.lowercased() == host.lowercased() else {
+            return .reject(status: 400, reason: "absolute-form target not for this host")
+        }
+        let pathAndQuery = rest[authorityEnd...]
+        target = pathAndQuery.hasPrefix("/") ? String(pathAndQuery) : "/" + pathAndQuery
     }
     let path: String
     var query: String?
@@ -182,5 +205,6 @@ func parseRequestHead(_ bytes: UnsafeRawBufferPointer, maxRequestLine: Int, maxH
     guard path.hasPrefix("/") || (method == "OPTIONS" && path == "*") else {
         return .reject(status: 400, reason: "the target must be a path")
     }
+    if version == "HTTP/1.1" && host == nil { return .reject(status: 400, reason: "HTTP/1.1 request without Host") }
     return .request(HTTPRequest(method: method, path: path, query: query, version: version, headers: headers), consumed: headEnd)
 }

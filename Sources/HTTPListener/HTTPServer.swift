@@ -15,7 +15,8 @@ public struct HTTPLimits: Sendable {
     public var idleTimeout = 60.0
     /// A response the client does not read is dropped after this many seconds without progress.
     public var writeTimeout = 30.0
-    /// Beyond this many open connections, new ones are closed at once.
+    /// At this many open connections, a new one closes the longest-idle connection that has no
+    /// request in progress; with none such (all mid-request), the new one is closed at once.
     public var maxConnections = 1024
     /// Responses queued for one connection (pipelining) before its requests stop being read.
     public var maxPendingOutput = 4 * 1024 * 1024
@@ -46,11 +47,14 @@ public final class HTTPServer {
     /// RLIMIT_NOFILE 64 and 100 clients: Tests/EndToEnd/daemon/test_listener_limits.py).
     private var acceptPaused = false
     private var lastAcceptWarning = -Double.infinity
+    private var lastEvictionWarning = -Double.infinity
     private let receiveBuffer: UnsafeMutableRawBufferPointer
 
     /// Counters for self-metrics and tests.
     public private(set) var acceptedTotal: UInt64 = 0
     public private(set) var rejectedAtCapacityTotal: UInt64 = 0
+    /// Idle connections closed at the cap to admit a new one.
+    public private(set) var evictedIdleTotal: UInt64 = 0
     public private(set) var requestsTotal: UInt64 = 0
 
     public var openConnections: Int { connections.count }
@@ -83,6 +87,9 @@ public final class HTTPServer {
         }
 
         var hasOutput: Bool { pendingOutput > 0 }
+
+        /// No request in progress: nothing of a request buffered, no response being written.
+        var isIdle: Bool { input.isEmpty && !hasOutput && !closeAfterOutput }
 
         /// Queues `bytes`; small pieces join the last chunk so pipelined small responses go
         /// out in one send.
@@ -140,8 +147,13 @@ public final class HTTPServer {
 
     // MARK: - Accepting
 
+    /// Connections accepted per readiness of a listener before the loop turns to the others: a
+    /// client reconnecting in a tight loop at the cap (each accept then closes an idle
+    /// connection) must not keep the loop from reading the requests of those it admitted.
+    private static let acceptsPerWakeup = 64
+
     private func acceptAll(_ listener: Socket) {
-        while accepting {
+        for _ in 0..<Self.acceptsPerWakeup where accepting {
             let accepted: Socket?
             do {
                 accepted = try listener.accept()
@@ -158,7 +170,7 @@ public final class HTTPServer {
             }
             guard let socket = accepted else { return }
             acceptedTotal += 1
-            if connections.count >= limits.maxConnections {
+            if connections.count >= limits.maxConnections && !makeRoom() {
                 rejectedAtCapacityTotal += 1
                 socket.close()
                 continue
@@ -170,6 +182,44 @@ public final class HTTPServer {
                 self.handleEvents(events, on: socket.descriptor)
             }
         }
+    }
+
+    /// At the cap, closes the connection idle the longest with no request in progress, as nginx
+    /// reuses keep-alive connections; false if every connection is mid-request. Closing new
+    /// connections instead let 1,024 idle ones, held by any local process, shut out every
+    /// scrape until the timeouts freed them, and the holder could simply reconnect.
+    private func makeRoom() -> Bool {
+        // A few tries: the chosen connection may have sent its next request since the loop last
+        // looked (a scraper's keep-alive connection, in the same poll round as this accept).
+        for _ in 0..<4 {
+            guard connections.count >= limits.maxConnections else { return true }
+            guard let longestIdle = longestIdleConnection() else { return false }
+            if longestIdle.socket.hasPendingInput {
+                // Read it (answering the request, or closing on end of stream) rather than drop it.
+                receive(longestIdle)
+                continue
+            }
+            evictedIdleTotal += 1
+            let now = monotonicSeconds()
+            if now - lastEvictionWarning >= 10 {
+                lastEvictionWarning = now
+                logger.warning("connection cap (\(limits.maxConnections)) reached: closing the longest-idle connection to admit a new one (\(evictedIdleTotal) so far; logged at most every 10 s)")
+            }
+            close(longestIdle)
+            return true
+        }
+        return connections.count < limits.maxConnections
+    }
+
+    /// A scan of at most maxConnections entries, made only at the cap (a few microseconds per
+    /// hundred connections; an ordered structure would cost on every request instead).
+    private func longestIdleConnection() -> Connection? {
+        var longestIdle: Connection?
+        for connection in connections.values where connection.isIdle {
+            if let current = longestIdle, current.lastActivity <= connection.lastActivity { continue }
+            longestIdle = connection
+        }
+        return longestIdle
     }
 
     private func pauseAccepting() {

@@ -101,6 +101,19 @@ public struct Socket: Sendable, Hashable {
         }
     }
 
+    /// Whether a receive would not block: bytes, end of stream or an error are waiting.
+    public var hasPendingInput: Bool {
+        var byte: UInt8 = 0
+        while true {
+            if recv(descriptor, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) >= 0 { return true }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return false
+            default: return true
+            }
+        }
+    }
+
     /// Sends what it can of `bytes` (never raises SIGPIPE).
     public func send(_ bytes: UnsafeRawBufferPointer) -> IOResult {
         while true {

@@ -40,11 +40,61 @@ import Testing
         #expect(parse("GET / HTTP/1.1\r\nBad Header: x\r\n\r\n") == .reject(status: 400, reason: "malformed header"))
         #expect(parse("GET / HTTP/1.1\r\nNoColon\r\n\r\n") == .reject(status: 400, reason: "malformed header"))
         #expect(parse("GET x/y HTTP/1.1\r\n\r\n") == .reject(status: 400, reason: "the target must be a path"))
-        guard case .request(let absolute, _) = parse("GET http://127.0.0.1:9817/metrics HTTP/1.1\r\n\r\n") else {
-            Issue.record("absolute form refused")
+    }
+
+    @Test func controlBytesInAHeaderValueAre400ButTabsAndObsTextAreNot() {
+        let rejection = RequestParse.reject(status: 400, reason: "control character in a header value")
+        for control in ["\u{00}", "\u{01}", "\u{08}", "\u{0B}", "\u{0C}", "\r", "\u{1F}", "\u{7F}"] {
+            #expect(parse("GET / HTTP/1.1\r\nHost: x\r\nX-Trace: a\(control)b\r\n\r\n") == rejection, "byte \(Array(control.utf8))")
+        }
+        #expect(parse("GET / HTTP/1.1\r\nHost: x\u{00}\r\n\r\n") == rejection)
+        guard case .request(let request, _) = parse("GET / HTTP/1.1\r\nHost: x\r\nX-Trace: a\tb \u{E9}\r\n\r\n") else {
+            Issue.record("a tab or a non-ASCII byte in a value was refused")
             return
         }
-        #expect(absolute.path == "/metrics")
+        #expect(request.header("x-trace") == "a\tb \u{E9}")
+    }
+
+    @Test func anHTTP11RequestWithoutHostIs400AndAnHTTP10OneIsServed() {
+        #expect(parse("GET /metrics HTTP/1.1\r\nAccept: */*\r\n\r\n") == .reject(status: 400, reason: "HTTP/1.1 request without Host"))
+        #expect(parse("GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == .reject(status: 400, reason: "more than one Host"))
+        guard case .request(let old, _) = parse("GET /metrics HTTP/1.0\r\n\r\n") else {
+            Issue.record("HTTP/1.0 without Host refused")
+            return
+        }
+        #expect(old.path == "/metrics")
+        guard case .request(let emptyHost, _) = parse("GET /metrics HTTP/1.1\r\nHost:\r\n\r\n") else {
+            Issue.record("an empty Host (allowed by RFC 9112 3.2) refused")
+            return
+        }
+        #expect(emptyHost.header("host") == "")
+    }
+
+    @Test func anAbsoluteFormTargetIsServedOnlyWhenHTTPAndForTheRequestsOwnHost() {
+        for (text, path, query) in [
+            ("GET http://127.0.0.1:9817/metrics HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n", "/metrics", nil),
+            ("GET HTTP://Metrics.Example:9817/metrics?a=1 HTTP/1.1\r\nHost: metrics.example:9817\r\n\r\n", "/metrics", "a=1"),
+            ("GET http://127.0.0.1:9817 HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n", "/", nil),
+            ("GET http://127.0.0.1:9817?x HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n", "/", "x"),
+            ("GET http://[::1]:9817/-/ready HTTP/1.0\r\nHost: [::1]:9817\r\n\r\n", "/-/ready", nil),
+        ] as [(String, String, String?)] {
+            guard case .request(let request, _) = parse(text) else {
+                Issue.record("refused: \(text)")
+                continue
+            }
+            #expect(request.path == path, "\(text)")
+            #expect(request.query == query, "\(text)")
+        }
+        let foreign = RequestParse.reject(status: 400, reason: "absolute-form target not for this host")
+        #expect(parse("GET http://evil.example/metrics HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n") == foreign)
+        #expect(parse("GET http://127.0.0.1/metrics HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n") == foreign)
+        #expect(parse("GET http://user@127.0.0.1:9817/metrics HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n") == foreign)
+        #expect(parse("GET http:///metrics HTTP/1.1\r\nHost:\r\n\r\n") == foreign)
+        #expect(parse("GET http://127.0.0.1:9817/metrics HTTP/1.0\r\n\r\n") == foreign)
+        #expect(parse("GET https://127.0.0.1:9817/metrics HTTP/1.1\r\nHost: 127.0.0.1:9817\r\n\r\n")
+            == .reject(status: 400, reason: "absolute-form target must be http://"))
+        #expect(parse("GET ftp://127.0.0.1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            == .reject(status: 400, reason: "absolute-form target must be http://"))
     }
 
     @Test func emptyLinesBeforeARequestAreIgnored() {

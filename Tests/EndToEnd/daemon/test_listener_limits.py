@@ -5,14 +5,18 @@ Each test starts its own daemon (a small Istio log, 8 clusters) on a free port a
 normal GET /metrics on a fresh connection (`daemon.assert_serving()`): whatever a client did,
 the listener still serves the next scrape.
 """
+import collections
 import random
 import re
+import resource
+import select
 import socket
 import threading
 import time
 
 import pytest
 
+from e2e_helpers import poll_until
 from daemon_kit import (
     IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_REQUEST_LINE, PROMETHEUS_TYPE, READ_TIMEOUT,
     TIMER_SLACK, WRITE_TIMEOUT, Closed, Conn, check_metrics_text, raise_nofile, request_bytes,
@@ -351,6 +355,51 @@ def test_other_http_versions_are_505(daemon, payload):
     conn = daemon.connect()
     conn.send(payload)
     rejected(conn, 505)
+    daemon.assert_serving()
+
+
+# RFC 9112 checks beyond the grammar above: control bytes in a field value (RFC 9110 5.5: only
+# HTAB, SP, visible ASCII and obs-text), Host (3.2: an HTTP/1.1 request without one, or any
+# request with two, gets 400), and absolute-form targets, served only as http:// naming the
+# request's own Host.
+BAD_FIELDS_AND_TARGETS = [
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x00b\r\n\r\n",       # NUL in a value
+    b"GET /metrics HTTP/1.1\r\nHost: x\x00\r\n\r\n",                     # NUL in Host
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x01b\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x1bb\r\n\r\n",       # ESC
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\x7fb\r\n\r\n",       # DEL
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trace: a\rb\r\n\r\n",         # bare CR
+    b"GET /metrics HTTP/1.1\r\nUser-Agent: e2e\r\n\r\n",                 # HTTP/1.1 without Host
+    b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil\r\n\r\n",    # two Hosts
+    b"GET http://evil.example/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # another authority
+    b"GET http://127.0.0.1:1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET http://127.0.0.1/metrics HTTP/1.0\r\n\r\n",                     # absolute, no Host
+    b"GET https://127.0.0.1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",    # not http://
+]
+
+
+@pytest.mark.parametrize("payload", BAD_FIELDS_AND_TARGETS, ids=range(len(BAD_FIELDS_AND_TARGETS)))
+def test_control_bytes_missing_host_and_foreign_absolute_targets_are_400_and_scrapes_go_on(daemon, payload):
+    conn = daemon.connect()
+    conn.send(request_bytes("/-/healthy") + payload)
+    assert conn.read_response().status == 200
+    rejected(conn, 400)
+    daemon.assert_serving()
+
+
+def test_http10_without_host_and_absolute_form_for_our_host_are_served(daemon):
+    conn = daemon.connect()
+    response = conn.request("/metrics", version="HTTP/1.0", headers={"Host": None, "Connection": "keep-alive"})
+    assert response.status == 200 and not response.closes, response
+    check_metrics_text(response.body, lines_total=daemon.lines)
+    own = "127.0.0.1:%d" % daemon.port
+    for target in ("http://%s/metrics" % own, "HTTP://%s/metrics?x=1" % own):
+        response = conn.request(target, headers={"Host": own})
+        assert response.status == 200 and not response.closes, (target, response)
+        check_metrics_text(response.body, lines_total=daemon.lines)
+    assert conn.request("http://%s" % own, headers={"Host": own}).status == 200  # the status page
+    assert conn.is_open()
+    conn.close()
     daemon.assert_serving()
 
 
@@ -767,10 +816,12 @@ def test_idle_keepalive_60s_and_stalled_reader_30s(daemon):
     # 1024 (systemd's and most shells' default) accept() hit EMFILE at about 1015 connections.
     1024,
 ])
-def test_max_connections(fw, nofile):
-    """1024 open keep-alive connections are served; the 1025th (and later ones) are closed at
-    once; the first still gets served; closing some makes room again. The daemon is started
-    with a soft RLIMIT_NOFILE of `nofile` (hard limit: ours, at least that)."""
+def test_at_the_connection_cap_the_longest_idle_makes_room_and_only_mid_request_ones_are_kept(fw, nofile):
+    """1024 open keep-alive connections are served. The 1025th (and later ones) are served
+    too: each closes the connection idle the longest (the first, then the second...), so the
+    count stays at 1024. When every connection is mid-request (half a head), a new one is
+    closed at once instead, and the half heads are answered once complete. The daemon is
+    started with a soft RLIMIT_NOFILE of `nofile` (hard limit: ours, at least that)."""
     raise_nofile(MAX_CONNECTIONS + 1000)
     daemon = fw.start(nofile=nofile)
     conns = []
@@ -785,33 +836,125 @@ def test_max_connections(fw, nofile):
                     assert c.read_response(timeout=3).status == 200
         opened = time.monotonic() - started
         assert daemon.socket_count() == MAX_CONNECTIONS + 1, daemon.socket_count()  # + the listener
-        # Beyond the limit: closed at once, before any byte is sent, and never answered.
-        for _ in range(5):
+        # Beyond the cap: served at once; the longest-idle connection is closed for it.
+        for index in range(5):
             extra = daemon.connect()
             started = time.monotonic()
-            try:
-                extra.send(request_bytes("/-/healthy"))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            assert extra.expect_closed(2) == b"", "a connection beyond the limit was answered"
+            response = extra.request("/metrics", timeout=2)
+            assert response.status == 200 and not response.closes, response
             assert time.monotonic() - started < 1.0
-            extra.close()
-        # The first and the last of the 1024 are still served.
+            assert conns[index].expect_closed(2) == b"", "the evicted connection got bytes"
+            conns.append(extra)
+        assert daemon.socket_count() == MAX_CONNECTIONS + 1, daemon.socket_count()
+        del conns[:5]
+        # The next-longest idle and the newest are still open and served.
         for conn in (conns[0], conns[-1]):
             response = conn.request("/metrics")
             assert response.status == 200
             check_metrics_text(response.body, lines_total=daemon.lines)
-        # Room again after closing some.
-        for conn in conns[:10]:
-            conn.close()
-        del conns[:10]
-        deadline = time.monotonic() + 5
-        while daemon.socket_count() > MAX_CONNECTIONS + 1 - 10 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        daemon.assert_serving("after closing 10 of 1024 connections")
+        # Every connection mid-request: none may be closed for a newcomer, which is refused.
+        for conn in conns:
+            conn.send(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        time.sleep(0.3)  # the daemon has read every half head (1 s is the read timeout's slack)
+        refused = daemon.connect()
+        started = time.monotonic()
+        try:
+            refused.send(request_bytes("/-/healthy"))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert refused.expect_closed(2) == b"", "a connection beyond the cap was answered"
+        assert time.monotonic() - started < 1.0
+        refused.close()
+        for conn in conns:
+            conn.send(b"\r\n")
+        for conn in conns:
+            assert conn.read_response(timeout=5).status == 200
         print("max connections: 1024 opened and served in %.2f s" % opened)
     finally:
         for conn in conns:
+            conn.close()
+    daemon.assert_serving()
+
+
+HELD_IDLE = 5000
+
+
+def test_5000_held_idle_connections_do_not_stop_scrapes_answering_within_1s(fw):
+    """A local process holds 5,000 connections that say nothing and reconnects each one the
+    daemon closes, while 20 scrapes are made, each on a fresh connection: every scrape is
+    answered 200 within 1 s. Before the listener closed idle connections at the cap, it kept
+    the first 1,024 and closed every later connection at once, scrapes included."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    soft = raise_nofile(hard if hard != resource.RLIM_INFINITY else HELD_IDLE + 1000)
+    if soft < HELD_IDLE + 200:
+        pytest.skip("RLIMIT_NOFILE hard limit %s is too low for %d connections" % (hard, HELD_IDLE))
+    daemon = fw.start(nofile=soft)
+    holders = {}  # fd -> Conn; the holder thread owns it once started
+    stop = threading.Event()
+    reconnects = [0]
+    holder = None
+
+    def hold(deadline):
+        """Reconnects every held connection the daemon closes, as fast as it can."""
+        poller = select.poll()
+        for fd in holders:
+            poller.register(fd, select.POLLIN)
+        while not stop.is_set() and time.monotonic() < deadline:
+            for fd, _ in poller.poll(100):
+                poller.unregister(fd)
+                holders.pop(fd).close()
+                try:
+                    conn = daemon.connect(timeout=2)
+                except OSError:
+                    continue
+                holders[conn.fileno()] = conn
+                poller.register(conn.fileno(), select.POLLIN)
+                reconnects[0] += 1
+
+    try:
+        started = time.monotonic()
+        deadline = started + 120
+        while len(holders) < HELD_IDLE and time.monotonic() < deadline:
+            conn = daemon.connect(timeout=5)
+            holders[conn.fileno()] = conn
+        opened = time.monotonic() - started
+        assert len(holders) == HELD_IDLE, "opened %d connections in %.0f s" % (len(holders), opened)
+        holder = threading.Thread(target=hold, args=(time.monotonic() + 120,), daemon=True)
+        holder.start()
+        time.sleep(0.5)  # the holder is reconnecting
+        latencies = []
+        for _ in range(20):
+            scrape = daemon.connect(timeout=5)
+            began = time.monotonic()
+            try:
+                response = scrape.request("/metrics", timeout=5)
+            except (OSError, Closed) as error:
+                pytest.fail("scrape %d with %d held connections, %d reconnects: %r%s"
+                            % (len(latencies) + 1, len(holders), reconnects[0], error, daemon.context()))
+            finally:
+                scrape.close()
+            latencies.append(time.monotonic() - began)
+            assert response.status == 200, response
+            check_metrics_text(response.body, lines_total=daemon.lines)
+            time.sleep(0.05)
+        stop.set()
+        holder.join(10)
+        assert not holder.is_alive()
+        # Between an accept and the eviction it causes the daemon briefly has one more socket.
+        poll_until(lambda: daemon.socket_count() <= MAX_CONNECTIONS + 1, 5, "at most 1,024 connections + the listener")
+        print("%d held idle connections (opened in %.1f s), %d reconnects meanwhile: 20 scrapes, "
+              "slowest %.0f ms, median %.0f ms, daemon CPU %.1f s"
+              % (HELD_IDLE, opened, reconnects[0], max(latencies) * 1000, sorted(latencies)[10] * 1000,
+                 daemon.cpu_seconds()))
+        assert max(latencies) < 1.0, ["%.3f" % latency for latency in latencies]
+        # Evictions are logged, at most once every 10 s (a holder reconnecting cannot flood the log).
+        logged = daemon.stderr_text().count("connection cap")
+        assert 1 <= logged <= (time.monotonic() - started) / 10 + 1, (logged, daemon.context())
+    finally:
+        stop.set()
+        if holder is not None:
+            holder.join(10)
+        for conn in list(holders.values()):
             conn.close()
     daemon.assert_serving()
 
