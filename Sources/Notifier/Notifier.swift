@@ -30,6 +30,8 @@ public final class Notifier: Sendable {
     private let logger: Logger
     private let ledger = Mutex(FiringLedger())
     private let isShutDown = Mutex(false)
+    /// Set by beginShutdown, taken by finishShutdown (which runs once).
+    private let drainDeadline = Mutex<ContinuousClock.Instant?>(nil)
 
     /// The firing alerts of the last `update`, and when each was last queued per receiver.
     private struct FiringLedger {
@@ -189,14 +191,32 @@ public final class Notifier: Sendable {
     /// then stops the delivery tasks and the HTTP client. Alerts still queued then are lost.
     /// Call it from a thread that may block (the daemon's main thread), not from a task.
     public func shutdown(within seconds: Double) {
+        beginShutdown(within: seconds)
+        finishShutdown()
+    }
+
+    /// Starts the final delivery without blocking: pending alerts are sent, with retries, until
+    /// `seconds` from now; new updates are ignored. The daemon calls it when SIGTERM arrives, so
+    /// that the delivery runs while its listener drains, within one stop budget.
+    public func beginShutdown(within seconds: Double) {
         let wasShutDown = isShutDown.withLock { isShutDown in
             defer { isShutDown = true }
             return isShutDown
         }
         guard !wasShutDown else { return }
         let deadline = ContinuousClock.now + .seconds(max(seconds, 0))
+        drainDeadline.withLock { $0 = deadline }
         for worker in workers { worker.beginDrain(until: deadline) }
+    }
 
+    /// Blocks until the drain begun by ``beginShutdown(within:)`` is over (its deadline, plus a
+    /// quarter second for the tasks to notice it), then stops the HTTP client.
+    public func finishShutdown() {
+        let claimed = drainDeadline.withLock { deadline -> ContinuousClock.Instant? in
+            defer { deadline = nil }
+            return deadline
+        }
+        guard let deadline = claimed else { return }
         let allWorkersFinished = DispatchSemaphore(value: 0)
         let tasks = workerTasks
         Task {

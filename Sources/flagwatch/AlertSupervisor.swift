@@ -142,9 +142,21 @@ final class AlertSupervisor {
     private var keepsNotifier = false
 
     /// Delivers what is pending (bounded), then stops the HTTP client.
-    func shutdown(within seconds: Double = 5) {
+    func shutdown(within seconds: Double) {
         guard !keepsNotifier else { return }
         notifier?.shutdown(within: seconds)
+    }
+
+    /// The daemon's stop, part one (at SIGTERM): the last deliveries start, bounded by `seconds`.
+    func beginShutdown(within seconds: Double) {
+        guard !keepsNotifier else { return }
+        notifier?.beginShutdown(within: seconds)
+    }
+
+    /// Part two (after the loop): waits for that bound, then stops the HTTP client.
+    func finishShutdown() {
+        guard !keepsNotifier else { return }
+        notifier?.finishShutdown()
     }
 
     /// After a reload: takes over `previous`'s rule states; alerts of rules that are gone are
