@@ -93,7 +93,7 @@ public enum DaemonMetrics {
     public static func render(
         counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache, sources: [SourceMetrics],
         process: ProcessMetrics?, version: String, format: ExpositionFormat, expectedBytes: Int = 0,
-        alerting: AlertingMetrics? = nil
+        alerting: AlertingMetrics? = nil, connectionsEvicted: UInt64? = nil
     ) -> [UInt8] {
         labels.refresh(counts)
         let clusterCount = counts.clusters.count
@@ -189,6 +189,11 @@ public enum DaemonMetrics {
             for receiver in alerting.receivers {
                 writer.sample("flagwatch_notification_queue_length", ["receiver": receiver.name], Double(receiver.queueLength))
             }
+        }
+        if let connectionsEvicted {
+            writer.family("flagwatch_http_connections_evicted_total", .counter,
+                          help: "Idle connections closed at the listener's connection cap to admit a new one.")
+            writer.sample("flagwatch_http_connections_evicted_total", [:], Double(connectionsEvicted))
         }
         writer.family("flagwatch_build_info", .gauge, help: "The running flagwatch's version.")
         writer.sample("flagwatch_build_info", ["version": version], 1)

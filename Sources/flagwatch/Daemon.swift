@@ -358,7 +358,8 @@ final class Daemon {
             let body = DaemonMetrics.render(
                 counts: counts, windowNames: windowNames, labels: labels, sources: sourceMetrics(),
                 process: processMetrics(), version: BuildInfo.version, format: format,
-                expectedBytes: lastMetricsPageBytes, alerting: alerts?.metrics())
+                expectedBytes: lastMetricsPageBytes, alerting: alerts?.metrics(),
+                connectionsEvicted: server?.evictedIdleTotal ?? 0)
             lastMetricsPageBytes = body.count
             return HTTPResponse(status: 200, headers: [("Content-Type", format.contentType)], body: body)
         case "/api/v1/alerts":

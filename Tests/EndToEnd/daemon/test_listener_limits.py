@@ -936,7 +936,11 @@ def test_5000_held_idle_connections_do_not_stop_scrapes_answering_within_1s(fw):
             latencies.append(time.monotonic() - began)
             assert response.status == 200, response
             check_metrics_text(response.body, lines_total=daemon.lines)
+            last_page = response.body
             time.sleep(0.05)
+        # The evictions are counted on /metrics too (at least the 5,000 - 1,024 first ones).
+        evicted = re.search(rb"^flagwatch_http_connections_evicted_total (\d+)", last_page, re.M)
+        assert evicted and int(evicted.group(1)) >= HELD_IDLE - MAX_CONNECTIONS, last_page[-2000:]
         stop.set()
         holder.join(10)
         assert not holder.is_alive()
