@@ -123,13 +123,15 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
         #expect(entry.values("FLAGWATCH_MESSAGE_ID") == ["not-an-id"])
     }
 
-    @Test func valuesKeepNewlinesAndEqualsSigns() {
+    /// Equals signs stay; newlines and NUL (which may come from log lines: cluster names,
+    /// details) are written as escapes, so no field shows a forged line in journalctl's output.
+    @Test func valuesKeepEqualsSignsAndEscapeNewlines() {
         let value = "line one\nline two = three\n\u{0}end"
         let entry = JournalLogHandler.entry(
             level: .error, message: "multi\nline", metadata: ["detail": .string(value)], label: "l",
             file: "f", function: "g", line: 1)
-        #expect(entry.values("DETAIL") == [value])
-        #expect(entry.values("MESSAGE") == ["multi\nline"])
+        #expect(entry.values("DETAIL") == ["line one\\nline two = three\\n\\0end"])
+        #expect(entry.values("MESSAGE") == ["multi\\nline"])
         #expect(entry.values("PRIORITY") == ["3"])
         // Items are back to back: NAME=value, one per field, nothing else in between.
         let rebuilt = entry.fields.flatMap { Array("\($0.name)=\($0.value)".utf8) }
