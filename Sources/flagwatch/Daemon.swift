@@ -166,15 +166,17 @@ final class Daemon {
         loop.run()
         fileFollower?.saveCheckpoints()
         journalFollower?.saveCheckpoints()
-        alerts?.beginShutdown(within: Self.stopBudget)  // no-op if SIGTERM began it already
+        alerts?.beginShutdown(within: Self.alertDeliveryBudget)  // no-op if SIGTERM began it already
         alerts?.finishShutdown()
         logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
     }
 
-    /// From SIGTERM to exit: the listener drains and the last alerts are delivered in parallel,
-    /// both within this budget; saving checkpoints and closing the HTTP client fit in the rest of
-    /// the 5 s the README promises.
-    static let stopBudget = 3.5
+    /// From SIGTERM to exit: the listener drains (in-flight responses get `stopBudget`) while
+    /// the last alerts are delivered (`alertDeliveryBudget`, ending earlier so that closing the
+    /// HTTP client does not add to the listener's time); saving checkpoints and the exit fit in
+    /// the rest of the 5 s the README promises.
+    static let stopBudget = 4.0
+    static let alertDeliveryBudget = 3.5
 
     /// Graceful stop: no new connections, in-flight responses finish and queued alerts are sent
     /// (both up to `stopBudget`), then exit.
@@ -183,7 +185,7 @@ final class Daemon {
         logger.info("\(reason): stopping")
         serviceManager.stopping()
         stopDeadline = monotonicSeconds() + Self.stopBudget
-        alerts?.beginShutdown(within: Self.stopBudget)
+        alerts?.beginShutdown(within: Self.alertDeliveryBudget)
         server?.stopAccepting()
         // A response stuck on a slow reader wakes the loop no more: end it at the deadline.
         loop.every(Self.stopBudget) { [unowned self] in loop.stop() }
