@@ -62,6 +62,9 @@ public final class FileFollower {
     private var buffer: UnsafeMutableRawBufferPointer
 
     private var files: [[FileIdentity: FollowedFile]]
+    /// Paths whose checkpoint entry was invalid, per source: they start per the source's
+    /// start_at, as if seen for the first time, although the source has saved state.
+    private var startsAsConfigured: [Set<String>]
     private var statistics: [SourceStatistics]
     /// Checkpoints loaded at startup and not yet matched to a file, per source.
     private var savedCheckpoints: [[FileCheckpoint]]
@@ -146,6 +149,7 @@ public final class FileFollower {
         let size = max(options.readBufferSize, options.maxLineLength + 2)
         buffer = .allocate(byteCount: size, alignment: 64)
         files = Array(repeating: [:], count: sources.count)
+        startsAsConfigured = Array(repeating: [], count: sources.count)
         statistics = Array(repeating: SourceStatistics(), count: sources.count)
         savedCheckpoints = Array(repeating: [], count: sources.count)
         hadSavedState = Array(repeating: false, count: sources.count)
@@ -155,9 +159,15 @@ public final class FileFollower {
         if let store {
             for (index, source) in sources.enumerated() {
                 do {
-                    if let saved = try store.load(source: source.name) {
-                        savedCheckpoints[index] = saved.files ?? []
+                    if let loaded = try store.load(source: source.name) {
+                        savedCheckpoints[index] = loaded.checkpoint.files ?? []
                         hadSavedState[index] = true
+                        for entry in loaded.rejectedFiles {
+                            // Only this file loses its position; the source's others keep theirs.
+                            logger.error("checkpoint \(store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
+                            statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                            startsAsConfigured[index].insert(entry.path)
+                        }
                     }
                 } catch {
                     // Starting as if for the first time loses at most the lines written while
@@ -385,7 +395,9 @@ public final class FileFollower {
             logger.info("\(path) is shorter than its checkpoint (truncated while stopped); reading from the start")
             return (0, false)
         }
-        if initialScanDone || hadSavedState[index] || sources[index].startAt == .beginning { return (0, false) }
+        if initialScanDone || (hadSavedState[index] && !startsAsConfigured[index].contains(path)) || sources[index].startAt == .beginning {
+            return (0, false)
+        }
         return endOfLastCompleteLine(descriptor, size: size)
     }
 

@@ -256,7 +256,7 @@ public final class JournalFollower {
             var saved: JournalCheckpoint?
             if let store {
                 do {
-                    let checkpoint = try store.load(source: source.name)
+                    let checkpoint = try store.load(source: source.name)?.checkpoint
                     saved = checkpoint?.journal
                     lastSaved[index] = checkpoint
                 } catch {
