@@ -162,10 +162,15 @@ final class Daemon {
             return false
         }
         loop.run()
-        fileFollower?.saveCheckpoints()
-        journalFollower?.saveCheckpoints()
+        let filesSaved = fileFollower?.saveCheckpoints() ?? true
+        let journalSaved = journalFollower?.saveCheckpoints() ?? true
         alerts?.shutdown()
-        logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
+        if filesSaved && journalSaved {
+            logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
+        } else {
+            // The errors were logged by the followers; a restart re-reads from the last good save.
+            logger.warning("stopped; checkpoints not saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
+        }
     }
 
     /// Graceful stop: no new connections, in-flight responses finish (up to 5 s), then exit.

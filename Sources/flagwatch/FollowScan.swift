@@ -128,6 +128,8 @@ struct FollowScan {
         } catch {
             throw CommandFailure(message: "cannot set up signal handling: \(error)")
         }
+        // Each followed file holds a descriptor: the soft limit (often 1024) up to the hard one.
+        ProcessLimits.raiseOpenFileLimit()
         let counts = FlagCounts()
         let sink = CountingSink(counts: counts, parsing: parsing, maxLineLength: options.maxLineLength, logger: logger)
         let loop = PollLoop()

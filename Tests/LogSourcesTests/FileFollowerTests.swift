@@ -262,6 +262,68 @@ import Testing
     }
 }
 
+/// More files than descriptors: they take turns, each read from where it stood, never from 0 again.
+@Suite struct DescriptorBudgetTests {
+    private func follower(_ directory: TemporaryDirectory, sink: CollectingSink, state: String? = nil) throws -> FileFollower {
+        var options = FollowOptions()
+        options.stateDirectory = state
+        options.readBufferSize = 4096
+        options.maxOpenFiles = 2
+        options.rescanInterval = 0.05
+        options.checkpointInterval = 0.05
+        return try FileFollower(
+            sources: [FileSourceSpec(name: "test", patterns: [directory.path + "/*.log"], startAt: .end)],
+            options: options, sink: sink, logger: quietLogger)
+    }
+
+    @Test func filesBeyondTheDescriptorBudgetWaitTheirTurnAndKeepTheirStartPosition() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanUp() }
+        let names = (0..<5).map { "f\($0).log" }
+        for name in names { try directory.write(name, "before the start in \(name)\n") }
+        let sink = CollectingSink()
+        let loop = PollLoop()
+        let follower = try follower(directory, sink: sink)
+        follower.start(on: loop)
+        #expect(follower.statistics(forSource: 0).openStreams == 2)
+        #expect(follower.statistics(forSource: 0).errors == ["fd_limit": 3])
+        for name in names { try directory.write(name, "first in \(name)\n") }
+        run(loop) { sink.lines.count >= 5 }
+        run(loop, timeout: 0.5) { false }  // ten more rescans: nothing is read twice
+        #expect(sink.lines.sorted() == names.map { "first in \($0)" })
+        for name in names { try directory.write(name, "second in \(name)\n") }
+        run(loop) { sink.lines.count >= 10 }
+        run(loop, timeout: 0.5) { false }
+        #expect(sink.lines.sorted() == (names.map { "first in \($0)" } + names.map { "second in \($0)" }).sorted())
+        #expect(follower.statistics(forSource: 0).openStreams <= 2)
+    }
+
+    @Test func positionsOfFilesWithoutADescriptorAreSavedAndResumed() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanUp() }
+        let state = directory.file("state")
+        let names = (0..<5).map { "f\($0).log" }
+        for name in names { try directory.write(name, "before the start in \(name)\n") }
+        do {
+            let sink = CollectingSink()
+            let loop = PollLoop()
+            let follower = try follower(directory, sink: sink, state: state)
+            follower.start(on: loop)
+            for name in names { try directory.write(name, "first in \(name)\n") }
+            run(loop) { sink.lines.count >= 5 }
+            #expect(follower.saveCheckpoints())
+        }
+        for name in names { try directory.write(name, "while stopped in \(name)\n") }
+        let sink = CollectingSink()
+        let loop = PollLoop()
+        let follower = try follower(directory, sink: sink, state: state)
+        follower.start(on: loop)
+        run(loop) { sink.lines.count >= 5 }
+        run(loop, timeout: 0.5) { false }
+        #expect(sink.lines.sorted() == names.map { "while stopped in \($0)" })
+    }
+}
+
 @Suite struct CheckpointValidationTests {
     private func load(_ json: String) throws -> LoadedCheckpoint? {
         let directory = try TemporaryDirectory()
