@@ -168,7 +168,7 @@ public enum DaemonMetrics {
         for source in sources { writer.sample("flagwatch_bytes_read_total", ["source": source.name], Double(source.bytesRead)) }
         writer.family("flagwatch_source_files", .gauge, help: "Files (or journals) the source has open now.")
         for source in sources { writer.sample("flagwatch_source_files", ["source": source.name], Double(source.files)) }
-        writer.family("flagwatch_source_errors_total", .counter, help: "Errors per source and kind (permission_denied, not_found, read_error, watch_limit, journal_error, ...).")
+        writer.family("flagwatch_source_errors_total", .counter, help: "Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...).")
         for source in sources {
             for (kind, value) in source.errors.sorted(by: { $0.key < $1.key }) {
                 writer.sample("flagwatch_source_errors_total", ["source": source.name, "kind": kind], Double(value))

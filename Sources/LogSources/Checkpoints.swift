@@ -82,7 +82,10 @@ public struct JournalCheckpoint: Codable, Sendable, Equatable {
 
 /// What one source saves in the state directory.
 public struct SourceCheckpoint: Codable, Sendable, Equatable {
-    public var version = 1
+    /// The format this flagwatch writes and reads; a checkpoint of another version is refused.
+    public static let currentVersion = 1
+
+    public var version = SourceCheckpoint.currentVersion
     public var source: String
     public var files: [FileCheckpoint]?
     public var journal: JournalCheckpoint?
@@ -92,6 +95,68 @@ public struct SourceCheckpoint: Codable, Sendable, Equatable {
         self.files = files
         self.journal = journal
     }
+}
+
+extension FileCheckpoint {
+    /// Why this entry cannot be trusted, or nil. Each field is checked against what flagwatch
+    /// itself writes: a hand edit, a bug or a damaged disk must not stall a file (a negative
+    /// offset fails every pread) or make one file two streams (two entries for one inode).
+    public var defect: String? {
+        if path.isEmpty { return "empty path" }
+        if path.utf8.count > 4096 { return "path longer than PATH_MAX" }
+        if path.utf8.contains(0) { return "NUL byte in the path" }
+        // Linux numbers neither a device nor an inode 0 (anonymous devices start at minor 1).
+        if device == 0 { return "device 0" }
+        if inode == 0 { return "inode 0" }
+        if offset < 0 { return "offset \(offset) below zero" }
+        if !(0...FileFingerprint.maximumLength).contains(fingerprint.length) {
+            return "fingerprint length \(fingerprint.length) outside 0...\(FileFingerprint.maximumLength)"
+        }
+        if fingerprint.length == 0 && fingerprint != .empty { return "fingerprint of no bytes with a hash of some" }
+        return nil
+    }
+}
+
+extension JournalCheckpoint {
+    /// Journal times before this are not from a journal flagwatch read (journald is younger).
+    static let earliestPlausibleMicroseconds: UInt64 = 1_262_304_000_000_000  // 2010-01-01
+    /// How far a saved time may be ahead of the clock (clock steps, NTP): a time further ahead
+    /// would make the follower skip everything written until then.
+    static let clockSlackMicroseconds: UInt64 = 10 * 60 * 1_000_000
+
+    /// Why this position cannot be trusted, or nil.
+    public func defect(nowMicroseconds: UInt64) -> String? {
+        if let cursor {
+            // libsystemd's cursors: `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`.
+            let fields = cursor.utf8.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false)
+            let isHex: (UInt8) -> Bool = { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }
+            let valid = cursor.utf8.count <= 1024 && fields.allSatisfy { field in
+                field.count >= 3 && (0x61...0x7A).contains(field[field.startIndex])
+                    && field[field.index(after: field.startIndex)] == UInt8(ascii: "=") && field.dropFirst(2).allSatisfy(isHex)
+            }
+            if !valid { return "cursor is not a journal cursor" }
+        }
+        if let readUntilMicroseconds {
+            if readUntilMicroseconds < Self.earliestPlausibleMicroseconds { return "read-until time before 2010" }
+            if readUntilMicroseconds > nowMicroseconds &+ Self.clockSlackMicroseconds {
+                return "read-until time more than 10 minutes ahead of the clock"
+            }
+        }
+        return nil
+    }
+}
+
+/// A checkpoint as loaded: file entries that failed their checks are left out and listed.
+public struct LoadedCheckpoint: Sendable, Equatable {
+    public struct RejectedEntry: Sendable, Equatable {
+        public var path: String
+        public var reason: String
+    }
+
+    /// The checkpoint, without the rejected entries.
+    public var checkpoint: SourceCheckpoint
+    /// Entries left out (their files start as if seen for the first time: the source's start_at).
+    public var rejectedFiles: [RejectedEntry]
 }
 
 /// Reads and writes per-source checkpoint files in the state directory, each replaced
@@ -114,8 +179,14 @@ public struct CheckpointStore: Sendable {
         return directory + "/" + (safe.isEmpty || safe.hasPrefix(".") ? "_" + safe : safe) + ".checkpoint.json"
     }
 
+    /// The largest checkpoint file read or written. An entry is about 300 bytes (most of it the
+    /// path), so this is some 14,000 files: far above a node's (kubelet: 110 pods by default, a
+    /// few containers each). A bound keeps a wrong file in the state directory from taking the
+    /// daemon's memory (decoding a 64 MB file took it to 700 MB).
+    public static let maximumFileSize = 4 * 1024 * 1024
+
     public enum LoadError: Error, CustomStringConvertible {
-        case unreadable(path: String, Errno)
+        case unreadable(path: String, SmallFileError)
         case corrupt(path: String, String)
         public var description: String {
             switch self {
@@ -125,28 +196,60 @@ public struct CheckpointStore: Sendable {
         }
     }
 
-    /// The saved checkpoint, or nil if the source has none yet.
-    public func load(source: String) throws(LoadError) -> SourceCheckpoint? {
+    /// The saved checkpoint, or nil if the source has none yet. Only a regular file of at most
+    /// ``maximumFileSize`` bytes is read (a FIFO, a device or a symlink is refused unopened or
+    /// unread). A checkpoint of an unknown version, of another source or with an invalid journal
+    /// position is corrupt as a whole; invalid file entries are left out one by one.
+    public func load(source: String) throws(LoadError) -> LoadedCheckpoint? {
         let path = path(forSource: source)
         let bytes: [UInt8]
         do {
-            bytes = try FileSystem.contents(of: path)
-        } catch where error == .noSuchFile {
+            bytes = try FileSystem.contentsOfSmallRegularFile(path, maxBytes: Self.maximumFileSize)
+        } catch .system(let error) where error == .noSuchFile {
             return nil
         } catch {
             throw .unreadable(path: path, error)
         }
+        var checkpoint: SourceCheckpoint
         do {
-            return try JSONDecoder().decode(SourceCheckpoint.self, from: Data(bytes))
+            checkpoint = try JSONDecoder().decode(SourceCheckpoint.self, from: Data(bytes))
         } catch {
             throw .corrupt(path: path, String(describing: error))
         }
+        guard checkpoint.version == SourceCheckpoint.currentVersion else {
+            throw .corrupt(path: path, "version \(checkpoint.version) is not one this flagwatch reads (\(SourceCheckpoint.currentVersion))")
+        }
+        guard checkpoint.source == source else {
+            throw .corrupt(path: path, "it belongs to source \(checkpoint.source), not \(source)")
+        }
+        if let journal = checkpoint.journal, let defect = journal.defect(nowMicroseconds: UInt64(max(0, wallClockSeconds() * 1e6))) {
+            throw .corrupt(path: path, defect)
+        }
+        var rejected: [LoadedCheckpoint.RejectedEntry] = []
+        if let files = checkpoint.files {
+            var kept: [FileCheckpoint] = []
+            var identities = Set<[UInt64]>()
+            for entry in files {
+                if let defect = entry.defect {
+                    rejected.append(.init(path: entry.path, reason: defect))
+                } else if !identities.insert([entry.device, entry.inode]).inserted {
+                    rejected.append(.init(path: entry.path, reason: "a second entry for device \(entry.device) inode \(entry.inode)"))
+                } else {
+                    kept.append(entry)
+                }
+            }
+            checkpoint.files = kept
+        }
+        return LoadedCheckpoint(checkpoint: checkpoint, rejectedFiles: rejected)
     }
 
+    /// Replaces the source's checkpoint; `Errno.fileTooLarge` past ``maximumFileSize`` (it could
+    /// not be read back).
     public func save(_ checkpoint: SourceCheckpoint) throws(Errno) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         guard let data = try? encoder.encode(checkpoint) else { return }
+        guard data.count <= Self.maximumFileSize else { throw .fileTooLarge }
         try FileSystem.replaceAtomically(path(forSource: checkpoint.source), with: [UInt8](data))
     }
 }

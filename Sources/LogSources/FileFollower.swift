@@ -40,6 +40,9 @@ public struct FollowOptions: Sendable {
     public var readBufferSize = 4 * 1024 * 1024
     /// Where checkpoints are kept; nil: positions are not saved.
     public var stateDirectory: String?
+    /// How many files may be open at once; nil: the soft RLIMIT_NOFILE less a reserve (see
+    /// ``FileFollower/defaultDescriptorBudget()``). Files past it wait with their position.
+    public var maxOpenFiles: Int?
 
     public init() {}
 }
@@ -62,6 +65,18 @@ public final class FileFollower {
     private var buffer: UnsafeMutableRawBufferPointer
 
     private var files: [[FileIdentity: FollowedFile]]
+    /// Matched files without a descriptor, per source (see ``ParkedFile``).
+    private var parked: [[FileIdentity: ParkedFile]]
+    /// How many files may be open at once (``FollowOptions/maxOpenFiles``).
+    private let descriptorBudget: Int
+    /// Orders files waiting for a descriptor: the longest waiting gets the next one.
+    private var waitSequence: UInt64 = 0
+    /// Whether the shortage of descriptors was logged (once: under a lasting shortage files take
+    /// turns at every rescan, and the count of `fd_limit` errors tells how often).
+    private var shortageLogged = false
+    /// Paths whose checkpoint entry was invalid, per source: they start per the source's
+    /// start_at, as if seen for the first time, although the source has saved state.
+    private var startsAsConfigured: [Set<String>]
     private var statistics: [SourceStatistics]
     /// Checkpoints loaded at startup and not yet matched to a file, per source.
     private var savedCheckpoints: [[FileCheckpoint]]
@@ -80,6 +95,17 @@ public final class FileFollower {
     private var lastSaved: [SourceCheckpoint?]
     /// What ``start(on:)`` registered, so ``stop(on:)`` can take it back.
     private var registrations: (timers: [PollLoop.TimerID], busyHook: PollLoop.BusyHookID?) = ([], nil)
+
+    /// A matched file that holds no descriptor: there were none left when it was found, or it
+    /// gave its descriptor up to a waiting file after being read to its end. It resumes from
+    /// `checkpoint` (its fingerprint checked again when it is opened).
+    struct ParkedFile {
+        var checkpoint: FileCheckpoint
+        /// Its size when it was last read to its end; nil if it was never read by this follower.
+        var sizeWhenParked: Int?
+        /// Set while it has something to read and waits for a descriptor (a ``waitSequence``).
+        var waitingSince: UInt64?
+    }
 
     private struct DirectoryWatch {
         var path: String
@@ -146,6 +172,9 @@ public final class FileFollower {
         let size = max(options.readBufferSize, options.maxLineLength + 2)
         buffer = .allocate(byteCount: size, alignment: 64)
         files = Array(repeating: [:], count: sources.count)
+        parked = Array(repeating: [:], count: sources.count)
+        startsAsConfigured = Array(repeating: [], count: sources.count)
+        descriptorBudget = max(1, options.maxOpenFiles ?? Self.defaultDescriptorBudget())
         statistics = Array(repeating: SourceStatistics(), count: sources.count)
         savedCheckpoints = Array(repeating: [], count: sources.count)
         hadSavedState = Array(repeating: false, count: sources.count)
@@ -155,9 +184,15 @@ public final class FileFollower {
         if let store {
             for (index, source) in sources.enumerated() {
                 do {
-                    if let saved = try store.load(source: source.name) {
-                        savedCheckpoints[index] = saved.files ?? []
+                    if let loaded = try store.load(source: source.name) {
+                        savedCheckpoints[index] = loaded.checkpoint.files ?? []
                         hadSavedState[index] = true
+                        for entry in loaded.rejectedFiles {
+                            // Only this file loses its position; the source's others keep theirs.
+                            logger.error("checkpoint \(store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
+                            statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                            startsAsConfigured[index].insert(entry.path)
+                        }
                     }
                 } catch {
                     // Starting as if for the first time loses at most the lines written while
@@ -175,6 +210,14 @@ public final class FileFollower {
             // Recounted as the files are opened again.
             statistics[index].openStreams = 0
         }
+    }
+
+    /// Descriptors kept free for what else the process opens: the listener's connections, the
+    /// journal's files, inotify, directory reads, checkpoint saves. A quarter of the limit, at
+    /// most 256 (192 files of a 256 limit, 1,744 of 2,000).
+    public static func defaultDescriptorBudget() -> Int {
+        let soft = ProcessLimits.openFileLimit().soft
+        return max(1, soft - min(256, soft / 4))
     }
 
     deinit {
@@ -199,6 +242,7 @@ public final class FileFollower {
         }
         let checkpoint = loop.every(options.checkpointInterval) { [unowned self] in
             closeFinishedOrphans()
+            shareDescriptors()
             saveCheckpoints()
         }
         let busyHook = loop.whileBusy { [unowned self] in self.work() }
@@ -217,9 +261,9 @@ public final class FileFollower {
         registrations = ([], nil)
         var result: [String: FileSourceHandoff] = [:]
         for (index, source) in sources.enumerated() {
-            // Checkpoints not matched to a file yet (a rotated file not reopened) stay valid.
-            result[source.name] = FileSourceHandoff(
-                files: checkpointEntries(index) + savedCheckpoints[index], statistics: statistics[index])
+            // With the files without a descriptor and checkpoints not matched to a file yet (a
+            // rotated file not reopened): they stay valid.
+            result[source.name] = FileSourceHandoff(files: checkpointEntries(index), statistics: statistics[index])
         }
         for file in streams.values {
             file.descriptor.close()
@@ -227,6 +271,7 @@ public final class FileFollower {
         }
         streams.removeAll()
         files = Array(repeating: [:], count: sources.count)
+        parked = Array(repeating: [:], count: sources.count)
         pendingReads.removeAll()
         return result
     }
@@ -237,7 +282,10 @@ public final class FileFollower {
         dirtySources.removeAll()
         pendingReads.formUnion(streams.keys)
         var rounds = 0
-        while !pendingReads.isEmpty && rounds < 16 {
+        while rounds < 16 {
+            // Files waiting for a descriptor get one from files read to their end.
+            shareDescriptors()
+            if pendingReads.isEmpty { break }
             _ = work()
             rounds += 1
         }
@@ -249,6 +297,7 @@ public final class FileFollower {
             let dirty = dirtySources
             dirtySources.removeAll()
             for index in dirty.sorted() { rescan(index) }
+            shareDescriptors()
         }
         guard !pendingReads.isEmpty else { return false }
         let pending = pendingReads
@@ -302,20 +351,27 @@ public final class FileFollower {
         var seen = Set<FileIdentity>()
         var directories = Set<String>()
         var currentErrors = Set<String>()
+        // Directories that exist but could not be read (EMFILE, EACCES): what they hold is
+        // unknown, not gone, so their files and watches stay as the last rescan left them.
+        var unreadable: [String] = []
         for pattern in sources[index].patterns {
             let expansion = PathPattern(pattern).expand()
             directories.formUnion(expansion.directories)
             for (path, error) in expansion.errors {
                 currentErrors.insert(path)
+                if error != .noSuchFile && error != .notDirectory { unreadable.append(path) }
                 report(index, path: path, kind: errorKind(error), "cannot read directory \(path): \(error)")
             }
             for path in expansion.paths where !Self.isCompressed(path) {
                 if let identity = open(path, source: index, errors: &currentErrors) { seen.insert(identity) }
             }
         }
+        let isUnknown = { (path: String) in
+            unreadable.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
+        }
         // Errors that no longer occur may be reported again if they come back.
         reportedErrors[index].formIntersection(currentErrors)
-        for (identity, file) in files[index] {
+        for (identity, file) in files[index] where !isUnknown(file.path) {
             let orphan = !seen.contains(identity)
             if orphan && !file.isOrphan {
                 logger.debug("\(file.path) is no longer matched (rotated or deleted); reading it to its end")
@@ -323,7 +379,16 @@ public final class FileFollower {
             }
             file.isOrphan = orphan
         }
+        for (identity, waiting) in parked[index] where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
+            // Renamed away or deleted without a descriptor: looked for next to where it was.
+            parked[index][identity] = nil
+            savedCheckpoints[index].append(waiting.checkpoint)
+        }
+        if !unreadable.isEmpty {
+            directories.formUnion(directoryWatches.values.filter { $0.sources.contains(index) && isUnknown($0.path) }.map(\.path))
+        }
         updateDirectoryWatches(index, directories)
+        if initialScanDone && !savedCheckpoints[index].isEmpty { resumeRotatedFiles(index) }
     }
 
     /// Rotated copies that a compressor writes are never read: their lines were read from the
@@ -336,6 +401,7 @@ public final class FileFollower {
         switch error {
         case .permissionDenied: "permission_denied"
         case .noSuchFile, .notDirectory: "not_found"
+        case .tooManyOpenFiles, .tooManyOpenFilesInSystem: "fd_limit"
         default: "open_error"
         }
     }
@@ -355,26 +421,132 @@ public final class FileFollower {
             if file.path != path { file.path = path }
             return known
         }
+        var resumed: ParkedFile?
+        if var waiting = parked[index][known] {
+            waiting.checkpoint.path = path
+            if waiting.waitingSince == nil && waiting.sizeWhenParked != pathStatus.size {
+                waiting.waitingSince = nextWaitSequence()
+                if streams.count >= descriptorBudget { statistics[index].errors["fd_limit", default: 0] += 1 }
+            }
+            parked[index][known] = waiting
+            guard waiting.waitingSince != nil, streams.count < descriptorBudget else { return known }
+            // A descriptor is free: it resumes at its position (checked by takeCheckpoint).
+            parked[index][known] = nil
+            savedCheckpoints[index].append(waiting.checkpoint)
+            resumed = waiting
+        } else if streams.count >= descriptorBudget {
+            parkNewFile(path, identity: known, size: pathStatus.size, source: index)
+            return known
+        }
         let descriptor: FileDescriptor
         let status: FileStatus
         do {
             descriptor = try FileDescriptor.openForReading(path)
             status = try descriptor.status()
         } catch {
+            if let resumed {
+                savedCheckpoints[index].removeAll { $0.device == known.device && $0.inode == known.inode }
+                parked[index][known] = resumed
+            }
+            if error.isDescriptorShortage {
+                // Not a property of the file: it waits for a descriptor with its position.
+                if resumed == nil { parkNewFile(path, identity: known, size: pathStatus.size, source: index) }
+                return known
+            }
             errors.insert(path)
             report(index, path: path, kind: errorKind(error), "cannot open \(path): \(error)")
             return nil
         }
         // The path may have been replaced between stat and open: the descriptor is the truth.
         let identity = FileIdentity(device: status.device, inode: status.inode)
-        if files[index][identity] != nil {
+        if files[index][identity] != nil || parked[index][identity] != nil {
             descriptor.close()
             return identity
         }
         let fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
         let offset = startOffset(index, path: path, identity: identity, size: status.size, descriptor: descriptor)
-        follow(descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset)
+        follow(descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset,
+               quietly: resumed != nil)
         return identity
+    }
+
+    private func nextWaitSequence() -> UInt64 {
+        waitSequence += 1
+        return waitSequence
+    }
+
+    /// Whether a file without a checkpoint is read from its beginning: it appeared while
+    /// running, or since the last run, or the source starts at the beginning.
+    private func startsAtBeginning(_ index: Int, path: String) -> Bool {
+        initialScanDone || (hadSavedState[index] && !startsAsConfigured[index].contains(path)) || sources[index].startAt == .beginning
+    }
+
+    /// A file found when no descriptor is left for it: its start position is fixed now (as if
+    /// it had been opened) and it waits, counted as `fd_limit`.
+    private func parkNewFile(_ path: String, identity: FileIdentity, size: Int, source index: Int) {
+        var checkpoint = FileCheckpoint(path: path, device: identity.device, inode: identity.inode, fingerprint: .empty, offset: 0)
+        if let position = savedCheckpoints[index].firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode }) {
+            // Its fingerprint is checked when it is opened.
+            checkpoint = savedCheckpoints[index].remove(at: position)
+            checkpoint.path = path
+        } else if !startsAtBeginning(index, path: path) {
+            // At its end: found with a descriptor of the reserve, held only for this.
+            if let descriptor = try? FileDescriptor.openForReading(path) {
+                if let status = try? descriptor.status(), status.device == identity.device, status.inode == identity.inode {
+                    checkpoint.fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
+                    checkpoint.offset = endOfLastCompleteLine(descriptor, size: status.size).offset
+                }
+                descriptor.close()
+            } else {
+                // Not even that: its size now; at worst the line under way is counted malformed.
+                checkpoint.offset = size
+            }
+        }
+        parked[index][identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
+        statistics[index].errors["fd_limit", default: 0] += 1
+        logShortage()
+    }
+
+    private func logShortage() {
+        guard !shortageLogged else { return }
+        shortageLogged = true
+        logger.warning("more files to read than file descriptors for them (\(descriptorBudget) of RLIMIT_NOFILE \(ProcessLimits.openFileLimit().soft)); the others wait with their position, and files read to their end give theirs up")
+    }
+
+    /// Files waiting for a descriptor get those of the open files that have been idle longest
+    /// (read to their end first; each resumes at its position when it grows).
+    private func shareDescriptors() {
+        var waiting: [(sequence: UInt64, source: Int, identity: FileIdentity)] = []
+        for (index, sourceParked) in parked.enumerated() {
+            for (identity, file) in sourceParked { if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) } }
+        }
+        guard !waiting.isEmpty else { return }
+        logShortage()
+        var free = descriptorBudget - streams.count
+        if free < waiting.count {
+            // Pending or not (a rescan marks every file pending): park() reads first.
+            let idle = streams.values.filter { !$0.isOrphan && $0.skipping == nil }.sorted { $0.lastActivity < $1.lastActivity }
+            for file in idle where free < waiting.count {
+                if park(file) { free += 1 }
+            }
+        }
+        var unused = Set<String>()
+        for entry in waiting.sorted(by: { $0.sequence < $1.sequence }).prefix(max(0, free)) {
+            guard let file = parked[entry.source][entry.identity] else { continue }
+            _ = open(file.checkpoint.path, source: entry.source, errors: &unused)
+        }
+    }
+
+    /// Gives `file`'s descriptor up after reading what it holds; false if it has more to read.
+    private func park(_ file: FollowedFile) -> Bool {
+        if read(file, budget: 4 * buffer.count) { return false }
+        guard file.skipping == nil, let status = try? file.descriptor.status() else { return false }
+        parked[file.source][file.identity] = ParkedFile(
+            checkpoint: FileCheckpoint(path: file.path, device: file.identity.device, inode: file.identity.inode,
+                                       fingerprint: file.fingerprint, offset: file.committedOffset),
+            sizeWhenParked: status.size, waitingSince: nil)
+        release(file)
+        return true
     }
 
     /// Where a newly opened file starts: its checkpoint if it has one, else the beginning
@@ -385,7 +557,7 @@ public final class FileFollower {
             logger.info("\(path) is shorter than its checkpoint (truncated while stopped); reading from the start")
             return (0, false)
         }
-        if initialScanDone || hadSavedState[index] || sources[index].startAt == .beginning { return (0, false) }
+        if startsAtBeginning(index, path: path) { return (0, false) }
         return endOfLastCompleteLine(descriptor, size: size)
     }
 
@@ -419,8 +591,10 @@ public final class FileFollower {
         return saved
     }
 
+    /// - Parameter quietly: a file resuming after waiting for a descriptor (logged at debug level:
+    ///   under a shortage, files take turns).
     private func follow(_ descriptor: FileDescriptor, path: String, source index: Int, identity: FileIdentity,
-                        fingerprint: FileFingerprint, offset: (offset: Int, skipPartial: Bool)) {
+                        fingerprint: FileFingerprint, offset: (offset: Int, skipPartial: Bool), quietly: Bool = false) {
         let stream = StreamID(nextStream)
         nextStream += 1
         let file = FollowedFile(
@@ -441,32 +615,55 @@ public final class FileFollower {
                 logger.warning("cannot watch \(path) (\(error)); it is read on rescans only")
             }
         }
-        logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].name))")
+        if quietly {
+            logger.debug("following \(path) again from offset \(offset.offset) (source \(sources[index].name))")
+        } else {
+            logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].name))")
+        }
         sink.streamOpened(stream, info: StreamInfo(source: sources[index].name, path: path, pod: PodLogPath(path: path)))
         pendingReads.insert(stream)
     }
 
     /// Checkpoints whose file is no longer matched (rotated while flagwatch was stopped): look
     /// for the same file (device, inode, fingerprint) next to where it was, read the rest.
+    /// Checkpoints that could not be looked at for lack of descriptors stay for the next rescan.
     private func resumeRotatedFiles(_ index: Int) {
         let leftovers = savedCheckpoints[index]
         savedCheckpoints[index] = []
         for saved in leftovers {
+            let identity = FileIdentity(device: saved.device, inode: saved.inode)
+            // Found again meanwhile: one file is never two streams.
+            if files[index][identity] != nil || parked[index][identity] != nil { continue }
+            guard streams.count < descriptorBudget else {
+                savedCheckpoints[index].append(saved)
+                continue
+            }
             let directory = FileSystem.directory(of: saved.path)
-            guard let names = try? FileSystem.directoryEntries(directory) else { continue }
+            let names: [String]
+            do {
+                names = try FileSystem.directoryEntries(directory)
+            } catch {
+                if error.isDescriptorShortage { savedCheckpoints[index].append(saved) }
+                continue
+            }
             for name in names where !Self.isCompressed(name) {
                 let path = directory == "/" ? "/" + name : directory + "/" + name
                 guard let status = try? FileStatus(path: path), status.isRegularFile,
-                    status.device == saved.device, status.inode == saved.inode,
-                    let descriptor = try? FileDescriptor.openForReading(path)
+                    status.device == saved.device, status.inode == saved.inode
                 else { continue }
+                let descriptor: FileDescriptor
+                do {
+                    descriptor = try FileDescriptor.openForReading(path)
+                } catch {
+                    if error.isDescriptorShortage { savedCheckpoints[index].append(saved) }
+                    break
+                }
                 let fingerprint = (try? FileFingerprint.read(descriptor, length: saved.fingerprint.length)) ?? .empty
                 guard fingerprint == saved.fingerprint, let size = try? descriptor.status().size, saved.offset <= size else {
                     descriptor.close()
                     break
                 }
-                logger.info("\(saved.path) was rotated to \(path) while stopped; reading its rest")
-                let identity = FileIdentity(device: status.device, inode: status.inode)
+                logger.info("\(saved.path) was rotated to \(path) while stopped or waiting; reading its rest")
                 let full = (try? FileFingerprint.read(descriptor)) ?? fingerprint
                 follow(descriptor, path: path, source: index, identity: identity, fingerprint: full, offset: (saved.offset, false))
                 files[index][identity]?.isOrphan = true
@@ -608,6 +805,11 @@ public final class FileFollower {
 
     private func close(_ file: FollowedFile) {
         logger.info("closing \(file.path): rotated or deleted, read to its end")
+        release(file)
+    }
+
+    /// Closes the descriptor and forgets the stream (its position is the caller's business).
+    private func release(_ file: FollowedFile) {
         if let watch = file.watch, var watchers = fileWatches[watch] {
             watchers.removeAll { $0 == file.stream }
             if watchers.isEmpty {
@@ -625,17 +827,26 @@ public final class FileFollower {
         sink.streamClosed(file.stream)
     }
 
-    /// Where source `index`'s open files stand: just after the last complete line handed on.
+    /// Where source `index`'s files stand: the open ones just after the last complete line
+    /// handed on, then those without a descriptor, then checkpoints not matched to a file yet
+    /// (once the first scan is done; before it, they are what was loaded). One entry per file.
     private func checkpointEntries(_ index: Int) -> [FileCheckpoint] {
-        files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
+        var entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
             FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
                            fingerprint: $0.fingerprint, offset: $0.committedOffset)
         }
+        entries += parked[index].values.map(\.checkpoint).sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
+        entries += savedCheckpoints[index]
+        var identities = Set<FileIdentity>()
+        return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }
     }
 
     /// Saves every source's positions (atomically); a failure is logged and retried next time.
-    public func saveCheckpoints() {
-        guard let store else { return }
+    /// Returns whether every source's positions are saved now.
+    @discardableResult
+    public func saveCheckpoints() -> Bool {
+        guard let store else { return true }
+        var allSaved = true
         for (index, source) in sources.enumerated() {
             let checkpoint = SourceCheckpoint(source: source.name, files: checkpointEntries(index))
             if checkpoint == lastSaved[index] { continue }
@@ -643,6 +854,7 @@ public final class FileFollower {
                 try store.save(checkpoint)
                 lastSaved[index] = checkpoint
             } catch {
+                allSaved = false
                 if reportedErrors[index].insert("checkpoint").inserted {
                     statistics[index].errors["checkpoint_write", default: 0] += 1
                     logger.error("cannot save checkpoint for source \(source.name): \(error)")
@@ -651,5 +863,6 @@ public final class FileFollower {
             }
             reportedErrors[index].remove("checkpoint")
         }
+        return allSaved
     }
 }

@@ -256,7 +256,7 @@ public final class JournalFollower {
             var saved: JournalCheckpoint?
             if let store {
                 do {
-                    let checkpoint = try store.load(source: source.name)
+                    let checkpoint = try store.load(source: source.name)?.checkpoint
                     saved = checkpoint?.journal
                     lastSaved[index] = checkpoint
                 } catch {
@@ -605,9 +605,11 @@ public final class JournalFollower {
     // MARK: - Checkpoints
 
     /// Saves every source's position (atomically) if it changed since the last save; a
-    /// failure is logged once and retried next time.
-    public func saveCheckpoints() {
-        guard let store, started else { return }
+    /// failure is logged once and retried next time. Returns whether every position is saved.
+    @discardableResult
+    public func saveCheckpoints() -> Bool {
+        guard let store, started else { return true }
+        var allSaved = true
         for followed in journals {
             updateCursor(followed)
             let name = sources[followed.source].name
@@ -620,11 +622,13 @@ public final class JournalFollower {
                 lastSaved[followed.source] = checkpoint
                 followed.reportedErrors.remove("checkpoint")
             } catch {
+                allSaved = false
                 if followed.reportedErrors.insert("checkpoint").inserted {
                     statistics[followed.source].errors["checkpoint_write", default: 0] += 1
                     logger.error("cannot save checkpoint for journal source \(name): \(error)")
                 }
             }
         }
+        return allSaved
     }
 }

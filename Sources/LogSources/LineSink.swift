@@ -44,7 +44,8 @@ public enum StartPosition: String, Sendable, CaseIterable {
 public struct SourceStatistics: Sendable, Equatable {
     public var bytesRead: UInt64 = 0
     public var openStreams = 0
-    /// Errors by kind (`permission_denied`, `not_found`, `read_error`, `watch_limit`, ...).
+    /// Errors by kind (`permission_denied`, `not_found`, `read_error`, `watch_limit`,
+    /// `checkpoint_corrupt`, `checkpoint_write`, `fd_limit`, ...).
     public var errors: [String: UInt64] = [:]
     public init() {}
 }

@@ -20,6 +20,12 @@ public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public static let notDirectory = Errno(rawValue: ENOTDIR)
     public static let noSpace = Errno(rawValue: ENOSPC)
     public static let fileTooLarge = Errno(rawValue: EFBIG)
+    public static let tooManyOpenFiles = Errno(rawValue: EMFILE)
+    public static let tooManyOpenFilesInSystem = Errno(rawValue: ENFILE)
+    public static let fileExists = Errno(rawValue: EEXIST)
+
+    /// EMFILE or ENFILE: no descriptor to be had until one is closed.
+    public var isDescriptorShortage: Bool { self == .tooManyOpenFiles || self == .tooManyOpenFilesInSystem }
 }
 
 /// An owned file descriptor: the few POSIX calls flagwatch makes on files go through here.
@@ -119,6 +125,40 @@ public struct FileDescriptor: Sendable {
         }
     }
 
+    /// Creates `path` as a new regular file for writing; EEXIST if anything is there already
+    /// (a file, a FIFO, a symlink: none is opened or followed).
+    public static func createNew(_ path: String, permissions: mode_t = 0o644) throws(Errno) -> FileDescriptor {
+        while true {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, permissions)
+            if fd >= 0 { return FileDescriptor(rawValue: fd) }
+            let error = Errno.current
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Writes what fits now without waiting; 0 when nothing fits (EAGAIN). For descriptors
+    /// opened with O_NONBLOCK (``NonBlockingOutput``).
+    public func writeSome(_ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return 0 }
+        while true {
+            #if canImport(Glibc)
+            let count = Glibc.write(rawValue, base, bytes.count)
+            #else
+            let count = Darwin.write(rawValue, base, bytes.count)
+            #endif
+            if count >= 0 { return count }
+            let error = Errno.current
+            if error == .wouldBlock { return 0 }
+            if error != .interrupted { throw error }
+        }
+    }
+
+    /// Waits until the descriptor can take more bytes (or has an error the next write reports).
+    public func waitUntilWritable() {
+        var entry = pollfd(fd: rawValue, events: Int16(POLLOUT), revents: 0)
+        while poll(&entry, 1, -1) < 0 && errno == EINTR {}
+    }
+
     /// Opens a directory (for ``sync()`` after a rename in it).
     public static func openDirectory(_ path: String) throws(Errno) -> FileDescriptor {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -156,6 +196,42 @@ public struct FileDescriptor: Sendable {
         #else
         _ = Darwin.close(rawValue)
         #endif
+    }
+}
+
+/// Why a small state file was refused (``FileSystem/contentsOfSmallRegularFile(_:maxBytes:)``).
+public enum SmallFileError: Error, Equatable, CustomStringConvertible {
+    case system(Errno)
+    /// The path is a symbolic link (not followed: it could point at a device or a FIFO).
+    case symbolicLink
+    /// A FIFO, a device, a directory, a socket.
+    case notRegularFile
+    case tooLarge(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .system(let error): "\(error)"
+        case .symbolicLink: "it is a symbolic link (not followed)"
+        case .notRegularFile: "it is not a regular file"
+        case .tooLarge(let limit): "it is larger than \(limit) bytes"
+        }
+    }
+}
+
+/// Standard output for reports that must not hold up their writer while nobody reads. A pipe
+/// or FIFO is opened again through `/proc/self/fd` with O_NONBLOCK: a file description of our
+/// own, so the flag does not reach the other processes sharing the pipe (a shell, `tee`).
+/// Anything else (a regular file, a terminal) is written as before, waiting if it must.
+public enum NonBlockingOutput {
+    /// A non-blocking descriptor for the pipe behind `descriptor`, or nil if it is not a pipe.
+    public static func open(for descriptor: FileDescriptor) -> FileDescriptor? {
+        var info = stat()
+        guard fstat(descriptor.rawValue, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else { return nil }
+        while true {
+            let fd = Glibc.open("/proc/self/fd/\(descriptor.rawValue)", O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+            if fd >= 0 { return FileDescriptor(rawValue: fd) }
+            if errno != EINTR { return nil }
+        }
     }
 }
 

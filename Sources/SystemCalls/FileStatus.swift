@@ -78,7 +78,10 @@ public enum FileSystem {
     /// temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
     public static func replaceAtomically(_ path: String, with bytes: [UInt8]) throws(Errno) {
         let temporary = path + ".tmp"
-        let file = try FileDescriptor.create(temporary, permissions: 0o640)
+        // A leftover from a crash, or anything else put there (a FIFO would block open(2), a
+        // symlink would be written through): removed, and the temporary file made anew.
+        if unlink(temporary) != 0 && errno != ENOENT { throw Errno.current }
+        let file = try FileDescriptor.createNew(temporary, permissions: 0o640)
         do throws(Errno) {
             // withUnsafeBytes rethrows untyped errors: carry the Errno out by hand.
             let failure = bytes.withUnsafeBytes { raw -> Errno? in
@@ -104,6 +107,35 @@ public enum FileSystem {
     public static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// The contents of a small regular file that is not to be trusted (a state file): opened with
+    /// O_NOFOLLOW and O_NONBLOCK, so a symlink (to `/dev/zero`) is refused and a FIFO does not
+    /// block; anything but a regular file is refused; at most `maxBytes` are read.
+    public static func contentsOfSmallRegularFile(_ path: String, maxBytes: Int) throws(SmallFileError) -> [UInt8] {
+        var fd: Int32
+        repeat {
+            fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
+        } while fd < 0 && errno == EINTR
+        guard fd >= 0 else { throw errno == ELOOP ? .symbolicLink : .system(Errno.current) }
+        let file = FileDescriptor(rawValue: fd)
+        defer { file.close() }
+        let status: FileStatus
+        do { status = try file.status() } catch { throw .system(error) }
+        guard status.isRegularFile else { throw .notRegularFile }
+        guard status.size <= maxBytes else { throw .tooLarge(limit: maxBytes) }
+        var contents: [UInt8] = []
+        contents.reserveCapacity(status.size)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
+        defer { chunk.deallocate() }
+        while true {
+            let count: Int
+            do { count = try file.read(into: chunk) } catch { throw .system(error) }
+            if count == 0 { return contents }
+            // The file may have grown since fstat: the cap holds for what is read.
+            guard contents.count + count <= maxBytes else { throw .tooLarge(limit: maxBytes) }
+            contents.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
+        }
     }
 
     /// Reads a whole (small) file.

@@ -65,6 +65,15 @@ public enum ProcessLimits {
         return Int(limit.rlim_cur)
     }
 
+    /// The soft and hard limits on open descriptors (RLIMIT_NOFILE); `Int.max` for unlimited
+    /// (RLIM_INFINITY is all ones).
+    public static func openFileLimit() -> (soft: Int, hard: Int) {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (Int.max, Int.max) }
+        func clamped(_ value: rlim_t) -> Int { value > rlim_t(Int.max) ? Int.max : Int(value) }
+        return (clamped(limit.rlim_cur), clamped(limit.rlim_max))
+    }
+
     /// Makes large allocations (a /metrics page, read buffers) come from their own mappings,
     /// returned to the system when freed. glibc otherwise raises its mmap threshold to the size
     /// of the largest block freed (up to 32 MiB), after which each scrape's page buffer stays in

@@ -164,11 +164,16 @@ final class Daemon {
             return false
         }
         loop.run()
-        fileFollower?.saveCheckpoints()
-        journalFollower?.saveCheckpoints()
+        let filesSaved = fileFollower?.saveCheckpoints() ?? true
+        let journalSaved = journalFollower?.saveCheckpoints() ?? true
         alerts?.beginShutdown(within: Self.alertDeliveryBudget)  // no-op if SIGTERM began it already
         alerts?.finishShutdown()
-        logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
+        if filesSaved && journalSaved {
+            logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
+        } else {
+            // The errors were logged by the followers; a restart re-reads from the last good save.
+            logger.warning("stopped; checkpoints not saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
+        }
     }
 
     /// From SIGTERM to exit: the listener drains (in-flight responses get `stopBudget`) while

@@ -109,6 +109,82 @@ final class CountingSink: LineSink {
     }
 }
 
+/// Writes reports to standard output without ever waiting for its reader while following: to a
+/// pipe, what does not fit now is written when the pipe has room again (the loop watches it),
+/// and a report made meanwhile replaces any report not yet begun. A report is never cut: the
+/// one under way is finished first. Anything but a pipe is written directly, as before.
+final class ReportWriter {
+    private let loop: PollLoop
+    /// Standard output reopened non-blocking, when it is a pipe.
+    private let pipe: FileDescriptor?
+    /// The rest of the report under way.
+    private var unwritten: [UInt8] = []
+    /// The newest report not yet begun (older ones were superseded).
+    private var next: String?
+    private var isWatching = false
+
+    init(loop: PollLoop) {
+        self.loop = loop
+        pipe = NonBlockingOutput.open(for: FileDescriptor(rawValue: 1))
+    }
+
+    deinit { pipe?.close() }
+
+    func write(_ report: String) {
+        guard pipe != nil else {
+            StandardStream.write(report)
+            return
+        }
+        next = report
+        flush()
+    }
+
+    /// Writes what fits; watches the pipe while something is left.
+    private func flush() {
+        guard let pipe else { return }
+        while true {
+            if unwritten.isEmpty {
+                guard let report = next else { break }
+                next = nil
+                unwritten = Array(report.utf8)
+            }
+            // withUnsafeBytes rethrows untyped errors: the Errno comes out as a Result.
+            let result = unwritten.withUnsafeBytes { raw -> Result<Int, Errno> in
+                do throws(Errno) { return .success(try pipe.writeSome(raw)) } catch { return .failure(error) }
+            }
+            guard case .success(let written) = result else {
+                // The reader is gone (EPIPE): nothing to keep.
+                unwritten = []
+                next = nil
+                break
+            }
+            if written == 0 { break }
+            unwritten.removeFirst(written)
+        }
+        let wantsWatch = !unwritten.isEmpty
+        if wantsWatch && !isWatching {
+            loop.watch(pipe.rawValue, events: PollLoop.writable) { [unowned self] _ in flush() }
+        } else if !wantsWatch && isWatching {
+            loop.unwatch(pipe.rawValue)
+        }
+        isWatching = wantsWatch
+    }
+
+    /// The last report: written whole, waiting for the reader as long as it takes.
+    func finish(_ report: String) {
+        write(report)
+        guard let pipe else { return }
+        while !unwritten.isEmpty || next != nil {
+            pipe.waitUntilWritable()
+            flush()
+        }
+        if isWatching {
+            loop.unwatch(pipe.rawValue)
+            isWatching = false
+        }
+    }
+}
+
 /// `flagwatch scan --follow`: runs file and journal sources on one poll loop and prints the
 /// counts since start every interval, and once more on SIGTERM/SIGINT.
 struct FollowScan {
@@ -128,6 +204,8 @@ struct FollowScan {
         } catch {
             throw CommandFailure(message: "cannot set up signal handling: \(error)")
         }
+        // Each followed file holds a descriptor: the soft limit (often 1024) up to the hard one.
+        ProcessLimits.raiseOpenFileLimit()
         let counts = FlagCounts()
         let sink = CountingSink(counts: counts, parsing: parsing, maxLineLength: options.maxLineLength, logger: logger)
         let loop = PollLoop()
@@ -163,7 +241,8 @@ struct FollowScan {
             var text = ""
         }
         let last = RenderedReport()
-        let report = { [output] in
+        let writer = ReportWriter(loop: loop)
+        let render = { [output] in
             sink.noteRecognizedFormats()
             if counts.lines != last.lines || sink.recognizedFormats.count != last.formats {
                 let scanReport = ScanReport(counts: counts, diagnose: counts.scanDiagnosis)
@@ -174,11 +253,11 @@ struct FollowScan {
                 last.lines = counts.lines
                 last.formats = sink.recognizedFormats.count
             }
-            StandardStream.write(last.text)
+            return last.text
         }
         // The first report says the sources are open: lines written from now on are counted.
-        report()
-        loop.every(reportInterval, report)
+        writer.write(render())
+        loop.every(reportInterval) { writer.write(render()) }
         loop.watch(signals.descriptor.rawValue) { _ in
             for signal in signals.received() where signal == SIGTERM || signal == SIGINT {
                 logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"); stopping")
@@ -188,7 +267,7 @@ struct FollowScan {
         loop.run()
         fileFollower.catchUp()
         journalFollower?.catchUp()
-        report()
+        writer.finish(render())
         fileFollower.saveCheckpoints()
         journalFollower?.saveCheckpoints()
     }

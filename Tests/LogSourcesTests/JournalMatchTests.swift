@@ -297,7 +297,7 @@ struct JournalFollowerReadingTests {
             follower.saveCheckpoints()
         }
         #expect(first.lines == ["one", "two"])
-        let saved = try CheckpointStore(directory: state.path).load(source: "mesh")
+        let saved = try CheckpointStore(directory: state.path).load(source: "mesh")?.checkpoint
         #expect(saved?.journal?.cursor != nil)
         #expect(saved?.journal?.readUntilMicroseconds != nil)
 
@@ -348,7 +348,7 @@ struct JournalFollowerReadingTests {
             follower.saveCheckpoints()
             withExtendedLifetime(earlier) {}
         }
-        let saved = try CheckpointStore(directory: state.path).load(source: "mesh")
+        let saved = try CheckpointStore(directory: state.path).load(source: "mesh")?.checkpoint
         #expect(saved?.journal?.cursor == nil)
         #expect(saved?.journal?.readUntilMicroseconds != nil)
         // Written while stopped: start-at-end alone would skip them.

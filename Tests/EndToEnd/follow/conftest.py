@@ -588,8 +588,10 @@ class Kit:
         self._modes = []
         self._runs = 0
 
-    def start(self, *args, files=(), fmt="istio", interval=INTERVAL, rescan=RESCAN, as_nobody=False, ready=True):
-        """Starts flagwatch --follow; waits for the first object unless ready=False."""
+    def start(self, *args, files=(), fmt="istio", interval=INTERVAL, rescan=RESCAN, as_nobody=False, ready=True,
+              prefix=()):
+        """Starts flagwatch --follow; waits for the first object unless ready=False. prefix: a
+        command that execs flagwatch, keeping its PID (e.g. `prlimit --nofile=...`)."""
         argv = [BIN, "scan", "--follow", "--output", "json", "--format", fmt,
                 "--interval", str(interval), "--rescan-interval", str(rescan)]
         for pattern in files:
@@ -597,6 +599,7 @@ class Kit:
         argv += [str(a) for a in args]
         if as_nobody:
             argv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups"] + argv
+        argv = [str(a) for a in prefix] + argv
         self._runs += 1
         follow = Follow(argv, self.tmp / ("flagwatch-run%d.stderr" % self._runs))
         self._procs.append(follow)
