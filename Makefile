@@ -21,10 +21,11 @@ build: deps
 
 # The binary to install: the Swift runtime linked in (nodes have no Swift toolchain), which also
 # keeps the daemon's resident memory down (24 vs 30 MiB with 1,000 clusters, see the README).
-# The linker's map (.build/release/flagwatch.map) feeds scripts/binary-composition.py: what the
+# The linker's map (.build/flagwatch-release.map) feeds scripts/binary-composition.py: what the
 # binary is made of (README, "The container image").
 release: deps
-	$(SWIFT) build -c release --product flagwatch --static-swift-stdlib -Xlinker -Map=$(CURDIR)/.build/release/flagwatch.map
+	@mkdir -p .build  # the linker writes the map before SwiftPM has made .build/release on a fresh clone
+	$(SWIFT) build -c release --product flagwatch --static-swift-stdlib -Xlinker -Map=$(CURDIR)/.build/flagwatch-release.map
 
 # The container image for the DaemonSet (deploy/kubernetes): the stripped release binary and the
 # shipped default config on BASE (Containerfile). CONTAINER_TOOL may carry arguments, e.g.

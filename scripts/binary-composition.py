@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """What the release binary is made of, from the linker's map (`make release` writes
-.build/release/flagwatch.map): bytes per component that end up in the binary (debug sections
+.build/flagwatch-release.map): bytes per component that end up in the binary (debug sections
 left out: `strip` removes them), and which object files pull full Foundation (and with it ICU)
 into the link.
 
-    scripts/binary-composition.py [.build/release/flagwatch.map] [--all]
+    scripts/binary-composition.py [.build/flagwatch-release.map] [--all]
 """
 import argparse
 import collections
@@ -89,7 +89,7 @@ def parse(map_text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("map", nargs="?", default=".build/release/flagwatch.map")
+    parser.add_argument("map", nargs="?", default=".build/flagwatch-release.map")
     parser.add_argument("--all", action="store_true", help="every component, not only the groups")
     options = parser.parse_args()
     try:
