@@ -519,10 +519,13 @@ struct NotifierDeliveryTests {
             let endsAt = try #require(timeValue(body.first?["endsAt"]))
             // endsAt = send time + 4 × resendInterval.
             #expect(abs(endsAt.timeIntervalSince1970 - (request.receivedAt + 4)) < 2)
-            // Resent once per interval, not on each update (about ten per interval).
+            // Resent once per interval, not on each update (ten per interval). The interval
+            // counts from when the previous request completed, so on a loaded machine two sends
+            // can be a little closer than 1 s (0.83 s seen with the whole suite in parallel);
+            // resending on every update would put them 0.1 s apart.
             if let previous {
-                #expect(request.receivedAt - previous.receivedAt > 0.9)
-                #expect(endsAt.timeIntervalSince(previous.endsAt) > 0.9)
+                #expect(request.receivedAt - previous.receivedAt > 0.5)
+                #expect(endsAt.timeIntervalSince(previous.endsAt) > 0.5)
             }
             previous = (request.receivedAt, endsAt)
         }
