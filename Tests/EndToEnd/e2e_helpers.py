@@ -185,3 +185,51 @@ def flag_counts(samples, metric="flagwatch_response_flags_total"):
         pair = (labels.get("upstream_cluster"), labels.get("response_flag"))
         counts[pair] = counts.get(pair, 0) + int(value)
     return counts
+
+
+# --------------------------------------------------------------------------- flagwatch itself
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def flagwatch_binary():
+    """$FLAGWATCH_BIN, else the debug build of this checkout."""
+    return os.environ.get("FLAGWATCH_BIN") or os.path.join(REPO, ".build", "debug", "flagwatch")
+
+
+def istio_line(cluster, flags="-", code=200, index=0):
+    """One Istio 1.9+ TEXT access-log line, with its newline."""
+    return ('[2026-12-06T02:34:27.532Z] "GET /r/%d HTTP/1.1" %d %s via_upstream - "-" 0 14 11 10 "-" '
+            '"curl/8.5.0" "0d8e5a88-130d-4223-9294-7eee8276b7f5" "svc:8080" "10.244.1.7:8080" %s '
+            "10.244.0.17:55718 10.244.0.17:15006 10.244.1.9:56922 - default\n" % (index, code, flags, cluster))
+
+
+class RunningDaemon:
+    """`flagwatch run --config CONFIG --listen 127.0.0.1:<free port>` started through
+    `processes` (so the test's teardown stops it by PID), ready when this returns."""
+
+    def __init__(self, processes, config_path, log_path, ready_timeout=20.0, extra_args=()):
+        self.port = free_port()
+        self.url = "http://%s:%d" % (LOOPBACK, self.port)
+        self.log_path = log_path
+        self.process = processes.start([flagwatch_binary(), "run", "--config", config_path,
+                                        "--listen", "%s:%d" % (LOOPBACK, self.port), *extra_args], log_path)
+        self.pid = self.process.pid
+
+        def ready():
+            if self.process.poll() is not None:
+                raise Timeout("flagwatch exited with %s\n%s" % (self.process.returncode, log_tail(log_path)))
+            return http_get(self.url + "/-/ready", timeout=2)[0] == 200
+        poll_until(ready, ready_timeout, "flagwatch ready", context=self.log)
+
+    def log(self):
+        return log_tail(self.log_path)
+
+    def samples(self, timeout=5.0):
+        status, body = http_get(self.url + "/metrics", timeout=timeout)
+        assert status == 200, status
+        return metric_samples(body.decode())
+
+    def sample(self, key, default=0):
+        """One sample, e.g. 'flagwatch_lines_total{source="envoy"}'."""
+        return self.samples().get(key, default)

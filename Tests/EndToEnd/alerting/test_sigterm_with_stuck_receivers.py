@@ -15,23 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import Processes, free_port, http_get, log_tail, metric_samples, poll_until
+from e2e_helpers import Processes, RunningDaemon, istio_line, log_tail, poll_until
 
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).resolve().parent
-BIN = os.environ.get("FLAGWATCH_BIN") or str(HERE.parents[2] / ".build" / "debug" / "flagwatch")
 PROMISED_SECONDS = 5.0
 
 
 CLUSTERS = 2000  # a /metrics page of about a megabyte: more than the sockets buffer
-
-
-def istio_line(index):
-    return ('[2026-12-06T02:34:27.532Z] "GET /r/%d HTTP/1.1" 503 UF via_upstream - "-" 0 14 11 10 "-" '
-            '"curl/8.5.0" "0d8e5a88-130d-4223-9294-7eee8276b7f5" "svc:8080" "10.244.1.7:8080" '
-            "outbound|80||api-%d.default.svc.cluster.local 10.244.0.17:55718 10.244.0.17:15006 10.244.1.9:56922 - default\n"
-            % (index, index % CLUSTERS))
 
 
 def slow_scrape(port):
@@ -74,23 +66,21 @@ alerting:
   rules:
     - {name: Failing, flags: [UF], window: 1m, min_count: 1, for: 0s}
 """ % (tmp_path / "state", log, am_port, webhook_port))
-        port = free_port()
         stderr = tmp_path / "flagwatch.stderr"
-        daemon = processes.start([BIN, "run", "--config", config, "--listen", "127.0.0.1:%d" % port], stderr)
-        url = "http://127.0.0.1:%d" % port
-        poll_until(lambda: http_get(url + "/-/ready", timeout=2)[0] == 200, 20, "ready", context=lambda: log_tail(stderr))
+        daemon = RunningDaemon(processes, config, stderr)
         with open(log, "a") as out:
-            out.write("".join(istio_line(i) for i in range(CLUSTERS)))
+            out.write("".join(istio_line("outbound|80||api-%d.default.svc.cluster.local" % i, "UF", 503, i)
+                              for i in range(CLUSTERS)))
         # Both receivers hold a request of ours, unanswered.
         poll_until(lambda: webhook_record.stat().st_size > 0 and am_record.stat().st_size > 0, 20,
-                   "both receivers got a request", context=lambda: log_tail(stderr))
-        poll_until(lambda: metric_samples(http_get(url + "/metrics", timeout=5)[1].decode()).get(
-            'flagwatch_lines_total{source="envoy"}') == CLUSTERS, 20, "lines counted")
-        reader = slow_scrape(port)
+                   "both receivers got a request", context=daemon.log)
+        poll_until(lambda: daemon.sample('flagwatch_lines_total{source="envoy"}') == CLUSTERS, 20, "lines counted",
+                   context=daemon.log)
+        reader = slow_scrape(daemon.port)
 
         started = time.monotonic()
         os.kill(daemon.pid, signal.SIGTERM)
-        status = daemon.wait(timeout=30)
+        status = daemon.process.wait(timeout=30)
         elapsed = time.monotonic() - started
         print("\nexited %.2f s after SIGTERM" % elapsed)
         assert status == 0, log_tail(stderr)
