@@ -150,6 +150,8 @@ def test_sigterm_under_continuous_scraping(fw):
     stop = threading.Event()
     results = []
 
+    served = set()  # clients with a complete response: SIGTERM comes once all 50 are in it
+
     def scraper(index):
         conn = daemon.connect(timeout=20)
         complete = 0
@@ -173,6 +175,7 @@ def test_sigterm_under_continuous_scraping(fw):
                     break
                 check_metrics_text(response.body, lines_total=daemon.lines)
                 complete += 1
+                served.add(index)
                 if response.closes:
                     conn.expect_closed(5)
                     outcome = "closed"
@@ -186,7 +189,12 @@ def test_sigterm_under_continuous_scraping(fw):
     threads = [threading.Thread(target=scraper, args=(index,), daemon=True) for index in range(50)]
     for thread in threads:
         thread.start()
-    time.sleep(2.0)
+    # Every client scraping (a fixed 2 s was too short for the last ones on a loaded machine:
+    # 50 debug-build pages take that long), then one more second of traffic.
+    deadline = time.monotonic() + 30
+    while len(served) < len(threads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
     os.kill(daemon.pid, signal.SIGTERM)
     signalled = time.monotonic()
     status = daemon.proc.wait(15)
