@@ -20,7 +20,7 @@ build: deps
 	$(SWIFT) build --product flagwatch
 
 # The binary to install: the Swift runtime linked in (nodes have no Swift toolchain), which also
-# keeps the daemon's resident memory down (24 vs 30 MiB with 1,000 clusters, see the README).
+# keeps the daemon's resident memory down (24 vs 30 MiB with 1,000 clusters, see docs/performance.md).
 # The linker's map (.build/flagwatch-release.map) feeds scripts/binary-composition.py: what the
 # binary is made of (README, "The container image").
 release: deps
@@ -127,7 +127,7 @@ e2e-test: build test-deps
 fuzz:
 	Fuzz/run.sh $(FUZZ_SECONDS)
 
-# scan vs wc -l on a generated 5M-line (1.8 GB) Istio log: the ratio quoted in the README.
+# scan vs wc -l on a generated 5M-line (1.8 GB) Istio log: the ratio quoted in docs/performance.md.
 bench: release
 	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) Benchmarks/scripts/scan-vs-wc.sh
 

@@ -8,7 +8,7 @@ lines (--format json), and optionally the ground truth in exactly the shape of
   {"lines": N, "malformed": {}, "clusters": {"<cluster>": {"requests": N,
      "codes": {"2xx": N, ...}, "flags": {"UF": N, ...}}}}
 
-Ground-truth rules (they match the flagwatch parser rules in shared/reference/formats.md):
+Ground-truth rules (they match the flagwatch parser rules in docs/formats.md):
   * zero counts are omitted;
   * flags are split on ',' and each one counted once per line ('UF,URX' counts UF and URX);
     '-' means "no flag" and is not counted;

@@ -1,4 +1,4 @@
-/// The format strings flagwatch knows by name (formats.md §2 and §3.1).
+/// The format strings flagwatch knows by name (docs/formats.md §2 and §3.1).
 public enum FormatPreset {
     /// Envoy's default format. It has no upstream cluster: such lines count under `-`.
     public static let envoyDefault =

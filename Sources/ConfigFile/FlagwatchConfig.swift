@@ -3,7 +3,7 @@ import LineFraming
 import LogSources
 
 /// The daemon's configuration file (YAML; JSON loads too). Every key is documented in
-/// `config/flagwatch.yaml` and the README; unknown keys are errors.
+/// `config/flagwatch.yaml` and docs/configuration.md; unknown keys are errors.
 public struct FlagwatchConfig: Sendable, Equatable, Decodable {
     /// `host:port` or `[v6 address]:port`.
     public var listen = "127.0.0.1:9817"

@@ -270,7 +270,7 @@ struct FlagEvidence {
 enum FailureKind: Hashable {
     case tls, connectionRefused, connectTimeout, unreachable, connectionFailure, other
 
-    /// Classifies by the texts Envoy writes (formats.md §4), old (spaces, `,`) and new (`_`, `|`).
+    /// Classifies by the texts Envoy writes (docs/formats.md §4), old (spaces, `,`) and new (`_`, `|`).
     init(_ detail: FailureDetail) {
         let text = ((detail.transportFailureReason ?? "") + " " + (detail.details ?? ""))
             .lowercased().replacingSpaces()

@@ -88,7 +88,7 @@ public struct AlertingMetrics: Sendable {
     public init() {}
 }
 
-/// The daemon's `/metrics` page. Metric names and labels are a contract (see the README).
+/// The daemon's `/metrics` page. Metric names and labels are a contract (docs/metrics.md).
 public enum DaemonMetrics {
     public static func render(
         counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache, sources: [SourceMetrics],

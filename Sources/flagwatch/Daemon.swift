@@ -179,7 +179,7 @@ final class Daemon {
     /// From SIGTERM to exit: the listener drains (in-flight responses get `stopBudget`) while
     /// the last alerts are delivered (`alertDeliveryBudget`, ending earlier so that closing the
     /// HTTP client does not add to the listener's time); saving checkpoints and the exit fit in
-    /// the rest of the 5 s the README promises.
+    /// the rest of the 5 s docs/daemon.md promises.
     static let stopBudget = 4.0
     static let alertDeliveryBudget = 3.5
 

@@ -3,7 +3,7 @@ import Testing
 
 @Suite("Preset formats: envoy and istio text")
 struct PresetTests {
-    @Test("the preset strings are Envoy's and Istio's defaults (formats.md §2, §3.1)")
+    @Test("the preset strings are Envoy's and Istio's defaults (docs/formats.md §2, §3.1)")
     func presetStrings() {
         #expect(FormatPreset.envoyDefault
             == #"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%""#)

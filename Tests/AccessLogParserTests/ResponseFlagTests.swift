@@ -1,7 +1,7 @@
 import AccessLogParser
 import Testing
 
-/// formats.md §1.2: Envoy's core flags in `CoreResponseFlag` order, short and long names.
+/// docs/formats.md §1.2: Envoy's core flags in `CoreResponseFlag` order, short and long names.
 let expectedFlagTable: [(short: String, long: String)] = [
     ("LH", "FailedLocalHealthCheck"), ("UH", "NoHealthyUpstream"), ("UT", "UpstreamRequestTimeout"),
     ("LR", "LocalReset"), ("UR", "UpstreamRemoteReset"), ("UF", "UpstreamConnectionFailure"),

@@ -24,10 +24,10 @@ enum Real {
 }
 
 /// Lines the harness cannot produce (older Envoy's texts, TLS failures a sidecar meets, hosts
-/// outside the mesh), written by hand in Istio's 1.9+ TEXT format exactly as formats.md §3.1
+/// outside the mesh), written by hand in Istio's 1.9+ TEXT format exactly as docs/formats.md §3.1
 /// and §4 give it: the values are the ones quoted there from real Istio issues.
 enum Written {
-    /// Istio 1.14-1.18 era: the old `,` separator and the errno number (formats.md §4).
+    /// Istio 1.14-1.18 era: the old `,` separator and the errno number (docs/formats.md §4).
     static let paymentsRefusedErrno = #"[2026-11-22T02:40:01.001Z] "GET /api/pay HTTP/1.1" 503 UF upstream_reset_before_response_started{connection_failure,delayed_connect_error:_111} - "delayed_connect_error:_111" 0 145 1 - "-" "curl/8.5.0" "0b7d0c2e-3f43-4c59-9d3e-1f0f2a6b1c01" "payments.shop.svc.cluster.local:9001" "10.0.3.17:9001" outbound|9001||payments.shop.svc.cluster.local - 10.96.12.4:9001 10.0.1.5:50412 - default"#
 
     /// Istio 1.9.5 (istio/istio#34903): SDS has no certificate for the sidecar yet; the old

@@ -1,5 +1,5 @@
 """SIGTERM while every alert receiver is stuck (it accepts the request and never answers) and a
-scrape's response is still being read (slowly): the daemon exits 0 within the 5 s the README
+scrape's response is still being read (slowly): the daemon exits 0 within the 5 s docs/daemon.md
 promises, having saved its checkpoints.
 
 Before, the notifier's final delivery (up to 5 s) began only after the listener's drain (up to

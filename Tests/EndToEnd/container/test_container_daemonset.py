@@ -140,7 +140,7 @@ def test_the_image_has_the_stripped_binary_the_default_config_and_the_oci_labels
     added = image_size(image) - image_size(base_image)
     print("\nimage %s: %.1f MB on a %.1f MB base (adds %.1f MB; binary %.1f MB)" % (
         image, image_size(image) / 1e6, image_size(base_image) / 1e6, added / 1e6, staged.stat().st_size / 1e6))
-    # A regression guard, not the goal (see the README's "What the image is made of"): an
+    # A regression guard, not the goal (see docs/deployment.md, "What the binary is made of"): an
     # unstripped binary alone would be 141 MB.
     assert added < 100e6
 

@@ -37,7 +37,7 @@ ENTRY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 TOOL_TIMEOUT = 15.0
 
-# The contract documented in README.md, "Logging" (Sources/flagwatch/LogMessageID.swift).
+# The contract documented in docs/daemon.md, "Logging" (Sources/flagwatch/LogMessageID.swift).
 READY_ID = "b2502a4b971c4562833cf66199b608e0"
 STOPPED_ID = "fd9625434f244517a2eefefc4c190282"
 ALERT_PENDING_ID = "df7623ed38764f7a8bb73d5b8d828edf"
@@ -296,7 +296,7 @@ def test_journal_target_priorities_fields_and_message_ids(lk):
 
     # Everything went to the journal: nothing fell back to stderr.
     assert "ready" not in run.stderr_text() and "alert" not in run.stderr_text(), run.context()
-    # journalctl finds them by id, as the README says.
+    # journalctl finds them by id, as docs/daemon.md says.
     by_id = subprocess.run(["journalctl", "--directory", lk.jd.directory, "-o", "json", "--no-pager",
                             "MESSAGE_ID=" + ALERT_FIRING_ID], capture_output=True, timeout=TOOL_TIMEOUT)
     assert [json.loads(l)["STATE"] for l in by_id.stdout.splitlines()] == ["firing"], by_id

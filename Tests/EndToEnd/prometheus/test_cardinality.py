@@ -40,7 +40,7 @@ EXTRA = (503, "UO")           # two more lines for each kept cluster, after the 
 # one-second buckets (3.6 KB with a 15m window); 5,000 clusters × up to 4 series is about
 # 70 MiB, plus a ~27 MiB baseline (Swift runtime, Foundation) and the scrape buffer. What this
 # test guards is that memory does not follow the number of distinct names (RSS_GROWTH_LIMIT_MIB);
-# the README gives the measured figure (about 111 MiB) and the worst case.
+# docs/performance.md gives the measured figure (about 111 MiB) and the worst case.
 RSS_LIMIT_MIB = 160
 RSS_GROWTH_LIMIT_MIB = 10
 CATCH_UP_TIMEOUT_S = 300.0

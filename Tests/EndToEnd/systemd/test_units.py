@@ -164,6 +164,6 @@ def test_socket_port_matches_default_config_and_readme():
     config_listen = re.search(r'^listen:\s*"?([^"\s]+)"?', (REPO / "config/flagwatch.yaml").read_text(), re.M)
     assert config_listen, "no listen: in config/flagwatch.yaml"
     assert listen == config_listen.group(1)
-    readme = (REPO / "README.md").read_text()
-    assert "| `listen` | `%s` |" % listen in readme
+    configuration = (REPO / "docs" / "configuration.md").read_text()
+    assert "| `listen` | `%s` |" % listen in configuration
     assert listen in (REPO / "systemd/README.md").read_text()
