@@ -817,9 +817,12 @@ def scaled_truth(truth, copies):
 
 
 def drop_zeros(clusters):
+    """The counts only: zeros left out, and a cluster's `diagnosis` (derived from the counts,
+    not counted) dropped, as scan-vs-wc.sh does."""
     out = {}
     for name, c in clusters.items():
         e = dict(c)
+        e.pop("diagnosis", None)
         for k in ("codes", "flags"):
             if isinstance(e.get(k), dict):
                 e[k] = {a: b for a, b in e[k].items() if b != 0}
