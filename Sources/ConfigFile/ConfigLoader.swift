@@ -31,7 +31,7 @@ public enum ConfigLoader {
     public static func load(path: String) throws(ConfigError) -> FlagwatchConfig {
         let bytes: [UInt8]
         do {
-            bytes = try FileDescriptor.readWholeFile(path, maxBytes: maximumSize)
+            bytes = try FileSystem.contents(of: path, maxBytes: maximumSize)
         } catch Errno.fileTooLarge {
             throw ConfigError(file: path, line: nil, key: nil,
                               reason: "larger than \(maximumSize >> 20) MiB: a flagwatch config is a few KiB")

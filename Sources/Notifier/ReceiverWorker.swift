@@ -335,7 +335,7 @@ struct ReceiverCredentials: Sendable {
     private static func readTrimmed(_ path: String, purpose: String) throws -> String {
         let contents: String
         do {
-            contents = String(decoding: try FileDescriptor.readWholeFile(path, maxBytes: 1 << 20), as: UTF8.self)
+            contents = String(decoding: try FileSystem.contents(of: path, maxBytes: 1 << 20), as: UTF8.self)
         } catch {
             throw NotifierError.unreadableFile(path: path, purpose: purpose, reason: error.description)
         }

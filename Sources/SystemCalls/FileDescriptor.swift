@@ -52,17 +52,14 @@ public struct FileDescriptor: Sendable {
         }
     }
 
-    /// The whole contents of a small file (a config, a token, a CA file); `Errno.fileTooLarge`
-    /// past `maxBytes`, so a mistaken path (a device, a huge log) cannot exhaust memory.
-    public static func readWholeFile(_ path: String, maxBytes: Int = 16 << 20) throws(Errno) -> [UInt8] {
-        let descriptor = try openForReading(path)
-        defer { descriptor.close() }
-        if try descriptor.isDirectory() { throw Errno(rawValue: EISDIR) }
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
+    /// Reads from the current position to the end of the file; `Errno.fileTooLarge` past
+    /// `maxBytes`, so a mistaken path (a device, a huge log) cannot exhaust memory.
+    public func readToEnd(maxBytes: Int = Int.max) throws(Errno) -> [UInt8] {
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
         defer { chunk.deallocate() }
         var contents: [UInt8] = []
         while true {
-            let count = try descriptor.read(into: chunk)
+            let count = try read(into: chunk)
             if count == 0 { return contents }
             guard contents.count + count <= maxBytes else { throw Errno.fileTooLarge }
             contents.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))

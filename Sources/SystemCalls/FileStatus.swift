@@ -124,33 +124,21 @@ public enum FileSystem {
         do { status = try file.status() } catch { throw .system(error) }
         guard status.isRegularFile else { throw .notRegularFile }
         guard status.size <= maxBytes else { throw .tooLarge(limit: maxBytes) }
-        var contents: [UInt8] = []
-        contents.reserveCapacity(status.size)
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
-        defer { chunk.deallocate() }
-        while true {
-            let count: Int
-            do { count = try file.read(into: chunk) } catch { throw .system(error) }
-            if count == 0 { return contents }
+        do {
             // The file may have grown since fstat: the cap holds for what is read.
-            guard contents.count + count <= maxBytes else { throw .tooLarge(limit: maxBytes) }
-            contents.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<count]))
+            return try file.readToEnd(maxBytes: maxBytes)
+        } catch Errno.fileTooLarge {
+            throw .tooLarge(limit: maxBytes)
+        } catch {
+            throw .system(error)
         }
     }
 
-    /// Reads a whole (small) file.
-    public static func contents(of path: String) throws(Errno) -> [UInt8] {
+    /// Reads a whole (small) file, following symlinks (a config mounted from a ConfigMap is
+    /// one); `Errno.fileTooLarge` past `maxBytes`, EISDIR for a directory.
+    public static func contents(of path: String, maxBytes: Int = Int.max) throws(Errno) -> [UInt8] {
         let file = try FileDescriptor.openForReading(path)
         defer { file.close() }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let read = chunk.withUnsafeMutableBytes { raw -> Result<Int, Errno> in
-                do throws(Errno) { return .success(try file.read(into: raw)) } catch { return .failure(error) }
-            }
-            let count = try read.get()
-            if count == 0 { return result }
-            result.append(contentsOf: chunk[0..<count])
-        }
+        return try file.readToEnd(maxBytes: maxBytes)
     }
 }

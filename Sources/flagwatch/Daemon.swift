@@ -40,7 +40,8 @@ final class Daemon {
     private var isReady = false
     /// Size of the last /metrics page: the next one reserves about that much at once.
     private var lastMetricsPageBytes = 0
-    private var stopDeadline: Double?
+    /// Set by SIGTERM/SIGINT: the listener drains, then the loop ends.
+    private var isStopping = false
     /// Rules, alert states and delivery; nil without an `alerting:` section.
     private var alerts: AlertSupervisor? = nil
     /// The alert-evaluation timer (replaced when a reload changes `evaluate_every`).
@@ -158,9 +159,10 @@ final class Daemon {
                 }
             }
         }
+        // Stopping ends the loop as soon as no response is in flight; the timer set by
+        // beginStopping ends it at the stop budget otherwise.
         loop.whileBusy { [unowned self] in
-            guard let deadline = stopDeadline else { return false }
-            if !(self.server?.isBusy ?? false) || monotonicSeconds() > deadline { loop.stop() }
+            if isStopping && !(self.server?.isBusy ?? false) { loop.stop() }
             return false
         }
         loop.run()
@@ -186,10 +188,10 @@ final class Daemon {
     /// Graceful stop: no new connections, in-flight responses finish and queued alerts are sent
     /// (both up to `stopBudget`), then exit.
     private func beginStopping(_ reason: String) {
-        guard stopDeadline == nil else { return }
+        guard !isStopping else { return }
         logger.info("\(reason): stopping")
         serviceManager.stopping()
-        stopDeadline = monotonicSeconds() + Self.stopBudget
+        isStopping = true
         alerts?.beginShutdown(within: Self.alertDeliveryBudget)
         server?.stopAccepting()
         // A response stuck on a slow reader wakes the loop no more: end it at the deadline.
