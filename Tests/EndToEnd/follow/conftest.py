@@ -644,3 +644,14 @@ def fw(tmp_path, request):
         yield kit
     finally:
         kit.close()
+
+
+@pytest.fixture
+def processes():
+    """The processes a test starts through e2e_helpers.Processes, stopped by PID in teardown."""
+    from e2e_helpers import Processes
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.stop_all()

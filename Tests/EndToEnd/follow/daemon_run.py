@@ -10,13 +10,11 @@
   run.stop()                                 SIGTERM by PID; the exit status (None if it had to
                                              be killed)
 """
-import os
 import signal
 
-from e2e_helpers import free_port, http_get, log_tail, metric_samples, poll_until
+from e2e_helpers import flagwatch_binary, free_port, http_get, log_tail, metric_samples, poll_until
 
-BIN = os.environ.get("FLAGWATCH_BIN") or str(
-    __import__("pathlib").Path(__file__).resolve().parents[3] / ".build" / "debug" / "flagwatch")
+BIN = flagwatch_binary()
 SOURCE = "envoy"
 
 

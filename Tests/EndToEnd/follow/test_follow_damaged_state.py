@@ -11,20 +11,11 @@ import time
 import pytest
 
 from daemon_run import DaemonRun, SOURCE
-from e2e_helpers import Processes, poll_until
+from e2e_helpers import poll_until
 
 pytestmark = pytest.mark.follow
 
 STOP_GRACE = 15.0
-
-
-@pytest.fixture
-def processes():
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def start_on_damaged_state(fw, processes, make_damage):

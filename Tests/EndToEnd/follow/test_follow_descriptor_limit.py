@@ -16,7 +16,7 @@ import time
 import pytest
 
 from daemon_run import DaemonRun
-from e2e_helpers import Processes, http_get, poll_until
+from e2e_helpers import http_get, poll_until
 
 pytestmark = pytest.mark.follow
 
@@ -25,15 +25,6 @@ LINES_PER_FILE = 5
 NOFILE = (256, 256)          # hard == soft: the daemon cannot raise it
 COUNT_TIMEOUT = 90.0
 HOLD_SECONDS = 6.0           # six rescans at rescan_interval 1s
-
-
-@pytest.fixture
-def processes():
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def write_files(fw, logs, lines_each):
