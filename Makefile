@@ -112,7 +112,7 @@ uninstall:
 run: build
 	FLAGWATCH_BIN=$(DEBUG_BIN) scripts/run-demo.sh
 
-test: test-deps
+test: test-deps lint
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	Fuzz/run.sh $(FUZZ_SECONDS)
@@ -144,6 +144,11 @@ bench-daemon: release
 # Parser throughput and allocations per line (ordo-one/benchmark).
 benchmarks: deps
 	Benchmarks/run.sh
+
+# Checks that change nothing: every import points upstream (docs/architecture.md).
+.PHONY: lint
+lint:
+	$(PYTHON) scripts/check-module-order.py
 
 clean:
 	rm -rf .build .fuzz

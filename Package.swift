@@ -1,8 +1,11 @@
 // swift-tools-version: 6.1
 //
 // Modules follow the data: sources → line framing (+ container unwrap) → record parser →
-// counts → exposition → the `flagwatch` executable. A module depends only on modules upstream
-// of it; the two byte-level modules (LineFraming, AccessLogParser) depend on nothing.
+// counts → diagnosis → alerts → exposition, listener and notifier → config (YAML mapped onto
+// the values above) → the `flagwatch` executable. Targets are declared in that order, and a
+// module imports only modules declared before it and listed as its dependencies
+// (scripts/check-module-order.py, run by `make lint`); the two byte-level modules
+// (LineFraming, AccessLogParser) depend on nothing.
 import PackageDescription
 
 let strictSwift6: [SwiftSetting] = [
@@ -44,11 +47,11 @@ let package = Package(
         .target(name: "LineFraming", swiftSettings: hotPath),
         // The zero-copy access-log record parser: flags, format plans, presets, JSON.
         .target(name: "AccessLogParser", swiftSettings: hotPath),
+        // Linux headers the Glibc module leaves out (signalfd).
+        .target(name: "CLinuxShims"),
         // Thin typed wrappers over the POSIX and Linux calls flagwatch makes (files, inotify,
         // poll, signalfd): the only place they are called from.
         .target(name: "SystemCalls", dependencies: ["CLinuxShims"], swiftSettings: strictSwift6),
-        // Linux headers the Glibc module leaves out (signalfd).
-        .target(name: "CLinuxShims"),
         // libsystemd through pkg-config: the journal reader and sd_notify.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // Follows files (inotify, rotation, checkpoints) and journald; hands lines to a sink.
@@ -73,7 +76,7 @@ let package = Package(
         // Spike rules over the windows: baseline, pending/firing/resolved, alerts with a diagnosis.
         .target(
             name: "Alerting",
-            dependencies: ["AccessLogParser", "FlagCounting", "Diagnosis", "ConfigFile"],
+            dependencies: ["AccessLogParser", "FlagCounting", "Diagnosis"],
             swiftSettings: strictSwift6
         ),
         // libcrypto (OpenSSL) for HMAC-SHA256 signatures on webhook bodies.
@@ -92,17 +95,11 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
-        // The YAML config file: strict keys, errors with the key and line.
-        .target(
-            name: "ConfigFile",
-            dependencies: ["AccessLogParser", "LineFraming", "LogSources", "SystemCalls", .product(name: "Yams", package: "Yams")],
-            swiftSettings: strictSwift6
-        ),
         // Renders counts as a table, JSON and the Prometheus text format.
         .target(
             name: "Exposition",
             dependencies: [
-                "FlagCounting",
+                "AccessLogParser", "FlagCounting",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSwift6
@@ -118,6 +115,17 @@ let package = Package(
         .target(
             name: "DaemonLogging",
             dependencies: ["CSystemd", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
+        // The YAML config file: strict keys, errors with the key and line. It maps YAML onto the
+        // plain values of the modules it configures (source specs, alert rules, cluster
+        // patterns), so it stands downstream of them and upstream of the executable alone.
+        .target(
+            name: "ConfigFile",
+            dependencies: [
+                "AccessLogParser", "LineFraming", "LogSources", "Alerting", "SystemCalls",
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strictSwift6
         ),
         .executableTarget(

@@ -1,5 +1,4 @@
 import AccessLogParser
-import ConfigFile
 import Diagnosis
 import FlagCounting
 #if canImport(FoundationEssentials)

@@ -1,4 +1,5 @@
 import AccessLogParser
+import Alerting
 
 /// The `alerting:` section: spike rules and where their alerts go. Absent: no rules, nothing sent.
 public struct AlertingConfig: Sendable, Equatable, Decodable {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import ConfigFile
+@testable import Alerting
 
 @Suite("Cluster patterns: RE2's syntax, matched in linear time")
 struct ClusterPatternTests {
