@@ -79,55 +79,93 @@ public final class TextFormatPlan: @unchecked Sendable {
         self.formatString = formatString
         self.name = name
         let count = parsed.operators.count
-        var allLiteralBytes: [UInt8] = []
-        var refs: [LiteralRef] = []
-        for literal in parsed.literals {
-            refs.append(LiteralRef(offset: allLiteralBytes.count, count: literal.count))
-            allLiteralBytes += literal
-        }
-        literalBytes = .allocate(byteCount: max(allLiteralBytes.count, 1), alignment: 8)
-        literalBytes.copyBytes(from: allLiteralBytes)
-        operators = .allocate(capacity: count)
-        for (index, op) in parsed.operators.enumerated() {
-            let needed = op.field.map { fields.contains(RecordFieldSet($0)) } ?? false
-            let singleSpace: [UInt8] = [0x20]
-            operators[index] = CompiledOperator(
-                field: needed ? op.field : nil, check: op.check,
-                spaceCheckFromLeft: op.valueClass.neverContains(0x20) && parsed.literals[index + 1] != singleSpace,
-                spaceCheckFromRight: op.valueClass.neverContains(0x20) && parsed.literals[index] != singleSpace,
-                followingSpaceOffset: Self.singleSpaceOffset(parsed.literals[index + 1]),
-                neverHoldsSpace: op.valueClass.neverContains(0x20),
-                following: refs[index + 1])
-        }
-        prefix = refs[0]
-        suffix = refs[count]
-
-        // Left: while the literal after the operator marks its end. The last operator is
-        // always left to the right-hand pass, which knows where the line ends.
-        var left = 0
-        while left < count - 1, parsed.operators[left].valueClass.isDelimited(by: parsed.literals[left + 1]) {
-            left += 1
-        }
-        // Right: while the literal before the operator marks its start.
-        var middleEnd = count
-        while middleEnd > left {
-            let candidate = middleEnd - 1
-            if candidate == left {
-                // Nothing left between the two passes: this operator spans what remains.
-                middleEnd = candidate
-                break
-            }
-            guard parsed.operators[candidate].valueClass.isDelimited(by: parsed.literals[candidate]) else { break }
-            middleEnd = candidate
-        }
-        leftCount = left
-        self.middleEnd = middleEnd
+        let packed = Self.packLiterals(parsed.literals)
+        literalBytes = packed.bytes
+        prefix = packed.refs[0]
+        suffix = packed.refs[count]
+        operators = Self.compileOperators(parsed, literalRefs: packed.refs, fields: fields)
         func isNeeded(_ index: Int) -> Bool {
             parsed.operators[index].field.map { fields.contains(RecordFieldSet($0)) } ?? false
         }
-        middleMatters = (left..<middleEnd).contains(where: isNeeded)
-        // Each pass stops at the last field it must decode (the flags field always counts, so
-        // every line is checked at least that far).
+        let passes = Passes(parsed)
+        leftCount = passes.left
+        middleEnd = passes.middleEnd
+        middleMatters = (passes.left..<passes.middleEnd).contains(where: isNeeded)
+        let neededStops = passes.stops(isNeeded)
+        leftStop = neededStops.left
+        rightStop = neededStops.right
+        let unflagged = Self.unflaggedStop(parsed, fields: fields, passes: passes, neededStops: neededStops, isNeeded: isNeeded)
+        leftStopUnflagged = unflagged.leftStop
+        flagsOperator = unflagged.flagsOperator
+        let runs = Self.spaceRuns(parsed, skipsFields: fields != .all, isNeeded: isNeeded)
+        leftRun = runs.left
+        rightRun = runs.right
+    }
+
+    /// Every literal in one allocation, and where each one is in it.
+    private static func packLiterals(_ literals: [[UInt8]]) -> (bytes: UnsafeMutableRawBufferPointer, refs: [LiteralRef]) {
+        var allLiteralBytes: [UInt8] = []
+        var refs: [LiteralRef] = []
+        for literal in literals {
+            refs.append(LiteralRef(offset: allLiteralBytes.count, count: literal.count))
+            allLiteralBytes += literal
+        }
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(allLiteralBytes.count, 1), alignment: 8)
+        bytes.copyBytes(from: allLiteralBytes)
+        return (bytes, refs)
+    }
+
+    private static func compileOperators(
+        _ parsed: ParsedFormatString, literalRefs refs: [LiteralRef], fields: RecordFieldSet
+    ) -> UnsafeMutableBufferPointer<CompiledOperator> {
+        let operators = UnsafeMutableBufferPointer<CompiledOperator>.allocate(capacity: parsed.operators.count)
+        let singleSpace: [UInt8] = [0x20]
+        for (index, op) in parsed.operators.enumerated() {
+            let needed = op.field.map { fields.contains(RecordFieldSet($0)) } ?? false
+            operators.initializeElement(at: index, to: CompiledOperator(
+                field: needed ? op.field : nil, check: op.check,
+                spaceCheckFromLeft: op.valueClass.neverContains(0x20) && parsed.literals[index + 1] != singleSpace,
+                spaceCheckFromRight: op.valueClass.neverContains(0x20) && parsed.literals[index] != singleSpace,
+                followingSpaceOffset: singleSpaceOffset(parsed.literals[index + 1]),
+                neverHoldsSpace: op.valueClass.neverContains(0x20),
+                following: refs[index + 1]))
+        }
+        return operators
+    }
+
+    /// Which operators each pass reads: the left pass while the literal after an operator marks
+    /// its end, the right pass while the literal before it marks its start; the rest is the
+    /// middle.
+    private struct Passes {
+        let count: Int
+        let left: Int
+        let middleEnd: Int
+
+        init(_ parsed: ParsedFormatString) {
+            count = parsed.operators.count
+            // The last operator is always left to the right-hand pass, which knows where the
+            // line ends.
+            var left = 0
+            while left < count - 1, parsed.operators[left].valueClass.isDelimited(by: parsed.literals[left + 1]) {
+                left += 1
+            }
+            var middleEnd = count
+            while middleEnd > left {
+                let candidate = middleEnd - 1
+                if candidate == left {
+                    // Nothing left between the two passes: this operator spans what remains.
+                    middleEnd = candidate
+                    break
+                }
+                guard parsed.operators[candidate].valueClass.isDelimited(by: parsed.literals[candidate]) else { break }
+                middleEnd = candidate
+            }
+            self.left = left
+            self.middleEnd = middleEnd
+        }
+
+        /// Each pass stops at the last field it must decode (the flags field always counts, so
+        /// every line is checked at least that far).
         func stops(_ isNeeded: (Int) -> Bool) -> (left: Int, right: Int) {
             var rightStop = (middleEnd..<count).filter(isNeeded).min() ?? count
             var leftStop = ((0..<left).filter(isNeeded).max() ?? -1) + 1
@@ -142,51 +180,54 @@ public final class TextFormatPlan: @unchecked Sendable {
             }
             return (leftStop, rightStop)
         }
-        let neededStops = stops(isNeeded)
-        leftStop = neededStops.left
-        rightStop = neededStops.right
+    }
 
-        // Flagged-only failure details: only worth it when they are read by the left pass after
-        // the flags (Istio's layout); a line without flags then stops where `counting` would.
+    /// Flagged-only failure details: only worth it when they are read by the left pass after
+    /// the flags (Istio's layout); a line without flags then stops where `counting` would.
+    /// `flagsOperator` is -1 when that changes nothing.
+    private static func unflaggedStop(
+        _ parsed: ParsedFormatString, fields: RecordFieldSet, passes: Passes, neededStops: (left: Int, right: Int),
+        isNeeded: (Int) -> Bool
+    ) -> (leftStop: Int, flagsOperator: Int) {
         let flagsIndex = parsed.operators.firstIndex { $0.field == .responseFlags } ?? -1
         let detailFields: [RecordField] = [.responseCodeDetails, .transportFailureReason]
         func isNeededWhenUnflagged(_ index: Int) -> Bool {
             guard let field = parsed.operators[index].field else { return false }
             return fields.contains(RecordFieldSet(field)) && !detailFields.contains(field)
         }
-        let unflagged = stops(isNeededWhenUnflagged)
+        let unflagged = passes.stops(isNeededWhenUnflagged)
         if fields.contains(.failureDetailsOnlyWhenFlagged), flagsIndex >= 0, flagsIndex < neededStops.left,
-            unflagged.right == neededStops.right, !(left..<middleEnd).contains(where: isNeeded),
+            unflagged.right == neededStops.right, !(passes.left..<passes.middleEnd).contains(where: isNeeded),
             unflagged.left < neededStops.left, unflagged.left > flagsIndex
         {
-            leftStopUnflagged = unflagged.left
-            flagsOperator = flagsIndex
-        } else {
-            leftStopUnflagged = neededStops.left
-            flagsOperator = -1
+            return (unflagged.left, flagsIndex)
         }
+        return (neededStops.left, -1)
+    }
 
-        // Runs are only worth it in plans that skip fields; a plan decoding every field (the
-        // ones that choose among formats) checks every value. An operator can be crossed by
-        // counting spaces when its value never holds one and its literal holds exactly one:
-        // then the nth space from where the run starts lies in the run's nth literal.
-        let skipsFields = fields != .all
-        leftRun = .allocate(capacity: count)
-        rightRun = .allocate(capacity: count)
+    /// Runs are only worth it in plans that skip fields; a plan decoding every field (the
+    /// ones that choose among formats) checks every value. An operator can be crossed by
+    /// counting spaces when its value never holds one and its literal holds exactly one:
+    /// then the nth space from where the run starts lies in the run's nth literal.
+    private static func spaceRuns(
+        _ parsed: ParsedFormatString, skipsFields: Bool, isNeeded: (Int) -> Bool
+    ) -> (left: UnsafeMutableBufferPointer<Int>, right: UnsafeMutableBufferPointer<Int>) {
+        let count = parsed.operators.count
+        let leftRun = UnsafeMutableBufferPointer<Int>.allocate(capacity: count)
+        let rightRun = UnsafeMutableBufferPointer<Int>.allocate(capacity: count)
         leftRun.initialize(repeating: 0)
         rightRun.initialize(repeating: 0)
-        if skipsFields {
-            func crossable(_ index: Int, _ literal: [UInt8]) -> Bool {
-                !isNeeded(index) && parsed.operators[index].valueClass.neverContains(0x20)
-                    && Self.singleSpaceOffset(literal) >= 0
-            }
-            for index in stride(from: count - 2, through: 0, by: -1) where crossable(index, parsed.literals[index + 1]) {
-                leftRun[index] = 1 + leftRun[index + 1]
-            }
-            for index in 1..<count where crossable(index, parsed.literals[index]) {
-                rightRun[index] = 1 + rightRun[index - 1]
-            }
+        guard skipsFields else { return (leftRun, rightRun) }
+        func crossable(_ index: Int, _ literal: [UInt8]) -> Bool {
+            !isNeeded(index) && parsed.operators[index].valueClass.neverContains(0x20) && singleSpaceOffset(literal) >= 0
         }
+        for index in stride(from: count - 2, through: 0, by: -1) where crossable(index, parsed.literals[index + 1]) {
+            leftRun[index] = 1 + leftRun[index + 1]
+        }
+        for index in 1..<count where crossable(index, parsed.literals[index]) {
+            rightRun[index] = 1 + rightRun[index - 1]
+        }
+        return (leftRun, rightRun)
     }
 
     /// The offset of the only space in `literal`; -1 when it has none or more than one.
@@ -202,29 +243,44 @@ public final class TextFormatPlan: @unchecked Sendable {
         rightRun.deallocate()
     }
 
-    /// Parses one line (without its newline) into `record`.
+    /// Parses one line (without its newline) into `record`: the fixed prefix and suffix, then
+    /// the left pass, the right pass and, only if a field there is wanted, the middle.
     func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
         guard let base = line.baseAddress else { return .emptyLine }
         let lineEnd = line.count
-        let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
-        let ops = operators.baseAddress.unsafelyUnwrapped
-        let opCount = operators.count
+        var pos = prefix.count
+        var end = lineEnd - suffix.count
+        if let reason = matchPrefixAndSuffix(base, lineEnd: lineEnd, start: pos, end: end) { return reason }
+        if let reason = readLeft(base, pos: &pos, end: end, into: &record) { return reason }
+        if let reason = readRight(base, pos: pos, end: &end, into: &record) { return reason }
+        guard middleMatters else { return nil }
+        return readMiddle(base, pos: pos, end: end, into: &record)
+    }
 
+    /// The format's fixed text before the first field and after the last one.
+    @inline(__always)
+    private func matchPrefixAndSuffix(_ base: UnsafeRawPointer, lineEnd: Int, start: Int, end: Int) -> MalformedReason? {
+        let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
         guard prefix.count <= lineEnd, memoryEqual(base, literals + prefix.offset, prefix.count) else {
             return .notAccessLog
         }
-        var pos = prefix.count
-        var end = lineEnd - suffix.count
-        guard end >= pos, memoryEqual(base + end, literals + suffix.offset, suffix.count) else {
+        guard end >= start, memoryEqual(base + end, literals + suffix.offset, suffix.count) else {
             // Only a line that starts like the format (its first field is delimited as the
             // format says) is a mismatched access-log line; anything else is other output.
-            let first = ops[0].following
-            let startsLikeFormat = opCount > 1
-                && firstOccurrence(literals + first.offset, first.count, in: base, from: pos, to: lineEnd) != nil
+            let first = operators[0].following
+            let startsLikeFormat = operators.count > 1
+                && firstOccurrence(literals + first.offset, first.count, in: base, from: start, to: lineEnd) != nil
             return startsLikeFormat ? .formatMismatch : .notAccessLog
         }
+        return nil
+    }
 
-        // Left to right.
+    /// Left to right, each value ending at its following literal, up to `leftStop`; runs of
+    /// unwanted single-space-delimited values are crossed by counting spaces.
+    @inline(__always)
+    private func readLeft(_ base: UnsafeRawPointer, pos: inout Int, end: Int, into record: inout AccessRecord) -> MalformedReason? {
+        let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
+        let ops = operators.baseAddress.unsafelyUnwrapped
         var index = 0
         var leftStop = self.leftStop
         while index < leftStop {
@@ -257,9 +313,16 @@ public final class TextFormatPlan: @unchecked Sendable {
             pos = found + op.following.count
             index += 1
         }
+        return nil
+    }
 
-        // Right to left.
-        index = opCount - 1
+    /// Right to left from the line's end, each value starting after its preceding literal,
+    /// down to `rightStop`.
+    @inline(__always)
+    private func readRight(_ base: UnsafeRawPointer, pos: Int, end: inout Int, into record: inout AccessRecord) -> MalformedReason? {
+        let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
+        let ops = operators.baseAddress.unsafelyUnwrapped
+        var index = operators.count - 1
         while index >= rightStop {
             // A run may not reach the operator that starts where the left pass ended.
             let run = min(rightRun[index], index - max(rightStop, middleEnd == leftCount ? middleEnd + 1 : middleEnd) + 1)
@@ -278,14 +341,14 @@ public final class TextFormatPlan: @unchecked Sendable {
                 continue
             }
             let op = ops[index]
-            var start = pos
+            let start = pos
             if index > middleEnd || middleEnd > leftCount {
                 let preceding = ops[index - 1].following
                 guard let found = lastOccurrence(literals + preceding.offset, preceding.count, in: base, from: pos, to: end) else {
                     return .formatMismatch
                 }
-                start = found + preceding.count
-                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), op.spaceCheckFromRight, into: &record) {
+                let valueStart = found + preceding.count
+                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + valueStart, count: end - valueStart), op.spaceCheckFromRight, into: &record) {
                     return reason
                 }
                 end = found
@@ -297,10 +360,16 @@ public final class TextFormatPlan: @unchecked Sendable {
             }
             index -= 1
         }
+        return nil
+    }
 
-        // The middle, best effort: first occurrences, the last value takes the rest.
-        guard middleMatters else { return nil }
-        index = leftCount
+    /// The middle, best effort: first occurrences, the last value takes the rest.
+    @inline(__always)
+    private func readMiddle(_ base: UnsafeRawPointer, pos: Int, end: Int, into record: inout AccessRecord) -> MalformedReason? {
+        let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
+        let ops = operators.baseAddress.unsafelyUnwrapped
+        var pos = pos
+        var index = leftCount
         while index < middleEnd {
             let op = ops[index]
             var valueEnd = end
