@@ -190,7 +190,7 @@ public final class FileFollower {
                         for entry in loaded.rejectedFiles {
                             // Only this file loses its position; the source's others keep theirs.
                             logger.error("checkpoint \(store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
-                            statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                            statistics[index].count(.checkpointCorrupt)
                             startsAsConfigured[index].insert(entry.path)
                         }
                     }
@@ -198,7 +198,7 @@ public final class FileFollower {
                     // Starting as if for the first time loses at most the lines written while
                     // stopped; refusing to start would lose everything from now on.
                     logger.error("\(error); source \(source.name) starts without it")
-                    statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                    statistics[index].count(.checkpointCorrupt)
                 }
             }
         }
@@ -360,7 +360,7 @@ public final class FileFollower {
             for (path, error) in expansion.errors {
                 currentErrors.insert(path)
                 if error != .noSuchFile && error != .notDirectory { unreadable.append(path) }
-                report(index, path: path, kind: errorKind(error), "cannot read directory \(path): \(error)")
+                report(index, path: path, kind: SourceErrorKind(opening: error), "cannot read directory \(path): \(error)")
             }
             for path in expansion.paths where !Self.isCompressed(path) {
                 if let identity = open(path, source: index, errors: &currentErrors) { seen.insert(identity) }
@@ -397,18 +397,9 @@ public final class FileFollower {
         [".gz", ".xz", ".zst", ".bz2", ".lz4", ".zip"].contains { path.hasSuffix($0) }
     }
 
-    private func errorKind(_ error: Errno) -> String {
-        switch error {
-        case .permissionDenied: "permission_denied"
-        case .noSuchFile, .notDirectory: "not_found"
-        case .tooManyOpenFiles, .tooManyOpenFilesInSystem: "fd_limit"
-        default: "open_error"
-        }
-    }
-
-    private func report(_ index: Int, path: String, kind: String, _ message: String) {
+    private func report(_ index: Int, path: String, kind: SourceErrorKind, _ message: String) {
         guard reportedErrors[index].insert(path).inserted else { return }
-        statistics[index].errors[kind, default: 0] += 1
+        statistics[index].count(kind)
         logger.warning("source \(sources[index].name): \(message); retrying on the next rescan")
     }
 
@@ -426,7 +417,7 @@ public final class FileFollower {
             waiting.checkpoint.path = path
             if waiting.waitingSince == nil && waiting.sizeWhenParked != pathStatus.size {
                 waiting.waitingSince = nextWaitSequence()
-                if streams.count >= descriptorBudget { statistics[index].errors["fd_limit", default: 0] += 1 }
+                if streams.count >= descriptorBudget { statistics[index].count(.fdLimit) }
             }
             parked[index][known] = waiting
             guard waiting.waitingSince != nil, streams.count < descriptorBudget else { return known }
@@ -454,7 +445,7 @@ public final class FileFollower {
                 return known
             }
             errors.insert(path)
-            report(index, path: path, kind: errorKind(error), "cannot open \(path): \(error)")
+            report(index, path: path, kind: SourceErrorKind(opening: error), "cannot open \(path): \(error)")
             return nil
         }
         // The path may have been replaced between stat and open: the descriptor is the truth.
@@ -503,7 +494,7 @@ public final class FileFollower {
             }
         }
         parked[index][identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
-        statistics[index].errors["fd_limit", default: 0] += 1
+        statistics[index].count(.fdLimit)
         logShortage()
     }
 
@@ -610,8 +601,8 @@ public final class FileFollower {
                 file.watch = watch
                 fileWatches[watch, default: []].append(stream)
             } catch {
-                let kind = error == .noSpace ? "watch_limit" : "watch_error"
-                statistics[index].errors[kind, default: 0] += 1
+                let kind: SourceErrorKind = error == .noSpace ? .watchLimit : .watchError
+                statistics[index].count(kind)
                 logger.warning("cannot watch \(path) (\(error)); it is read on rescans only")
             }
         }
@@ -687,9 +678,9 @@ public final class FileFollower {
                 let watch = try inotify.addWatch(path, mask: Inotify.directoryEvents | UInt32(IN_ONLYDIR))
                 directoryWatches[watch, default: DirectoryWatch(path: path, sources: [])].sources.insert(index)
             } catch {
-                let kind = error == .noSpace ? "watch_limit" : "watch_error"
+                let kind: SourceErrorKind = error == .noSpace ? .watchLimit : .watchError
                 if reportedErrors[index].insert("watch:" + path).inserted {
-                    statistics[index].errors[kind, default: 0] += 1
+                    statistics[index].count(kind)
                     logger.warning("cannot watch directory \(path) (\(error)); new files there are found on rescans")
                 }
             }
@@ -709,7 +700,7 @@ public final class FileFollower {
                 count = try file.descriptor.read(into: buffer, atOffset: file.readOffset)
             } catch {
                 if reportedErrors[file.source].insert("read:" + file.path).inserted {
-                    statistics[file.source].errors["read_error", default: 0] += 1
+                    statistics[file.source].count(.readError)
                     logger.error("reading \(file.path) failed: \(error)")
                 }
                 return false
@@ -856,7 +847,7 @@ public final class FileFollower {
             } catch {
                 allSaved = false
                 if reportedErrors[index].insert("checkpoint").inserted {
-                    statistics[index].errors["checkpoint_write", default: 0] += 1
+                    statistics[index].count(.checkpointWrite)
                     logger.error("cannot save checkpoint for source \(source.name): \(error)")
                 }
                 continue

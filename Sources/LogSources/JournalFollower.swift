@@ -250,7 +250,7 @@ public final class JournalFollower {
             do {
                 descriptor = try journal.fileDescriptor()
             } catch {
-                statistics[index].errors["journal_error", default: 0] += 1
+                statistics[index].count(.journalError)
                 logger.error("journal source \(source.name): cannot watch the journal (\(error)); looking at it every \(Self.pollingInterval) s")
             }
             var saved: JournalCheckpoint?
@@ -263,7 +263,7 @@ public final class JournalFollower {
                     // Starting as if for the first time loses at most the entries written while
                     // stopped; refusing to start would lose everything from now on.
                     logger.error("\(error); journal source \(source.name) starts without it")
-                    statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                    statistics[index].count(.checkpointCorrupt)
                 }
             }
             if let previous = handoff[source.name] {
@@ -598,7 +598,7 @@ public final class JournalFollower {
 
     private func report(_ followed: FollowedJournal, key: String, _ message: String) {
         guard followed.reportedErrors.insert(key).inserted else { return }
-        statistics[followed.source].errors["journal_error", default: 0] += 1
+        statistics[followed.source].count(.journalError)
         logger.error("journal source \(sources[followed.source].name): \(message)")
     }
 
@@ -624,7 +624,7 @@ public final class JournalFollower {
             } catch {
                 allSaved = false
                 if followed.reportedErrors.insert("checkpoint").inserted {
-                    statistics[followed.source].errors["checkpoint_write", default: 0] += 1
+                    statistics[followed.source].count(.checkpointWrite)
                     logger.error("cannot save checkpoint for journal source \(name): \(error)")
                 }
             }
