@@ -56,7 +56,8 @@ public struct FollowOptions: Sendable {
 /// a size below the position, or changed first bytes, restart the file at 0. Everything runs on
 /// the ``PollLoop``'s thread.
 public final class FileFollower {
-    private let sources: [FileSourceSpec]
+    /// The configured sources, in configuration order (a source's index is its position here).
+    private var sources: [FollowedSource]
     private let options: FollowOptions
     private unowned let sink: any LineSink
     private let logger: Logger
@@ -64,9 +65,6 @@ public final class FileFollower {
     private let store: CheckpointStore?
     private var buffer: UnsafeMutableRawBufferPointer
 
-    private var files: [[FileIdentity: FollowedFile]]
-    /// Matched files without a descriptor, per source (see ``ParkedFile``).
-    private var parked: [[FileIdentity: ParkedFile]]
     /// How many files may be open at once (``FollowOptions/maxOpenFiles``).
     private let descriptorBudget: Int
     /// Orders files waiting for a descriptor: the longest waiting gets the next one.
@@ -74,16 +72,6 @@ public final class FileFollower {
     /// Whether the shortage of descriptors was logged (once: under a lasting shortage files take
     /// turns at every rescan, and the count of `fd_limit` errors tells how often).
     private var shortageLogged = false
-    /// Paths whose checkpoint entry was invalid, per source: they start per the source's
-    /// start_at, as if seen for the first time, although the source has saved state.
-    private var startsAsConfigured: [Set<String>]
-    private var statistics: [SourceStatistics]
-    /// Checkpoints loaded at startup and not yet matched to a file, per source.
-    private var savedCheckpoints: [[FileCheckpoint]]
-    /// Sources that had saved state: a file they do not know is new since the last run.
-    private var hadSavedState: [Bool]
-    /// Errors already logged, per source and path, so each is logged once until it clears.
-    private var reportedErrors: [Set<String>]
     private var dirtySources = Set<Int>()
     private var pendingReads = Set<StreamID>()
     private var streams: [StreamID: FollowedFile] = [:]
@@ -91,10 +79,31 @@ public final class FileFollower {
     private var fileWatches: [Int32: [StreamID]] = [:]
     private var nextStream: Int
     private var initialScanDone = false
-    /// What was last saved per source, so an idle follower does not rewrite its state.
-    private var lastSaved: [SourceCheckpoint?]
     /// What ``start(on:)`` registered, so ``stop(on:)`` can take it back.
     private var registrations: (timers: [PollLoop.TimerID], busyHook: PollLoop.BusyHookID?) = ([], nil)
+
+    /// One configured source and what the follower keeps about it.
+    private struct FollowedSource {
+        let spec: FileSourceSpec
+        /// Its open files.
+        var files: [FileIdentity: FollowedFile] = [:]
+        /// Its matched files without a descriptor (see ``ParkedFile``).
+        var parked: [FileIdentity: ParkedFile] = [:]
+        /// Paths whose checkpoint entry was invalid: they start per the source's start_at, as
+        /// if seen for the first time, although the source has saved state.
+        var startsAsConfigured: Set<String> = []
+        var statistics = SourceStatistics()
+        /// Checkpoints loaded at startup (or handed over) and not yet matched to a file.
+        var savedCheckpoints: [FileCheckpoint] = []
+        /// Whether it had saved state: a file it does not know is new since the last run.
+        var hadSavedState = false
+        /// Errors already logged, by path, so each is logged once until it clears.
+        var reportedErrors: Set<String> = []
+        /// What was last saved, so an idle follower does not rewrite its state.
+        var lastSaved: SourceCheckpoint?
+
+        init(spec: FileSourceSpec) { self.spec = spec }
+    }
 
     /// A matched file that holds no descriptor: there were none left when it was found, or it
     /// gave its descriptor up to a waiting file after being read to its end. It resumes from
@@ -157,7 +166,7 @@ public final class FileFollower {
     ///     source name: those sources resume exactly there, ahead of any saved checkpoint.
     public init(sources: [FileSourceSpec], options: FollowOptions, sink: any LineSink, logger: Logger,
                 firstStream: Int = 1, handoff: [String: FileSourceHandoff] = [:]) throws(Errno) {
-        self.sources = sources
+        self.sources = sources.map(FollowedSource.init(spec:))
         self.options = options
         self.sink = sink
         self.logger = logger
@@ -171,44 +180,36 @@ public final class FileFollower {
         store = try options.stateDirectory.map { (directory) throws(Errno) in try CheckpointStore(directory: directory) }
         let size = max(options.readBufferSize, options.maxLineLength + 2)
         buffer = .allocate(byteCount: size, alignment: 64)
-        files = Array(repeating: [:], count: sources.count)
-        parked = Array(repeating: [:], count: sources.count)
-        startsAsConfigured = Array(repeating: [], count: sources.count)
         descriptorBudget = max(1, options.maxOpenFiles ?? Self.defaultDescriptorBudget())
-        statistics = Array(repeating: SourceStatistics(), count: sources.count)
-        savedCheckpoints = Array(repeating: [], count: sources.count)
-        hadSavedState = Array(repeating: false, count: sources.count)
-        reportedErrors = Array(repeating: [], count: sources.count)
-        lastSaved = Array(repeating: nil, count: sources.count)
         nextStream = firstStream
         if let store {
             for (index, source) in sources.enumerated() {
                 do {
                     if let loaded = try store.load(source: source.name) {
-                        savedCheckpoints[index] = loaded.checkpoint.files ?? []
-                        hadSavedState[index] = true
+                        self.sources[index].savedCheckpoints = loaded.checkpoint.files ?? []
+                        self.sources[index].hadSavedState = true
                         for entry in loaded.rejectedFiles {
                             // Only this file loses its position; the source's others keep theirs.
                             logger.error("checkpoint \(store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
-                            statistics[index].count(.checkpointCorrupt)
-                            startsAsConfigured[index].insert(entry.path)
+                            self.sources[index].statistics.count(.checkpointCorrupt)
+                            self.sources[index].startsAsConfigured.insert(entry.path)
                         }
                     }
                 } catch {
                     // Starting as if for the first time loses at most the lines written while
                     // stopped; refusing to start would lose everything from now on.
                     logger.error("\(error); source \(source.name) starts without it")
-                    statistics[index].count(.checkpointCorrupt)
+                    self.sources[index].statistics.count(.checkpointCorrupt)
                 }
             }
         }
         for (index, source) in sources.enumerated() {
             guard let previous = handoff[source.name] else { continue }
-            savedCheckpoints[index] = previous.files
-            hadSavedState[index] = true
-            statistics[index] = previous.statistics
+            self.sources[index].savedCheckpoints = previous.files
+            self.sources[index].hadSavedState = true
+            self.sources[index].statistics = previous.statistics
             // Recounted as the files are opened again.
-            statistics[index].openStreams = 0
+            self.sources[index].statistics.openStreams = 0
         }
     }
 
@@ -225,7 +226,7 @@ public final class FileFollower {
         for file in streams.values { file.descriptor.close() }
     }
 
-    public func statistics(forSource index: Int) -> SourceStatistics { statistics[index] }
+    public func statistics(forSource index: Int) -> SourceStatistics { sources[index].statistics }
 
     /// Opens every matching file (positions fixed now), installs the watches, and registers
     /// with `loop`. Lines already in files read from the beginning are read by the loop.
@@ -263,15 +264,17 @@ public final class FileFollower {
         for (index, source) in sources.enumerated() {
             // With the files without a descriptor and checkpoints not matched to a file yet (a
             // rotated file not reopened): they stay valid.
-            result[source.name] = FileSourceHandoff(files: checkpointEntries(index), statistics: statistics[index])
+            result[source.spec.name] = FileSourceHandoff(files: checkpointEntries(index), statistics: source.statistics)
         }
         for file in streams.values {
             file.descriptor.close()
             sink.streamClosed(file.stream)
         }
         streams.removeAll()
-        files = Array(repeating: [:], count: sources.count)
-        parked = Array(repeating: [:], count: sources.count)
+        for index in sources.indices {
+            sources[index].files.removeAll()
+            sources[index].parked.removeAll()
+        }
         pendingReads.removeAll()
         return result
     }
@@ -354,7 +357,7 @@ public final class FileFollower {
         // Directories that exist but could not be read (EMFILE, EACCES): what they hold is
         // unknown, not gone, so their files and watches stay as the last rescan left them.
         var unreadable: [String] = []
-        for pattern in sources[index].patterns {
+        for pattern in sources[index].spec.patterns {
             let expansion = PathPattern(pattern).expand()
             directories.formUnion(expansion.directories)
             for (path, error) in expansion.errors {
@@ -370,8 +373,8 @@ public final class FileFollower {
             unreadable.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
         }
         // Errors that no longer occur may be reported again if they come back.
-        reportedErrors[index].formIntersection(currentErrors)
-        for (identity, file) in files[index] where !isUnknown(file.path) {
+        sources[index].reportedErrors.formIntersection(currentErrors)
+        for (identity, file) in sources[index].files where !isUnknown(file.path) {
             let orphan = !seen.contains(identity)
             if orphan && !file.isOrphan {
                 logger.debug("\(file.path) is no longer matched (rotated or deleted); reading it to its end")
@@ -379,16 +382,16 @@ public final class FileFollower {
             }
             file.isOrphan = orphan
         }
-        for (identity, waiting) in parked[index] where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
+        for (identity, waiting) in sources[index].parked where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
             // Renamed away or deleted without a descriptor: looked for next to where it was.
-            parked[index][identity] = nil
-            savedCheckpoints[index].append(waiting.checkpoint)
+            sources[index].parked[identity] = nil
+            sources[index].savedCheckpoints.append(waiting.checkpoint)
         }
         if !unreadable.isEmpty {
             directories.formUnion(directoryWatches.values.filter { $0.sources.contains(index) && isUnknown($0.path) }.map(\.path))
         }
         updateDirectoryWatches(index, directories)
-        if initialScanDone && !savedCheckpoints[index].isEmpty { resumeRotatedFiles(index) }
+        if initialScanDone && !sources[index].savedCheckpoints.isEmpty { resumeRotatedFiles(index) }
     }
 
     /// Rotated copies that a compressor writes are never read: their lines were read from the
@@ -398,9 +401,9 @@ public final class FileFollower {
     }
 
     private func report(_ index: Int, path: String, kind: SourceErrorKind, _ message: String) {
-        guard reportedErrors[index].insert(path).inserted else { return }
-        statistics[index].count(kind)
-        logger.warning("source \(sources[index].name): \(message); retrying on the next rescan")
+        guard sources[index].reportedErrors.insert(path).inserted else { return }
+        sources[index].statistics.count(kind)
+        logger.warning("source \(sources[index].spec.name): \(message); retrying on the next rescan")
     }
 
     /// Opens `path` if it is a regular file this source does not follow yet; returns the
@@ -408,22 +411,22 @@ public final class FileFollower {
     private func open(_ path: String, source index: Int, errors: inout Set<String>) -> FileIdentity? {
         guard let pathStatus = try? FileStatus(path: path), pathStatus.isRegularFile else { return nil }
         let known = FileIdentity(device: pathStatus.device, inode: pathStatus.inode)
-        if let file = files[index][known] {
+        if let file = sources[index].files[known] {
             if file.path != path { file.path = path }
             return known
         }
         var resumed: ParkedFile?
-        if var waiting = parked[index][known] {
+        if var waiting = sources[index].parked[known] {
             waiting.checkpoint.path = path
             if waiting.waitingSince == nil && waiting.sizeWhenParked != pathStatus.size {
                 waiting.waitingSince = nextWaitSequence()
-                if streams.count >= descriptorBudget { statistics[index].count(.fdLimit) }
+                if streams.count >= descriptorBudget { sources[index].statistics.count(.fdLimit) }
             }
-            parked[index][known] = waiting
+            sources[index].parked[known] = waiting
             guard waiting.waitingSince != nil, streams.count < descriptorBudget else { return known }
             // A descriptor is free: it resumes at its position (checked by takeCheckpoint).
-            parked[index][known] = nil
-            savedCheckpoints[index].append(waiting.checkpoint)
+            sources[index].parked[known] = nil
+            sources[index].savedCheckpoints.append(waiting.checkpoint)
             resumed = waiting
         } else if streams.count >= descriptorBudget {
             parkNewFile(path, identity: known, size: pathStatus.size, source: index)
@@ -436,8 +439,8 @@ public final class FileFollower {
             status = try descriptor.status()
         } catch {
             if let resumed {
-                savedCheckpoints[index].removeAll { $0.device == known.device && $0.inode == known.inode }
-                parked[index][known] = resumed
+                sources[index].savedCheckpoints.removeAll { $0.device == known.device && $0.inode == known.inode }
+                sources[index].parked[known] = resumed
             }
             if error.isDescriptorShortage {
                 // Not a property of the file: it waits for a descriptor with its position.
@@ -450,7 +453,7 @@ public final class FileFollower {
         }
         // The path may have been replaced between stat and open: the descriptor is the truth.
         let identity = FileIdentity(device: status.device, inode: status.inode)
-        if files[index][identity] != nil || parked[index][identity] != nil {
+        if sources[index].files[identity] != nil || sources[index].parked[identity] != nil {
             descriptor.close()
             return identity
         }
@@ -469,16 +472,16 @@ public final class FileFollower {
     /// Whether a file without a checkpoint is read from its beginning: it appeared while
     /// running, or since the last run, or the source starts at the beginning.
     private func startsAtBeginning(_ index: Int, path: String) -> Bool {
-        initialScanDone || (hadSavedState[index] && !startsAsConfigured[index].contains(path)) || sources[index].startAt == .beginning
+        initialScanDone || (sources[index].hadSavedState && !sources[index].startsAsConfigured.contains(path)) || sources[index].spec.startAt == .beginning
     }
 
     /// A file found when no descriptor is left for it: its start position is fixed now (as if
     /// it had been opened) and it waits, counted as `fd_limit`.
     private func parkNewFile(_ path: String, identity: FileIdentity, size: Int, source index: Int) {
         var checkpoint = FileCheckpoint(path: path, device: identity.device, inode: identity.inode, fingerprint: .empty, offset: 0)
-        if let position = savedCheckpoints[index].firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode }) {
+        if let position = sources[index].savedCheckpoints.firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode }) {
             // Its fingerprint is checked when it is opened.
-            checkpoint = savedCheckpoints[index].remove(at: position)
+            checkpoint = sources[index].savedCheckpoints.remove(at: position)
             checkpoint.path = path
         } else if !startsAtBeginning(index, path: path) {
             // At its end: found with a descriptor of the reserve, held only for this.
@@ -493,8 +496,8 @@ public final class FileFollower {
                 checkpoint.offset = size
             }
         }
-        parked[index][identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
-        statistics[index].count(.fdLimit)
+        sources[index].parked[identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
+        sources[index].statistics.count(.fdLimit)
         logShortage()
     }
 
@@ -508,8 +511,8 @@ public final class FileFollower {
     /// (read to their end first; each resumes at its position when it grows).
     private func shareDescriptors() {
         var waiting: [(sequence: UInt64, source: Int, identity: FileIdentity)] = []
-        for (index, sourceParked) in parked.enumerated() {
-            for (identity, file) in sourceParked { if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) } }
+        for (index, source) in sources.enumerated() {
+            for (identity, file) in source.parked { if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) } }
         }
         guard !waiting.isEmpty else { return }
         logShortage()
@@ -523,7 +526,7 @@ public final class FileFollower {
         }
         var unused = Set<String>()
         for entry in waiting.sorted(by: { $0.sequence < $1.sequence }).prefix(max(0, free)) {
-            guard let file = parked[entry.source][entry.identity] else { continue }
+            guard let file = sources[entry.source].parked[entry.identity] else { continue }
             _ = open(file.checkpoint.path, source: entry.source, errors: &unused)
         }
     }
@@ -532,7 +535,7 @@ public final class FileFollower {
     private func park(_ file: FollowedFile) -> Bool {
         if read(file, budget: 4 * buffer.count) { return false }
         guard file.skipping == nil, let status = try? file.descriptor.status() else { return false }
-        parked[file.source][file.identity] = ParkedFile(
+        sources[file.source].parked[file.identity] = ParkedFile(
             checkpoint: FileCheckpoint(path: file.path, device: file.identity.device, inode: file.identity.inode,
                                        fingerprint: file.fingerprint, offset: file.committedOffset),
             sizeWhenParked: status.size, waitingSince: nil)
@@ -571,9 +574,9 @@ public final class FileFollower {
 
     /// Removes and returns the saved checkpoint for this identity, if its fingerprint agrees.
     private func takeCheckpoint(_ index: Int, identity: FileIdentity, descriptor: FileDescriptor) -> FileCheckpoint? {
-        guard let position = savedCheckpoints[index].firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode })
+        guard let position = sources[index].savedCheckpoints.firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode })
         else { return nil }
-        let saved = savedCheckpoints[index].remove(at: position)
+        let saved = sources[index].savedCheckpoints.remove(at: position)
         // The saved hash covers the first `saved.fingerprint.length` bytes: compare those.
         guard let prefix = try? FileFingerprint.read(descriptor, length: saved.fingerprint.length), prefix == saved.fingerprint else {
             logger.info("\(saved.path): same inode, different content (inode reused); reading the new file from the start")
@@ -592,9 +595,9 @@ public final class FileFollower {
             stream: stream, source: index, identity: identity, descriptor: descriptor, path: path,
             fingerprint: fingerprint, offset: offset.offset, now: monotonicSeconds())
         if offset.skipPartial { file.skipping = (0, true, false) }
-        files[index][identity] = file
+        sources[index].files[identity] = file
         streams[stream] = file
-        statistics[index].openStreams += 1
+        sources[index].statistics.openStreams += 1
         if let inotify {
             do {
                 let watch = try inotify.addWatch(descriptor, mask: Inotify.fileEvents)
@@ -602,16 +605,16 @@ public final class FileFollower {
                 fileWatches[watch, default: []].append(stream)
             } catch {
                 let kind: SourceErrorKind = error == .noSpace ? .watchLimit : .watchError
-                statistics[index].count(kind)
+                sources[index].statistics.count(kind)
                 logger.warning("cannot watch \(path) (\(error)); it is read on rescans only")
             }
         }
         if quietly {
-            logger.debug("following \(path) again from offset \(offset.offset) (source \(sources[index].name))")
+            logger.debug("following \(path) again from offset \(offset.offset) (source \(sources[index].spec.name))")
         } else {
-            logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].name))")
+            logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].spec.name))")
         }
-        sink.streamOpened(stream, info: StreamInfo(source: sources[index].name, path: path, pod: PodLogPath(path: path)))
+        sink.streamOpened(stream, info: StreamInfo(source: sources[index].spec.name, path: path, pod: PodLogPath(path: path)))
         pendingReads.insert(stream)
     }
 
@@ -619,14 +622,14 @@ public final class FileFollower {
     /// for the same file (device, inode, fingerprint) next to where it was, read the rest.
     /// Checkpoints that could not be looked at for lack of descriptors stay for the next rescan.
     private func resumeRotatedFiles(_ index: Int) {
-        let leftovers = savedCheckpoints[index]
-        savedCheckpoints[index] = []
+        let leftovers = sources[index].savedCheckpoints
+        sources[index].savedCheckpoints = []
         for saved in leftovers {
             let identity = FileIdentity(device: saved.device, inode: saved.inode)
             // Found again meanwhile: one file is never two streams.
-            if files[index][identity] != nil || parked[index][identity] != nil { continue }
+            if sources[index].files[identity] != nil || sources[index].parked[identity] != nil { continue }
             guard streams.count < descriptorBudget else {
-                savedCheckpoints[index].append(saved)
+                sources[index].savedCheckpoints.append(saved)
                 continue
             }
             let directory = FileSystem.directory(of: saved.path)
@@ -634,7 +637,7 @@ public final class FileFollower {
             do {
                 names = try FileSystem.directoryEntries(directory)
             } catch {
-                if error.isDescriptorShortage { savedCheckpoints[index].append(saved) }
+                if error.isDescriptorShortage { sources[index].savedCheckpoints.append(saved) }
                 continue
             }
             for name in names where !Self.isCompressed(name) {
@@ -646,7 +649,7 @@ public final class FileFollower {
                 do {
                     descriptor = try FileDescriptor.openForReading(path)
                 } catch {
-                    if error.isDescriptorShortage { savedCheckpoints[index].append(saved) }
+                    if error.isDescriptorShortage { sources[index].savedCheckpoints.append(saved) }
                     break
                 }
                 let fingerprint = (try? FileFingerprint.read(descriptor, length: saved.fingerprint.length)) ?? .empty
@@ -657,7 +660,7 @@ public final class FileFollower {
                 logger.info("\(saved.path) was rotated to \(path) while stopped or waiting; reading its rest")
                 let full = (try? FileFingerprint.read(descriptor)) ?? fingerprint
                 follow(descriptor, path: path, source: index, identity: identity, fingerprint: full, offset: (saved.offset, false))
-                files[index][identity]?.isOrphan = true
+                sources[index].files[identity]?.isOrphan = true
                 break
             }
         }
@@ -679,8 +682,8 @@ public final class FileFollower {
                 directoryWatches[watch, default: DirectoryWatch(path: path, sources: [])].sources.insert(index)
             } catch {
                 let kind: SourceErrorKind = error == .noSpace ? .watchLimit : .watchError
-                if reportedErrors[index].insert("watch:" + path).inserted {
-                    statistics[index].count(kind)
+                if sources[index].reportedErrors.insert("watch:" + path).inserted {
+                    sources[index].statistics.count(kind)
                     logger.warning("cannot watch directory \(path) (\(error)); new files there are found on rescans")
                 }
             }
@@ -699,8 +702,8 @@ public final class FileFollower {
             do {
                 count = try file.descriptor.read(into: buffer, atOffset: file.readOffset)
             } catch {
-                if reportedErrors[file.source].insert("read:" + file.path).inserted {
-                    statistics[file.source].count(.readError)
+                if sources[file.source].reportedErrors.insert("read:" + file.path).inserted {
+                    sources[file.source].statistics.count(.readError)
                     logger.error("reading \(file.path) failed: \(error)")
                 }
                 return false
@@ -711,20 +714,20 @@ public final class FileFollower {
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
             if file.skipping != nil {
                 guard let newline = bytes.firstIndex(of: 0x0A) else {
-                    statistics[file.source].bytesRead += UInt64(count)
+                    sources[file.source].statistics.bytesRead += UInt64(count)
                     file.skipping?.length += count
                     file.skipping?.endsWithCR = bytes[count - 1] == 0x0D
                     file.readOffset += count
                     continue
                 }
-                statistics[file.source].bytesRead += UInt64(newline + 1)
+                sources[file.source].statistics.bytesRead += UInt64(newline + 1)
                 finishSkipping(file, newlineIndex: newline, bytes: bytes)
                 continue
             }
             guard let lastNewline = bytes.lastIndex(of: 0x0A) else {
                 if count > options.maxLineLength + 1 {
                     // No newline within the cap: skip the line without holding it.
-                    statistics[file.source].bytesRead += UInt64(count)
+                    sources[file.source].statistics.bytesRead += UInt64(count)
                     file.skipping = (count, false, bytes[count - 1] == 0x0D)
                     file.readOffset += count
                     continue
@@ -733,7 +736,7 @@ public final class FileFollower {
                 return false
             }
             // Counted once, when consumed: a partial last line is read again with its rest.
-            statistics[file.source].bytesRead += UInt64(lastNewline + 1)
+            sources[file.source].statistics.bytesRead += UInt64(lastNewline + 1)
             sink.receive(lines: UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), from: file.stream)
             file.committedOffset += lastNewline + 1
             file.readOffset = file.committedOffset
@@ -811,10 +814,10 @@ public final class FileFollower {
             }
         }
         file.descriptor.close()
-        files[file.source][file.identity] = nil
+        sources[file.source].files[file.identity] = nil
         streams[file.stream] = nil
         pendingReads.remove(file.stream)
-        statistics[file.source].openStreams -= 1
+        sources[file.source].statistics.openStreams -= 1
         sink.streamClosed(file.stream)
     }
 
@@ -822,12 +825,12 @@ public final class FileFollower {
     /// handed on, then those without a descriptor, then checkpoints not matched to a file yet
     /// (once the first scan is done; before it, they are what was loaded). One entry per file.
     private func checkpointEntries(_ index: Int) -> [FileCheckpoint] {
-        var entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
+        var entries = sources[index].files.values.sorted { $0.stream.value < $1.stream.value }.map {
             FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
                            fingerprint: $0.fingerprint, offset: $0.committedOffset)
         }
-        entries += parked[index].values.map(\.checkpoint).sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
-        entries += savedCheckpoints[index]
+        entries += sources[index].parked.values.map(\.checkpoint).sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
+        entries += sources[index].savedCheckpoints
         var identities = Set<FileIdentity>()
         return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }
     }
@@ -839,20 +842,20 @@ public final class FileFollower {
         guard let store else { return true }
         var allSaved = true
         for (index, source) in sources.enumerated() {
-            let checkpoint = SourceCheckpoint(source: source.name, files: checkpointEntries(index))
-            if checkpoint == lastSaved[index] { continue }
+            let checkpoint = SourceCheckpoint(source: source.spec.name, files: checkpointEntries(index))
+            if checkpoint == sources[index].lastSaved { continue }
             do {
                 try store.save(checkpoint)
-                lastSaved[index] = checkpoint
+                sources[index].lastSaved = checkpoint
             } catch {
                 allSaved = false
-                if reportedErrors[index].insert("checkpoint").inserted {
-                    statistics[index].count(.checkpointWrite)
-                    logger.error("cannot save checkpoint for source \(source.name): \(error)")
+                if sources[index].reportedErrors.insert("checkpoint").inserted {
+                    sources[index].statistics.count(.checkpointWrite)
+                    logger.error("cannot save checkpoint for source \(source.spec.name): \(error)")
                 }
                 continue
             }
-            reportedErrors[index].remove("checkpoint")
+            sources[index].reportedErrors.remove("checkpoint")
         }
         return allSaved
     }
