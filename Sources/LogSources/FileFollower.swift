@@ -79,6 +79,8 @@ public final class FileFollower {
     private var fileWatches: [Int32: [StreamID]] = [:]
     private var nextStream: Int
     private var initialScanDone = false
+    /// `fstat` of a followed file; replaced by tests to make it fail.
+    var statusOfOpenFile: (FileDescriptor) throws(Errno) -> FileStatus = { descriptor throws(Errno) in try descriptor.status() }
     /// What ``start(on:)`` registered, so ``stop(on:)`` can take it back.
     private var registrations: (timers: [PollLoop.TimerID], busyHook: PollLoop.BusyHookID?) = ([], nil)
 
@@ -409,7 +411,19 @@ public final class FileFollower {
     /// Opens `path` if it is a regular file this source does not follow yet; returns the
     /// identity of the file at `path` (followed now) or nil.
     private func open(_ path: String, source index: Int, errors: inout Set<String>) -> FileIdentity? {
-        guard let pathStatus = try? FileStatus(path: path), pathStatus.isRegularFile else { return nil }
+        let pathStatus: FileStatus
+        do {
+            pathStatus = try FileStatus(path: path)
+        } catch {
+            // Gone since its directory was read (a rotation under way): the next rescan sees
+            // what replaced it. Anything else is an error of this path.
+            if error != .noSuchFile && error != .notDirectory {
+                errors.insert(path)
+                report(index, path: path, kind: SourceErrorKind(opening: error), "cannot look at \(path): \(error)")
+            }
+            return nil
+        }
+        guard pathStatus.isRegularFile else { return nil }
         let known = FileIdentity(device: pathStatus.device, inode: pathStatus.inode)
         if let file = sources[index].files[known] {
             if file.path != path { file.path = path }
@@ -457,7 +471,7 @@ public final class FileFollower {
             descriptor.close()
             return identity
         }
-        let fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
+        let fingerprint = fingerprintOrEmpty(descriptor, path: path, source: index)
         let offset = startOffset(index, path: path, identity: identity, size: status.size, descriptor: descriptor)
         follow(descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset,
                quietly: resumed != nil)
@@ -485,14 +499,19 @@ public final class FileFollower {
             checkpoint.path = path
         } else if !startsAtBeginning(index, path: path) {
             // At its end: found with a descriptor of the reserve, held only for this.
-            if let descriptor = try? FileDescriptor.openForReading(path) {
-                if let status = try? descriptor.status(), status.device == identity.device, status.inode == identity.inode {
-                    checkpoint.fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
-                    checkpoint.offset = endOfLastCompleteLine(descriptor, size: status.size).offset
+            do throws(Errno) {
+                let descriptor = try FileDescriptor.openForReading(path)
+                defer { descriptor.close() }
+                let status = try descriptor.status()
+                if status.device == identity.device && status.inode == identity.inode {
+                    checkpoint.fingerprint = try FileFingerprint.read(descriptor)
+                    checkpoint.offset = endOfLastCompleteLine(descriptor, path: path, size: status.size, source: index).offset
                 }
-                descriptor.close()
-            } else {
-                // Not even that: its size now; at worst the line under way is counted malformed.
+            } catch {
+                // No descriptor even for this (the usual case here), or the file could not be
+                // looked at: its size now; at worst the line under way is counted malformed.
+                // What keeps it from being opened is reported when it is (``open(_:source:errors:)``).
+                checkpoint.fingerprint = .empty
                 checkpoint.offset = size
             }
         }
@@ -534,7 +553,15 @@ public final class FileFollower {
     /// Gives `file`'s descriptor up after reading what it holds; false if it has more to read.
     private func park(_ file: FollowedFile) -> Bool {
         if read(file, budget: 4 * buffer.count) { return false }
-        guard file.skipping == nil, let status = try? file.descriptor.status() else { return false }
+        guard file.skipping == nil else { return false }
+        let status: FileStatus
+        do {
+            status = try statusOfOpenFile(file.descriptor)
+        } catch {
+            // Its size when parked decides when it is opened again: without it, it stays open.
+            reportReadError(file.source, path: file.path, "looking at \(file.path) failed: \(error)")
+            return false
+        }
         sources[file.source].parked[file.identity] = ParkedFile(
             checkpoint: FileCheckpoint(path: file.path, device: file.identity.device, inode: file.identity.inode,
                                        fingerprint: file.fingerprint, offset: file.committedOffset),
@@ -552,17 +579,25 @@ public final class FileFollower {
             return (0, false)
         }
         if startsAtBeginning(index, path: path) { return (0, false) }
-        return endOfLastCompleteLine(descriptor, size: size)
+        return endOfLastCompleteLine(descriptor, path: path, size: size, source: index)
     }
 
     /// The offset after the last newline before `size`; if the file ends inside a line longer
     /// than the cap, its end, with that line's remainder skipped.
-    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, size: Int) -> (offset: Int, skipPartial: Bool) {
+    /// A read that fails gives the same answer as a line longer than the window: the file's
+    /// end, the line under way dropped.
+    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, path: String, size: Int, source index: Int) -> (offset: Int, skipPartial: Bool) {
         var end = size
         let window = min(buffer.count, options.maxLineLength + 2)
         while end > 0 && size - end < window {
             let start = max(0, end - 4096, size - window)
-            let count = (try? descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)) ?? 0
+            let count: Int
+            do {
+                count = try descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)
+            } catch {
+                reportReadError(index, path: path, "finding the last complete line of \(path) failed: \(error)")
+                break
+            }
             guard count == end - start else { break }
             if let newline = UnsafeRawBufferPointer(rebasing: buffer[0..<count]).lastIndex(of: 0x0A) {
                 return (start + newline + 1, false)
@@ -578,7 +613,15 @@ public final class FileFollower {
         else { return nil }
         let saved = sources[index].savedCheckpoints.remove(at: position)
         // The saved hash covers the first `saved.fingerprint.length` bytes: compare those.
-        guard let prefix = try? FileFingerprint.read(descriptor, length: saved.fingerprint.length), prefix == saved.fingerprint else {
+        let prefix: FileFingerprint
+        do {
+            prefix = try FileFingerprint.read(descriptor, length: saved.fingerprint.length)
+        } catch {
+            // Unverified, it is taken for a new file, as a reused inode would be.
+            reportReadError(index, path: saved.path, "reading the first bytes of \(saved.path) failed (\(error)); it is read as a new file")
+            return nil
+        }
+        guard prefix == saved.fingerprint else {
             logger.info("\(saved.path): same inode, different content (inode reused); reading the new file from the start")
             return nil
         }
@@ -637,14 +680,29 @@ public final class FileFollower {
             do {
                 names = try FileSystem.directoryEntries(directory)
             } catch {
-                if error.isDescriptorShortage { sources[index].savedCheckpoints.append(saved) }
+                if error.isDescriptorShortage {
+                    sources[index].savedCheckpoints.append(saved)
+                } else if error == .noSuchFile || error == .notDirectory {
+                    logger.info("\(saved.path) was rotated while stopped or waiting, and its directory is gone: its rest is not read")
+                } else {
+                    report(index, path: directory, kind: SourceErrorKind(opening: error),
+                           "cannot read directory \(directory) to find \(saved.path) rotated (\(error)); its rest is not read")
+                }
                 continue
             }
             for name in names where !Self.isCompressed(name) {
                 let path = directory == "/" ? "/" + name : directory + "/" + name
-                guard let status = try? FileStatus(path: path), status.isRegularFile,
-                    status.device == saved.device, status.inode == saved.inode
-                else { continue }
+                let status: FileStatus
+                do {
+                    status = try FileStatus(path: path)
+                } catch {
+                    // Gone since the directory was read: not the file looked for, or it is gone.
+                    if error != .noSuchFile {
+                        report(index, path: path, kind: SourceErrorKind(opening: error), "cannot look at \(path): \(error)")
+                    }
+                    continue
+                }
+                guard status.isRegularFile, status.device == saved.device, status.inode == saved.inode else { continue }
                 let descriptor: FileDescriptor
                 do {
                     descriptor = try FileDescriptor.openForReading(path)
@@ -652,13 +710,24 @@ public final class FileFollower {
                     if error.isDescriptorShortage { sources[index].savedCheckpoints.append(saved) }
                     break
                 }
-                let fingerprint = (try? FileFingerprint.read(descriptor, length: saved.fingerprint.length)) ?? .empty
-                guard fingerprint == saved.fingerprint, let size = try? descriptor.status().size, saved.offset <= size else {
+                let fingerprint: FileFingerprint
+                let size: Int
+                do {
+                    fingerprint = try FileFingerprint.read(descriptor, length: saved.fingerprint.length)
+                    size = try descriptor.status().size
+                } catch {
+                    reportReadError(index, path: path, "looking at \(path), where \(saved.path) was rotated to, failed (\(error)); its rest is not read")
+                    descriptor.close()
+                    break
+                }
+                guard fingerprint == saved.fingerprint, saved.offset <= size else {
                     descriptor.close()
                     break
                 }
                 logger.info("\(saved.path) was rotated to \(path) while stopped or waiting; reading its rest")
-                let full = (try? FileFingerprint.read(descriptor)) ?? fingerprint
+                // If the longer one cannot be read, the prefix serves: a young file's fingerprint
+                // is extended as it is read.
+                let full = fingerprintOrEmpty(descriptor, path: path, source: index, orElse: fingerprint)
                 follow(descriptor, path: path, source: index, identity: identity, fingerprint: full, offset: (saved.offset, false))
                 sources[index].files[identity]?.isOrphan = true
                 break
@@ -695,17 +764,20 @@ public final class FileFollower {
     /// Reads up to `budget` bytes of complete lines from `file` and hands them on. True if
     /// there may be more to read now.
     private func read(_ file: FollowedFile, budget: Int) -> Bool {
-        if checkTruncation(file) { return true }
+        switch checkTruncation(file) {
+        case .unchanged: break
+        case .truncated: return true
+        // Read again on its next event or rescan: reading at a position that may be past a
+        // truncation would hand on the middle of a line, or of another file's content.
+        case .unknown: return false
+        }
         var remaining = budget
         while remaining > 0 {
             let count: Int
             do {
                 count = try file.descriptor.read(into: buffer, atOffset: file.readOffset)
             } catch {
-                if sources[file.source].reportedErrors.insert("read:" + file.path).inserted {
-                    sources[file.source].statistics.count(.readError)
-                    logger.error("reading \(file.path) failed: \(error)")
-                }
+                reportReadError(file.source, path: file.path, "reading \(file.path) failed: \(error)")
                 return false
             }
             if count == 0 { return false }
@@ -756,31 +828,57 @@ public final class FileFollower {
         if !skipping.silent { sink.skippedLongLine(length: length, from: file.stream) }
     }
 
-    /// Copytruncate: the file is shorter than what was read, or its first bytes changed.
-    /// Restarts it at 0 and returns true.
-    private func checkTruncation(_ file: FollowedFile) -> Bool {
-        guard let status = try? file.descriptor.status() else { return false }
-        var truncated = status.size < file.readOffset
-        if !truncated && file.fingerprint.length < FileFingerprint.maximumLength && status.size > file.fingerprint.length {
-            // Young file: extend its fingerprint (and check the part already hashed).
-            if let longer = try? FileFingerprint.read(file.descriptor) {
-                if let prefix = try? FileFingerprint.read(file.descriptor, length: file.fingerprint.length), prefix != file.fingerprint {
-                    truncated = true
-                }
+    enum TruncationCheck { case unchanged, truncated, unknown }
+
+    /// Copytruncate: the file is shorter than what was read, or its first bytes changed; then
+    /// it is restarted at 0. `unknown` when its size or first bytes cannot be read (counted as
+    /// `read_error` and logged once per rescan).
+    private func checkTruncation(_ file: FollowedFile) -> TruncationCheck {
+        let status: FileStatus
+        var truncated: Bool
+        do throws(Errno) {
+            status = try statusOfOpenFile(file.descriptor)
+            truncated = status.size < file.readOffset
+            if !truncated && file.fingerprint.length < FileFingerprint.maximumLength && status.size > file.fingerprint.length {
+                // Young file: extend its fingerprint (and check the part already hashed).
+                let longer = try FileFingerprint.read(file.descriptor)
+                truncated = try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
                 if !truncated { file.fingerprint = longer }
+            } else if !truncated && file.fingerprint.length > 0 && status.size > file.readOffset {
+                truncated = try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
             }
-        } else if !truncated && file.fingerprint.length > 0 && status.size > file.readOffset {
-            if let current = try? FileFingerprint.read(file.descriptor, length: file.fingerprint.length), current != file.fingerprint {
-                truncated = true
-            }
+        } catch {
+            reportReadError(file.source, path: file.path, "looking at \(file.path) failed (\(error)); it is not read until its size and first bytes can be checked")
+            return .unknown
         }
-        guard truncated else { return false }
+        guard truncated else { return .unchanged }
         logger.info("\(file.path) was truncated (size \(status.size) < position \(file.readOffset), or its start changed); reading from the start")
         file.committedOffset = 0
         file.readOffset = 0
         file.skipping = nil
-        file.fingerprint = (try? FileFingerprint.read(file.descriptor)) ?? .empty
-        return true
+        // Empty if unreadable: it is extended as the file is read, like a young file's.
+        file.fingerprint = fingerprintOrEmpty(file.descriptor, path: file.path, source: file.source)
+        return .truncated
+    }
+
+    /// The fingerprint of the file's first bytes; `fallback` if they cannot be read (counted
+    /// and logged): the fingerprint of fewer bytes is extended as the file is read.
+    private func fingerprintOrEmpty(_ descriptor: FileDescriptor, path: String, source index: Int,
+                                    orElse fallback: FileFingerprint = .empty) -> FileFingerprint {
+        do {
+            return try FileFingerprint.read(descriptor)
+        } catch {
+            reportReadError(index, path: path, "reading the first bytes of \(path) failed: \(error)")
+            return fallback
+        }
+    }
+
+    /// Counts and logs a failure to read or look at a file: once per path until the next
+    /// rescan (a failure that lasts is counted once per rescan interval).
+    private func reportReadError(_ index: Int, path: String, _ message: String) {
+        guard sources[index].reportedErrors.insert("read:" + path).inserted else { return }
+        sources[index].statistics.count(.readError)
+        logger.error("source \(sources[index].spec.name): \(message)")
     }
 
     // MARK: - Closing and checkpoints
@@ -789,7 +887,15 @@ public final class FileFollower {
     private func closeFinishedOrphans() {
         let now = monotonicSeconds()
         for file in streams.values where file.isOrphan && now - file.lastActivity >= options.rotatedFileGrace {
-            guard let status = try? file.descriptor.status(), status.size <= file.readOffset else {
+            let size: Int
+            do {
+                size = try statusOfOpenFile(file.descriptor).size
+            } catch {
+                // Kept open: it may still hold lines, and is looked at again next time.
+                reportReadError(file.source, path: file.path, "looking at \(file.path) failed: \(error)")
+                continue
+            }
+            guard size <= file.readOffset else {
                 pendingReads.insert(file.stream)
                 continue
             }

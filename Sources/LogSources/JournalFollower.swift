@@ -441,7 +441,13 @@ public final class JournalFollower {
 
     private func watch(_ followed: FollowedJournal) {
         guard let loop, let descriptor = followed.descriptor else { return }
-        let events = (try? followed.journal.pollEvents()) ?? PollLoop.readable
+        var events = PollLoop.readable
+        do {
+            events = try followed.journal.pollEvents()
+        } catch {
+            // What libsystemd asks for on an inotify descriptor.
+            report(followed, key: "events", "cannot get the journal descriptor's poll events (\(error)); waiting for it to be readable")
+        }
         loop.watch(descriptor, events: events) { [unowned self] _ in
             self.processChanges(followed)
             self.scheduleDeadline(followed)
@@ -453,9 +459,13 @@ public final class JournalFollower {
     private func startPolling(_ followed: FollowedJournal) {
         guard let loop, followed.pollingTimer == nil else { return }
         followed.pollingTimer = loop.every(Self.pollingInterval) { [unowned self] in
-            if followed.descriptor == nil, let descriptor = try? followed.journal.fileDescriptor() {
-                followed.descriptor = descriptor
-                logger.info("journal source \(sources[followed.source].name): watching the journal again")
+            if followed.descriptor == nil {
+                do {
+                    followed.descriptor = try followed.journal.fileDescriptor()
+                    logger.info("journal source \(sources[followed.source].name): watching the journal again")
+                } catch {
+                    // Counted and logged when it first failed; polling goes on meanwhile.
+                }
             }
             self.processChanges(followed)
             self.pending.insert(followed.source)
@@ -506,7 +516,17 @@ public final class JournalFollower {
             loop.cancel(timer)
             followed.deadlineTimer = nil
         }
-        guard let deadline = try? followed.journal.processDeadline() else { return }
+        let deadline: Double?
+        do {
+            deadline = try followed.journal.processDeadline()
+            followed.reportedErrors.remove("deadline")
+        } catch {
+            // The descriptor still wakes the loop; only a journal on a file system inotify
+            // misses changes on is looked at late (on the next change).
+            report(followed, key: "deadline", "cannot get the journal's processing deadline: \(error)")
+            return
+        }
+        guard let deadline else { return }
         let delay = max(0.001, deadline - monotonicSeconds())
         followed.deadlineTimer = loop.every(delay) { [unowned self] in
             if let timer = followed.deadlineTimer { self.loop?.cancel(timer) }
