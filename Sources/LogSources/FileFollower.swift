@@ -62,7 +62,8 @@ public final class FileFollower {
     private unowned let sink: any LineSink
     private let logger: Logger
     private let inotify: Inotify?
-    private let store: CheckpointStore?
+    /// Nil: positions are not saved (no state directory).
+    private var checkpoints: CheckpointKeeper?
     private var buffer: UnsafeMutableRawBufferPointer
 
     /// How many files may be open at once (``FollowOptions/maxOpenFiles``).
@@ -101,8 +102,6 @@ public final class FileFollower {
         var hadSavedState = false
         /// Errors already logged, by path, so each is logged once until it clears.
         var reportedErrors: Set<String> = []
-        /// What was last saved, so an idle follower does not rewrite its state.
-        var lastSaved: SourceCheckpoint?
 
         init(spec: FileSourceSpec) { self.spec = spec }
     }
@@ -179,29 +178,25 @@ public final class FileFollower {
             logger.error("inotify unavailable (\(error)); falling back to rescans every \(options.rescanInterval) s")
             inotify = nil
         }
-        store = try options.stateDirectory.map { (directory) throws(Errno) in try CheckpointStore(directory: directory) }
+        checkpoints = try options.stateDirectory.map { (directory) throws(Errno) in
+            CheckpointKeeper(store: try CheckpointStore(directory: directory))
+        }
         let size = max(options.readBufferSize, options.maxLineLength + 2)
         buffer = .allocate(byteCount: size, alignment: 64)
         descriptorBudget = max(1, options.maxOpenFiles ?? Self.defaultDescriptorBudget())
         nextStream = firstStream
-        if let store {
+        if let checkpoints {
             for (index, source) in sources.enumerated() {
-                do {
-                    if let loaded = try store.load(source: source.name) {
-                        self.sources[index].savedCheckpoints = loaded.checkpoint.files ?? []
-                        self.sources[index].hadSavedState = true
-                        for entry in loaded.rejectedFiles {
-                            // Only this file loses its position; the source's others keep theirs.
-                            logger.error("checkpoint \(store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
-                            self.sources[index].statistics.count(.checkpointCorrupt)
-                            self.sources[index].startsAsConfigured.insert(entry.path)
-                        }
-                    }
-                } catch {
-                    // Starting as if for the first time loses at most the lines written while
-                    // stopped; refusing to start would lose everything from now on.
-                    logger.error("\(error); source \(source.name) starts without it")
+                guard let loaded = checkpoints.load(source: source.name, described: "source \(source.name)",
+                                                    statistics: &self.sources[index].statistics, logger: logger)
+                else { continue }
+                self.sources[index].savedCheckpoints = loaded.checkpoint.files ?? []
+                self.sources[index].hadSavedState = true
+                for entry in loaded.rejectedFiles {
+                    // Only this file loses its position; the source's others keep theirs.
+                    logger.error("checkpoint \(checkpoints.store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
                     self.sources[index].statistics.count(.checkpointCorrupt)
+                    self.sources[index].startsAsConfigured.insert(entry.path)
                 }
             }
         }
@@ -286,13 +281,12 @@ public final class FileFollower {
         for index in sources.indices where dirtySources.contains(index) { rescan(index) }
         dirtySources.removeAll()
         pendingReads.formUnion(streams.keys)
-        var rounds = 0
-        while rounds < 16 {
+        CatchUp.run {
             // Files waiting for a descriptor get one from files read to their end.
             shareDescriptors()
-            if pendingReads.isEmpty { break }
+            if pendingReads.isEmpty { return false }
             _ = work()
-            rounds += 1
+            return true
         }
     }
 
@@ -941,27 +935,20 @@ public final class FileFollower {
         return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }
     }
 
-    /// Saves every source's positions (atomically); a failure is logged and retried next time.
+    /// Saves every source's positions (atomically) if they changed since the last save; a
+    /// failure is counted and logged once until a save succeeds, and retried next time.
     /// Returns whether every source's positions are saved now.
     @discardableResult
     public func saveCheckpoints() -> Bool {
-        guard let store else { return true }
+        guard checkpoints != nil else { return true }
         var allSaved = true
-        for (index, source) in sources.enumerated() {
-            let checkpoint = SourceCheckpoint(source: source.spec.name, files: checkpointEntries(index))
-            if checkpoint == sources[index].lastSaved { continue }
-            do {
-                try store.save(checkpoint)
-                sources[index].lastSaved = checkpoint
-            } catch {
+        for index in sources.indices {
+            let name = sources[index].spec.name
+            let checkpoint = SourceCheckpoint(source: name, files: checkpointEntries(index))
+            if checkpoints?.save(checkpoint, described: "source \(name)", statistics: &sources[index].statistics,
+                                 logger: logger) == false {
                 allSaved = false
-                if sources[index].reportedErrors.insert("checkpoint").inserted {
-                    sources[index].statistics.count(.checkpointWrite)
-                    logger.error("cannot save checkpoint for source \(source.spec.name): \(error)")
-                }
-                continue
             }
-            sources[index].reportedErrors.remove("checkpoint")
         }
         return allSaved
     }

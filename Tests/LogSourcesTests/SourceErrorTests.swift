@@ -45,6 +45,30 @@ import Testing
         #expect(sink.opened.isEmpty)
     }
 
+    @Test func aFailedSaveCountsCheckpointWriteOnceUntilASaveSucceeds() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanUp() }
+        let state = directory.file("state")
+        try directory.write("a.log", "one\n")
+        let sink = CollectingSink()
+        let loop = PollLoop()
+        let follower = try follower(directory, sink: sink, startAt: .beginning, state: state)
+        follower.start(on: loop)
+        run(loop) { sink.lines.count >= 1 }
+        // The state directory replaced by a file: even root cannot create a file in it.
+        try FileManager.default.removeItem(atPath: state)
+        try directory.write("state", "not a directory\n")
+        #expect(!follower.saveCheckpoints())
+        try directory.write("a.log", "two\n")
+        run(loop) { sink.lines.count >= 2 }
+        #expect(!follower.saveCheckpoints())
+        #expect(follower.statistics(forSource: 0).errors == [.checkpointWrite: 1])
+        try FileManager.default.removeItem(atPath: state)
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
+        #expect(follower.saveCheckpoints())
+        #expect(follower.statistics(forSource: 0).errors == [.checkpointWrite: 1])
+    }
+
     /// `fstat` failing on a followed file: the file is not read (its position may be past a
     /// truncation), the failure is counted once as `read_error`, and once `fstat` works again
     /// the truncation is found and the file read from its start.
