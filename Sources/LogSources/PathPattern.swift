@@ -50,14 +50,14 @@ public struct PathPattern: Sendable, Equatable {
                 expansion.directories.append(directory)
                 do {
                     _ = try FileStatus(path: path)
-                    expansion.paths.append(path)
-                } catch where error != .noSuchFile && error != .notDirectory {
+                } catch where error == .noSuchFile || error == .notDirectory {
+                    // Not there yet: the watch on its directory sees it created.
+                    return
+                } catch {
                     // There, but not to be looked at (EACCES on its directory): opening it
                     // reports the error with the path.
-                    expansion.paths.append(path)
-                } catch {
-                    // Not there yet: the watch on its directory sees it created.
                 }
+                expansion.paths.append(path)
                 return
             }
             do {
