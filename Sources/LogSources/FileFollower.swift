@@ -396,10 +396,13 @@ public final class FileFollower {
         [".gz", ".xz", ".zst", ".bz2", ".lz4", ".zip"].contains { path.hasSuffix($0) }
     }
 
-    private func report(_ index: Int, path: String, kind: SourceErrorKind, _ message: String) {
+    /// Counts and logs an error about `path`, once until a rescan finds it gone.
+    /// - Parameter retried: whether the next rescan tries again (else the message says what is lost).
+    private func report(_ index: Int, path: String, kind: SourceErrorKind, _ message: @autoclosure () -> String,
+                        retried: Bool = true) {
         guard sources[index].reportedErrors.insert(path).inserted else { return }
         sources[index].statistics.count(kind)
-        logger.warning("source \(sources[index].spec.name): \(message); retrying on the next rescan")
+        logger.warning("source \(sources[index].spec.name): \(message())\(retried ? "; retrying on the next rescan" : "")")
     }
 
     /// Opens `path` if it is a regular file this source does not follow yet; returns the
@@ -680,7 +683,8 @@ public final class FileFollower {
                     logger.info("\(saved.path) was rotated while stopped or waiting, and its directory is gone: its rest is not read")
                 } else {
                     report(index, path: directory, kind: SourceErrorKind(opening: error),
-                           "cannot read directory \(directory) to find \(saved.path) rotated (\(error)); its rest is not read")
+                           "cannot read directory \(directory) to find \(saved.path) rotated (\(error)); its rest is not read",
+                           retried: false)
                 }
                 continue
             }
@@ -692,7 +696,8 @@ public final class FileFollower {
                 } catch {
                     // Gone since the directory was read: not the file looked for, or it is gone.
                     if error != .noSuchFile {
-                        report(index, path: path, kind: SourceErrorKind(opening: error), "cannot look at \(path): \(error)")
+                        report(index, path: path, kind: SourceErrorKind(opening: error),
+                               "cannot look at \(path) while looking for \(saved.path) rotated: \(error)", retried: false)
                     }
                     continue
                 }
@@ -701,7 +706,13 @@ public final class FileFollower {
                 do {
                     descriptor = try FileDescriptor.openForReading(path)
                 } catch {
-                    if error.isDescriptorShortage { sources[index].savedCheckpoints.append(saved) }
+                    if error.isDescriptorShortage {
+                        sources[index].savedCheckpoints.append(saved)
+                    } else {
+                        report(index, path: path, kind: SourceErrorKind(opening: error),
+                               "cannot open \(path), where \(saved.path) was rotated to (\(error)); its rest is not read",
+                               retried: false)
+                    }
                     break
                 }
                 let fingerprint: FileFingerprint
@@ -869,10 +880,10 @@ public final class FileFollower {
 
     /// Counts and logs a failure to read or look at a file: once per path until the next
     /// rescan (a failure that lasts is counted once per rescan interval).
-    private func reportReadError(_ index: Int, path: String, _ message: String) {
+    private func reportReadError(_ index: Int, path: String, _ message: @autoclosure () -> String) {
         guard sources[index].reportedErrors.insert("read:" + path).inserted else { return }
         sources[index].statistics.count(.readError)
-        logger.error("source \(sources[index].spec.name): \(message)")
+        logger.error("source \(sources[index].spec.name): \(message())")
     }
 
     // MARK: - Closing and checkpoints
