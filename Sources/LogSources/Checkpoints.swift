@@ -5,6 +5,10 @@ import Foundation
 #endif
 import SystemCalls
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Which file a checkpoint belongs to: device and inode, plus a hash of its first bytes so a
 /// new file that got a deleted file's inode is not taken for it.
 public struct FileFingerprint: Codable, Sendable, Equatable {
@@ -248,7 +252,14 @@ public struct CheckpointStore: Sendable {
     public func save(_ checkpoint: SourceCheckpoint) throws(Errno) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(checkpoint) else { return }
+        let data: Data
+        do {
+            data = try encoder.encode(checkpoint)
+        } catch {
+            // Not for these types (no floats, no custom encoders); were it to happen, the save
+            // must fail, not pass for done.
+            throw Errno(rawValue: EINVAL)
+        }
         guard data.count <= Self.maximumFileSize else { throw .fileTooLarge }
         try FileSystem.replaceAtomically(path(forSource: checkpoint.source), with: [UInt8](data))
     }

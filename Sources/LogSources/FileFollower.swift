@@ -56,17 +56,16 @@ public struct FollowOptions: Sendable {
 /// a size below the position, or changed first bytes, restart the file at 0. Everything runs on
 /// the ``PollLoop``'s thread.
 public final class FileFollower {
-    private let sources: [FileSourceSpec]
+    /// The configured sources, in configuration order (a source's index is its position here).
+    private var sources: [FollowedSource]
     private let options: FollowOptions
     private unowned let sink: any LineSink
     private let logger: Logger
     private let inotify: Inotify?
-    private let store: CheckpointStore?
+    /// Nil: positions are not saved (no state directory).
+    private var checkpoints: CheckpointKeeper?
     private var buffer: UnsafeMutableRawBufferPointer
 
-    private var files: [[FileIdentity: FollowedFile]]
-    /// Matched files without a descriptor, per source (see ``ParkedFile``).
-    private var parked: [[FileIdentity: ParkedFile]]
     /// How many files may be open at once (``FollowOptions/maxOpenFiles``).
     private let descriptorBudget: Int
     /// Orders files waiting for a descriptor: the longest waiting gets the next one.
@@ -74,16 +73,6 @@ public final class FileFollower {
     /// Whether the shortage of descriptors was logged (once: under a lasting shortage files take
     /// turns at every rescan, and the count of `fd_limit` errors tells how often).
     private var shortageLogged = false
-    /// Paths whose checkpoint entry was invalid, per source: they start per the source's
-    /// start_at, as if seen for the first time, although the source has saved state.
-    private var startsAsConfigured: [Set<String>]
-    private var statistics: [SourceStatistics]
-    /// Checkpoints loaded at startup and not yet matched to a file, per source.
-    private var savedCheckpoints: [[FileCheckpoint]]
-    /// Sources that had saved state: a file they do not know is new since the last run.
-    private var hadSavedState: [Bool]
-    /// Errors already logged, per source and path, so each is logged once until it clears.
-    private var reportedErrors: [Set<String>]
     private var dirtySources = Set<Int>()
     private var pendingReads = Set<StreamID>()
     private var streams: [StreamID: FollowedFile] = [:]
@@ -91,10 +80,31 @@ public final class FileFollower {
     private var fileWatches: [Int32: [StreamID]] = [:]
     private var nextStream: Int
     private var initialScanDone = false
-    /// What was last saved per source, so an idle follower does not rewrite its state.
-    private var lastSaved: [SourceCheckpoint?]
+    /// `fstat` of a followed file; replaced by tests to make it fail.
+    var statusOfOpenFile: (FileDescriptor) throws(Errno) -> FileStatus = { descriptor throws(Errno) in try descriptor.status() }
     /// What ``start(on:)`` registered, so ``stop(on:)`` can take it back.
     private var registrations: (timers: [PollLoop.TimerID], busyHook: PollLoop.BusyHookID?) = ([], nil)
+
+    /// One configured source and what the follower keeps about it.
+    private struct FollowedSource {
+        let spec: FileSourceSpec
+        /// Its open files.
+        var files: [FileIdentity: FollowedFile] = [:]
+        /// Its matched files without a descriptor (see ``ParkedFile``).
+        var parked: [FileIdentity: ParkedFile] = [:]
+        /// Paths whose checkpoint entry was invalid: they start per the source's start_at, as
+        /// if seen for the first time, although the source has saved state.
+        var startsAsConfigured: Set<String> = []
+        var statistics = SourceStatistics()
+        /// Checkpoints loaded at startup (or handed over) and not yet matched to a file.
+        var savedCheckpoints: [FileCheckpoint] = []
+        /// Whether it had saved state: a file it does not know is new since the last run.
+        var hadSavedState = false
+        /// Errors already logged, by path, so each is logged once until it clears.
+        var reportedErrors: Set<String> = []
+
+        init(spec: FileSourceSpec) { self.spec = spec }
+    }
 
     /// A matched file that holds no descriptor: there were none left when it was found, or it
     /// gave its descriptor up to a waiting file after being read to its end. It resumes from
@@ -157,7 +167,7 @@ public final class FileFollower {
     ///     source name: those sources resume exactly there, ahead of any saved checkpoint.
     public init(sources: [FileSourceSpec], options: FollowOptions, sink: any LineSink, logger: Logger,
                 firstStream: Int = 1, handoff: [String: FileSourceHandoff] = [:]) throws(Errno) {
-        self.sources = sources
+        self.sources = sources.map(FollowedSource.init(spec:))
         self.options = options
         self.sink = sink
         self.logger = logger
@@ -168,47 +178,35 @@ public final class FileFollower {
             logger.error("inotify unavailable (\(error)); falling back to rescans every \(options.rescanInterval) s")
             inotify = nil
         }
-        store = try options.stateDirectory.map { (directory) throws(Errno) in try CheckpointStore(directory: directory) }
+        checkpoints = try options.stateDirectory.map { (directory) throws(Errno) in
+            CheckpointKeeper(store: try CheckpointStore(directory: directory))
+        }
         let size = max(options.readBufferSize, options.maxLineLength + 2)
         buffer = .allocate(byteCount: size, alignment: 64)
-        files = Array(repeating: [:], count: sources.count)
-        parked = Array(repeating: [:], count: sources.count)
-        startsAsConfigured = Array(repeating: [], count: sources.count)
         descriptorBudget = max(1, options.maxOpenFiles ?? Self.defaultDescriptorBudget())
-        statistics = Array(repeating: SourceStatistics(), count: sources.count)
-        savedCheckpoints = Array(repeating: [], count: sources.count)
-        hadSavedState = Array(repeating: false, count: sources.count)
-        reportedErrors = Array(repeating: [], count: sources.count)
-        lastSaved = Array(repeating: nil, count: sources.count)
         nextStream = firstStream
-        if let store {
+        if let checkpoints {
             for (index, source) in sources.enumerated() {
-                do {
-                    if let loaded = try store.load(source: source.name) {
-                        savedCheckpoints[index] = loaded.checkpoint.files ?? []
-                        hadSavedState[index] = true
-                        for entry in loaded.rejectedFiles {
-                            // Only this file loses its position; the source's others keep theirs.
-                            logger.error("checkpoint \(store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
-                            statistics[index].errors["checkpoint_corrupt", default: 0] += 1
-                            startsAsConfigured[index].insert(entry.path)
-                        }
-                    }
-                } catch {
-                    // Starting as if for the first time loses at most the lines written while
-                    // stopped; refusing to start would lose everything from now on.
-                    logger.error("\(error); source \(source.name) starts without it")
-                    statistics[index].errors["checkpoint_corrupt", default: 0] += 1
+                guard let loaded = checkpoints.load(source: source.name, described: "source \(source.name)",
+                                                    statistics: &self.sources[index].statistics, logger: logger)
+                else { continue }
+                self.sources[index].savedCheckpoints = loaded.checkpoint.files ?? []
+                self.sources[index].hadSavedState = true
+                for entry in loaded.rejectedFiles {
+                    // Only this file loses its position; the source's others keep theirs.
+                    logger.error("checkpoint \(checkpoints.store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
+                    self.sources[index].statistics.count(.checkpointCorrupt)
+                    self.sources[index].startsAsConfigured.insert(entry.path)
                 }
             }
         }
         for (index, source) in sources.enumerated() {
             guard let previous = handoff[source.name] else { continue }
-            savedCheckpoints[index] = previous.files
-            hadSavedState[index] = true
-            statistics[index] = previous.statistics
+            self.sources[index].savedCheckpoints = previous.files
+            self.sources[index].hadSavedState = true
+            self.sources[index].statistics = previous.statistics
             // Recounted as the files are opened again.
-            statistics[index].openStreams = 0
+            self.sources[index].statistics.openStreams = 0
         }
     }
 
@@ -225,7 +223,7 @@ public final class FileFollower {
         for file in streams.values { file.descriptor.close() }
     }
 
-    public func statistics(forSource index: Int) -> SourceStatistics { statistics[index] }
+    public func statistics(forSource index: Int) -> SourceStatistics { sources[index].statistics }
 
     /// Opens every matching file (positions fixed now), installs the watches, and registers
     /// with `loop`. Lines already in files read from the beginning are read by the loop.
@@ -263,15 +261,17 @@ public final class FileFollower {
         for (index, source) in sources.enumerated() {
             // With the files without a descriptor and checkpoints not matched to a file yet (a
             // rotated file not reopened): they stay valid.
-            result[source.name] = FileSourceHandoff(files: checkpointEntries(index), statistics: statistics[index])
+            result[source.spec.name] = FileSourceHandoff(files: checkpointEntries(index), statistics: source.statistics)
         }
         for file in streams.values {
             file.descriptor.close()
             sink.streamClosed(file.stream)
         }
         streams.removeAll()
-        files = Array(repeating: [:], count: sources.count)
-        parked = Array(repeating: [:], count: sources.count)
+        for index in sources.indices {
+            sources[index].files.removeAll()
+            sources[index].parked.removeAll()
+        }
         pendingReads.removeAll()
         return result
     }
@@ -281,13 +281,12 @@ public final class FileFollower {
         for index in sources.indices where dirtySources.contains(index) { rescan(index) }
         dirtySources.removeAll()
         pendingReads.formUnion(streams.keys)
-        var rounds = 0
-        while rounds < 16 {
+        CatchUp.run {
             // Files waiting for a descriptor get one from files read to their end.
             shareDescriptors()
-            if pendingReads.isEmpty { break }
+            if pendingReads.isEmpty { return false }
             _ = work()
-            rounds += 1
+            return true
         }
     }
 
@@ -354,13 +353,13 @@ public final class FileFollower {
         // Directories that exist but could not be read (EMFILE, EACCES): what they hold is
         // unknown, not gone, so their files and watches stay as the last rescan left them.
         var unreadable: [String] = []
-        for pattern in sources[index].patterns {
+        for pattern in sources[index].spec.patterns {
             let expansion = PathPattern(pattern).expand()
             directories.formUnion(expansion.directories)
             for (path, error) in expansion.errors {
                 currentErrors.insert(path)
                 if error != .noSuchFile && error != .notDirectory { unreadable.append(path) }
-                report(index, path: path, kind: errorKind(error), "cannot read directory \(path): \(error)")
+                report(index, path: path, kind: SourceErrorKind(opening: error), "cannot read directory \(path): \(error)")
             }
             for path in expansion.paths where !Self.isCompressed(path) {
                 if let identity = open(path, source: index, errors: &currentErrors) { seen.insert(identity) }
@@ -370,8 +369,8 @@ public final class FileFollower {
             unreadable.contains { path == $0 || path.hasPrefix($0 == "/" ? "/" : $0 + "/") }
         }
         // Errors that no longer occur may be reported again if they come back.
-        reportedErrors[index].formIntersection(currentErrors)
-        for (identity, file) in files[index] where !isUnknown(file.path) {
+        sources[index].reportedErrors.formIntersection(currentErrors)
+        for (identity, file) in sources[index].files where !isUnknown(file.path) {
             let orphan = !seen.contains(identity)
             if orphan && !file.isOrphan {
                 logger.debug("\(file.path) is no longer matched (rotated or deleted); reading it to its end")
@@ -379,16 +378,16 @@ public final class FileFollower {
             }
             file.isOrphan = orphan
         }
-        for (identity, waiting) in parked[index] where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
+        for (identity, waiting) in sources[index].parked where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
             // Renamed away or deleted without a descriptor: looked for next to where it was.
-            parked[index][identity] = nil
-            savedCheckpoints[index].append(waiting.checkpoint)
+            sources[index].parked[identity] = nil
+            sources[index].savedCheckpoints.append(waiting.checkpoint)
         }
         if !unreadable.isEmpty {
             directories.formUnion(directoryWatches.values.filter { $0.sources.contains(index) && isUnknown($0.path) }.map(\.path))
         }
         updateDirectoryWatches(index, directories)
-        if initialScanDone && !savedCheckpoints[index].isEmpty { resumeRotatedFiles(index) }
+        if initialScanDone && !sources[index].savedCheckpoints.isEmpty { resumeRotatedFiles(index) }
     }
 
     /// Rotated copies that a compressor writes are never read: their lines were read from the
@@ -397,42 +396,48 @@ public final class FileFollower {
         [".gz", ".xz", ".zst", ".bz2", ".lz4", ".zip"].contains { path.hasSuffix($0) }
     }
 
-    private func errorKind(_ error: Errno) -> String {
-        switch error {
-        case .permissionDenied: "permission_denied"
-        case .noSuchFile, .notDirectory: "not_found"
-        case .tooManyOpenFiles, .tooManyOpenFilesInSystem: "fd_limit"
-        default: "open_error"
-        }
-    }
-
-    private func report(_ index: Int, path: String, kind: String, _ message: String) {
-        guard reportedErrors[index].insert(path).inserted else { return }
-        statistics[index].errors[kind, default: 0] += 1
-        logger.warning("source \(sources[index].name): \(message); retrying on the next rescan")
+    /// Counts and logs an error about `path`, once until a rescan finds it gone.
+    /// - Parameter retried: whether the next rescan tries again (else the message says what is lost).
+    private func report(_ index: Int, path: String, kind: SourceErrorKind, _ message: @autoclosure () -> String,
+                        retried: Bool = true) {
+        guard sources[index].reportedErrors.insert(path).inserted else { return }
+        sources[index].statistics.count(kind)
+        logger.warning("source \(sources[index].spec.name): \(message())\(retried ? "; retrying on the next rescan" : "")")
     }
 
     /// Opens `path` if it is a regular file this source does not follow yet; returns the
     /// identity of the file at `path` (followed now) or nil.
     private func open(_ path: String, source index: Int, errors: inout Set<String>) -> FileIdentity? {
-        guard let pathStatus = try? FileStatus(path: path), pathStatus.isRegularFile else { return nil }
+        let pathStatus: FileStatus
+        do {
+            pathStatus = try FileStatus(path: path)
+        } catch {
+            // Gone since its directory was read (a rotation under way): the next rescan sees
+            // what replaced it. Anything else is an error of this path.
+            if error != .noSuchFile && error != .notDirectory {
+                errors.insert(path)
+                report(index, path: path, kind: SourceErrorKind(opening: error), "cannot look at \(path): \(error)")
+            }
+            return nil
+        }
+        guard pathStatus.isRegularFile else { return nil }
         let known = FileIdentity(device: pathStatus.device, inode: pathStatus.inode)
-        if let file = files[index][known] {
+        if let file = sources[index].files[known] {
             if file.path != path { file.path = path }
             return known
         }
         var resumed: ParkedFile?
-        if var waiting = parked[index][known] {
+        if var waiting = sources[index].parked[known] {
             waiting.checkpoint.path = path
             if waiting.waitingSince == nil && waiting.sizeWhenParked != pathStatus.size {
                 waiting.waitingSince = nextWaitSequence()
-                if streams.count >= descriptorBudget { statistics[index].errors["fd_limit", default: 0] += 1 }
+                if streams.count >= descriptorBudget { sources[index].statistics.count(.fdLimit) }
             }
-            parked[index][known] = waiting
+            sources[index].parked[known] = waiting
             guard waiting.waitingSince != nil, streams.count < descriptorBudget else { return known }
             // A descriptor is free: it resumes at its position (checked by takeCheckpoint).
-            parked[index][known] = nil
-            savedCheckpoints[index].append(waiting.checkpoint)
+            sources[index].parked[known] = nil
+            sources[index].savedCheckpoints.append(waiting.checkpoint)
             resumed = waiting
         } else if streams.count >= descriptorBudget {
             parkNewFile(path, identity: known, size: pathStatus.size, source: index)
@@ -445,8 +450,8 @@ public final class FileFollower {
             status = try descriptor.status()
         } catch {
             if let resumed {
-                savedCheckpoints[index].removeAll { $0.device == known.device && $0.inode == known.inode }
-                parked[index][known] = resumed
+                sources[index].savedCheckpoints.removeAll { $0.device == known.device && $0.inode == known.inode }
+                sources[index].parked[known] = resumed
             }
             if error.isDescriptorShortage {
                 // Not a property of the file: it waits for a descriptor with its position.
@@ -454,16 +459,16 @@ public final class FileFollower {
                 return known
             }
             errors.insert(path)
-            report(index, path: path, kind: errorKind(error), "cannot open \(path): \(error)")
+            report(index, path: path, kind: SourceErrorKind(opening: error), "cannot open \(path): \(error)")
             return nil
         }
         // The path may have been replaced between stat and open: the descriptor is the truth.
         let identity = FileIdentity(device: status.device, inode: status.inode)
-        if files[index][identity] != nil || parked[index][identity] != nil {
+        if sources[index].files[identity] != nil || sources[index].parked[identity] != nil {
             descriptor.close()
             return identity
         }
-        let fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
+        let fingerprint = fingerprintOrEmpty(descriptor, path: path, source: index)
         let offset = startOffset(index, path: path, identity: identity, size: status.size, descriptor: descriptor)
         follow(descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset,
                quietly: resumed != nil)
@@ -478,32 +483,37 @@ public final class FileFollower {
     /// Whether a file without a checkpoint is read from its beginning: it appeared while
     /// running, or since the last run, or the source starts at the beginning.
     private func startsAtBeginning(_ index: Int, path: String) -> Bool {
-        initialScanDone || (hadSavedState[index] && !startsAsConfigured[index].contains(path)) || sources[index].startAt == .beginning
+        initialScanDone || (sources[index].hadSavedState && !sources[index].startsAsConfigured.contains(path)) || sources[index].spec.startAt == .beginning
     }
 
     /// A file found when no descriptor is left for it: its start position is fixed now (as if
     /// it had been opened) and it waits, counted as `fd_limit`.
     private func parkNewFile(_ path: String, identity: FileIdentity, size: Int, source index: Int) {
         var checkpoint = FileCheckpoint(path: path, device: identity.device, inode: identity.inode, fingerprint: .empty, offset: 0)
-        if let position = savedCheckpoints[index].firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode }) {
+        if let position = sources[index].savedCheckpoints.firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode }) {
             // Its fingerprint is checked when it is opened.
-            checkpoint = savedCheckpoints[index].remove(at: position)
+            checkpoint = sources[index].savedCheckpoints.remove(at: position)
             checkpoint.path = path
         } else if !startsAtBeginning(index, path: path) {
             // At its end: found with a descriptor of the reserve, held only for this.
-            if let descriptor = try? FileDescriptor.openForReading(path) {
-                if let status = try? descriptor.status(), status.device == identity.device, status.inode == identity.inode {
-                    checkpoint.fingerprint = (try? FileFingerprint.read(descriptor)) ?? .empty
-                    checkpoint.offset = endOfLastCompleteLine(descriptor, size: status.size).offset
+            do throws(Errno) {
+                let descriptor = try FileDescriptor.openForReading(path)
+                defer { descriptor.close() }
+                let status = try descriptor.status()
+                if status.device == identity.device && status.inode == identity.inode {
+                    checkpoint.fingerprint = try FileFingerprint.read(descriptor)
+                    checkpoint.offset = endOfLastCompleteLine(descriptor, path: path, size: status.size, source: index).offset
                 }
-                descriptor.close()
-            } else {
-                // Not even that: its size now; at worst the line under way is counted malformed.
+            } catch {
+                // No descriptor even for this (the usual case here), or the file could not be
+                // looked at: its size now; at worst the line under way is counted malformed.
+                // What keeps it from being opened is reported when it is (``open(_:source:errors:)``).
+                checkpoint.fingerprint = .empty
                 checkpoint.offset = size
             }
         }
-        parked[index][identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
-        statistics[index].errors["fd_limit", default: 0] += 1
+        sources[index].parked[identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
+        sources[index].statistics.count(.fdLimit)
         logShortage()
     }
 
@@ -517,8 +527,8 @@ public final class FileFollower {
     /// (read to their end first; each resumes at its position when it grows).
     private func shareDescriptors() {
         var waiting: [(sequence: UInt64, source: Int, identity: FileIdentity)] = []
-        for (index, sourceParked) in parked.enumerated() {
-            for (identity, file) in sourceParked { if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) } }
+        for (index, source) in sources.enumerated() {
+            for (identity, file) in source.parked { if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) } }
         }
         guard !waiting.isEmpty else { return }
         logShortage()
@@ -532,7 +542,7 @@ public final class FileFollower {
         }
         var unused = Set<String>()
         for entry in waiting.sorted(by: { $0.sequence < $1.sequence }).prefix(max(0, free)) {
-            guard let file = parked[entry.source][entry.identity] else { continue }
+            guard let file = sources[entry.source].parked[entry.identity] else { continue }
             _ = open(file.checkpoint.path, source: entry.source, errors: &unused)
         }
     }
@@ -540,8 +550,16 @@ public final class FileFollower {
     /// Gives `file`'s descriptor up after reading what it holds; false if it has more to read.
     private func park(_ file: FollowedFile) -> Bool {
         if read(file, budget: 4 * buffer.count) { return false }
-        guard file.skipping == nil, let status = try? file.descriptor.status() else { return false }
-        parked[file.source][file.identity] = ParkedFile(
+        guard file.skipping == nil else { return false }
+        let status: FileStatus
+        do {
+            status = try statusOfOpenFile(file.descriptor)
+        } catch {
+            // Its size when parked decides when it is opened again: without it, it stays open.
+            reportReadError(file.source, path: file.path, "looking at \(file.path) failed: \(error)")
+            return false
+        }
+        sources[file.source].parked[file.identity] = ParkedFile(
             checkpoint: FileCheckpoint(path: file.path, device: file.identity.device, inode: file.identity.inode,
                                        fingerprint: file.fingerprint, offset: file.committedOffset),
             sizeWhenParked: status.size, waitingSince: nil)
@@ -558,17 +576,25 @@ public final class FileFollower {
             return (0, false)
         }
         if startsAtBeginning(index, path: path) { return (0, false) }
-        return endOfLastCompleteLine(descriptor, size: size)
+        return endOfLastCompleteLine(descriptor, path: path, size: size, source: index)
     }
 
     /// The offset after the last newline before `size`; if the file ends inside a line longer
     /// than the cap, its end, with that line's remainder skipped.
-    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, size: Int) -> (offset: Int, skipPartial: Bool) {
+    /// A read that fails gives the same answer as a line longer than the window: the file's
+    /// end, the line under way dropped.
+    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, path: String, size: Int, source index: Int) -> (offset: Int, skipPartial: Bool) {
         var end = size
         let window = min(buffer.count, options.maxLineLength + 2)
         while end > 0 && size - end < window {
             let start = max(0, end - 4096, size - window)
-            let count = (try? descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)) ?? 0
+            let count: Int
+            do {
+                count = try descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)
+            } catch {
+                reportReadError(index, path: path, "finding the last complete line of \(path) failed: \(error)")
+                break
+            }
             guard count == end - start else { break }
             if let newline = UnsafeRawBufferPointer(rebasing: buffer[0..<count]).lastIndex(of: 0x0A) {
                 return (start + newline + 1, false)
@@ -580,11 +606,19 @@ public final class FileFollower {
 
     /// Removes and returns the saved checkpoint for this identity, if its fingerprint agrees.
     private func takeCheckpoint(_ index: Int, identity: FileIdentity, descriptor: FileDescriptor) -> FileCheckpoint? {
-        guard let position = savedCheckpoints[index].firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode })
+        guard let position = sources[index].savedCheckpoints.firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode })
         else { return nil }
-        let saved = savedCheckpoints[index].remove(at: position)
+        let saved = sources[index].savedCheckpoints.remove(at: position)
         // The saved hash covers the first `saved.fingerprint.length` bytes: compare those.
-        guard let prefix = try? FileFingerprint.read(descriptor, length: saved.fingerprint.length), prefix == saved.fingerprint else {
+        let prefix: FileFingerprint
+        do {
+            prefix = try FileFingerprint.read(descriptor, length: saved.fingerprint.length)
+        } catch {
+            // Unverified, it is taken for a new file, as a reused inode would be.
+            reportReadError(index, path: saved.path, "reading the first bytes of \(saved.path) failed (\(error)); it is read as a new file")
+            return nil
+        }
+        guard prefix == saved.fingerprint else {
             logger.info("\(saved.path): same inode, different content (inode reused); reading the new file from the start")
             return nil
         }
@@ -601,26 +635,26 @@ public final class FileFollower {
             stream: stream, source: index, identity: identity, descriptor: descriptor, path: path,
             fingerprint: fingerprint, offset: offset.offset, now: monotonicSeconds())
         if offset.skipPartial { file.skipping = (0, true, false) }
-        files[index][identity] = file
+        sources[index].files[identity] = file
         streams[stream] = file
-        statistics[index].openStreams += 1
+        sources[index].statistics.openStreams += 1
         if let inotify {
             do {
                 let watch = try inotify.addWatch(descriptor, mask: Inotify.fileEvents)
                 file.watch = watch
                 fileWatches[watch, default: []].append(stream)
             } catch {
-                let kind = error == .noSpace ? "watch_limit" : "watch_error"
-                statistics[index].errors[kind, default: 0] += 1
+                let kind: SourceErrorKind = error == .noSpace ? .watchLimit : .watchError
+                sources[index].statistics.count(kind)
                 logger.warning("cannot watch \(path) (\(error)); it is read on rescans only")
             }
         }
         if quietly {
-            logger.debug("following \(path) again from offset \(offset.offset) (source \(sources[index].name))")
+            logger.debug("following \(path) again from offset \(offset.offset) (source \(sources[index].spec.name))")
         } else {
-            logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].name))")
+            logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].spec.name))")
         }
-        sink.streamOpened(stream, info: StreamInfo(source: sources[index].name, path: path, pod: PodLogPath(path: path)))
+        sink.streamOpened(stream, info: StreamInfo(source: sources[index].spec.name, path: path, pod: PodLogPath(path: path)))
         pendingReads.insert(stream)
     }
 
@@ -628,14 +662,14 @@ public final class FileFollower {
     /// for the same file (device, inode, fingerprint) next to where it was, read the rest.
     /// Checkpoints that could not be looked at for lack of descriptors stay for the next rescan.
     private func resumeRotatedFiles(_ index: Int) {
-        let leftovers = savedCheckpoints[index]
-        savedCheckpoints[index] = []
+        let leftovers = sources[index].savedCheckpoints
+        sources[index].savedCheckpoints = []
         for saved in leftovers {
             let identity = FileIdentity(device: saved.device, inode: saved.inode)
             // Found again meanwhile: one file is never two streams.
-            if files[index][identity] != nil || parked[index][identity] != nil { continue }
+            if sources[index].files[identity] != nil || sources[index].parked[identity] != nil { continue }
             guard streams.count < descriptorBudget else {
-                savedCheckpoints[index].append(saved)
+                sources[index].savedCheckpoints.append(saved)
                 continue
             }
             let directory = FileSystem.directory(of: saved.path)
@@ -643,30 +677,64 @@ public final class FileFollower {
             do {
                 names = try FileSystem.directoryEntries(directory)
             } catch {
-                if error.isDescriptorShortage { savedCheckpoints[index].append(saved) }
+                if error.isDescriptorShortage {
+                    sources[index].savedCheckpoints.append(saved)
+                } else if error == .noSuchFile || error == .notDirectory {
+                    logger.info("\(saved.path) was rotated while stopped or waiting, and its directory is gone: its rest is not read")
+                } else {
+                    report(index, path: directory, kind: SourceErrorKind(opening: error),
+                           "cannot read directory \(directory) to find \(saved.path) rotated (\(error)); its rest is not read",
+                           retried: false)
+                }
                 continue
             }
             for name in names where !Self.isCompressed(name) {
                 let path = directory == "/" ? "/" + name : directory + "/" + name
-                guard let status = try? FileStatus(path: path), status.isRegularFile,
-                    status.device == saved.device, status.inode == saved.inode
-                else { continue }
+                let status: FileStatus
+                do {
+                    status = try FileStatus(path: path)
+                } catch {
+                    // Gone since the directory was read: not the file looked for, or it is gone.
+                    if error != .noSuchFile {
+                        report(index, path: path, kind: SourceErrorKind(opening: error),
+                               "cannot look at \(path) while looking for \(saved.path) rotated: \(error)", retried: false)
+                    }
+                    continue
+                }
+                guard status.isRegularFile, status.device == saved.device, status.inode == saved.inode else { continue }
                 let descriptor: FileDescriptor
                 do {
                     descriptor = try FileDescriptor.openForReading(path)
                 } catch {
-                    if error.isDescriptorShortage { savedCheckpoints[index].append(saved) }
+                    if error.isDescriptorShortage {
+                        sources[index].savedCheckpoints.append(saved)
+                    } else {
+                        report(index, path: path, kind: SourceErrorKind(opening: error),
+                               "cannot open \(path), where \(saved.path) was rotated to (\(error)); its rest is not read",
+                               retried: false)
+                    }
                     break
                 }
-                let fingerprint = (try? FileFingerprint.read(descriptor, length: saved.fingerprint.length)) ?? .empty
-                guard fingerprint == saved.fingerprint, let size = try? descriptor.status().size, saved.offset <= size else {
+                let fingerprint: FileFingerprint
+                let size: Int
+                do {
+                    fingerprint = try FileFingerprint.read(descriptor, length: saved.fingerprint.length)
+                    size = try descriptor.status().size
+                } catch {
+                    reportReadError(index, path: path, "looking at \(path), where \(saved.path) was rotated to, failed (\(error)); its rest is not read")
+                    descriptor.close()
+                    break
+                }
+                guard fingerprint == saved.fingerprint, saved.offset <= size else {
                     descriptor.close()
                     break
                 }
                 logger.info("\(saved.path) was rotated to \(path) while stopped or waiting; reading its rest")
-                let full = (try? FileFingerprint.read(descriptor)) ?? fingerprint
+                // If the longer one cannot be read, the prefix serves: a young file's fingerprint
+                // is extended as it is read.
+                let full = fingerprintOrEmpty(descriptor, path: path, source: index, orElse: fingerprint)
                 follow(descriptor, path: path, source: index, identity: identity, fingerprint: full, offset: (saved.offset, false))
-                files[index][identity]?.isOrphan = true
+                sources[index].files[identity]?.isOrphan = true
                 break
             }
         }
@@ -687,9 +755,9 @@ public final class FileFollower {
                 let watch = try inotify.addWatch(path, mask: Inotify.directoryEvents | UInt32(IN_ONLYDIR))
                 directoryWatches[watch, default: DirectoryWatch(path: path, sources: [])].sources.insert(index)
             } catch {
-                let kind = error == .noSpace ? "watch_limit" : "watch_error"
-                if reportedErrors[index].insert("watch:" + path).inserted {
-                    statistics[index].errors[kind, default: 0] += 1
+                let kind: SourceErrorKind = error == .noSpace ? .watchLimit : .watchError
+                if sources[index].reportedErrors.insert("watch:" + path).inserted {
+                    sources[index].statistics.count(kind)
                     logger.warning("cannot watch directory \(path) (\(error)); new files there are found on rescans")
                 }
             }
@@ -701,17 +769,20 @@ public final class FileFollower {
     /// Reads up to `budget` bytes of complete lines from `file` and hands them on. True if
     /// there may be more to read now.
     private func read(_ file: FollowedFile, budget: Int) -> Bool {
-        if checkTruncation(file) { return true }
+        switch checkTruncation(file) {
+        case .unchanged: break
+        case .truncated: return true
+        // Read again on its next event or rescan: reading at a position that may be past a
+        // truncation would hand on the middle of a line, or of another file's content.
+        case .unknown: return false
+        }
         var remaining = budget
         while remaining > 0 {
             let count: Int
             do {
                 count = try file.descriptor.read(into: buffer, atOffset: file.readOffset)
             } catch {
-                if reportedErrors[file.source].insert("read:" + file.path).inserted {
-                    statistics[file.source].errors["read_error", default: 0] += 1
-                    logger.error("reading \(file.path) failed: \(error)")
-                }
+                reportReadError(file.source, path: file.path, "reading \(file.path) failed: \(error)")
                 return false
             }
             if count == 0 { return false }
@@ -720,20 +791,20 @@ public final class FileFollower {
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
             if file.skipping != nil {
                 guard let newline = bytes.firstIndex(of: 0x0A) else {
-                    statistics[file.source].bytesRead += UInt64(count)
+                    sources[file.source].statistics.bytesRead += UInt64(count)
                     file.skipping?.length += count
                     file.skipping?.endsWithCR = bytes[count - 1] == 0x0D
                     file.readOffset += count
                     continue
                 }
-                statistics[file.source].bytesRead += UInt64(newline + 1)
+                sources[file.source].statistics.bytesRead += UInt64(newline + 1)
                 finishSkipping(file, newlineIndex: newline, bytes: bytes)
                 continue
             }
             guard let lastNewline = bytes.lastIndex(of: 0x0A) else {
                 if count > options.maxLineLength + 1 {
                     // No newline within the cap: skip the line without holding it.
-                    statistics[file.source].bytesRead += UInt64(count)
+                    sources[file.source].statistics.bytesRead += UInt64(count)
                     file.skipping = (count, false, bytes[count - 1] == 0x0D)
                     file.readOffset += count
                     continue
@@ -742,7 +813,7 @@ public final class FileFollower {
                 return false
             }
             // Counted once, when consumed: a partial last line is read again with its rest.
-            statistics[file.source].bytesRead += UInt64(lastNewline + 1)
+            sources[file.source].statistics.bytesRead += UInt64(lastNewline + 1)
             sink.receive(lines: UnsafeRawBufferPointer(rebasing: bytes[0...lastNewline]), from: file.stream)
             file.committedOffset += lastNewline + 1
             file.readOffset = file.committedOffset
@@ -762,31 +833,57 @@ public final class FileFollower {
         if !skipping.silent { sink.skippedLongLine(length: length, from: file.stream) }
     }
 
-    /// Copytruncate: the file is shorter than what was read, or its first bytes changed.
-    /// Restarts it at 0 and returns true.
-    private func checkTruncation(_ file: FollowedFile) -> Bool {
-        guard let status = try? file.descriptor.status() else { return false }
-        var truncated = status.size < file.readOffset
-        if !truncated && file.fingerprint.length < FileFingerprint.maximumLength && status.size > file.fingerprint.length {
-            // Young file: extend its fingerprint (and check the part already hashed).
-            if let longer = try? FileFingerprint.read(file.descriptor) {
-                if let prefix = try? FileFingerprint.read(file.descriptor, length: file.fingerprint.length), prefix != file.fingerprint {
-                    truncated = true
-                }
+    enum TruncationCheck { case unchanged, truncated, unknown }
+
+    /// Copytruncate: the file is shorter than what was read, or its first bytes changed; then
+    /// it is restarted at 0. `unknown` when its size or first bytes cannot be read (counted as
+    /// `read_error` and logged once per rescan).
+    private func checkTruncation(_ file: FollowedFile) -> TruncationCheck {
+        let status: FileStatus
+        var truncated: Bool
+        do throws(Errno) {
+            status = try statusOfOpenFile(file.descriptor)
+            truncated = status.size < file.readOffset
+            if !truncated && file.fingerprint.length < FileFingerprint.maximumLength && status.size > file.fingerprint.length {
+                // Young file: extend its fingerprint (and check the part already hashed).
+                let longer = try FileFingerprint.read(file.descriptor)
+                truncated = try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
                 if !truncated { file.fingerprint = longer }
+            } else if !truncated && file.fingerprint.length > 0 && status.size > file.readOffset {
+                truncated = try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
             }
-        } else if !truncated && file.fingerprint.length > 0 && status.size > file.readOffset {
-            if let current = try? FileFingerprint.read(file.descriptor, length: file.fingerprint.length), current != file.fingerprint {
-                truncated = true
-            }
+        } catch {
+            reportReadError(file.source, path: file.path, "looking at \(file.path) failed (\(error)); it is not read until its size and first bytes can be checked")
+            return .unknown
         }
-        guard truncated else { return false }
+        guard truncated else { return .unchanged }
         logger.info("\(file.path) was truncated (size \(status.size) < position \(file.readOffset), or its start changed); reading from the start")
         file.committedOffset = 0
         file.readOffset = 0
         file.skipping = nil
-        file.fingerprint = (try? FileFingerprint.read(file.descriptor)) ?? .empty
-        return true
+        // Empty if unreadable: it is extended as the file is read, like a young file's.
+        file.fingerprint = fingerprintOrEmpty(file.descriptor, path: file.path, source: file.source)
+        return .truncated
+    }
+
+    /// The fingerprint of the file's first bytes; `fallback` if they cannot be read (counted
+    /// and logged): the fingerprint of fewer bytes is extended as the file is read.
+    private func fingerprintOrEmpty(_ descriptor: FileDescriptor, path: String, source index: Int,
+                                    orElse fallback: FileFingerprint = .empty) -> FileFingerprint {
+        do {
+            return try FileFingerprint.read(descriptor)
+        } catch {
+            reportReadError(index, path: path, "reading the first bytes of \(path) failed: \(error)")
+            return fallback
+        }
+    }
+
+    /// Counts and logs a failure to read or look at a file: once per path until the next
+    /// rescan (a failure that lasts is counted once per rescan interval).
+    private func reportReadError(_ index: Int, path: String, _ message: @autoclosure () -> String) {
+        guard sources[index].reportedErrors.insert("read:" + path).inserted else { return }
+        sources[index].statistics.count(.readError)
+        logger.error("source \(sources[index].spec.name): \(message())")
     }
 
     // MARK: - Closing and checkpoints
@@ -795,7 +892,15 @@ public final class FileFollower {
     private func closeFinishedOrphans() {
         let now = monotonicSeconds()
         for file in streams.values where file.isOrphan && now - file.lastActivity >= options.rotatedFileGrace {
-            guard let status = try? file.descriptor.status(), status.size <= file.readOffset else {
+            let size: Int
+            do {
+                size = try statusOfOpenFile(file.descriptor).size
+            } catch {
+                // Kept open: it may still hold lines, and is looked at again next time.
+                reportReadError(file.source, path: file.path, "looking at \(file.path) failed: \(error)")
+                continue
+            }
+            guard size <= file.readOffset else {
                 pendingReads.insert(file.stream)
                 continue
             }
@@ -820,10 +925,10 @@ public final class FileFollower {
             }
         }
         file.descriptor.close()
-        files[file.source][file.identity] = nil
+        sources[file.source].files[file.identity] = nil
         streams[file.stream] = nil
         pendingReads.remove(file.stream)
-        statistics[file.source].openStreams -= 1
+        sources[file.source].statistics.openStreams -= 1
         sink.streamClosed(file.stream)
     }
 
@@ -831,37 +936,30 @@ public final class FileFollower {
     /// handed on, then those without a descriptor, then checkpoints not matched to a file yet
     /// (once the first scan is done; before it, they are what was loaded). One entry per file.
     private func checkpointEntries(_ index: Int) -> [FileCheckpoint] {
-        var entries = files[index].values.sorted { $0.stream.value < $1.stream.value }.map {
+        var entries = sources[index].files.values.sorted { $0.stream.value < $1.stream.value }.map {
             FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
                            fingerprint: $0.fingerprint, offset: $0.committedOffset)
         }
-        entries += parked[index].values.map(\.checkpoint).sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
-        entries += savedCheckpoints[index]
+        entries += sources[index].parked.values.map(\.checkpoint).sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
+        entries += sources[index].savedCheckpoints
         var identities = Set<FileIdentity>()
         return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }
     }
 
-    /// Saves every source's positions (atomically); a failure is logged and retried next time.
+    /// Saves every source's positions (atomically) if they changed since the last save; a
+    /// failure is counted and logged once until a save succeeds, and retried next time.
     /// Returns whether every source's positions are saved now.
     @discardableResult
     public func saveCheckpoints() -> Bool {
-        guard let store else { return true }
+        guard checkpoints != nil else { return true }
         var allSaved = true
-        for (index, source) in sources.enumerated() {
-            let checkpoint = SourceCheckpoint(source: source.name, files: checkpointEntries(index))
-            if checkpoint == lastSaved[index] { continue }
-            do {
-                try store.save(checkpoint)
-                lastSaved[index] = checkpoint
-            } catch {
+        for index in sources.indices {
+            let name = sources[index].spec.name
+            let checkpoint = SourceCheckpoint(source: name, files: checkpointEntries(index))
+            if checkpoints?.save(checkpoint, described: "source \(name)", statistics: &sources[index].statistics,
+                                 logger: logger) == false {
                 allSaved = false
-                if reportedErrors[index].insert("checkpoint").inserted {
-                    statistics[index].errors["checkpoint_write", default: 0] += 1
-                    logger.error("cannot save checkpoint for source \(source.name): \(error)")
-                }
-                continue
             }
-            reportedErrors[index].remove("checkpoint")
         }
         return allSaved
     }

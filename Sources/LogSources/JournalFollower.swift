@@ -170,11 +170,10 @@ public final class JournalFollower {
     private let sources: [JournalSourceSpec]
     private unowned let sink: any LineSink
     private let logger: Logger
-    private let store: CheckpointStore?
+    /// Nil: positions are not saved (no state directory).
+    private var checkpoints: CheckpointKeeper?
     private let journals: [FollowedJournal]
     private var statistics: [SourceStatistics]
-    /// What was last saved per source, so an idle follower does not rewrite its state.
-    private var lastSaved: [SourceCheckpoint?]
     /// Sources with entries to read now.
     private var pending = Set<Int>()
     private weak var loop: PollLoop?
@@ -230,17 +229,15 @@ public final class JournalFollower {
         }
         var parsedMatches: [[JournalMatch]] = []
         for source in sources { parsedMatches.append(try JournalMatch.parse(source.matches, source: source.name)) }
+        var checkpoints: CheckpointKeeper?
         if let stateDirectory {
             do {
-                store = try CheckpointStore(directory: stateDirectory)
+                checkpoints = CheckpointKeeper(store: try CheckpointStore(directory: stateDirectory))
             } catch {
                 throw JournalError(source: nil, reason: .cannotUseStateDirectory(stateDirectory, error))
             }
-        } else {
-            store = nil
         }
         var statistics = Array(repeating: SourceStatistics(), count: sources.count)
-        var lastSaved: [SourceCheckpoint?] = Array(repeating: nil, count: sources.count)
         var journals: [FollowedJournal] = []
         for (index, source) in sources.enumerated() {
             let journal = try Self.open(source, matches: parsedMatches[index])
@@ -250,21 +247,15 @@ public final class JournalFollower {
             do {
                 descriptor = try journal.fileDescriptor()
             } catch {
-                statistics[index].errors["journal_error", default: 0] += 1
+                statistics[index].count(.journalError)
                 logger.error("journal source \(source.name): cannot watch the journal (\(error)); looking at it every \(Self.pollingInterval) s")
             }
             var saved: JournalCheckpoint?
-            if let store {
-                do {
-                    let checkpoint = try store.load(source: source.name)?.checkpoint
-                    saved = checkpoint?.journal
-                    lastSaved[index] = checkpoint
-                } catch {
-                    // Starting as if for the first time loses at most the entries written while
-                    // stopped; refusing to start would lose everything from now on.
-                    logger.error("\(error); journal source \(source.name) starts without it")
-                    statistics[index].errors["checkpoint_corrupt", default: 0] += 1
-                }
+            if let loaded = checkpoints?.load(source: source.name, described: "journal source \(source.name)",
+                                              statistics: &statistics[index], logger: logger) {
+                saved = loaded.checkpoint.journal
+                // Unchanged, it is not written again.
+                checkpoints?.remember(loaded.checkpoint)
             }
             if let previous = handoff[source.name] {
                 saved = previous.checkpoint
@@ -275,7 +266,7 @@ public final class JournalFollower {
         }
         self.journals = journals
         self.statistics = statistics
-        self.lastSaved = lastSaved
+        self.checkpoints = checkpoints
     }
 
     private static func open(_ source: JournalSourceSpec, matches: [JournalMatch]) throws(JournalError) -> Journal {
@@ -368,10 +359,10 @@ public final class JournalFollower {
             processChanges(followed)
             pending.insert(followed.source)
         }
-        var rounds = 0
-        while !pending.isEmpty && rounds < 16 {
+        CatchUp.run {
+            if pending.isEmpty { return false }
             _ = work()
-            rounds += 1
+            return true
         }
     }
 
@@ -441,7 +432,13 @@ public final class JournalFollower {
 
     private func watch(_ followed: FollowedJournal) {
         guard let loop, let descriptor = followed.descriptor else { return }
-        let events = (try? followed.journal.pollEvents()) ?? PollLoop.readable
+        var events = PollLoop.readable
+        do {
+            events = try followed.journal.pollEvents()
+        } catch {
+            // What libsystemd asks for on an inotify descriptor.
+            report(followed, key: "events", "cannot get the journal descriptor's poll events (\(error)); waiting for it to be readable")
+        }
         loop.watch(descriptor, events: events) { [unowned self] _ in
             self.processChanges(followed)
             self.scheduleDeadline(followed)
@@ -453,9 +450,13 @@ public final class JournalFollower {
     private func startPolling(_ followed: FollowedJournal) {
         guard let loop, followed.pollingTimer == nil else { return }
         followed.pollingTimer = loop.every(Self.pollingInterval) { [unowned self] in
-            if followed.descriptor == nil, let descriptor = try? followed.journal.fileDescriptor() {
-                followed.descriptor = descriptor
-                logger.info("journal source \(sources[followed.source].name): watching the journal again")
+            if followed.descriptor == nil {
+                do {
+                    followed.descriptor = try followed.journal.fileDescriptor()
+                    logger.info("journal source \(sources[followed.source].name): watching the journal again")
+                } catch {
+                    // Counted and logged when it first failed; polling goes on meanwhile.
+                }
             }
             self.processChanges(followed)
             self.pending.insert(followed.source)
@@ -506,7 +507,17 @@ public final class JournalFollower {
             loop.cancel(timer)
             followed.deadlineTimer = nil
         }
-        guard let deadline = try? followed.journal.processDeadline() else { return }
+        let deadline: Double?
+        do {
+            deadline = try followed.journal.processDeadline()
+            followed.reportedErrors.remove("deadline")
+        } catch {
+            // The descriptor still wakes the loop; only a journal on a file system inotify
+            // misses changes on is looked at late (on the next change).
+            report(followed, key: "deadline", "cannot get the journal's processing deadline: \(error)")
+            return
+        }
+        guard let deadline else { return }
         let delay = max(0.001, deadline - monotonicSeconds())
         followed.deadlineTimer = loop.every(delay) { [unowned self] in
             if let timer = followed.deadlineTimer { self.loop?.cancel(timer) }
@@ -598,35 +609,28 @@ public final class JournalFollower {
 
     private func report(_ followed: FollowedJournal, key: String, _ message: String) {
         guard followed.reportedErrors.insert(key).inserted else { return }
-        statistics[followed.source].errors["journal_error", default: 0] += 1
+        statistics[followed.source].count(.journalError)
         logger.error("journal source \(sources[followed.source].name): \(message)")
     }
 
     // MARK: - Checkpoints
 
     /// Saves every source's position (atomically) if it changed since the last save; a
-    /// failure is logged once and retried next time. Returns whether every position is saved.
+    /// failure is counted and logged once until a save succeeds, and retried next time.
+    /// Returns whether every position is saved.
     @discardableResult
     public func saveCheckpoints() -> Bool {
-        guard let store, started else { return true }
+        guard checkpoints != nil, started else { return true }
         var allSaved = true
         for followed in journals {
             updateCursor(followed)
-            let name = sources[followed.source].name
             guard followed.cursor != nil || followed.readUntil != nil else { continue }
+            let name = sources[followed.source].name
             let checkpoint = SourceCheckpoint(
                 source: name, journal: JournalCheckpoint(cursor: followed.cursor, readUntilMicroseconds: followed.readUntil))
-            if checkpoint == lastSaved[followed.source] { continue }
-            do {
-                try store.save(checkpoint)
-                lastSaved[followed.source] = checkpoint
-                followed.reportedErrors.remove("checkpoint")
-            } catch {
+            if checkpoints?.save(checkpoint, described: "journal source \(name)", statistics: &statistics[followed.source],
+                                 logger: logger) == false {
                 allSaved = false
-                if followed.reportedErrors.insert("checkpoint").inserted {
-                    statistics[followed.source].errors["checkpoint_write", default: 0] += 1
-                    logger.error("cannot save checkpoint for journal source \(name): \(error)")
-                }
             }
         }
         return allSaved

@@ -44,8 +44,10 @@ public enum StartPosition: String, Sendable, CaseIterable {
 public struct SourceStatistics: Sendable, Equatable {
     public var bytesRead: UInt64 = 0
     public var openStreams = 0
-    /// Errors by kind (`permission_denied`, `not_found`, `read_error`, `watch_limit`,
-    /// `checkpoint_corrupt`, `checkpoint_write`, `fd_limit`, ...).
-    public var errors: [String: UInt64] = [:]
+    /// Errors by kind; a kind's ``SourceErrorKind/rawValue`` is its metric label.
+    public var errors: [SourceErrorKind: UInt64] = [:]
     public init() {}
+
+    /// Counts one error of `kind`.
+    mutating func count(_ kind: SourceErrorKind) { errors[kind, default: 0] += 1 }
 }

@@ -48,7 +48,16 @@ public struct PathPattern: Sendable, Equatable {
             if isLast {
                 // A fixed file name: watch its directory to see it created or renamed.
                 expansion.directories.append(directory)
-                if (try? FileStatus(path: path)) != nil { expansion.paths.append(path) }
+                do {
+                    _ = try FileStatus(path: path)
+                } catch where error == .noSuchFile || error == .notDirectory {
+                    // Not there yet: the watch on its directory sees it created.
+                    return
+                } catch {
+                    // There, but not to be looked at (EACCES on its directory): opening it
+                    // reports the error with the path.
+                }
+                expansion.paths.append(path)
                 return
             }
             do {
@@ -79,8 +88,16 @@ public struct PathPattern: Sendable, Equatable {
             let path = join(directory, name)
             if isLast {
                 expansion.paths.append(path)
-            } else if let status = try? FileStatus(path: path), status.isDirectory {
-                walk(directory: path, index: index + 1, fixedPrefix: false, into: &expansion)
+            } else {
+                do {
+                    if try FileStatus(path: path).isDirectory {
+                        walk(directory: path, index: index + 1, fixedPrefix: false, into: &expansion)
+                    }
+                } catch where error != .noSuchFile && error != .notDirectory {
+                    expansion.errors.append((path, error))
+                } catch {
+                    // Gone since the directory was read, or a dangling link: nothing to match.
+                }
             }
         }
     }

@@ -404,7 +404,7 @@ final class Daemon {
         if let statistics {
             metrics.bytesRead = statistics.bytesRead
             metrics.files = statistics.openStreams
-            metrics.errors = statistics.errors
+            metrics.errors = Dictionary(uniqueKeysWithValues: statistics.errors.map { ($0.key.rawValue, $0.value) })
         }
         if let lines = sink.sourceLines[name] {
             metrics.lines = lines.lines

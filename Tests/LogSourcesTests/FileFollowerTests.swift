@@ -218,7 +218,7 @@ import Testing
         try directory.write("a.log", "after the start\n")
         run(loop) { !sink.lines.isEmpty }
         #expect(sink.lines == ["after the start"])
-        #expect(follower.statistics(forSource: 0).errors == ["checkpoint_corrupt": 1])
+        #expect(follower.statistics(forSource: 0).errors == [.checkpointCorrupt: 1])
     }
 
     @Test func aCheckpointOfAnUnknownVersionIsCorrupt() throws {
@@ -286,7 +286,7 @@ import Testing
         let follower = try follower(directory, sink: sink)
         follower.start(on: loop)
         #expect(follower.statistics(forSource: 0).openStreams == 2)
-        #expect(follower.statistics(forSource: 0).errors == ["fd_limit": 3])
+        #expect(follower.statistics(forSource: 0).errors == [.fdLimit: 3])
         for name in names { try directory.write(name, "first in \(name)\n") }
         run(loop) { sink.lines.count >= 5 }
         run(loop, timeout: 0.5) { false }  // ten more rescans: nothing is read twice
