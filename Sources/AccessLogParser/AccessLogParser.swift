@@ -1,6 +1,7 @@
 /// The format of an access-log stream, as the user names it.
 public enum LogFormat: Sendable, Equatable {
-    /// Recognise the preset (JSON, an Istio text variant, Envoy's default) from the lines.
+    /// Recognise the preset (JSON, an Istio text variant, Envoy's default, nginx, HAProxy) from
+    /// the lines.
     case auto
     case envoy
     /// Istio's default text format, any version.
@@ -8,14 +9,24 @@ public enum LogFormat: Sendable, Equatable {
     case json(JSONKeyMap)
     /// A user's Envoy format string.
     case custom(String)
+    /// nginx's error log: its upstream failures as Envoy flags (docs/formats.md §9.1).
+    case nginxError
+    /// nginx's access log: `combined`, and ingress-nginx's `upstreaminfo` (§9.2).
+    case nginx
+    /// HAProxy's `option httplog` and `option tcplog` lines (§9.3).
+    case haproxy
 
-    /// Parses a `--format` / `format:` value: `auto`, `envoy`, `istio`, `json`, or a format string.
+    /// Parses a `--format` / `format:` value: `auto`, `envoy`, `istio`, `json`, `nginx-error`,
+    /// `nginx`, `haproxy`, or a format string.
     public init(argument: String, jsonKeys: JSONKeyMap = JSONKeyMap()) {
         switch argument {
         case "auto": self = .auto
         case "envoy": self = .envoy
         case "istio": self = .istio
         case "json": self = .json(jsonKeys)
+        case "nginx-error": self = .nginxError
+        case "nginx": self = .nginx
+        case "haproxy": self = .haproxy
         default: self = .custom(argument)
         }
     }
@@ -42,18 +53,29 @@ public struct AccessLogParser {
     enum Runner {
         case text(Unmanaged<TextFormatPlan>)
         case json(Unmanaged<JSONRecordParser>)
+        case edge(EdgeFormat)
     }
 
     enum Candidate {
         case text(TextFormatPlan)
         case json(JSONRecordParser)
+        case edge(EdgeFormat)
 
         var name: String {
             switch self {
             case .text(let plan): plan.name
             case .json: "json"
+            case .edge(let format): format.rawValue
             }
         }
+    }
+
+    /// The formats of other proxies, read by hand-written parsers rather than plans: they hold
+    /// no state, so a candidate is just the name of one.
+    enum EdgeFormat: String {
+        case nginxError = "nginx-error"
+        case nginx = "nginx"
+        case haproxy = "haproxy"
     }
 
     /// - Parameter fields: the record fields to decode (the rest stay absent); fewer is faster.
@@ -81,10 +103,19 @@ public struct AccessLogParser {
             return FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
         case .json(let keys):
             return [.json(JSONRecordParser(keys: keys, fields: fields))]
+        case .nginxError:
+            return [.edge(.nginxError)]
+        case .nginx:
+            return [.edge(.nginx)]
+        case .haproxy:
+            return [.edge(.haproxy)]
         case .auto:
+            // The other proxies' formats last: their lines start unlike Envoy's (a date, an
+            // address), so an Envoy stream never reaches them once its plan is chosen.
             return [.json(JSONRecordParser(fields: fields))]
                 + FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
                 + [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
+                + [.edge(.nginxError), .edge(.haproxy), .edge(.nginx)]
         }
     }
 
@@ -92,6 +123,7 @@ public struct AccessLogParser {
         switch candidate {
         case .text(let plan): .text(Unmanaged.passUnretained(plan))
         case .json(let parser): .json(Unmanaged.passUnretained(parser))
+        case .edge(let format): .edge(format)
         }
     }
 
@@ -146,6 +178,9 @@ public struct AccessLogParser {
         switch runner {
         case .text(let plan): plan._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }
         case .json(let parser): parser._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }
+        case .edge(.nginxError): NginxErrorLineParser.parse(line, into: &record)
+        case .edge(.nginx): NginxAccessLineParser.parse(line, into: &record)
+        case .edge(.haproxy): HAProxyLineParser.parse(line, into: &record)
         }
     }
 }

@@ -30,7 +30,7 @@ struct ScanCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "auto, envoy, istio, json, or an Envoy format string (as in your Envoy or Istio config).")
+    @Option(help: "auto, envoy, istio, json, nginx-error, nginx, haproxy, or an Envoy format string (as in your Envoy or Istio config).")
     var format: String = "auto"
 
     @Option(help: "Container log wrapper: none, cri, docker, or auto (recognised per line).")
