@@ -52,7 +52,9 @@ public enum Diagnoser {
     ]
 
     private static func diagnose(_ flag: ResponseFlag, _ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
-        switch flag {
+        // nginx's and HAProxy's lines carry the same flags with their own evidence and remedies.
+        if let diagnosis = ProxyDiagnoser.diagnose(flag, evidence.tally(flag), cluster: target.cluster) { return diagnosis }
+        return switch flag {
         case .upstreamConnectionFailure: connectionFailure(evidence, target)
         case .noHealthyUpstream: noHealthyUpstream(evidence, target)
         case .noRouteFound: noRoute(evidence, target)
@@ -276,7 +278,7 @@ enum FailureKind: Hashable {
             .lowercased().replacingSpaces()
         func has(_ needles: String...) -> Bool { needles.contains { text.contains($0) } }
         if has("tls_error", "ssl_routines", "certificate_verify_failed", "wrong_version_number",
-               "secret_is_not_supplied_by_sds", "handshake", "certificate_expired") {
+               "secret_is_not_supplied_by_sds", "handshake", "certificate_expired", "ssl_handshaking") {
             self = .tls
         } else if has("connection_refused", "connect_error:_111") {
             self = .connectionRefused

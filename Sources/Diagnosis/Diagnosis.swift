@@ -37,5 +37,14 @@ public enum LikelyCause: String, Sendable, CaseIterable {
     case upstreamReset = "upstream reset"
     /// UPE: the upstream's answer is not the protocol Envoy expects (port protocol declared wrong).
     case protocolError = "upstream protocol error"
+    /// nginx or HAProxy: the TLS handshake with the upstream server failed.
+    case upstreamTLSFailure = "upstream TLS failure"
+    /// nginx or HAProxy: connects timed out rather than being refused, so something drops the
+    /// packets (a firewall, a NetworkPolicy) or the host is gone.
+    case packetsDropped = "packets dropped"
+    /// nginx `no live upstreams`, HAProxy `<NOSRV>`: every server of the group is marked down.
+    case noLiveServers = "no live upstream servers"
+    /// HAProxy: requests timed out in the queue of servers at their `maxconn`.
+    case queueFull = "server queue full"
     case unknown = "unknown"
 }

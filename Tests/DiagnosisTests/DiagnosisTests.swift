@@ -184,23 +184,28 @@ let cases: [DiagnosisCase] = [
         steps: ["curl -s localhost:15000/clusters | grep 'backend_service'", "curl -s localhost:15000/stats | grep 'cluster.backend_service.'"]),
 ]
 
+/// Counts the row's lines and checks the diagnosis of its cluster against the row.
+func expectDiagnosis(_ row: DiagnosisCase, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let counts = try counted(row.lines, format: row.format)
+    #expect(counts.malformedTotal == 0, "lines must parse: \(counts.malformed)", sourceLocation: sourceLocation)
+    let cluster = try #require(counts.clusters.lookUp(row.cluster), "cluster \(row.cluster) counted", sourceLocation: sourceLocation)
+    let diagnosis = try #require(Diagnoser.diagnose(counts, cluster: cluster, among: row.among), sourceLocation: sourceLocation)
+    #expect(diagnosis.flag == row.flag, sourceLocation: sourceLocation)
+    #expect(diagnosis.cause == row.cause, "\(diagnosis.likelyCause)", sourceLocation: sourceLocation)
+    for part in row.sentence {
+        #expect(diagnosis.likelyCause.contains(part), "\(diagnosis.likelyCause)\n  lacks: \(part)", sourceLocation: sourceLocation)
+    }
+    for part in row.steps {
+        #expect(diagnosis.nextSteps.contains { $0.contains(part) }, "\(diagnosis.nextSteps)\n  lacks: \(part)", sourceLocation: sourceLocation)
+    }
+    #expect(!diagnosis.likelyCause.contains("\n"), "one sentence", sourceLocation: sourceLocation)
+}
+
 @Suite("Diagnosis from real Envoy lines")
 struct DiagnosisTests {
     @Test("each cause", arguments: cases)
     func diagnosis(_ row: DiagnosisCase) throws {
-        let counts = try counted(row.lines, format: row.format)
-        #expect(counts.malformedTotal == 0, "lines must parse: \(counts.malformed)")
-        let cluster = try #require(counts.clusters.lookUp(row.cluster), "cluster \(row.cluster) counted")
-        let diagnosis = try #require(Diagnoser.diagnose(counts, cluster: cluster, among: row.among))
-        #expect(diagnosis.flag == row.flag)
-        #expect(diagnosis.cause == row.cause, "\(diagnosis.likelyCause)")
-        for part in row.sentence {
-            #expect(diagnosis.likelyCause.contains(part), "\(diagnosis.likelyCause)\n  lacks: \(part)")
-        }
-        for part in row.steps {
-            #expect(diagnosis.nextSteps.contains { $0.contains(part) }, "\(diagnosis.nextSteps)\n  lacks: \(part)")
-        }
-        #expect(!diagnosis.likelyCause.contains("\n"), "one sentence")
+        try expectDiagnosis(row)
     }
 
     @Test("no diagnosis for flags the cluster does not have, nor for an unknown cluster")
