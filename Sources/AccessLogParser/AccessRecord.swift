@@ -34,7 +34,9 @@ public struct AccessRecord {
     public var responseFlags: ResponseFlagSet = []
     /// How many codes in the flags field are not in Envoy's core table (custom flags).
     public var unknownFlagCount: Int = 0
-    /// The flags field as written, so callers can name the unknown codes.
+    /// The flags field as written, so callers can name the unknown codes. For nginx and
+    /// HAProxy lines, which have no flags field, the field the flags were read from (the
+    /// error-log message, the termination state, the upstream fields).
     public var responseFlagsText: FieldView = .absent
     public var responseCodeDetails: FieldView = .absent
     public var upstreamTransportFailureReason: FieldView = .absent

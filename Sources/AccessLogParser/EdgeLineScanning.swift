@@ -98,11 +98,3 @@ struct EdgeLine {
 
 @inline(__always)
 func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-
-/// A text of flagwatch's own (not from the line) handed on as a ``FieldView``: a
-/// `StaticString` lives in the binary's constant data, so the view never dangles and making it
-/// allocates nothing.
-@inline(__always)
-func staticView(_ text: StaticString) -> FieldView {
-    FieldView(UnsafeRawBufferPointer(start: UnsafeRawPointer(text.utf8Start), count: text.utf8CodeUnitCount))
-}

@@ -6,8 +6,7 @@
 ///
 /// The cluster is the backend (`%b`), the upstream host the server (`%s`). The first two
 /// characters of the termination state name the failure and so the Envoy flag; the state as
-/// written becomes the response-code details and a sentence of flagwatch's saying what it means
-/// (starting with `haproxy`) the transport failure reason, which is what the diagnosis reads.
+/// written (`SC--`) becomes the response-code details, which the diagnosis reads.
 /// httplog lines count under their status (`-1`, no response, is 0), tcplog lines under 0.
 enum HAProxyLineParser {
     static func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
@@ -51,10 +50,12 @@ enum HAProxyLineParser {
         record.upstreamCluster = FieldView(line.view(frontendEnd + 1, slash))
         if !noServer { record.upstreamHost = FieldView(server) }
         record.durationMilliseconds = timers.total
-        if let failure = failure(first: line[position], second: line[position + 1], noServer: noServer) {
-            record.responseFlags = ResponseFlagSet(failure.flag)
-            record.responseCodeDetails = FieldView(line.view(position, position + stateLength))
-            record.upstreamTransportFailureReason = staticView(failure.meaning)
+        if let flag = flag(first: line[position], second: line[position + 1], noServer: noServer) {
+            // The state is both where the flag comes from and the evidence the diagnosis reads.
+            let state = FieldView(line.view(position, position + stateLength))
+            record.responseFlags = ResponseFlagSet(flag)
+            record.responseFlagsText = state
+            record.responseCodeDetails = state
         }
         return nil
     }
@@ -113,43 +114,18 @@ enum HAProxyLineParser {
         }
     }
 
-    struct Failure {
-        var flag: ResponseFlag
-        var meaning: StaticString
-    }
-
     /// The termination state's flag (docs/formats.md §9.3); nil for states that are no failure
     /// (`--`, handled locally `L?`, and everything else).
-    static func failure(first: UInt8, second: UInt8, noServer: Bool) -> Failure? {
+    static func flag(first: UInt8, second: UInt8, noServer: Bool) -> ResponseFlag? {
         switch (first, second) {
-        case (UInt8(ascii: "S"), UInt8(ascii: "C")):
-            return noServer
-                ? Failure(flag: .noHealthyUpstream, meaning: "haproxy SC with <NOSRV>: no server of the backend was available")
-                : Failure(flag: .upstreamConnectionFailure, meaning: "haproxy SC: connection refused (the server or the network answered the connect with a reset or an ICMP error)")
-        case (UInt8(ascii: "s"), UInt8(ascii: "C")):
-            return Failure(flag: .upstreamConnectionFailure, meaning: "haproxy sC: connect timeout (timeout connect struck before the server accepted)")
-        case (UInt8(ascii: "S"), UInt8(ascii: "H")):
-            return Failure(flag: .upstreamConnectionTermination, meaning: "haproxy SH: the server aborted before sending complete response headers")
-        case (UInt8(ascii: "S"), UInt8(ascii: "D")):
-            return Failure(flag: .upstreamConnectionTermination, meaning: "haproxy SD: the server aborted during the data transfer")
-        case (UInt8(ascii: "s"), UInt8(ascii: "H")):
-            return Failure(flag: .upstreamRequestTimeout, meaning: "haproxy sH: timeout server struck before the server sent complete response headers")
-        case (UInt8(ascii: "s"), UInt8(ascii: "D")):
-            return Failure(flag: .upstreamRequestTimeout, meaning: "haproxy sD: timeout server struck during the data transfer")
-        case (UInt8(ascii: "s"), UInt8(ascii: "Q")):
-            return Failure(flag: .upstreamOverflow, meaning: "haproxy sQ: timeout queue struck while the request waited for a free server slot (maxconn)")
-        case (UInt8(ascii: "S"), UInt8(ascii: "Q")):
-            return Failure(flag: .upstreamOverflow, meaning: "haproxy SQ: the request was refused while it waited in the queue for a free server slot (maxconn)")
-        case (UInt8(ascii: "P"), UInt8(ascii: "H")):
-            return Failure(flag: .upstreamProtocolError, meaning: "haproxy PH: the proxy refused the server's response headers (invalid, or blocked)")
-        case (UInt8(ascii: "P"), UInt8(ascii: "D")):
-            return Failure(flag: .upstreamProtocolError, meaning: "haproxy PD: the proxy refused the server's response data (invalid chunking or length)")
-        case (UInt8(ascii: "C"), _):
-            return Failure(flag: .downstreamConnectionTermination, meaning: "haproxy C: the client aborted")
-        case (UInt8(ascii: "c"), _):
-            return Failure(flag: .downstreamConnectionTermination, meaning: "haproxy c: the client timed out (timeout client)")
-        default:
-            return nil
+        case (UInt8(ascii: "S"), UInt8(ascii: "C")): return noServer ? .noHealthyUpstream : .upstreamConnectionFailure
+        case (UInt8(ascii: "s"), UInt8(ascii: "C")): return .upstreamConnectionFailure
+        case (UInt8(ascii: "S"), UInt8(ascii: "H")), (UInt8(ascii: "S"), UInt8(ascii: "D")): return .upstreamConnectionTermination
+        case (UInt8(ascii: "s"), UInt8(ascii: "H")), (UInt8(ascii: "s"), UInt8(ascii: "D")): return .upstreamRequestTimeout
+        case (UInt8(ascii: "s"), UInt8(ascii: "Q")), (UInt8(ascii: "S"), UInt8(ascii: "Q")): return .upstreamOverflow
+        case (UInt8(ascii: "P"), UInt8(ascii: "H")), (UInt8(ascii: "P"), UInt8(ascii: "D")): return .upstreamProtocolError
+        case (UInt8(ascii: "C"), _), (UInt8(ascii: "c"), _): return .downstreamConnectionTermination
+        default: return nil
         }
     }
 }

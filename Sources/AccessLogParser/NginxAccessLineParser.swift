@@ -34,11 +34,13 @@ enum NginxAccessLineParser {
         let method = line.find(byte: UInt8(ascii: " "), from: dateClose + 3, to: requestEnd) ?? requestEnd
         record.requestMethod = RecordAssignment.view(line.view(dateClose + 3, method), false)
         guard agentEnd + 1 < line.count else { return nil }  // combined: no upstream information
-        return readUpstreamInfo(line, from: agentEnd + 1, code: code, into: &record)
+        return readUpstreamInfo(line, from: agentEnd + 1, code: code, status: (statusStart, statusEnd), into: &record)
     }
 
     /// ` $request_length $request_time [name] [alternative] $upstream_addr ... $upstream_status $req_id`.
-    private static func readUpstreamInfo(_ line: EdgeLine, from position: Int, code: Int, into record: inout AccessRecord) -> MalformedReason? {
+    private static func readUpstreamInfo(
+        _ line: EdgeLine, from position: Int, code: Int, status: (start: Int, end: Int), into record: inout AccessRecord
+    ) -> MalformedReason? {
         guard let nameOpen = line.find(" [", from: position), let nameClose = line.find("] ", from: nameOpen + 2) else {
             return .formatMismatch
         }
@@ -62,15 +64,25 @@ enum NginxAccessLineParser {
         let groupName = !noUpstream && !firstAddress.isEmpty && !firstAddress.contains(UInt8(ascii: ":"))
         if !noUpstream && !groupName { record.upstreamHost = FieldView(firstAddress) }
         let upstreamStatusDash = lastUpstreamStatus.count == 1 && lastUpstreamStatus[0] == UInt8(ascii: "-")
+        let flag: ResponseFlag?
         if code == 503 && noUpstream {
-            record.responseFlags = ResponseFlagSet(.noHealthyUpstream)
-            record.responseCodeDetails = staticView("nginx access log: 503 with no upstream address (no server was tried)")
+            flag = .noHealthyUpstream
         } else if groupName && (code == 502 || code == 503) && addressEnd - addressStart == firstAddress.count {
-            record.responseFlags = ResponseFlagSet(.noHealthyUpstream)
-            record.responseCodeDetails = staticView("nginx access log: no live upstreams (the group's name in $upstream_addr)")
+            flag = .noHealthyUpstream
         } else if code == 504 && (upstreamStatusDash || isStatus504(lastUpstreamStatus)) {
-            record.responseFlags = ResponseFlagSet(.upstreamRequestTimeout)
-            record.responseCodeDetails = staticView("nginx access log: 504 (the upstream did not answer in time)")
+            flag = .upstreamRequestTimeout
+        } else {
+            flag = nil
+        }
+        if let flag {
+            // The fields that prove the flag are its source and the evidence the diagnosis
+            // reads: the upstream fields for UH (`- - - -`, `alldown 0 0.000 502`: the same on
+            // every such line), the status for UT (`504`: the upstream fields hold timings).
+            let evidence = flag == .noHealthyUpstream
+                ? FieldView(line.view(addressStart, idSpace)) : FieldView(line.view(status.start, status.end))
+            record.responseFlags = ResponseFlagSet(flag)
+            record.responseFlagsText = evidence
+            record.responseCodeDetails = evidence
         }
         return nil
     }

@@ -26,7 +26,9 @@ enum NginxErrorLineParser {
         }
         record.startTime = FieldView(line.view(0, 19))
         record.responseFlags = ResponseFlagSet(failure.flag)
+        // The message is both where the flag comes from and the evidence the diagnosis reads.
         record.responseCodeDetails = FieldView(line.view(messageStart, contextStart))
+        record.responseFlagsText = record.responseCodeDetails
         if let reason = failure.reason { record.upstreamTransportFailureReason = FieldView(line.view(reason.start, reason.end)) }
         if let upstream {
             record.upstreamCluster = FieldView(line.view(upstream.start, upstream.end))

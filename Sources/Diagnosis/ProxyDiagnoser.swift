@@ -8,78 +8,104 @@ enum ProxyDiagnoser {
     /// Which proxy wrote the lines a flag's details came from.
     enum Proxy {
         case nginx, haproxy
+    }
 
-        /// Recognised from the most frequent detail: HAProxy's carry flagwatch's sentence
-        /// starting `haproxy `; nginx's error-log messages end in their phase (`while connecting
-        /// to upstream`), its access-log flags carry `nginx access log: ...`.
-        init?(_ tally: FailureTally) {
-            guard let top = tally.details.first else { return nil }
-            if top.transportFailureReason?.hasPrefix("haproxy ") == true {
-                self = .haproxy
-                return
+    /// What one detail (a breakdown row) says, in the proxy's terms.
+    struct Evidence {
+        var proxy: Proxy
+        var kind: FailureKind
+        /// How the sentence names it: the errno or TLS text, or the state with its meaning.
+        var words: String
+        var count: Int
+
+        /// nil for a detail no nginx or HAProxy line writes (an Envoy one).
+        init?(_ detail: FailureDetail, flag: ResponseFlag) {
+            guard let details = detail.details else { return nil }
+            count = detail.count
+            if let state = HAProxyState(details, flag: flag) {
+                proxy = .haproxy
+                (kind, words) = (state.kind, "\(details) (\(state.meaning))")
+            } else if let access = NginxAccessEvidence(details) {
+                proxy = .nginx
+                (kind, words) = (.other, access.meaning)
+            } else if details.hasPrefix("no live upstreams") || (details.hasSuffix("upstream") && details.contains(" while ")) {
+                // nginx's error-log message: the errno or TLS text in its parentheses says most.
+                proxy = .nginx
+                (kind, words) = (FailureKind(detail), detail.transportFailureReason ?? details)
+            } else {
+                return nil
             }
-            guard let details = top.details else { return nil }
-            if details.hasPrefix("nginx access log") || details.hasPrefix("no live upstreams")
-                || (details.hasSuffix("upstream") && details.contains(" while "))
-            {
-                self = .nginx
-                return
-            }
-            return nil
         }
     }
 
-    /// nil when the flag's lines did not come from nginx or HAProxy.
+    /// nil when the flag's lines did not come from nginx or HAProxy (its most frequent detail
+    /// is no nginx message, HAProxy state or nginx access-log evidence).
     static func diagnose(_ flag: ResponseFlag, _ tally: FailureTally, cluster: String) -> Diagnosis? {
-        guard let proxy = Proxy(tally) else { return nil }
+        guard let top = tally.details.first, let first = Evidence(top, flag: flag) else { return nil }
+        let evidence = tally.details.compactMap { Evidence($0, flag: flag) }
+        let proxy = first.proxy
         let steps = ProxySteps(proxy: proxy, cluster: cluster)
+        let total = tally.total
+        /// "10 of 12 UC were <words of the most frequent>".
+        func described(_ kinds: Set<FailureKind>? = nil) -> String {
+            let matching = evidence.filter { kinds?.contains($0.kind) ?? true }
+            guard let example = matching.first else { return "\(total) \(flag.shortName)" }
+            let count = kinds == nil ? example.count : matching.reduce(0) { $0 + $1.count }
+            return "\(count) of \(total) \(flag.shortName) were \(example.words)"
+        }
         switch flag {
-        case .upstreamConnectionFailure: return connectionFailure(tally, steps)
-        case .noHealthyUpstream: return noLiveServers(tally, steps)
+        case .upstreamConnectionFailure:
+            return connectionFailure(evidence, total: total, steps, described)
+        case .noHealthyUpstream:
+            let sentence = proxy == .nginx
+                ? "every server of the upstream group '\(cluster)' is marked failed (max_fails within fail_timeout) or the group is empty: "
+                : "no server of backend '\(cluster)' is available (all down by health checks, in maintenance, or none configured): "
+            return Diagnosis(flag: flag, cause: .noLiveServers, likelyCause: sentence + described(), nextSteps: steps.noLiveServersSteps())
         case .upstreamConnectionTermination:
             return Diagnosis(
                 flag: flag, cause: .upstreamClosed,
-                likelyCause: "upstream closed the connection before a complete response: \(tally.describe(flag, as: nil)); the backend crashed or restarted, or it closes keep-alive connections sooner than \(proxy == .nginx ? "nginx" : "HAProxy") reuses them",
+                likelyCause: "upstream closed the connection before a complete response: \(described()); the backend crashed or restarted, or it closes keep-alive connections sooner than \(proxy == .nginx ? "nginx" : "HAProxy") reuses them",
                 nextSteps: steps.closedSteps())
         case .upstreamRequestTimeout:
             let setting = proxy == .nginx ? "proxy_read_timeout" : "timeout server"
             return Diagnosis(
                 flag: flag, cause: .timeout,
-                likelyCause: "upstream timeout (the backend answers slower than \(setting)): \(tally.describe(flag, as: nil))",
+                likelyCause: "upstream timeout (the backend answers slower than \(setting)): \(described())",
                 nextSteps: steps.timeoutSteps())
         case .upstreamOverflow:
             return Diagnosis(
                 flag: flag, cause: .queueFull,
-                likelyCause: "servers at maxconn and the queue timed out: \(tally.describe(flag, as: nil)); the backend is too slow or too small for the load",
+                likelyCause: "servers at maxconn and the queue timed out: \(described()); the backend is too slow or too small for the load",
                 nextSteps: steps.queueSteps())
         case .upstreamProtocolError:
             return Diagnosis(
                 flag: flag, cause: .protocolError,
-                likelyCause: "the upstream's response was refused as invalid: \(tally.describe(flag, as: nil))",
+                likelyCause: "the upstream's response was refused as invalid: \(described())",
                 nextSteps: steps.protocolSteps())
         default:
             return nil
         }
     }
 
-    private static func connectionFailure(_ tally: FailureTally, _ steps: ProxySteps) -> Diagnosis {
+    private static func connectionFailure(
+        _ evidence: [Evidence], total: Int, _ steps: ProxySteps, _ described: (Set<FailureKind>?) -> String
+    ) -> Diagnosis {
         let flag = ResponseFlag.upstreamConnectionFailure
-        let total = tally.total
-        let tls = tally.count(of: .tls)
-        let refused = tally.count(of: .connectionRefused)
-        let timedOut = tally.count(of: .connectTimeout)
-        let unreachable = tally.count(of: .unreachable)
-        func example(_ kind: FailureKind) -> String { tally.example(of: kind).map { " (\($0))" } ?? "" }
+        func count(_ kind: FailureKind) -> Int { evidence.filter { $0.kind == kind }.reduce(0) { $0 + $1.count } }
+        let tls = count(.tls)
+        let refused = count(.connectionRefused)
+        let timedOut = count(.connectTimeout)
+        let unreachable = count(.unreachable)
         if tls > 0 && tls >= max(refused, timedOut, unreachable) {
             return Diagnosis(
                 flag: flag, cause: .upstreamTLSFailure,
-                likelyCause: "TLS handshake with the upstream failed: \(tls) of \(total) UF were TLS errors\(example(.tls)); the server's certificate is not trusted or expired, its name does not match, or it does not speak TLS on that port",
+                likelyCause: "TLS handshake with the upstream failed: \(described([.tls])); the server's certificate is not trusted or expired, its name does not match, or it does not speak TLS on that port",
                 nextSteps: steps.tlsSteps())
         }
         if refused > 0 && refused >= max(timedOut, unreachable) {
             return Diagnosis(
                 flag: flag, cause: .backendDown,
-                likelyCause: "backend down or wrong port: \(refused) of \(total) UF were connection refused\(example(.connectionRefused)); nothing listens on the server's address and port",
+                likelyCause: "backend down or wrong port (connection refused): \(described([.connectionRefused])); nothing listens on the server's address and port",
                 nextSteps: steps.refusedSteps())
         }
         if timedOut > 0 || unreachable > 0 {
@@ -87,25 +113,67 @@ enum ProxyDiagnoser {
             let words = kind == .connectTimeout ? "connect timeouts" : "no route to the host"
             return Diagnosis(
                 flag: flag, cause: .packetsDropped,
-                likelyCause: "packets dropped (firewall, NetworkPolicy) rather than refused, or the host is gone: \(tally.count(of: kind)) of \(total) UF were \(words)\(example(kind))",
+                likelyCause: "packets dropped (firewall, NetworkPolicy) rather than refused, or the host is gone (\(words)): \(described([kind]))",
                 nextSteps: steps.droppedSteps())
         }
         return Diagnosis(
             flag: flag, cause: .backendDown,
-            likelyCause: "backend down, wrong port or blocked: \(tally.describe(flag, as: nil))",
+            likelyCause: "backend down, wrong port or blocked: \(described(nil))",
             nextSteps: steps.refusedSteps())
     }
+}
 
-    private static func noLiveServers(_ tally: FailureTally, _ steps: ProxySteps) -> Diagnosis {
-        let flag = ResponseFlag.noHealthyUpstream
-        let sentence: String
-        switch steps.proxy {
-        case .nginx:
-            sentence = "every server of the upstream group '\(steps.cluster)' is marked failed (max_fails within fail_timeout) or the group is empty: " + tally.describe(flag, as: "no live upstreams")
-        case .haproxy:
-            sentence = "no server of backend '\(steps.cluster)' is available (all down by health checks, in maintenance, or none configured): " + tally.describe(flag, as: nil)
+/// HAProxy's termination state (`SC--`, tcplog's `SC`): who ended the session in which phase
+/// (docs/formats.md §9.3), and what that means for the diagnosis.
+struct HAProxyState {
+    let kind: FailureKind
+    let meaning: String
+
+    /// `flag`: the flag the state was counted under (`SC` is UH with `<NOSRV>`, else UF).
+    init?(_ text: String, flag: ResponseFlag) {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 2 || bytes.count == 4 else { return nil }
+        let first = Character(UnicodeScalar(bytes[0]))
+        let second = Character(UnicodeScalar(bytes[1]))
+        guard "CSPLRIDUKHcs-".contains(first), "RQCHDLT-".contains(second),
+            bytes.dropFirst(2).allSatisfy({ ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 == UInt8(ascii: "-") })
+        else { return nil }
+        switch (first, second) {
+        case ("S", "C") where flag == .noHealthyUpstream:
+            (kind, meaning) = (.other, "no server was available: <NOSRV>")
+        case ("S", "C"):
+            (kind, meaning) = (.connectionRefused, "connection refused: the server or the network answered the connect with a reset or an ICMP error")
+        case ("s", "C"): (kind, meaning) = (.connectTimeout, "connect timeout: timeout connect struck before the server accepted")
+        case ("S", "H"): (kind, meaning) = (.other, "the server aborted before sending complete response headers")
+        case ("S", "D"): (kind, meaning) = (.other, "the server aborted during the data transfer")
+        case ("s", "H"): (kind, meaning) = (.other, "timeout server struck before the server sent complete response headers")
+        case ("s", "D"): (kind, meaning) = (.other, "timeout server struck during the data transfer")
+        case ("s", "Q"): (kind, meaning) = (.other, "timeout queue struck while the request waited for a free server slot")
+        case ("S", "Q"): (kind, meaning) = (.other, "the request was refused while it waited for a free server slot")
+        case ("P", "H"): (kind, meaning) = (.other, "the proxy refused the server's response headers (invalid, or blocked)")
+        case ("P", "D"): (kind, meaning) = (.other, "the proxy refused the server's response data (invalid chunking or length)")
+        case ("C", _): (kind, meaning) = (.other, "the client aborted")
+        case ("c", _): (kind, meaning) = (.other, "the client timed out")
+        default: (kind, meaning) = (.other, "termination state \(text)")
         }
-        return Diagnosis(flag: flag, cause: .noLiveServers, likelyCause: sentence, nextSteps: steps.noLiveServersSteps())
+    }
+}
+
+/// What an nginx access line's flag was proven by (docs/formats.md §9.2).
+struct NginxAccessEvidence {
+    let meaning: String
+
+    init?(_ text: String) {
+        let tokens = text.split(separator: " ")
+        if text == "- - - -" {
+            meaning = "503s without an upstream address (no server was tried: ingress-nginx finds no endpoint)"
+        } else if text == "504" {
+            meaning = "504s from nginx's access log (the upstream did not answer within proxy_read_timeout)"
+        } else if tokens.count == 4, !tokens[0].contains(":"), tokens[3] == "502" || tokens[3] == "503" {
+            meaning = "no live upstreams (the group's name '\(tokens[0])' where the address goes)"
+        } else {
+            return nil
+        }
     }
 }
 

@@ -63,7 +63,7 @@ def test_scan_reads_nginx_error_and_access_logs(nginx):
     refusing, = nginx.servers["refusing"]
     diagnosis = error_report["clusters"][refusing]["diagnosis"]
     assert diagnosis["cause"] == "backend down", diagnosis
-    assert "connection refused (111: Connection refused)" in diagnosis["likely_cause"], diagnosis
+    assert "(connection refused): 12 of 12 UF were 111: Connection refused" in diagnosis["likely_cause"], diagnosis
     assert error_report["clusters"]["alldown"]["diagnosis"]["cause"] == "no live upstream servers"
     assert error_report["clusters"][nginx.servers["closing"][0]]["diagnosis"]["cause"] == "upstream closed connection"
 
