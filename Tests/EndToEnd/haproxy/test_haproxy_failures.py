@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from failing_backends import FlagwatchRun, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
+from failing_backends import FlagwatchRun, FollowScan, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +90,12 @@ def test_run_counts_haproxy_and_fires_the_default_rules(haproxy, backends, procs
     assert no_server["figures"]["likelyCause"] == "no live upstream servers"
     queue = poll_until(lambda: daemon.firing("UpstreamOverflow", "be_queue"), 30, "UpstreamOverflow firing")
     assert queue["figures"]["likelyCause"] == "server queue full"
+
+
+def test_follow_counts_haproxy_as_it_logs(haproxy, backends, procs, tmp_path):
+    # Started before the traffic, from the file's end: every request is read live.
+    follow = FollowScan(procs, tmp_path / "follow", "haproxy", [haproxy.log])
+    make_failures(haproxy, backends)
+    poll_until(lambda: flags_by_cluster(follow.report()) == EXPECTED, 20, "scan --follow's report == %r" % EXPECTED,
+               context=lambda: "%r\n%s" % (follow.report(), log_tail(follow.out_path)))
+    assert follow.report()["malformed"] == {}

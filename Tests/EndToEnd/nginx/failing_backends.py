@@ -8,6 +8,8 @@
   flags_by_cluster  {cluster: {flag: count}} from scan's JSON
   FlagwatchRun      `flagwatch run` with the shipped default rules (`for` shortened), on
                     127.0.0.1, stopped by PID; alerts() reads /api/v1/alerts
+  FollowScan        `flagwatch scan --follow --output json` on files, started before the
+                    traffic; report() is its latest JSON report
 
 Both suites load this module by name (their conftest puts this directory on sys.path).
 Every loop and wait is bounded in time.
@@ -217,6 +219,35 @@ class FlagwatchRun:
         return None
 
 
+class FollowScan:
+    """`flagwatch scan --follow --output json --format FMT --file F...`, reading the files from
+    their end: only what is written after it started counts. Stdout (one JSON report per line)
+    goes to a file; stopped by PID through `procs`."""
+
+    def __init__(self, procs, work, fmt, files):
+        work.mkdir(parents=True, exist_ok=True)
+        self.out_path = work / "follow.out"
+        argv = [flagwatch_binary(), "scan", "--follow", "--output", "json", "--format", fmt, "--interval", "1",
+                "--state-dir", work / "state", "--log-level", "warning"]
+        for path in files:
+            argv += ["--file", path]
+        # Reports (stdout) and the few warnings (stderr) share the file; reports are the lines
+        # that are JSON objects.
+        self.process = procs.start(argv, self.out_path)
+        # The first report comes once every file is open and its start position fixed.
+        poll_until(self.report, 20, "scan --follow's first report", context=lambda: log_tail(self.out_path))
+
+    def report(self):
+        """The latest complete report, or None."""
+        for line in reversed(self.out_path.read_bytes().split(b"\n")[:-1]):
+            if line.startswith(b"{"):
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue
+        return None
+
+
 def wait_for_lines(path, predicate, what, timeout=20):
     """Polls the log at `path` until `predicate(text)` holds (proxies write their logs a
     moment after answering)."""
@@ -225,6 +256,6 @@ def wait_for_lines(path, predicate, what, timeout=20):
 
 
 __all__ = [
-    "FailingBackends", "FlagwatchRun", "Processes", "drive", "flags_by_cluster", "free_port", "log_tail",
+    "FailingBackends", "FlagwatchRun", "FollowScan", "Processes", "drive", "flags_by_cluster", "free_port", "log_tail",
     "poll_until", "scan_json", "wait_for_lines", "os",
 ]

@@ -4,7 +4,7 @@ ingress-nginx style access log, read with `flagwatch scan` (each format, and `au
 an alert fires with the right likely cause."""
 import pytest
 
-from failing_backends import FlagwatchRun, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
+from failing_backends import FlagwatchRun, FollowScan, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +111,16 @@ def test_run_counts_nginx_logs_and_fires_the_default_rules(nginx, procs, tmp_pat
 
     timeout = poll_until(lambda: daemon.firing("UpstreamTimeouts", hanging), 30, "UpstreamTimeouts firing")
     assert "proxy_read_timeout" in timeout["annotations"]["likely_cause"]
+
+
+def test_follow_counts_both_nginx_logs_as_they_grow(nginx, procs, tmp_path):
+    # Started before the traffic, from the files' ends; `auto` recognises each log's format.
+    # nginx created both logs at start-up.
+    follow = FollowScan(procs, tmp_path / "follow", "auto", [nginx.error_log, nginx.access_log])
+    make_failures(nginx)
+    expected = expected_error_log_flags(nginx)
+    expected["hanging"] = {"UT": REQUESTS}
+    expected["alldown"] = {"UH": 2 * (REQUESTS - 1)}
+    poll_until(lambda: flags_by_cluster(follow.report()) == expected, 20, "scan --follow's report == %r" % expected,
+               context=lambda: "%r\n%s" % (follow.report(), log_tail(follow.out_path)))
+    assert follow.report()["malformed"] == {}
