@@ -86,20 +86,10 @@ public enum Diagnoser {
                 likelyCause: "mTLS mismatch: \(tls) of \(total) UF were TLS handshake failures\(example); \(hint)",
                 nextSteps: target.mtlsSteps(sds: sds))
         }
-        let refused = tally.count(of: .connectionRefused)
-        let timedOut = tally.count(of: .connectTimeout)
-        let unreachable = tally.count(of: .unreachable)
-        let words: String
-        let kinds: Set<FailureKind>
-        if refused > 0 && refused >= timedOut && refused >= unreachable {
-            (words, kinds) = ("connection refused", [.connectionRefused])
-        } else if timedOut > 0 && timedOut >= unreachable {
-            (words, kinds) = ("connect timeouts", [.connectTimeout])
-        } else if unreachable > 0 {
-            (words, kinds) = ("no route to the host", [.unreachable])
-        } else {
-            (words, kinds) = ("connection failures", [.connectionFailure])
-        }
+        let dominant = FailureTally.dominantConnectFailure(
+            refused: tally.count(of: .connectionRefused), timedOut: tally.count(of: .connectTimeout),
+            unreachable: tally.count(of: .unreachable))
+        let (words, kinds): (String, Set<FailureKind>) = dominant.map { ($0.words, [$0.kind]) } ?? ("connection failures", [.connectionFailure])
         let matching = tally.count(of: kinds)
         let prefix = "backend down, wrong port or NetworkPolicy: "
         let sentence: String
@@ -310,6 +300,15 @@ struct FailureTally {
     }
 
     func count(of kind: FailureKind) -> Int { count(of: [kind]) }
+
+    /// The connect failure most lines had (refused first on a tie, then timeouts, then no
+    /// route to the host) and how a sentence names it; nil when there was none of them.
+    static func dominantConnectFailure(refused: Int, timedOut: Int, unreachable: Int) -> (kind: FailureKind, words: String)? {
+        if refused > 0 && refused >= timedOut && refused >= unreachable { return (.connectionRefused, "connection refused") }
+        if timedOut > 0 && timedOut >= unreachable { return (.connectTimeout, "connect timeouts") }
+        if unreachable > 0 { return (.unreachable, "no route to the host") }
+        return nil
+    }
 
     func count(of kinds: Set<FailureKind>) -> Int {
         details.indices.filter { kinds.contains(self.kinds[$0]) }.reduce(0) { $0 + details[$1].count }

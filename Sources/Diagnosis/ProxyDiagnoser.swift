@@ -93,33 +93,29 @@ enum ProxyDiagnoser {
         let flag = ResponseFlag.upstreamConnectionFailure
         func count(_ kind: FailureKind) -> Int { evidence.filter { $0.kind == kind }.reduce(0) { $0 + $1.count } }
         let tls = count(.tls)
-        let refused = count(.connectionRefused)
-        let timedOut = count(.connectTimeout)
-        let unreachable = count(.unreachable)
-        if tls > 0 && tls >= max(refused, timedOut, unreachable) {
+        let dominant = FailureTally.dominantConnectFailure(
+            refused: count(.connectionRefused), timedOut: count(.connectTimeout), unreachable: count(.unreachable))
+        if tls > 0 && tls >= (dominant.map { count($0.kind) } ?? 0) {
             return Diagnosis(
                 flag: flag, cause: .upstreamTLSFailure,
                 likelyCause: "TLS handshake with the upstream failed: \(described([.tls])); the server's certificate is not trusted or expired, its name does not match, or it does not speak TLS on that port",
                 nextSteps: steps.tlsSteps())
         }
-        if refused > 0 && refused >= max(timedOut, unreachable) {
+        switch dominant {
+        case (.connectionRefused, let words)?:
             return Diagnosis(
                 flag: flag, cause: .backendDown,
-                likelyCause: "backend down or wrong port (connection refused): \(described([.connectionRefused])); nothing listens on the server's address and port",
+                likelyCause: "backend down or wrong port (\(words)): \(described([.connectionRefused])); nothing listens on the server's address and port",
                 nextSteps: steps.refusedSteps())
-        }
-        if timedOut > 0 || unreachable > 0 {
-            let kind: FailureKind = timedOut >= unreachable ? .connectTimeout : .unreachable
-            let words = kind == .connectTimeout ? "connect timeouts" : "no route to the host"
+        case let (kind, words)?:
             return Diagnosis(
                 flag: flag, cause: .packetsDropped,
                 likelyCause: "packets dropped (firewall, NetworkPolicy) rather than refused, or the host is gone (\(words)): \(described([kind]))",
                 nextSteps: steps.droppedSteps())
+        case nil:
+            return Diagnosis(flag: flag, cause: .backendDown, likelyCause: "backend down, wrong port or blocked: \(described(nil))",
+                             nextSteps: steps.refusedSteps())
         }
-        return Diagnosis(
-            flag: flag, cause: .backendDown,
-            likelyCause: "backend down, wrong port or blocked: \(described(nil))",
-            nextSteps: steps.refusedSteps())
     }
 }
 
@@ -194,85 +190,65 @@ struct ProxySteps {
     /// nginx's cluster is a server's address except for `no live upstreams` and ingress-nginx.
     private var curlServer: String { "curl -sv -o /dev/null http://\(cluster)/" }
 
+    /// The steps for the proxy the lines came from.
+    private func either(nginx: [String], haproxy: [String]) -> [String] { proxy == .nginx ? nginx : haproxy }
+
     func refusedSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return [curlServer + "  # from this host: refused means nothing listens there", nginxConfig,
-                    "ss -ltn  # on the backend host: is the port open"]
-        case .haproxy:
-            return [serversState, backendConfig, "curl -sv -o /dev/null http://<server address>/  # from this host"]
-        }
+        either(
+            nginx: [curlServer + "  # from this host: refused means nothing listens there", nginxConfig, "ss -ltn  # on the backend host: is the port open"],
+            haproxy: [serversState, backendConfig, "curl -sv -o /dev/null http://<server address>/  # from this host"])
     }
 
     func droppedSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return ["curl -sv --connect-timeout 5 -o /dev/null http://\(cluster)/  # hangs: packets are dropped",
-                    "nginx -T 2>/dev/null | grep -n proxy_connect_timeout", nginxConfig,
-                    "iptables -S; kubectl get networkpolicy -A  # rules dropping traffic to the server"]
-        case .haproxy:
-            return [serversState, "grep -n 'timeout connect' /etc/haproxy/haproxy.cfg",
-                    "curl -sv --connect-timeout 5 -o /dev/null http://<server address>/",
-                    "iptables -S; kubectl get networkpolicy -A  # rules dropping traffic to the servers"]
-        }
+        either(
+            nginx: ["curl -sv --connect-timeout 5 -o /dev/null http://\(cluster)/  # hangs: packets are dropped",
+                    "nginx -T 2>/dev/null | grep -n proxy_connect_timeout", nginxConfig, firewallSteps],
+            haproxy: [serversState, "grep -n 'timeout connect' /etc/haproxy/haproxy.cfg",
+                      "curl -sv --connect-timeout 5 -o /dev/null http://<server address>/", firewallSteps])
     }
 
+    private var firewallSteps: String { "iptables -S; kubectl get networkpolicy -A  # rules dropping traffic to the servers" }
+
     func tlsSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return ["openssl s_client -connect \(cluster) -servername <name> </dev/null  # the certificate and the protocol",
-                    "nginx -T 2>/dev/null | grep -n -E 'proxy_ssl_(verify|trusted_certificate|name|server_name|protocols)'"]
-        case .haproxy:
-            return [serversState, "grep -n -E 'ssl|verify|ca-file|sni' /etc/haproxy/haproxy.cfg",
-                    "openssl s_client -connect <server address> </dev/null"]
-        }
+        either(
+            nginx: ["openssl s_client -connect \(cluster) -servername <name> </dev/null  # the certificate and the protocol",
+                    "nginx -T 2>/dev/null | grep -n -E 'proxy_ssl_(verify|trusted_certificate|name|server_name|protocols)'"],
+            haproxy: [serversState, "grep -n -E 'ssl|verify|ca-file|sni' /etc/haproxy/haproxy.cfg", "openssl s_client -connect <server address> </dev/null"])
     }
 
     func noLiveServersSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return [nginxConfig + "; max_fails and fail_timeout",
+        either(
+            nginx: [nginxConfig + "; max_fails and fail_timeout",
                     "grep -E 'connect\\(\\) failed|upstream timed out' /var/log/nginx/error.log | tail -20  # why its servers were marked failed",
-                    "curl -sv -o /dev/null http://<server>/  # for each server of the group"]
-        case .haproxy:
-            return [serversState, "echo 'show stat' | \(stats) | grep \(quoted)  # status, check_status, lastchg", backendConfig]
-        }
+                    "curl -sv -o /dev/null http://<server>/  # for each server of the group"],
+            haproxy: [serversState, showStat("status, check_status, lastchg"), backendConfig])
     }
 
     func closedSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return ["journalctl -u <backend service> --since -15min  # crashes and restarts", nginxConfig + "; keepalive, keepalive_timeout",
-                    curlServer]
-        case .haproxy:
-            return [serversState, "echo 'show stat' | \(stats) | grep \(quoted)  # eresp, cli_abrt, srv_abrt",
-                    "grep -n -E 'http-reuse|timeout (server|http-keep-alive)' /etc/haproxy/haproxy.cfg"]
-        }
+        either(
+            nginx: ["journalctl -u <backend service> --since -15min  # crashes and restarts", nginxConfig + "; keepalive, keepalive_timeout", curlServer],
+            haproxy: [serversState, showStat("eresp, cli_abrt, srv_abrt"), "grep -n -E 'http-reuse|timeout (server|http-keep-alive)' /etc/haproxy/haproxy.cfg"])
     }
 
     func timeoutSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return ["nginx -T 2>/dev/null | grep -n proxy_read_timeout",
-                    "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://\(cluster)/  # how long the backend takes"]
-        case .haproxy:
-            return ["grep -n 'timeout server' /etc/haproxy/haproxy.cfg", serversState,
-                    "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://<server address>/"]
-        }
+        either(
+            nginx: ["nginx -T 2>/dev/null | grep -n proxy_read_timeout",
+                    "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://\(cluster)/  # how long the backend takes"],
+            haproxy: ["grep -n 'timeout server' /etc/haproxy/haproxy.cfg", serversState,
+                      "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://<server address>/"])
     }
 
     func queueSteps() -> [String] {
-        [serversState, "echo 'show stat' | \(stats) | grep \(quoted)  # qcur, qmax, scur, slim",
-         "grep -n -E 'maxconn|timeout queue' /etc/haproxy/haproxy.cfg"]
+        [serversState, showStat("qcur, qmax, scur, slim"), "grep -n -E 'maxconn|timeout queue' /etc/haproxy/haproxy.cfg"]
     }
 
     func protocolSteps() -> [String] {
-        switch proxy {
-        case .nginx:
-            return [curlServer.replacing("-o /dev/null ", with: "") + "  # the raw response",
-                    "nginx -T 2>/dev/null | grep -n -E 'proxy_buffer_size|proxy_http_version'"]
-        case .haproxy:
-            return ["echo 'show errors' | \(stats)  # the refused response, byte by byte", serversState]
-        }
+        either(
+            nginx: [curlServer.replacing("-o /dev/null ", with: "") + "  # the raw response",
+                    "nginx -T 2>/dev/null | grep -n -E 'proxy_buffer_size|proxy_http_version'"],
+            haproxy: ["echo 'show errors' | \(stats)  # the refused response, byte by byte", serversState])
     }
+
+    /// HAProxy's `show stat` row of the backend, with the columns that matter.
+    private func showStat(_ columns: String) -> String { "echo 'show stat' | \(stats) | grep \(quoted)  # \(columns)" }
 }

@@ -203,7 +203,7 @@ func expectDiagnosis(_ row: DiagnosisCase, sourceLocation: SourceLocation = #_so
 
 @Suite("Diagnosis from real Envoy lines")
 struct DiagnosisTests {
-    @Test("each cause", arguments: cases)
+    @Test("each cause", arguments: cases + proxyCases)
     func diagnosis(_ row: DiagnosisCase) throws {
         try expectDiagnosis(row)
     }

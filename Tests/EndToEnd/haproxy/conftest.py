@@ -4,7 +4,6 @@ the test's tmp dir, logging `option httplog` lines to its stdout (`log stdout fo
 which goes to a file; stopped by PID."""
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "nginx"))
 
-from failing_backends import FailingBackends, Processes, free_port, log_tail, poll_until  # noqa: E402
+from failing_backends import backends, free_port, log_tail, poll_until, port_open, procs  # noqa: E402,F401 (fixtures)
 
 HAPROXY_BIN = os.environ.get("HAPROXY_BIN") or shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -51,30 +50,10 @@ class HAProxy:
             "frontend fe_http\n  bind 127.0.0.1:%d\n%s%s" % (log_format, self.port, routes, sections))
         self.log = work / "haproxy.log"
         self.process = procs.start([HAPROXY_BIN, "-f", self.config, "-db"], self.log)
-        poll_until(self._listening, 15, "haproxy listening on 127.0.0.1:%d" % self.port, context=lambda: log_tail(self.log))
-
-    def _listening(self):
-        assert self.process.poll() is None, "haproxy exited"
-        with socket.socket() as probe:
-            probe.settimeout(0.5)
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+        poll_until(lambda: port_open(self.process, self.port, "haproxy"), 15, "haproxy listening on 127.0.0.1:%d" % self.port, context=lambda: log_tail(self.log))
 
     def url(self, backend):
         return "http://127.0.0.1:%d/%s" % (self.port, backend)
-
-
-@pytest.fixture
-def procs():
-    processes = Processes()
-    yield processes
-    processes.stop_all()
-
-
-@pytest.fixture
-def backends():
-    failing = FailingBackends()
-    yield failing
-    failing.stop()
 
 
 @pytest.fixture(params=["raw", "rfc3164"])

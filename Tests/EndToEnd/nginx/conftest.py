@@ -3,7 +3,6 @@ in front of them, on 127.0.0.1, with its own config and logs in the test's tmp d
 PID. The helpers are in failing_backends.py (shared with Tests/EndToEnd/haproxy)."""
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from failing_backends import FailingBackends, Processes, free_port, log_tail, poll_until  # noqa: E402
+from failing_backends import backends, free_port, log_tail, poll_until, port_open, procs  # noqa: E402,F401 (fixtures)
 
 NGINX_BIN = os.environ.get("NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -64,32 +63,11 @@ class Nginx:
             "}\n" % (work / "nginx.pid", self.error_log, temp, UPSTREAMINFO, self.access_log, upstreams, self.port, locations))
         self.process = procs.start(
             [NGINX_BIN, "-p", work, "-c", self.config, "-e", self.error_log, "-g", "daemon off;"], work / "nginx.out")
-        poll_until(self._listening, 15, "nginx listening on 127.0.0.1:%d" % self.port,
+        poll_until(lambda: port_open(self.process, self.port, "nginx"), 15, "nginx listening on 127.0.0.1:%d" % self.port,
                    context=lambda: log_tail(work / "nginx.out") + "\n" + log_tail(self.error_log))
-
-    def _listening(self):
-        import socket
-        assert self.process.poll() is None, "nginx exited"
-        with socket.socket() as probe:
-            probe.settimeout(0.5)
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def url(self, name):
         return "http://127.0.0.1:%d/%s" % (self.port, name)
-
-
-@pytest.fixture
-def procs():
-    processes = Processes()
-    yield processes
-    processes.stop_all()
-
-
-@pytest.fixture
-def backends():
-    failing = FailingBackends()
-    yield failing
-    failing.stop()
 
 
 @pytest.fixture
@@ -102,5 +80,3 @@ def nginx(procs, backends, tmp_path):
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: end-to-end test that starts real nginx/HAProxy and flagwatch on 127.0.0.1")
 
-
-__all__ = ["Nginx", "signal"]

@@ -3,6 +3,9 @@
   FailingBackends   listeners on 127.0.0.1 in threads of the test process: `hang` accepts and
                     never answers, `close_mid` sends half a response header and closes, `ok`
                     answers 200; `refused_port()` is a port nothing listens on
+  procs, backends   the fixtures both suites' conftests import: Processes (stopped by PID) and
+                    FailingBackends (stopped at teardown)
+  port_open(...)    whether a started proxy accepts connections yet
   drive(url, n)     n GETs, each bounded in time; returns their status codes (None: no answer)
   scan_json(...)    `flagwatch scan --format F --output json FILES`, parsed
   flags_by_cluster  {cluster: {flag: count}} from scan's JSON
@@ -25,6 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
@@ -45,8 +50,10 @@ class FailingBackends:
         # Connections accepted per port, so a test can tell when a proxy reached a backend.
         self.accepted = {}
         self.hang = self._listen(self._never_answer)
-        self.close_mid = self._listen(self._close_mid_response)
-        self.ok = self._listen(self._answer_ok)
+        # Half a response header, then the connection closes.
+        self.close_mid = self._listen(lambda connection: self._answer(connection, b"HTTP/1.1 200 OK\r\nContent-Type: text/pl"))
+        self.ok = self._listen(lambda connection: self._answer(
+            connection, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
 
     @staticmethod
     def refused_port():
@@ -94,18 +101,10 @@ class FailingBackends:
         # Keeps the connection open (closed at stop()): the proxy's read timeout strikes.
         self._read_head(connection)
 
-    def _close_mid_response(self, connection):
+    def _answer(self, connection, payload):
         self._read_head(connection)
         try:
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/pl")
-        except OSError:
-            pass
-        connection.close()
-
-    def _answer_ok(self, connection):
-        self._read_head(connection)
-        try:
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            connection.sendall(payload)
         except OSError:
             pass
         connection.close()
@@ -117,6 +116,29 @@ class FailingBackends:
                 sock.close()
             except OSError:
                 pass
+
+
+def port_open(process, port, name):
+    """Whether `process` (still running) accepts connections on 127.0.0.1:`port`."""
+    assert process.poll() is None, "%s exited" % name
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((LOOPBACK, port)) == 0
+
+
+@pytest.fixture
+def procs():
+    """The processes a test starts, stopped by PID at teardown."""
+    processes = Processes()
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def backends():
+    failing = FailingBackends()
+    yield failing
+    failing.stop()
 
 
 def drive(url, count, timeout=10.0, parallel=False):
