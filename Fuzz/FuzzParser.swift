@@ -44,6 +44,9 @@ nonisolated(unsafe) let parserTemplates: [(name: String, parser: AccessLogParser
         ("istio", try! AccessLogParser(format: .istio)),
         ("json", try! AccessLogParser(format: .json(JSONKeyMap()))),
         ("envoy", try! AccessLogParser(format: .envoy)),
+        ("nginx-error", try! AccessLogParser(format: .nginxError)),
+        ("nginx", try! AccessLogParser(format: .nginx)),
+        ("haproxy", try! AccessLogParser(format: .haproxy)),
     ]
     // What StreamPipeline uses: fast plans that decode only code, flags and cluster.
     result.append(("auto-counting", try! AccessLogParser(format: .auto, fields: .counting)))

@@ -145,6 +145,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     rarePathBenchmarks()
+    proxyFormatBenchmarks()
 }
 
 // MARK: - fixtures
