@@ -87,7 +87,9 @@ enum NginxErrorLineParser {
             return Failure(flag: .upstreamConnectionFailure, reason: reason)
         }
         let connecting = line.has("while connecting to upstream", at: end - 28)
-        if line.has("connect() failed", at: start) {
+        // `connect() failed (111: ...)`, and `[crit]`'s `connect() to unix:/run/php-fpm.sock
+        // failed (2: No such file or directory)` or `connect() to 10.0.0.1:80 failed (99: ...)`.
+        if line.has("connect() ", at: start) {
             return Failure(flag: .upstreamConnectionFailure, reason: reason)
         }
         if line.has("upstream timed out", at: start) {
@@ -132,8 +134,9 @@ enum NginxErrorLineParser {
         if let scheme = line.find("://", from: valueStart, to: valueEnd) { start = scheme + 3 }
         var end = line.find(byte: UInt8(ascii: "/"), from: start, to: valueEnd) ?? valueEnd
         if line.has("unix:", at: start) {
-            // `http://unix:/run/app.sock:/uri`: the socket path runs to the `:` before the URI.
-            end = line.find(":/", from: start + 5, to: valueEnd) ?? valueEnd
+            // `http://unix:/run/app.sock:/uri`, `fastcgi://unix:/run/php-fpm.sock:`: the socket
+            // path runs to the next `:`.
+            end = line.find(byte: UInt8(ascii: ":"), from: start + 5, to: valueEnd) ?? valueEnd
         }
         guard end > start else { return nil }
         return (start, end)

@@ -7,6 +7,7 @@ import Testing
 enum ProxyLines {
     static let nginxRefused = #"2019/02/21 10:24:32 [error] 21545#21545: *1 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: localhost, request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:8080/", host: "localhost""#
     static let nginxNoRoute = #"2023/04/11 08:15:02 [error] 29#29: *1402 connect() failed (113: No route to host) while connecting to upstream, client: 10.244.1.1, server: shop.example.com, request: "GET /cart HTTP/1.1", upstream: "http://10.244.2.17:8080/cart", host: "shop.example.com""#
+    static let nginxUnixSocket = #"2024/03/18 09:41:07 [crit] 1187#1187: *3 connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.4, server: blog.local, request: "GET /index.php HTTP/1.1", upstream: "fastcgi://unix:/run/php/php8.2-fpm.sock:", host: "blog.local""#
     static let nginxNoLive = #"2021/03/05 09:12:44 [error] 31#31: *48 no live upstreams while connecting to upstream, client: 10.244.0.1, server: _, request: "GET /api/orders HTTP/1.1", upstream: "http://orders_backend/api/orders", host: "shop.example.com""#
     static let nginxConnectTimeout = #"2022/09/14 17:03:55 [error] 7#7: *220 upstream timed out (110: Connection timed out) while connecting to upstream, client: 192.168.1.10, server: example.com, request: "GET /health HTTP/1.1", upstream: "http://10.0.0.5:9000/health", host: "example.com""#
     static let nginxReadTimeout = #"2020/06/10 14:40:15 [error] 1234#1234: *5 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 192.168.1.10, server: example.com, request: "POST /upload HTTP/1.1", upstream: "http://10.0.0.5:9000/upload", host: "example.com""#
@@ -59,6 +60,7 @@ struct ProxyFormatTests {
             (ProxyLines.nginxRefused, .upstreamConnectionFailure, "127.0.0.1:8080", "127.0.0.1:8080", "111: Connection refused"),
             (ProxyLines.nginxNoRoute, .upstreamConnectionFailure, "10.244.2.17:8080", "10.244.2.17:8080", "113: No route to host"),
             (ProxyLines.nginxNoLive, .noHealthyUpstream, "orders_backend", nil, nil),
+            (ProxyLines.nginxUnixSocket, .upstreamConnectionFailure, "unix:/run/php/php8.2-fpm.sock", "unix:/run/php/php8.2-fpm.sock", "2: No such file or directory"),
             (ProxyLines.nginxConnectTimeout, .upstreamConnectionFailure, "10.0.0.5:9000", "10.0.0.5:9000", "110: Connection timed out"),
             (ProxyLines.nginxReadTimeout, .upstreamRequestTimeout, "10.0.0.5:9000", "10.0.0.5:9000", "110: Connection timed out"),
             (ProxyLines.nginxPrematureClose, .upstreamConnectionTermination, "127.0.0.1:3000", "127.0.0.1:3000", nil),
