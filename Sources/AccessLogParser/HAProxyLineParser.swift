@@ -39,7 +39,8 @@ enum HAProxyLineParser {
             position = end + 1
         }
         let stateLength = timers.isHTTP ? 4 : 2
-        guard position + stateLength < line.count, line[position + stateLength] == UInt8(ascii: " "),
+        // The state, a space and the first connection count's digit.
+        guard position + stateLength + 1 < line.count, line[position + stateLength] == UInt8(ascii: " "),
             isFirstStateByte(line[position]), isSecondStateByte(line[position + 1]),
             isDigit(line[position + stateLength + 1])
         else { return .formatMismatch }

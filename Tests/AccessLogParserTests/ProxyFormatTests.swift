@@ -165,6 +165,10 @@ struct ProxyFormatTests {
         #expect(try parse(ProxyLines.haproxySC.replacing(" 503 ", with: " 5x3 "), format: .haproxy) == .malformed(.badResponseCode))
         #expect(try parse(ProxyLines.haproxySC.replacing("SC--", with: "XY--"), format: .haproxy) == .malformed(.formatMismatch))
         #expect(try parse(ProxyLines.haproxySC.replacing("3183/-1/-1/-1/11215", with: "3183/-1"), format: .haproxy) == .malformed(.formatMismatch))
+        // Cut right after the state and its space: nothing is read past the line's end.
+        let stateEnd = try #require(ProxyLines.haproxySC.firstRange(of: "SC-- ")).upperBound
+        let cutAfterState = String(ProxyLines.haproxySC[..<stateEnd])
+        #expect(try parse(cutAfterState, format: .haproxy) == .malformed(.formatMismatch))
         for cut in stride(from: 0, to: ProxyLines.haproxySC.utf8.count, by: 7) {
             // Any prefix parses to something without crashing.
             _ = try parse(String(decoding: Array(ProxyLines.haproxySC.utf8).prefix(cut), as: UTF8.self), format: .haproxy)
