@@ -15,26 +15,24 @@ enum NginxErrorLineParser {
         // The message ends where nginx's context begins; a message without it runs to the end.
         let contextStart = line.find(", client: ", from: messageStart) ?? line.count
         let upstream = upstreamAuthority(line, from: contextStart)
-        guard let failure = classify(line, messageStart, contextStart) else {
-            // About an upstream, but not a failure (e.g. "an upstream response is buffered to a
-            // temporary file"): a record without flags, so the cluster's lines are counted.
-            guard let upstream else { return .notAccessLog }
+        record.startTime = FieldView(line.view(0, 19))
+        if let upstream {
             record.upstreamCluster = FieldView(line.view(upstream.start, upstream.end))
             record.upstreamHost = record.upstreamCluster
-            record.startTime = FieldView(line.view(0, 19))
-            return nil
         }
-        record.startTime = FieldView(line.view(0, 19))
+        guard let failure = classify(line, messageStart, contextStart) else {
+            // About an upstream but no failure ("an upstream response is buffered to a temporary
+            // file", "upstream server temporarily disabled"): a record without flags, so the
+            // cluster's lines are counted. Anything else is nginx's own business.
+            return upstream == nil ? .notAccessLog : nil
+        }
         record.responseFlags = ResponseFlagSet(failure.flag)
         // The message is both where the flag comes from and the evidence the diagnosis reads.
         record.responseCodeDetails = FieldView(line.view(messageStart, contextStart))
         record.responseFlagsText = record.responseCodeDetails
         if let reason = failure.reason { record.upstreamTransportFailureReason = FieldView(line.view(reason.start, reason.end)) }
-        if let upstream {
-            record.upstreamCluster = FieldView(line.view(upstream.start, upstream.end))
-            // For `no live upstreams` the authority is the group, not a server.
-            if failure.flag != .noHealthyUpstream { record.upstreamHost = record.upstreamCluster }
-        }
+        // For `no live upstreams` the authority is the group, not a server.
+        if failure.flag == .noHealthyUpstream { record.upstreamHost = .absent }
         return nil
     }
 
