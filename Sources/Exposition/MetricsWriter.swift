@@ -97,6 +97,7 @@ public struct MetricsWriter {
                 }
             }
             let firstExtra = family.labelNames.count - extraValues.count
+            assert(firstExtra > 0, "\(family.name): \(extraValues.count) extra label values")
             for (index, labelValue) in extraValues.enumerated() {
                 if index > 0 { bytes.append(0x2C) }
                 append(family.labelNames[firstExtra + index])
