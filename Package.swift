@@ -30,7 +30,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
         // 1.16: LogHandler.log(event:) (DaemonLogging's journal handler implements it).
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
@@ -96,14 +95,7 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         // Renders counts as a table, JSON and the Prometheus text format.
-        .target(
-            name: "Exposition",
-            dependencies: [
-                "AccessLogParser", "FlagCounting",
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
-            swiftSettings: strictSwift6
-        ),
+        .target(name: "Exposition", dependencies: ["AccessLogParser", "FlagCounting"], swiftSettings: strictSwift6),
         // The hand-written HTTP/1.1 listener on POSIX sockets (metrics, health, a status page).
         .target(
             name: "HTTPListener",

@@ -169,7 +169,7 @@ struct ScanCommand: ParsableCommand {
         switch output {
         case .json: print(report.json())
         case .table: print(report.table(recognizedFormats: recognized), terminator: "")
-        case .prometheus: print(PrometheusText.render(counts, source: "scan"), terminator: "")
+        case .prometheus: print(report.prometheus(source: "scan"), terminator: "")
         }
     }
 
