@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from envoy_harness import (
+from harness.envoy import (
     REPO, SCENARIOS, Procs, count_log, counter_value, differences, envoy_version, expected_counts,
     find_envoy, fetch_counters, flagwatch_path, normalize, parse_json, parse_text, send_chunk,
     start_envoy, wait_for_stable_logs,

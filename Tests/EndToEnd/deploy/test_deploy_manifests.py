@@ -29,8 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -40,15 +38,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import REPO
+from harness.flagwatch import BIN
+from harness.net import free_port
+from harness.processes import stop_popen
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
 RULES_FILE = DEPLOY / "prometheus" / "flagwatch-rules.yml"
 RULES_TEST = HERE / "flagwatch-rules.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "flagwatch.json"
 DEFAULT_CONFIG = REPO / "config" / "flagwatch.yaml"
-BIN = os.environ.get("FLAGWATCH_BIN") or str(REPO / ".build" / "debug" / "flagwatch")
 PROMTOOL = os.environ.get("PROMTOOL_BIN") or shutil.which("promtool") or "/usr/bin/promtool"
 
 READY_TIMEOUT = 20.0
@@ -134,12 +135,6 @@ def flagwatch_bin():
 def promtool():
     assert os.access(PROMTOOL, os.X_OK), "promtool not found (Debian's prometheus package; or set PROMTOOL_BIN)"
     return PROMTOOL
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http_get(port, path, timeout=5.0):
@@ -294,7 +289,7 @@ def daemon_metrics(tmp_path_factory):
                     time.sleep(0.05)
                 if ready:
                     break
-                stop(proc)
+                stop_popen(proc, grace=STOP_TIMEOUT)
                 if "cannot listen" not in stderr_path.read_text(errors="replace"):
                     pytest.fail("flagwatch did not become ready on the ConfigMap's config:\n%s" % stderr_path.read_text(errors="replace")[-3000:])
             else:
@@ -321,20 +316,7 @@ def daemon_metrics(tmp_path_factory):
             yield Exposition(body)
         finally:
             if proc is not None:
-                stop(proc)
-
-
-def stop(proc):
-    """SIGTERM, a bounded wait, then SIGKILL: by PID."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(STOP_TIMEOUT)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+                stop_popen(proc, grace=STOP_TIMEOUT)
 
 
 # ------------------------------------------------------------------------- Kubernetes objects
@@ -430,7 +412,7 @@ def test_the_container_test_runs_the_daemonsets_security_context_mounts_and_args
     """Tests/EndToEnd/container runs the image with the podman options daemonset_container.py
     derives from the DaemonSet; the derivation refuses any setting it does not translate, so the
     container test runs with every securityContext field, mount and arg the DaemonSet has."""
-    import daemonset_container
+    from harness import daemonset as daemonset_container
     daemonset = daemonset_container.load_daemonset()
     assert daemonset == the("DaemonSet")
     sources = {"config": "CONFIG", "pods": "PODS", "state": "STATE"}

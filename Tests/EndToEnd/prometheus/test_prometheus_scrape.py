@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from envoy_harness import (
+from harness.envoy import (
     LOOPBACK, SCENARIOS, Procs, complete_lines, envoy_version, expected_counts, fetch_counters, find_envoy,
     send_chunk, start_envoy, wait_for_stable_logs,
 )
