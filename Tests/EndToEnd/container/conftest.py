@@ -10,6 +10,7 @@ import pytest
 from harness import envoy as envoy_harness
 from harness.container import (BUILD_TIMEOUT, CACHE_DIR, CONTAINER_TOOL, IMAGE, MMDEBSTRAP_ARGS, REPO, EnvoyLines,
                                Podman, podman, require_tool, run)
+from harness.flagwatch import release_make_args
 from harness.processes import log_tail
 
 
@@ -38,7 +39,7 @@ def image(base_image, tmp_path_factory):
     log = tmp_path_factory.mktemp("image") / "make-image.log"
     with open(log, "wb") as out:
         result = subprocess.run(
-            ["make", "--no-print-directory", "image", "IMAGE=" + IMAGE, "BASE=" + base_image,
+            ["make", "--no-print-directory", *release_make_args(), "image", "IMAGE=" + IMAGE, "BASE=" + base_image,
              "CONTAINER_TOOL=" + shlex.join(CONTAINER_TOOL)],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT)
     if result.returncode != 0:

@@ -39,9 +39,9 @@ import pytest
 import yaml
 
 from harness import REPO
-from harness.flagwatch import BIN
+from harness.flagwatch import BIN, FlagwatchRun, run_argv, start_on_free_port
 from harness.net import free_port
-from harness.processes import stop_popen
+from harness.processes import Processes
 
 HERE = Path(__file__).resolve().parent
 DEPLOY = REPO / "deploy"
@@ -269,54 +269,34 @@ def daemon_metrics(tmp_path_factory):
     config_path.write_text(yaml.safe_dump(config))
     stderr_path = tmp / "flagwatch.stderr"
 
-    proc = port = None
-    with open(stderr_path, "wb") as stderr:
-        try:
-            for _ in range(5):
-                port = free_port()
-                proc = subprocess.Popen([binary, "run", "--config", str(config_path), "--listen", "127.0.0.1:%d" % port,
-                                         "--state-dir", str(tmp / "state")],
-                                        stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
-                deadline = time.monotonic() + READY_TIMEOUT
-                ready = False
-                while time.monotonic() < deadline and proc.poll() is None:
-                    try:
-                        if http_get(port, "/-/ready", timeout=2)[0] == 200:
-                            ready = True
-                            break
-                    except OSError:
-                        pass
-                    time.sleep(0.05)
-                if ready:
-                    break
-                stop_popen(proc, grace=STOP_TIMEOUT)
-                if "cannot listen" not in stderr_path.read_text(errors="replace"):
-                    pytest.fail("flagwatch did not become ready on the ConfigMap's config:\n%s" % stderr_path.read_text(errors="replace")[-3000:])
-            else:
-                pytest.fail("flagwatch could not listen on a free port in 5 attempts")
-            assert http_get(port, "/-/healthy")[0] == 200
+    processes = Processes()
+    try:
+        run = start_on_free_port(lambda port: FlagwatchRun(
+            run_argv(config_path, port, ("--state-dir", tmp / "state"), binary=binary), stderr_path, port,
+            processes), ready_timeout=READY_TIMEOUT)
+        port = run.port
+        assert http_get(port, "/-/healthy")[0] == 200
 
-            # A new file under the pattern (read from its beginning), CRI-wrapped as containerd writes.
-            written = 0
-            with open(pod_dir / "0.log", "w") as log:
-                for seq, (code, flags) in enumerate(LINES * 2):
-                    log.write("2026-11-22T06:00:00.%09dZ stdout F %s" % (seq, istio_line(CLUSTER, code, flags, seq)))
-                    written += 1
-                log.write("2026-11-22T06:00:01.000000000Z stderr F 2026-11-22T06:00:01.000000Z\tinfo\tEnvoy proxy is ready\n")
+        # A new file under the pattern (read from its beginning), CRI-wrapped as containerd writes.
+        written = 0
+        with open(pod_dir / "0.log", "w") as log:
+            for seq, (code, flags) in enumerate(LINES * 2):
+                log.write("2026-11-22T06:00:00.%09dZ stdout F %s" % (seq, istio_line(CLUSTER, code, flags, seq)))
                 written += 1
-            deadline = time.monotonic() + COUNT_TIMEOUT
-            while True:
-                body = http_get(port, "/metrics")[1].decode()
-                if 'flagwatch_lines_total{source="istio-proxy"} %d\n' % written in body:
-                    break
-                if time.monotonic() > deadline:
-                    pytest.fail("the daemon did not count the %d lines within %.0f s:\n%s\n%s" % (
-                        written, COUNT_TIMEOUT, body[-2000:], stderr_path.read_text(errors="replace")[-3000:]))
-                time.sleep(0.2)
-            yield Exposition(body)
-        finally:
-            if proc is not None:
-                stop_popen(proc, grace=STOP_TIMEOUT)
+            log.write("2026-11-22T06:00:01.000000000Z stderr F 2026-11-22T06:00:01.000000Z\tinfo\tEnvoy proxy is ready\n")
+            written += 1
+        deadline = time.monotonic() + COUNT_TIMEOUT
+        while True:
+            body = http_get(port, "/metrics")[1].decode()
+            if 'flagwatch_lines_total{source="istio-proxy"} %d\n' % written in body:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("the daemon did not count the %d lines within %.0f s:\n%s\n%s" % (
+                    written, COUNT_TIMEOUT, body[-2000:], stderr_path.read_text(errors="replace")[-3000:]))
+            time.sleep(0.2)
+        yield Exposition(body)
+    finally:
+        processes.stop_all(grace=STOP_TIMEOUT)
 
 
 # ------------------------------------------------------------------------- Kubernetes objects

@@ -34,12 +34,13 @@ from pathlib import Path
 import pytest
 
 from harness import REPO
+from harness.flagwatch import release_binary, release_make_args
 from harness.lines import istio_line
 from harness.metrics import flag_counts, metric_samples
 from harness.polling import poll_until
 from harness.processes import Processes, log_tail, stop_pid
 
-RELEASE_BIN = REPO / ".build" / "release" / "flagwatch"
+RELEASE_BIN = release_binary()
 
 # The issue fixes these: a minimal Debian with systemd as init, D-Bus and curl (for /metrics).
 MMDEBSTRAP_ARGS = ("--variant=minbase", "--include=systemd,systemd-sysv,dbus,curl", "bookworm")
@@ -135,7 +136,10 @@ def unpack_root(tarball, root):
 
 
 def _release_is_current():
-    """.build/release/flagwatch exists and is newer than every source file."""
+    """.build/release/flagwatch exists and is newer than every source file (or it is the
+    $FLAGWATCH_RELEASE_BIN the caller chose)."""
+    if release_make_args():
+        return True
     if not RELEASE_BIN.exists():
         return False
     inputs = [REPO / "Package.swift", REPO / "Package.resolved"]

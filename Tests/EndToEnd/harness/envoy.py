@@ -6,6 +6,7 @@
   start_envoy            backends.py + a real Envoy 1.40 on 127.0.0.1 (kernel-chosen ports)
                          writing the Istio TEXT log and the Istio JSON log to the given paths
   send_chunk             sends N requests of one scenario; returns what the client saw
+  send_rounds            every scenario, interleaved in rounds, within a time budget
   expected_counts        the `flagwatch scan --output json` object Envoy's counters predict
   count_log              a deliberately simple, independent parser of the logs
   normalize/differences  compares two `--output json` objects
@@ -342,6 +343,23 @@ def send_chunk(scn, count, first_index, ports, admin, concurrency=CONCURRENCY):
     finally:
         if scn.kind == "lh":
             admin_request(admin, "/healthcheck/ok", "POST")
+
+
+def send_rounds(requests, rounds, budget_s, ports, admin, scenarios=SCENARIOS):
+    """`requests` requests of every scenario, interleaved in `rounds` rounds; the test FAILS if
+    that takes longer than `budget_s`. Returns (sent {scenario: n}, client {scenario: Counter of
+    what the client saw})."""
+    sent = collections.Counter()
+    client = {s.name: collections.Counter() for s in scenarios}
+    deadline = time.monotonic() + budget_s
+    for r in range(rounds):
+        for scn in scenarios:
+            if time.monotonic() > deadline:
+                pytest.fail("traffic took longer than %.0f s" % budget_s, pytrace=False)
+            n = requests // rounds + (1 if r < requests % rounds else 0)
+            client[scn.name].update(send_chunk(scn, n, sent[scn.name], ports, admin))
+            sent[scn.name] += n
+    return sent, client
 
 
 def complete_lines(path):

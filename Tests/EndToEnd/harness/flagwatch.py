@@ -1,6 +1,7 @@
 """The flagwatch binary under test: one wrapper per command, on one process base.
 
   flagwatch_binary()         $FLAGWATCH_BIN, else .build/debug/flagwatch of this checkout
+  release_binary()           $FLAGWATCH_RELEASE_BIN, else .build/release/flagwatch (image, boot)
   FlagwatchProcess           start through a Processes registry (stopped by PID), log, context,
                              stop (a signal, a bounded wait, the exit status), close (SIGKILL)
   FlagwatchRun               `flagwatch run`: its port (given, or found from /proc when the
@@ -8,6 +9,7 @@
                              samples, wait_samples
   run_argv(config, ...)      the argv of `flagwatch run --config ... --listen 127.0.0.1:PORT`
   start_run(...)             FlagwatchRun on a config, ready when it returns
+  start_on_free_port(start)  retries start(port) on another free port if flagwatch cannot listen
   FlagwatchFollow            `flagwatch scan --follow --output json`: a thread reads stdout, one
                              JSON object per line; wait_ready / wait_more / wait_counts / hold /
                              finish / stop / kill / terminate
@@ -44,6 +46,19 @@ def flagwatch_binary():
 
 
 BIN = flagwatch_binary()
+
+
+def release_binary():
+    """$FLAGWATCH_RELEASE_BIN (an existing release build, used as it is), else
+    .build/release/flagwatch of this checkout (which `make image` / `make install` rebuild)."""
+    return Path(os.environ.get("FLAGWATCH_RELEASE_BIN") or REPO / ".build" / "release" / "flagwatch")
+
+
+def release_make_args():
+    """make arguments that use $FLAGWATCH_RELEASE_BIN without building it (`-o release`); none
+    when it is not set."""
+    given = os.environ.get("FLAGWATCH_RELEASE_BIN")
+    return ["-o", "release", "RELEASE_BIN=%s" % given] if given else []
 
 
 def require_binary(binary=None):
@@ -212,6 +227,21 @@ def start_run(processes, config_path, log_path, ready_timeout=READY_TIMEOUT, ext
 
 
 RunningDaemon = start_run
+
+
+def start_on_free_port(start, attempts=5, ready_timeout=READY_TIMEOUT):
+    """`start(port)` starts a FlagwatchRun on a free_port(); returns it once ready. When the port
+    was taken in between (flagwatch says "cannot listen"), force-stops it and tries another."""
+    for _ in range(attempts):
+        run = start(free_port())
+        try:
+            run.wait_ready(ready_timeout)
+            return run
+        except BaseException:  # pytest.fail is a BaseException
+            if "cannot listen" not in run.log_text():
+                raise
+            run.force_stop()
+    pytest.fail("flagwatch could not listen on a free port in %d attempts%s" % (attempts, run.context()))
 
 # What a service manager may have put in our environment; a daemon under test gets none of it.
 SERVICE_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "JOURNAL_STREAM")

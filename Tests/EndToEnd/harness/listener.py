@@ -28,10 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.flagwatch import FlagwatchRun, run_argv
+from harness.flagwatch import FlagwatchRun, run_argv, start_on_free_port
 from harness.lines import access_log
 from harness.metrics import PROMETHEUS_TYPE, check_metrics_text  # noqa: F401 - the daemon/ tests import them here
-from harness.net import free_port
 
 READY_TIMEOUT = 20.0     # /-/ready answers 200
 COUNT_TIMEOUT = 30.0     # every line of the log is counted
@@ -311,18 +310,11 @@ class Kit:
             "limits:\n"
             "  max_clusters: %d\n%s" % (state, logs, max(clusters, 100), extra_config)
         )
-        for attempt in range(5):
-            port = free_port()
-            argv = run_argv(config, port, ("--log-level", "info"))
-            daemon = Daemon(self.tmp, port, lines, argv, nofile=nofile)
+        def start(port):
+            daemon = Daemon(self.tmp, port, lines, run_argv(config, port, ("--log-level", "info")), nofile=nofile)
             self._daemons.append(daemon)
-            if self._wait_ready(daemon):
-                break
-            if "cannot listen" not in daemon.stderr_text():
-                pytest.fail("flagwatch did not become ready within %.0f s%s" % (READY_TIMEOUT, daemon.context()))
-            daemon.close()  # the port was taken in between: another one
-        else:
-            pytest.fail("flagwatch could not listen on a free port in 5 attempts%s" % daemon.context())
+            return daemon
+        daemon = start_on_free_port(start, ready_timeout=READY_TIMEOUT)
         deadline = time.monotonic() + COUNT_TIMEOUT
         while True:
             response = daemon.get("/metrics", timeout=30)
@@ -333,20 +325,6 @@ class Kit:
                 pytest.fail("flagwatch did not count the %d log lines within %.0f s%s" % (lines, COUNT_TIMEOUT, daemon.context()))
             time.sleep(0.1)
         return daemon
-
-    @staticmethod
-    def _wait_ready(daemon):
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if daemon.proc.poll() is not None:
-                return False
-            try:
-                if daemon.get("/-/ready", timeout=2).status == 200:
-                    return True
-            except (OSError, Closed):
-                pass
-            time.sleep(0.05)
-        return False
 
     def close(self):
         for daemon in self._daemons:

@@ -24,7 +24,7 @@ import subprocess
 
 import pytest
 
-from harness.flagwatch import BIN
+from harness.flagwatch import BIN, start_on_free_port
 from harness.journald import JournalRun as Run
 from harness.net import free_port
 from harness.polling import poll_or_fail as poll
@@ -106,8 +106,7 @@ class Kit:
 
     def start(self, wrap=None, args=(), extra_config="", name="flagwatch", env_extra=None):
         """`flagwatch run` in the namespace: `wrap(argv)` may put it under systemd-cat / sh."""
-        for _ in range(5):
-            port = free_port()
+        def start(port):
             argv = [BIN, "run", "--config", str(self.config(port, extra_config)), *args]
             if wrap:
                 argv = wrap(argv)
@@ -115,14 +114,8 @@ class Kit:
             env.update(env_extra or {})
             run = Run(self.tmp, in_namespace(self.jd) + argv, port, "%s-%d" % (name, len(self.runs) + 1), env=env)
             self.runs.append(run)
-            try:
-                run.wait_ready()
-                return run
-            except BaseException:
-                if "cannot listen" not in run.stderr_text():
-                    raise
-                run.close()  # the port was taken in between
-        pytest.fail("flagwatch could not listen on a free port in 5 attempts")
+            return run
+        return start_on_free_port(start)
 
     def entries(self):
         """Every entry in the journal, as journalctl's JSON objects (after `journalctl --sync`)."""

@@ -26,7 +26,6 @@ import time
 
 import pytest
 
-from harness.envoy import Procs
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.envoy import Procs
 
 pytestmark = pytest.mark.e2e
 
