@@ -42,9 +42,7 @@ def append(path, data):
     """Appends bytes in one write() through O_APPEND; creates the file (0644)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 
