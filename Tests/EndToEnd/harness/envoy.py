@@ -262,38 +262,42 @@ def recv_until_closed(s, timeout):
     return data, False
 
 
-def dpe_request(port):
-    """Bytes that are not HTTP -> Envoy answers 400 and logs DPE."""
+def _exchange(port, talk):
+    """`talk(socket)` on a new connection to 127.0.0.1:port; "error:<kind>" if none could be
+    opened. The socket is closed afterwards."""
     try:
         s = socket.create_connection((LOOPBACK, port), timeout=2.0)
     except OSError as e:
         return "error:" + type(e).__name__
     try:
-        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-        data, _ = recv_until_closed(s, 3.0)
-        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-        return m.group(1).decode() if m else "no_response"
-    except OSError as e:
-        return "error:" + type(e).__name__
+        return talk(s)
     finally:
         s.close()
 
 
+def dpe_request(port):
+    """Bytes that are not HTTP -> Envoy answers 400 and logs DPE."""
+    def talk(s):
+        try:
+            s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+            data, _ = recv_until_closed(s, 3.0)
+        except OSError as e:
+            return "error:" + type(e).__name__
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+        return m.group(1).decode() if m else "no_response"
+    return _exchange(port, talk)
+
+
 def tcp_probe(port):
     """Open a TCP connection through Envoy's TCP proxy and wait (bounded) for Envoy to close it."""
-    try:
-        s = socket.create_connection((LOOPBACK, port), timeout=2.0)
-    except OSError as e:
-        return "error:" + type(e).__name__
-    try:
+    def talk(s):
         try:
             s.sendall(b"PING\r\n")
         except OSError:
             return "closed_by_proxy"
         _, closed = recv_until_closed(s, 3.0)
         return "closed_by_proxy" if closed else "still_open"
-    finally:
-        s.close()
+    return _exchange(port, talk)
 
 
 def send_chunk(scn, count, first_index, ports, admin, concurrency=CONCURRENCY):

@@ -30,7 +30,7 @@ from harness.lines import describe_difference
 from harness.metrics import ACCEPT_PROMETHEUS, metric_samples, parse_exposition
 from harness.net import LOOPBACK, free_port, http_get, http_request
 from harness.polling import Timeout, poll_until
-from harness.processes import Processes, kill_pid, listen_ports, log_tail, open_paths, tail, vm_status
+from harness.processes import Processes, kill_pid, listen_ports, log_tail, open_paths, stop_popen, tail, vm_status
 
 READY_TIMEOUT = 20.0     # /-/ready answers 200, or the first JSON object
 STOP_TIMEOUT = 15.0      # exit after SIGTERM / SIGINT
@@ -106,12 +106,12 @@ class FlagwatchProcess:
         os.kill(self.pid, sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
-        """Sends `sig` by PID; the exit status. Not exiting within `timeout` fails the test."""
-        os.kill(self.pid, sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        """Sends `sig` by PID; the exit status. Not exiting within `timeout` fails the test (after
+        a SIGKILL: harness.processes.stop_popen)."""
+        status = stop_popen(self.proc, sig, timeout)
+        if status is None:
             pytest.fail("flagwatch did not exit within %.0f s of %s%s" % (timeout, sig.name, self.context()))
+        return status
 
     def open_paths(self):
         return open_paths(self.pid)
@@ -462,10 +462,8 @@ class FlagwatchFollow(FlagwatchProcess):
     def terminate(self, timeout=STOP_TIMEOUT):
         """SIGTERM; returns (exit code or None, the final object or None)."""
         before = self.count()
-        self.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        code = stop_popen(self.proc, signal.SIGTERM, timeout)
+        if code is None:
             return None, None
         self._reader.join(5.0)
         with self._cond:
@@ -502,13 +500,8 @@ class ScrapedRun(FlagwatchRun):
         return vm_status(self.pid)
 
     def terminate(self, timeout=15.0):
-        """SIGTERM by PID; the exit status (None if it did not exit in time)."""
-        if self.proc.poll() is None:
-            self.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        """SIGTERM by PID; the exit status (None if it did not exit in time and was killed)."""
+        return stop_popen(self.proc, signal.SIGTERM, timeout)
 
 
 Daemon = ScrapedRun
