@@ -1,7 +1,8 @@
 // swift-tools-version: 6.1
 //
 // Modules follow the data: sources → line framing (+ container unwrap) → record parser →
-// counts → exposition → the `flagwatch` executable. A module depends only on modules upstream
+// counts → the engine (followers and counting, driven by both following commands) →
+// exposition → the `flagwatch` executable. A module depends only on modules upstream
 // of it; the two byte-level modules (LineFraming, AccessLogParser) depend on nothing.
 import PackageDescription
 
@@ -63,6 +64,17 @@ let package = Package(
             dependencies: ["AccessLogParser", "LineFraming"],
             swiftSettings: hotPath
         ),
+        // Follows the sources and counts their lines: the followers' lifecycle and reloads, the
+        // sink every line passes through, stream ids, each source's own line counts. Takes plain
+        // values (source specs, parsing), so both commands and the tests drive the same engine.
+        .target(
+            name: "Engine",
+            dependencies: [
+                "LogSources", "FlagCounting", "LineFraming", "AccessLogParser", "SystemCalls",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // Why a cluster's flags happen: the likely cause and next steps, from the flags and the
         // response-code details / transport failure reasons counted with them.
         .target(
@@ -123,7 +135,7 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "Engine", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
                 "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -180,6 +192,12 @@ let package = Package(
         .testTarget(
             name: "DaemonLoggingTests",
             dependencies: ["DaemonLogging", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "EngineTests",
+            // LogSources and SystemCalls: the tests build the source specs and run the PollLoop.
+            dependencies: ["Engine", "FlagCounting", "LogSources", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         .testTarget(
