@@ -5,20 +5,23 @@ import LogSources
 import Logging
 import SystemCalls
 
-/// Real lines from the Envoy 1.40 harness run (as in FlagCountingTests), one per kind counted.
+/// Istio's default text format, as the Envoy 1.40 harness run wrote it (FlagCountingTests has
+/// the whole lines), with the fields the counts read filled in per line.
 enum Lines {
-    static let ok =
-        #"[2026-11-22T02:34:27.532Z] "GET /reviews/1 HTTP/1.1" 200 - via_upstream - "-" 0 14 11 10 "-" "flag-harness/ok" "0d8e5a88-130d-4223-9294-7eee8276b7f5" "reviews.default.svc.cluster.local:8080" "127.0.0.1:18010" outbound|8080||reviews.default.svc.cluster.local 127.0.0.1:55718 127.0.0.1:18000 127.0.0.1:56922 - reviews-default"#
-    static let upstreamFailure =
-        #"[2026-11-22T02:34:27.561Z] "GET /api/pay HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused} - "delayed_connect_error:_Connection_refused" 0 98 0 - "-" "flag-harness/uf" "daad7b68-4bb4-4f21-9762-5f4f56c34fee" "payments.default.svc.cluster.local:9001" "127.0.0.1:18019" outbound|9001||payments.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:56936 - payments-default"#
-    static let retriedFailure =
-        #"[2026-11-22T02:34:27.575Z] "GET /entries HTTP/1.1" 503 URX,UF upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused} - "delayed_connect_error:_Connection_refused" 0 121 20 - "-" "flag-harness/urx" "655c152b-a540-4740-a28e-b685780f0d66" "ledger.default.svc.cluster.local:9002" "127.0.0.1:18019" outbound|9002||ledger.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:56958 - ledger-retry"#
-    /// istio-proxy's agent log, interleaved with the access log in a container's output.
-    static let agentLog = "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[C17] destroying stream: 0 remaining"
+    static func istio(code: Int, flags: String, details: String, reason: String = "-", cluster: String) -> String {
+        #"[2026-11-22T02:34:27.561Z] "GET /api HTTP/1.1" \#(code) \#(flags) \#(details) - "\#(reason)" 0 98 0 - "-" "flag-harness" "daad7b68-4bb4-4f21-9762-5f4f56c34fee" "svc.default.svc.cluster.local:9001" "127.0.0.1:18019" \#(cluster) - 127.0.0.1:18000 127.0.0.1:56936 - default"#
+    }
 
     static let reviews = "outbound|8080||reviews.default.svc.cluster.local"
     static let payments = "outbound|9001||payments.default.svc.cluster.local"
     static let ledger = "outbound|9002||ledger.default.svc.cluster.local"
+
+    static let refused = "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
+    static let ok = istio(code: 200, flags: "-", details: "via_upstream", cluster: reviews)
+    static let upstreamFailure = istio(code: 503, flags: "UF", details: refused, reason: "delayed_connect_error:_Connection_refused", cluster: payments)
+    static let retriedFailure = istio(code: 503, flags: "URX,UF", details: refused, reason: "delayed_connect_error:_Connection_refused", cluster: ledger)
+    /// istio-proxy's agent log, interleaved with the access log in a container's output.
+    static let agentLog = "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool [C17] destroying stream: 0 remaining"
 }
 
 /// A fresh directory of log files under the system temporary directory.
