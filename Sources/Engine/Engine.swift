@@ -26,7 +26,6 @@ public final class Engine {
     /// differ from ``sources`` when a reload could not replace a follower.
     private var followedFiles: [FileSourceSpec] = []
     private var followedJournals: [JournalSourceSpec] = []
-    private var journalCheckpointTimer: PollLoop.TimerID?
 
     /// Why ``start(on:)`` could not open the sources.
     public enum StartError: Error {
@@ -62,8 +61,9 @@ public final class Engine {
         }
         fileFollower?.start(on: loop)
         journalFollower?.start(on: loop)
-        // File followers save their own positions; journal followers are told to.
-        journalCheckpointTimer = loop.every(sources.options.checkpointInterval) { [unowned self] in
+        // File followers save their own positions; journal followers are told to (at the
+        // interval the engine started with; a reload does not change it, as before the engine).
+        loop.every(sources.options.checkpointInterval) { [unowned self] in
             journalFollower?.saveCheckpoints()
         }
     }
