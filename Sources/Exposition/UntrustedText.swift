@@ -38,6 +38,11 @@ public enum UntrustedText {
 
     /// A JSON string literal, quotes included.
     public static func jsonLiteral(_ value: String) -> String {
+        // Most values (cluster names, flags, details) need no escape: copied whole, not scalar
+        // by scalar (scan --follow renders every cluster's names four times a second).
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + value + "\""
+        }
         var out = "\""
         for scalar in value.unicodeScalars {
             switch scalar {
