@@ -1,11 +1,12 @@
 // swift-tools-version: 6.1
 //
 // Modules follow the data: sources → line framing (+ container unwrap) → record parser →
-// counts → diagnosis → alerts → exposition, listener and notifier → config (YAML mapped onto
-// the values above) → the `flagwatch` executable. Targets are declared in that order, and a
-// module imports only modules declared before it and listed as its dependencies
-// (scripts/check-module-order.py, run by `make lint`); the two byte-level modules
-// (LineFraming, AccessLogParser) depend on nothing.
+// counts → the engine (followers and counting, driven by both following commands) →
+// diagnosis → alerts → exposition, listener and notifier → config (YAML mapped onto the values
+// above) → the `flagwatch` executable. Targets are declared in that order, and a module imports
+// only modules declared before it and listed as its dependencies (scripts/check-module-order.py,
+// run by `make lint`); the two byte-level modules (LineFraming, AccessLogParser) depend on
+// nothing.
 import PackageDescription
 
 let strictSwift6: [SwiftSetting] = [
@@ -30,7 +31,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
         // 1.16: LogHandler.log(event:) (DaemonLogging's journal handler implements it).
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
@@ -66,6 +66,17 @@ let package = Package(
             dependencies: ["AccessLogParser", "LineFraming"],
             swiftSettings: hotPath
         ),
+        // Follows the sources and counts their lines: the followers' lifecycle and reloads, the
+        // sink every line passes through, stream ids, each source's own line counts. Takes plain
+        // values (source specs, parsing), so both commands and the tests drive the same engine.
+        .target(
+            name: "Engine",
+            dependencies: [
+                "LogSources", "FlagCounting", "LineFraming", "AccessLogParser", "SystemCalls",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // Why a cluster's flags happen: the likely cause and next steps, from the flags and the
         // response-code details / transport failure reasons counted with them.
         .target(
@@ -96,14 +107,7 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         // Renders counts as a table, JSON and the Prometheus text format.
-        .target(
-            name: "Exposition",
-            dependencies: [
-                "AccessLogParser", "FlagCounting",
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
-            swiftSettings: strictSwift6
-        ),
+        .target(name: "Exposition", dependencies: ["AccessLogParser", "FlagCounting"], swiftSettings: strictSwift6),
         // The hand-written HTTP/1.1 listener on POSIX sockets (metrics, health, a status page).
         .target(
             name: "HTTPListener",
@@ -131,7 +135,7 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "Engine", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
                 "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -188,6 +192,12 @@ let package = Package(
         .testTarget(
             name: "DaemonLoggingTests",
             dependencies: ["DaemonLogging", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "EngineTests",
+            // LogSources and SystemCalls: the tests build the source specs and run the PollLoop.
+            dependencies: ["Engine", "FlagCounting", "LogSources", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

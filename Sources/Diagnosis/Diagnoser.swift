@@ -77,7 +77,7 @@ public enum Diagnoser {
         let connect = tally.count(of: [.connectionRefused, .connectTimeout, .unreachable, .connectionFailure])
         if tls > 0 && tls >= connect {
             let example = tally.example(of: .tls).map { " (\($0))" } ?? ""
-            let sds = tally.examples(of: .tls).contains { $0.contains("SDS") }
+            let sds = tally.examples(of: .tls).contains { $0.containsText("SDS") }
             let hint = sds
                 ? "the sidecar has no certificate from SDS yet (istiod unreachable, or a Secret for a DestinationRule's credentialName missing)"
                 : "PeerAuthentication STRICT vs a DestinationRule with tls mode DISABLE/SIMPLE, or the server has no sidecar"
@@ -264,9 +264,29 @@ enum FailureKind: Hashable {
 
     /// Classifies by the texts Envoy writes (docs/formats.md §4), old (spaces, `,`) and new (`_`, `|`).
     init(_ detail: FailureDetail) {
-        let text = ((detail.transportFailureReason ?? "") + " " + (detail.details ?? ""))
-            .lowercased().replacingSpaces()
-        func has(_ needles: String...) -> Bool { needles.contains { text.contains($0) } }
+        let text = (detail.transportFailureReason ?? "") + " " + (detail.details ?? "")
+        // Every report classifies every detail again (scan --follow: four times a second), so
+        // the usual all-ASCII text is lower-cased and searched as bytes; it finds exactly what
+        // the String search finds, since the needles are ASCII and hold no "\r\n".
+        var bytes = Array(text.utf8)
+        guard bytes.allSatisfy({ $0 < 0x80 }) else {
+            let folded = text.lowercased().replacingSpaces()
+            self.init { needle in folded.contains(needle) }
+            return
+        }
+        for index in bytes.indices {
+            switch bytes[index] {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): bytes[index] |= 0x20
+            case UInt8(ascii: " "): bytes[index] = UInt8(ascii: "_")
+            default: break
+            }
+        }
+        self.init { needle in bytes.containsASCII(needle) }
+    }
+
+    /// - Parameter contains: whether the lower-cased text, spaces as `_`, contains a needle.
+    private init(_ contains: (String) -> Bool) {
+        func has(_ needles: String...) -> Bool { needles.contains(where: contains) }
         if has("tls_error", "ssl_routines", "certificate_verify_failed", "wrong_version_number",
                "secret_is_not_supplied_by_sds", "handshake", "certificate_expired", "ssl_handshaking") {
             self = .tls
@@ -282,6 +302,39 @@ enum FailureKind: Hashable {
             self = .other
         }
     }
+}
+
+extension [UInt8] {
+    fileprivate func containsASCII(_ needle: String) -> Bool {
+        var needle = needle
+        return needle.withUTF8 { pattern in withUnsafeBufferPointer { occurs(pattern, in: $0) } }
+    }
+}
+
+extension String {
+    /// The same answer as `contains(_:)` for an ASCII needle without `\r\n` (every needle
+    /// here), found in the bytes when the text is ASCII too: the Character-wise search costs
+    /// more than the rest of a report (each report searches every failure detail again).
+    fileprivate func containsText(_ needle: String) -> Bool {
+        var text = self
+        var needle = needle
+        let found = text.withUTF8 { text -> Bool? in
+            guard text.allSatisfy({ $0 < 0x80 }) else { return nil }
+            return needle.withUTF8 { occurs($0, in: text) }
+        }
+        return found ?? contains(needle)
+    }
+}
+
+/// Whether `pattern` occurs in `text`, byte for byte (a plain search: texts of a few hundred
+/// bytes, patterns of a few dozen).
+private func occurs(_ pattern: UnsafeBufferPointer<UInt8>, in text: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard let first = pattern.first else { return true }
+    guard pattern.count <= text.count else { return false }
+    for start in 0...(text.count - pattern.count) where text[start] == first {
+        if (1..<pattern.count).allSatisfy({ text[start + $0] == pattern[$0] }) { return true }
+    }
+    return false
 }
 
 /// One flag's failure details, classified.
@@ -315,7 +368,7 @@ struct FailureTally {
     }
 
     func count(containing needle: String) -> Int {
-        details.filter { ($0.details ?? "").contains(needle) || ($0.transportFailureReason ?? "").contains(needle) }
+        details.filter { ($0.details ?? "").containsText(needle) || ($0.transportFailureReason ?? "").containsText(needle) }
             .reduce(0) { $0 + $1.count }
     }
 
@@ -349,10 +402,10 @@ struct FailureTally {
     /// (`CERTIFICATE_VERIFY_FAILED`), else the transport failure reason, else the details.
     static func shortText(_ detail: FailureDetail) -> String {
         let reason = detail.transportFailureReason ?? Self.transportPart(of: detail.details ?? "") ?? detail.details ?? "-"
-        if reason.contains("SDS") { return "Secret is not supplied by SDS" }
+        if reason.containsText("SDS") { return "Secret is not supplied by SDS" }
         // `TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:...`
         let parts = reason.split(whereSeparator: { $0 == ":" || $0 == "|" })
-        if reason.uppercased().contains("TLS") || reason.contains("SSL"), let code = parts.first(where: Self.isErrorCode) {
+        if reason.uppercased().containsText("TLS") || reason.containsText("SSL"), let code = parts.first(where: Self.isErrorCode) {
             return String(code)
         }
         return reason
@@ -397,7 +450,11 @@ struct Target {
     var isMeshService: Bool { istio.direction == "outbound" && !istio.namespace.isEmpty }
     var isInbound: Bool { istio.direction.hasPrefix("inbound") }
     /// The cluster name quoted for a shell (Istio names hold `|`).
-    var quoted: String { "'" + cluster.replacing("'", with: "'\\''") + "'" }
+    var quoted: String {
+        // Names rarely hold a quote; the generic replacing costs a search per report and cluster.
+        let escaped = cluster.utf8.contains(UInt8(ascii: "'")) ? cluster.replacing("'", with: "'\\''") : cluster
+        return "'" + escaped + "'"
+    }
 
     private var endpointSlices: String {
         "kubectl get endpointslice -n \(istio.namespace) -l kubernetes.io/service-name=\(istio.service)"

@@ -55,11 +55,11 @@ public final class ClusterLabelCache {
             let name = names[clusterLabels.count]
             let istio = IstioClusterName(name)
             parts.append(istio)
-            clusterLabels.append(MetricsWriter.labelBlock([("upstream_cluster", name)]))
-            infoLabels.append(MetricsWriter.labelBlock([
-                ("upstream_cluster", name), ("direction", istio.direction), ("port", istio.port),
-                ("subset", istio.subset), ("service", istio.service), ("namespace", istio.namespace),
-            ]))
+            let infoLabelNames = MetricFamily.upstreamClusterInfo.labelNames
+            clusterLabels.append(MetricsWriter.labelBlock([(infoLabelNames[0], name)]))
+            infoLabels.append(MetricsWriter.labelBlock(Array(zip(infoLabelNames, [
+                name, istio.direction, istio.port, istio.subset, istio.service, istio.namespace,
+            ]))))
         }
     }
 
@@ -88,7 +88,8 @@ public struct AlertingMetrics: Sendable {
     public init() {}
 }
 
-/// The daemon's `/metrics` page. Metric names and labels are a contract (docs/metrics.md).
+/// The daemon's `/metrics` page. Metric names and labels are a contract (docs/metrics.md); each
+/// family's name, type, HELP text and labels come from ``MetricFamily``.
 public enum DaemonMetrics {
     public static func render(
         counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache, sources: [SourceMetrics],
@@ -96,123 +97,137 @@ public enum DaemonMetrics {
         alerting: AlertingMetrics? = nil, connectionsEvicted: UInt64? = nil
     ) -> [UInt8] {
         labels.refresh(counts)
-        let clusterCount = counts.clusters.count
         // The previous page's size (plus room to grow) when known: growing a 2 MB buffer by
         // doubling held the old and the new copy at once.
-        let capacity = expectedBytes > 0 ? expectedBytes + expectedBytes / 8 + 4096 : 256 + clusterCount * 1900
+        let capacity = expectedBytes > 0 ? expectedBytes + expectedBytes / 8 + 4096 : 256 + counts.clusters.count * 1900
         var writer = MetricsWriter(format: format, reservingCapacity: capacity)
-        let flags = ResponseFlag.allCases
+        writer.writeResponseTotals(counts, labels: labels)
+        if counts.rings != nil { writer.writeWindows(counts, windowNames: windowNames, labels: labels) }
+        writer.writeClusterInfo(counts, labels: labels)
+        writer.writeLineTotals(sources)
+        writer.writeSourceHealth(sources)
+        if let alerting { writer.writeAlerting(alerting) }
+        if let connectionsEvicted {
+            writer.family(.connectionsEvicted)
+            writer.sample(.connectionsEvicted, Double(connectionsEvicted))
+        }
+        writer.family(.buildInfo)
+        writer.sample(.buildInfo, [version], 1)
+        if let process { writer.writeProcess(process) }
+        writer.finish()
+        return writer.bytes
+    }
+}
 
-        writer.family("flagwatch_responses_total", .counter, help: "Responses per upstream cluster and code class (0 = no response).")
+/// The page in groups of families: the daemon writes them all, `scan --output prometheus` the
+/// response and line totals (see ``ScanReport/prometheus(source:)``).
+extension MetricsWriter {
+    /// `flagwatch_responses_total` and `flagwatch_response_flags_total`: non-zero counts only.
+    mutating func writeResponseTotals(_ counts: FlagCounts, labels: ClusterLabelCache) {
+        let clusterCount = counts.clusters.count
+        family(.responses)
         for cluster in 0..<clusterCount {
             for index in 0..<FlagCounts.codeClassNames.count {
                 let value = counts.codeTotal(cluster: cluster, codeClass: index)
                 if value > 0 {
-                    writer.sample("flagwatch_responses_total", escapedLabels: labels.clusterLabels[cluster],
-                                  extra: [("code_class", FlagCounts.codeClassNames[index])], UInt64(value))
+                    sample(.responses, escapedLabels: labels.clusterLabels[cluster],
+                           extraValues: [FlagCounts.codeClassNames[index]], UInt64(value))
                 }
             }
         }
-        writer.family("flagwatch_response_flags_total", .counter, help: "Responses per upstream cluster carrying each Envoy response flag (short name).")
+        family(.responseFlags)
         for cluster in 0..<clusterCount {
-            for flag in flags {
+            for flag in ResponseFlag.allCases {
                 let value = counts.flagTotal(cluster: cluster, flag: flag)
                 if value > 0 {
-                    writer.sample("flagwatch_response_flags_total", escapedLabels: labels.clusterLabels[cluster],
-                                  extra: [("response_flag", flag.shortName)], UInt64(value))
+                    sample(.responseFlags, escapedLabels: labels.clusterLabels[cluster], extraValues: [flag.shortName], UInt64(value))
                 }
             }
             for (code, value) in counts.unknownFlagTotals(cluster: cluster).sorted(by: { $0.key < $1.key }) {
-                writer.sample("flagwatch_response_flags_total", escapedLabels: labels.clusterLabels[cluster],
-                              extra: [("response_flag", code)], UInt64(value))
+                sample(.responseFlags, escapedLabels: labels.clusterLabels[cluster], extraValues: [code], UInt64(value))
             }
         }
-        if counts.rings != nil {
-            writer.family("flagwatch_response_flags_window", .gauge, help: "Responses carrying each flag in the trailing window, per upstream cluster.")
-            for cluster in 0..<clusterCount {
-                for flag in flags where counts.flagTotal(cluster: cluster, flag: flag) > 0 {
-                    for (index, window) in windowNames.enumerated() {
-                        writer.sample("flagwatch_response_flags_window", escapedLabels: labels.clusterLabels[cluster],
-                                      extra: [("response_flag", flag.shortName), ("window", window)],
-                                      counts.windowCount(cluster: cluster, flag: flag, window: index))
-                    }
-                }
-            }
-            writer.family("flagwatch_responses_window", .gauge, help: "Responses in the trailing window, per upstream cluster.")
-            for cluster in 0..<clusterCount {
-                for (index, window) in windowNames.enumerated() {
-                    writer.sample("flagwatch_responses_window", escapedLabels: labels.clusterLabels[cluster],
-                                  extra: [("window", window)], counts.windowCount(cluster: cluster, flag: nil, window: index))
-                }
-            }
-        }
-        writer.family("flagwatch_upstream_cluster_info", .gauge, help: "Istio cluster names split into direction, port, subset, service and namespace (empty for other clusters).")
-        for cluster in 0..<clusterCount {
-            writer.sample("flagwatch_upstream_cluster_info", escapedLabels: labels.infoLabels[cluster], 1)
-        }
-        writer.family("flagwatch_clusters", .gauge, help: "Upstream clusters with series now (at most limits.max_clusters, plus __overflow__).")
-        writer.sample("flagwatch_clusters", [:], Double(clusterCount))
-        writer.family("flagwatch_clusters_dropped_total", .counter, help: "Distinct upstream clusters counted under __overflow__ because limits.max_clusters was reached (approximate beyond a few hundred thousand).")
-        writer.sample("flagwatch_clusters_dropped_total", [:], Double(counts.droppedClusters))
+    }
 
-        writer.family("flagwatch_lines_total", .counter, help: "Complete log lines read, parsed or malformed, per source.")
-        for source in sources { writer.sample("flagwatch_lines_total", ["source": source.name], Double(source.lines)) }
-        writer.family("flagwatch_lines_malformed_total", .counter, help: "Log lines skipped as malformed, per source and reason.")
+    /// The trailing-window gauges: per flag a cluster has had, and all its responses.
+    mutating func writeWindows(_ counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache) {
+        let clusterCount = counts.clusters.count
+        family(.responseFlagsWindow)
+        for cluster in 0..<clusterCount {
+            for flag in ResponseFlag.allCases where counts.flagTotal(cluster: cluster, flag: flag) > 0 {
+                for (index, window) in windowNames.enumerated() {
+                    sample(.responseFlagsWindow, escapedLabels: labels.clusterLabels[cluster], extraValues: [flag.shortName, window],
+                           counts.windowCount(cluster: cluster, flag: flag, window: index))
+                }
+            }
+        }
+        family(.responsesWindow)
+        for cluster in 0..<clusterCount {
+            for (index, window) in windowNames.enumerated() {
+                sample(.responsesWindow, escapedLabels: labels.clusterLabels[cluster], extraValues: [window],
+                       counts.windowCount(cluster: cluster, flag: nil, window: index))
+            }
+        }
+    }
+
+    /// `flagwatch_upstream_cluster_info` per cluster, and the cluster count and overflow.
+    mutating func writeClusterInfo(_ counts: FlagCounts, labels: ClusterLabelCache) {
+        family(.upstreamClusterInfo)
+        for cluster in 0..<counts.clusters.count {
+            sample(.upstreamClusterInfo, escapedLabels: labels.infoLabels[cluster], 1)
+        }
+        family(.clusters)
+        sample(.clusters, Double(counts.clusters.count))
+        family(.clustersDropped)
+        sample(.clustersDropped, Double(counts.droppedClusters))
+    }
+
+    /// `flagwatch_lines_total` and `flagwatch_lines_malformed_total` (every reason, zeros included).
+    mutating func writeLineTotals(_ sources: [SourceMetrics]) {
+        family(.lines)
+        for source in sources { sample(.lines, [source.name], Double(source.lines)) }
+        family(.linesMalformed)
         for source in sources {
             for defect in LineDefect.allCases {
-                writer.sample("flagwatch_lines_malformed_total", ["source": source.name, "reason": defect.rawValue],
-                              Double(source.malformed[defect.rawValue] ?? 0))
+                sample(.linesMalformed, [source.name, defect.rawValue], Double(source.malformed[defect.rawValue] ?? 0))
             }
         }
-        writer.family("flagwatch_bytes_read_total", .counter, help: "Bytes read from the source's files or journal.")
-        for source in sources { writer.sample("flagwatch_bytes_read_total", ["source": source.name], Double(source.bytesRead)) }
-        writer.family("flagwatch_source_files", .gauge, help: "Files (or journals) the source has open now.")
-        for source in sources { writer.sample("flagwatch_source_files", ["source": source.name], Double(source.files)) }
-        writer.family("flagwatch_source_errors_total", .counter, help: "Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...).")
+    }
+
+    /// Bytes read, files open and errors per source.
+    mutating func writeSourceHealth(_ sources: [SourceMetrics]) {
+        family(.bytesRead)
+        for source in sources { sample(.bytesRead, [source.name], Double(source.bytesRead)) }
+        family(.sourceFiles)
+        for source in sources { sample(.sourceFiles, [source.name], Double(source.files)) }
+        family(.sourceErrors)
         for source in sources {
             for (kind, value) in source.errors.sorted(by: { $0.key < $1.key }) {
-                writer.sample("flagwatch_source_errors_total", ["source": source.name, "kind": kind], Double(value))
+                sample(.sourceErrors, [source.name, kind], Double(value))
             }
         }
-        if let alerting {
-            writer.family("flagwatch_alerts", .gauge, help: "Alerts per rule and state (pending, firing) now.")
-            for entry in alerting.alerts {
-                writer.sample("flagwatch_alerts", ["alertname": entry.alertname, "state": entry.state], Double(entry.count))
-            }
-            writer.family("flagwatch_notifications_total", .counter, help: "Notifications per receiver and result (success, failure: an attempt that failed and is retried, dropped).")
-            for receiver in alerting.receivers {
-                for (result, count) in receiver.results {
-                    writer.sample("flagwatch_notifications_total", ["receiver": receiver.name, "result": result], Double(count))
-                }
-            }
-            writer.family("flagwatch_notification_queue_length", .gauge, help: "Alerts waiting to be delivered, per receiver.")
-            for receiver in alerting.receivers {
-                writer.sample("flagwatch_notification_queue_length", ["receiver": receiver.name], Double(receiver.queueLength))
-            }
-        }
-        if let connectionsEvicted {
-            writer.family("flagwatch_http_connections_evicted_total", .counter,
-                          help: "Idle connections closed at the listener's connection cap to admit a new one.")
-            writer.sample("flagwatch_http_connections_evicted_total", [:], Double(connectionsEvicted))
-        }
-        writer.family("flagwatch_build_info", .gauge, help: "The running flagwatch's version.")
-        writer.sample("flagwatch_build_info", ["version": version], 1)
+    }
 
-        if let process {
-            writer.family("process_cpu_seconds_total", .counter, help: "Total user and system CPU time spent in seconds.")
-            writer.sample("process_cpu_seconds_total", [:], process.cpuSeconds)
-            writer.family("process_resident_memory_bytes", .gauge, help: "Resident memory size in bytes.")
-            writer.sample("process_resident_memory_bytes", [:], process.residentBytes)
-            writer.family("process_virtual_memory_bytes", .gauge, help: "Virtual memory size in bytes.")
-            writer.sample("process_virtual_memory_bytes", [:], process.virtualBytes)
-            writer.family("process_open_fds", .gauge, help: "Number of open file descriptors.")
-            writer.sample("process_open_fds", [:], process.openDescriptors)
-            writer.family("process_max_fds", .gauge, help: "Maximum number of open file descriptors.")
-            writer.sample("process_max_fds", [:], process.maxDescriptors)
-            writer.family("process_start_time_seconds", .gauge, help: "Start time of the process since unix epoch in seconds.")
-            writer.sample("process_start_time_seconds", [:], process.startTimeSeconds)
+    mutating func writeAlerting(_ alerting: AlertingMetrics) {
+        family(.alerts)
+        for entry in alerting.alerts { sample(.alerts, [entry.alertname, entry.state], Double(entry.count)) }
+        family(.notifications)
+        for receiver in alerting.receivers {
+            for (result, count) in receiver.results { sample(.notifications, [receiver.name, result], Double(count)) }
         }
-        writer.finish()
-        return writer.bytes
+        family(.notificationQueueLength)
+        for receiver in alerting.receivers { sample(.notificationQueueLength, [receiver.name], Double(receiver.queueLength)) }
+    }
+
+    mutating func writeProcess(_ process: ProcessMetrics) {
+        let figures: [(MetricFamily, Double)] = [
+            (.processCPUSeconds, process.cpuSeconds), (.processResidentMemory, process.residentBytes),
+            (.processVirtualMemory, process.virtualBytes), (.processOpenDescriptors, process.openDescriptors),
+            (.processMaxDescriptors, process.maxDescriptors), (.processStartTime, process.startTimeSeconds),
+        ]
+        for (processFamily, value) in figures {
+            family(processFamily)
+            sample(processFamily, value)
+        }
     }
 }

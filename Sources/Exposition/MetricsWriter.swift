@@ -47,38 +47,44 @@ public struct MetricsWriter {
         bytes.reserveCapacity(capacity)
     }
 
-    public enum Kind: String { case counter, gauge, info }
+    public enum Kind: String, Sendable { case counter, gauge, info }
 
-    /// Starts a family. `name` is the sample name (with `_total` for counters).
-    public mutating func family(_ name: String, _ kind: Kind, help: String) {
+    /// Starts a family: its HELP and TYPE lines.
+    public mutating func family(_ family: MetricFamily) {
         let familyName: String
-        var typeName = kind.rawValue
+        var typeName = family.kind.rawValue
         switch format {
         case .openMetrics:
-            familyName = kind == .counter && name.hasSuffix("_total") ? String(name.dropLast(6)) : name
+            familyName = family.kind == .counter && family.name.hasSuffix("_total") ? String(family.name.dropLast(6)) : family.name
         case .prometheus:
-            familyName = name
-            if kind == .info { typeName = "gauge" }
+            familyName = family.name
+            if family.kind == .info { typeName = "gauge" }
         }
         append("# HELP \(familyName) ")
-        appendEscapedHelp(help)
+        appendEscapedHelp(family.help)
         append("\n# TYPE \(familyName) \(typeName)\n")
     }
 
-    /// One sample; `labels` are name/value pairs, values escaped here.
-    public mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String> = [:], _ value: Double) {
-        append(name)
-        appendLabels(labels.map { ($0.key, $0.value) })
+    /// The sample of a family without labels.
+    public mutating func sample(_ family: MetricFamily, _ value: Double) {
+        sample(family, [], value)
+    }
+
+    /// One sample; `labelValues` go with the family's label names in order, escaped here.
+    public mutating func sample(_ family: MetricFamily, _ labelValues: [String], _ value: Double) {
+        assert(labelValues.count == family.labelNames.count, "\(family.name): \(labelValues.count) label values")
+        append(family.name)
+        if !labelValues.isEmpty { append(Self.labelBlock(Array(zip(family.labelNames, labelValues)))) }
         bytes.append(0x20)
         appendValue(value)
         bytes.append(0x0A)
     }
 
-    /// One sample with a pre-escaped label block (`{a="b"}`), for labels repeated across
-    /// samples (a cluster's name).
-    public mutating func sample(_ name: String, escapedLabels: String, extra: [(String, String)] = [], _ value: UInt64) {
-        append(name)
-        if extra.isEmpty {
+    /// One sample with a pre-escaped block for the family's first labels (`{upstream_cluster="..."}`,
+    /// escaped once per cluster, not per sample), then `extraValues` for its last labels.
+    public mutating func sample(_ family: MetricFamily, escapedLabels: String, extraValues: [String] = [], _ value: UInt64) {
+        append(family.name)
+        if extraValues.isEmpty {
             append(escapedLabels)
         } else {
             var labels = escapedLabels
@@ -90,9 +96,11 @@ public struct MetricsWriter {
                     bytes.append(0x2C)
                 }
             }
-            for (index, (key, labelValue)) in extra.enumerated() {
+            let firstExtra = family.labelNames.count - extraValues.count
+            assert(firstExtra > 0, "\(family.name): \(extraValues.count) extra label values")
+            for (index, labelValue) in extraValues.enumerated() {
                 if index > 0 { bytes.append(0x2C) }
-                append(key)
+                append(family.labelNames[firstExtra + index])
                 bytes.append(0x3D)
                 bytes.append(0x22)
                 append(Self.escapeLabelValue(labelValue))
@@ -137,11 +145,6 @@ public struct MetricsWriter {
     /// A label value as both formats require it, escaped on bytes (see ``UntrustedText``).
     public static func escapeLabelValue(_ value: String) -> String {
         UntrustedText.labelValue(value)
-    }
-
-    private mutating func appendLabels(_ labels: [(String, String)]) {
-        guard !labels.isEmpty else { return }
-        append(Self.labelBlock(labels))
     }
 
     private mutating func appendEscapedHelp(_ help: String) {

@@ -71,6 +71,21 @@ public struct ScanReport {
         return out + "}}"
     }
 
+    /// The Prometheus text format (0.0.4): the response and line totals of the daemon's page,
+    /// with its families and HELP texts (``MetricFamily``); `source` labels the line totals.
+    public func prometheus(source: String) -> String {
+        let labels = ClusterLabelCache()
+        labels.refresh(counts)
+        var lineTotals = SourceMetrics(name: source)
+        lineTotals.lines = UInt64(counts.lines)
+        for (defect, count) in counts.malformed { lineTotals.malformed[defect.rawValue] = UInt64(count) }
+        var writer = MetricsWriter(format: .prometheus)
+        writer.writeResponseTotals(counts, labels: labels)
+        writer.writeLineTotals([lineTotals])
+        writer.finish()
+        return String(decoding: writer.bytes, as: UTF8.self)
+    }
+
     /// A table for people: the most flagged clusters first, malformed lines at the bottom.
     public func table(recognizedFormats: [String] = []) -> String {
         let clusters = clustersByFlagsDescending

@@ -36,24 +36,13 @@ public enum UntrustedText {
         return String(decoding: escaped, as: UTF8.self)
     }
 
-    /// `value` with its C0 controls and DEL replaced by U+FFFD, except the bytes in `keeping`
-    /// (for a library that escapes those itself, such as swift-prometheus with LF).
-    public static func replacingControls(_ value: String, keeping: Set<UInt8> = []) -> String {
-        guard value.utf8.contains(where: { isControl($0) && !keeping.contains($0) }) else { return value }
-        var cleaned: [UInt8] = []
-        cleaned.reserveCapacity(value.utf8.count + 8)
-        for byte in value.utf8 {
-            if isControl(byte) && !keeping.contains(byte) {
-                cleaned += replacement
-            } else {
-                cleaned.append(byte)
-            }
-        }
-        return String(decoding: cleaned, as: UTF8.self)
-    }
-
     /// A JSON string literal, quotes included.
     public static func jsonLiteral(_ value: String) -> String {
+        // Most values (cluster names, flags, details) need no escape: copied whole, not scalar
+        // by scalar (scan --follow renders every cluster's names four times a second).
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + value + "\""
+        }
         var out = "\""
         for scalar in value.unicodeScalars {
             switch scalar {

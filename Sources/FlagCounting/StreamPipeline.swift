@@ -3,25 +3,31 @@ import LineFraming
 
 /// One input stream's path from bytes to counts: framing → container unwrap → record parser →
 /// ``FlagCounts``. Each stream (file, standard input) has its own, since partial lines, CRI
-/// chunks and the recognised format belong to a stream; several may share one FlagCounts.
+/// chunks and the recognised format belong to a stream; several may share one FlagCounts, and the
+/// streams of one source share one ``LineTally``.
 public final class StreamPipeline {
     public let framer: LineFramer
     private let unwrapper: ContainerUnwrapper
     private var parser: AccessLogParser
     private let counts: FlagCounts
+    /// The stream's source's lines: counted with `counts`, line by line.
+    private let tally: LineTally
     /// Reused for every line: the parser fills it in place.
     private var record = AccessRecord()
 
     /// - Parameter fields: what the parser decodes: ``RecordFieldSet/counting`` for the counts,
     ///   plus the failure details of flagged lines (the default) for
     ///   ``FlagCounts/failureDetails(cluster:flag:)`` and so the diagnosis.
+    /// - Parameter tally: where the stream's source counts its own lines (a fresh one when
+    ///   nobody asks per source).
     public init(format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
                 bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .countingWithFailureDetails,
-                counts: FlagCounts) throws(FormatStringError) {
+                counts: FlagCounts, tally: LineTally = LineTally()) throws(FormatStringError) {
         framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
         unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)
         parser = try AccessLogParser(format: format, fields: fields)
         self.counts = counts
+        self.tally = tally
     }
 
     /// The format the last parsed line matched (for `auto`).
@@ -54,7 +60,7 @@ public final class StreamPipeline {
         if length > 0, line[length - 1] == 0x0A { length -= 1 }
         if length > 0, line[length - 1] == 0x0D { length -= 1 }
         if length > framer.maxLineLength {
-            counts.count(.tooLong)
+            count(.tooLong)
         } else {
             handle(.line(UnsafeRawBufferPointer(rebasing: line[0..<length])))
         }
@@ -62,24 +68,31 @@ public final class StreamPipeline {
 
     /// A line too long to keep was skipped before it reached the pipeline.
     public func countSkippedLongLine() {
-        counts.count(.tooLong)
+        count(.tooLong)
+    }
+
+    /// A malformed line, in both places.
+    private func count(_ defect: LineDefect) {
+        counts.count(defect)
+        tally.count(defect)
     }
 
     private func handle(_ framed: FramedLine) {
         switch framed {
         case .tooLong:
-            counts.count(.tooLong)
+            count(.tooLong)
         case .line(let line):
             switch unwrapper.unwrap(line) {
             case .partial:
                 break
             case .malformed(let defect):
-                counts.count(LineDefect(defect))
+                count(LineDefect(defect))
             case .line(let payload):
                 if let reason = parser.parse(payload, into: &record) {
-                    counts.count(LineDefect(reason))
+                    count(LineDefect(reason))
                 } else {
                     counts.count(record)
+                    tally.countParsed()
                 }
             }
         }

@@ -25,7 +25,7 @@ public struct FileSourceHandoff: Sendable {
     public var statistics: SourceStatistics
 }
 
-public struct FollowOptions: Sendable {
+public struct FollowOptions: Sendable, Equatable {
     /// Every so often every pattern is expanded again and every open file checked, whatever
     /// inotify said: this catches what it cannot see (NFS, a lost watch).
     public var rescanInterval: Double = 10

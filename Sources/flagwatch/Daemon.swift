@@ -1,6 +1,7 @@
 import AccessLogParser
 import Alerting
 import ConfigFile
+import Engine
 import Exposition
 import FlagCounting
 import HTTPListener
@@ -12,9 +13,11 @@ import SystemCalls
 import Glibc
 #endif
 
-/// `flagwatch run`: the sources, the counts and the HTTP listener on one poll loop, in one
-/// thread. Nothing is shared between threads, so nothing is locked; a scrape is answered
-/// between two reads, which take about a millisecond each.
+/// `flagwatch run`: the engine (sources and counts) and the HTTP listener on one poll loop, in
+/// one thread. Nothing is shared between threads, so nothing is locked; a scrape is answered
+/// between two reads, which take about a millisecond each. The daemon adds what a service
+/// needs around the engine: signals, systemd notifications, timers, reload, HTTP routing and
+/// alert supervision.
 final class Daemon {
     /// The configuration in force (replaced by a successful reload).
     private var config: FlagwatchConfig
@@ -23,20 +26,14 @@ final class Daemon {
     private let logger: Logger
     private let loop = PollLoop()
     private let counts: FlagCounts
-    private let sink: CountingSink
+    /// The followers and the counting of their lines.
+    private let engine: Engine
     private let labels = ClusterLabelCache()
     private var windowNames: [String]
-    /// Stream ids of the next follower a reload creates (ids of replaced ones are not reused).
-    /// Stream ids of every follower, at start and after reloads, from disjoint ranges.
-    private var streamRanges = StreamIDRanges()
     private var socketActivated = false
     /// The listener's port (the config may ask for 0): the default base of alerts' links.
     private var boundPort: Int?
-    private var fileFollower: FileFollower?
-    private var journalFollower: JournalFollower?
     private var server: HTTPServer?
-    private var fileSourceNames: [String] = []
-    private var journalSourceNames: [String] = []
     private var isReady = false
     /// Size of the last /metrics page: the next one reserves about that much at once.
     private var lastMetricsPageBytes = 0
@@ -68,11 +65,7 @@ final class Daemon {
         windowNames = config.windows.map(\.description)
         counts = FlagCounts(maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
                             flagGroups: config.alertFlagGroups)
-        var parsing: [String: SourceParsing] = [:]
-        for source in config.sources {
-            parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
-        }
-        sink = CountingSink(counts: counts, parsing: parsing, maxLineLength: config.follow.maxLineLength, logger: logger)
+        engine = Engine(counts: counts, sources: config.followedSources, logger: logger)
     }
 
     /// Runs until SIGTERM or SIGINT. Throws (before serving) if the listener or the state
@@ -85,41 +78,46 @@ final class Daemon {
         boundPort = listeners.compactMap(\.localPort).first.map(Int.init)
         alerts = try AlertSupervisor(config: config, logger: logger, boundPort: boundPort)
         counts.now = Int(monotonicSeconds())
+        try startEngine()
+        startServer(on: listeners)
+        announceReady(ports: listeners.compactMap(\.localPort).map(String.init).joined(separator: ","))
+        scheduleCountMaintenance()
+        scheduleEvaluations()
+        handleSignals()
+        loop.run()
+        finish()
+    }
 
-        let options = config.followOptions
-        let fileSpecs = config.fileSourceSpecs
-        let journalSpecs = config.journalSourceSpecs
-        fileSourceNames = fileSpecs.map(\.name)
-        journalSourceNames = journalSpecs.map(\.name)
+    private func startEngine() throws {
         do {
-            fileFollower = try FileFollower(sources: fileSpecs, options: options, sink: sink, logger: logger,
-                                            firstStream: streamRanges.fileFollower() ?? 1)
-        } catch {
+            try engine.start(on: loop)
+        } catch .fileSources(let error) {
             throw CommandFailure(message: "state_dir \(config.stateDirectory): \(error)")
+        } catch .journalSources(let error) {
+            throw CommandFailure(message: "journald: \(error)")
         }
-        if !journalSpecs.isEmpty {
-            do {
-                journalFollower = try JournalFollower(
-                    sources: journalSpecs, stateDirectory: config.stateDirectory, sink: sink, logger: logger,
-                    firstStream: streamRanges.journalFollower() ?? 1 << 62)
-            } catch {
-                throw CommandFailure(message: "journald: \(error)")
-            }
-            journalFollower?.maxLineLength = config.follow.maxLineLength
-        }
+    }
 
+    private func startServer(on listeners: [Socket]) {
         let server = HTTPServer(listeners: listeners, logger: logger) { [unowned self] request in
             self.respond(to: request)
         }
         self.server = server
         server.start(on: loop)
-        fileFollower?.start(on: loop)
-        journalFollower?.start(on: loop)
+        // Stopping ends the loop as soon as no response is in flight; the timer set by
+        // beginStopping ends it at the stop budget otherwise.
+        loop.whileBusy { [unowned self] in
+            if isStopping && !(self.server?.isBusy ?? false) { loop.stop() }
+            return false
+        }
+    }
+
+    /// The listener is up and every source is open: the log says so, and systemd may start
+    /// what depends on us; STATUS= and the watchdog pings follow from the loop.
+    private func announceReady(ports: String) {
         isReady = true
-        let ports = listeners.compactMap(\.localPort).map(String.init).joined(separator: ",")
         logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))",
                     metadata: ["message_id": "\(LogMessageID.ready)"])
-        // The listener is up and every source is open: systemd may start what depends on us.
         statusMark = (counts.lines, monotonicSeconds())
         serviceManager.ready(status: "started: \(config.sources.count) source(s), listening on port \(ports)")
         if serviceManager.isListening {
@@ -131,16 +129,15 @@ final class Daemon {
             loop.every(interval) { [unowned self] in serviceManager.watchdog() }
             logger.info("systemd watchdog: WATCHDOG=1 every \(interval) s")
         }
+    }
 
-        // The windows' clock: every loop iteration, before lines are counted.
+    /// The windows' clock, the failure-detail breakdown's age and idle clusters' expiry.
+    private func scheduleCountMaintenance() {
+        // Every loop iteration, before lines are counted.
         loop.whileBusy { [unowned self] in
             counts.now = Int(monotonicSeconds())
             return false
         }
-        loop.every(config.follow.checkpointInterval.seconds) { [unowned self] in
-            journalFollower?.saveCheckpoints()
-        }
-        scheduleEvaluations()
         // The likely-cause breakdown covers the last one to two minutes, not everything since start.
         loop.every(60) { [unowned self] in counts.rotateFailureDetails() }
         let idle = config.limits.idleSeriesExpiry.seconds
@@ -149,6 +146,9 @@ final class Daemon {
             let removed = counts.expireClusters(idleSeconds: Int(idle))
             if removed > 0 { logger.info("removed \(removed) cluster(s) idle for \(config.limits.idleSeriesExpiry)") }
         }
+    }
+
+    private func handleSignals() {
         loop.watch(signals.descriptor.rawValue) { [unowned self] _ in
             for signal in signals.received() {
                 switch signal {
@@ -159,18 +159,14 @@ final class Daemon {
                 }
             }
         }
-        // Stopping ends the loop as soon as no response is in flight; the timer set by
-        // beginStopping ends it at the stop budget otherwise.
-        loop.whileBusy { [unowned self] in
-            if isStopping && !(self.server?.isBusy ?? false) { loop.stop() }
-            return false
-        }
-        loop.run()
-        let filesSaved = fileFollower?.saveCheckpoints() ?? true
-        let journalSaved = journalFollower?.saveCheckpoints() ?? true
+    }
+
+    /// After the loop: positions saved, the last alerts delivered.
+    private func finish() {
+        let saved = engine.saveCheckpoints()
         alerts?.beginShutdown(within: Self.alertDeliveryBudget)  // no-op if SIGTERM began it already
         alerts?.finishShutdown()
-        if filesSaved && journalSaved {
+        if saved {
             logger.info("stopped; checkpoints saved", metadata: ["message_id": "\(LogMessageID.stopped)"])
         } else {
             // The errors were logged by the followers; a restart re-reads from the last good save.
@@ -269,69 +265,16 @@ final class Daemon {
             logger.error("reload rejected, the running configuration stays in force: \(error)")
             return
         }
-        let previousConfig = config
         config = new
         windowNames = new.windows.map(\.description)
-        var parsing: [String: SourceParsing] = [:]
-        for source in new.sources {
-            parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
-        }
-        sink.parsing = parsing
         if let nextAlerts, let previous = alerts { nextAlerts.adoptState(from: previous, now: wallClockSeconds()) }
         if alerts !== nextAlerts {
             alerts?.shutdown(within: 1)
             alerts = nextAlerts
             scheduleEvaluations()
         }
-        replaceFollowers(previous: previousConfig)
+        engine.reload(new.followedSources)
         logger.notice("configuration reloaded: \(new.sources.count) source(s), \(alerts?.engine.rules.count ?? 0) alert rule(s)")
-    }
-
-    /// New followers for sources whose settings changed; each source kept by name resumes where
-    /// the old follower stood (a source whose format changed too: its files keep their place).
-    private func replaceFollowers(previous: FlagwatchConfig) {
-        let sourcesChanged = previous.sources != config.sources
-        if sourcesChanged || previous.follow != config.follow {
-            guard let firstStream = streamRanges.fileFollower() else {
-                logger.error("reload: file sources not restarted: stream ids used up (restart flagwatch)")
-                return
-            }
-            let handoff = fileFollower?.stop(on: loop) ?? [:]
-            fileFollower = nil
-            let specs = config.fileSourceSpecs
-            fileSourceNames = specs.map(\.name)
-            do {
-                let follower = try FileFollower(
-                    sources: specs, options: config.followOptions, sink: sink, logger: logger,
-                    firstStream: firstStream, handoff: handoff)
-                follower.start(on: loop)
-                fileFollower = follower
-            } catch {
-                // The state directory worked at startup; sources keep nothing but the handoff.
-                logger.error("reload: file sources not restarted: \(error)")
-            }
-        }
-        if sourcesChanged {
-            guard let firstStream = streamRanges.journalFollower() else {
-                logger.error("reload: journal sources not restarted: stream ids used up (restart flagwatch)")
-                return
-            }
-            let handoff = journalFollower?.stop() ?? [:]
-            journalFollower = nil
-            let specs = config.journalSourceSpecs
-            journalSourceNames = specs.map(\.name)
-            guard !specs.isEmpty else { return }
-            do {
-                let follower = try JournalFollower(
-                    sources: specs, stateDirectory: config.stateDirectory, sink: sink, logger: logger,
-                    firstStream: firstStream, handoff: handoff)
-                follower.maxLineLength = config.follow.maxLineLength
-                follower.start(on: loop)
-                journalFollower = follower
-            } catch {
-                logger.error("reload: journal sources not restarted: \(error)")
-            }
-        }
     }
 
     private func openListeners() throws -> [Socket] {
@@ -389,30 +332,21 @@ final class Daemon {
     }
 
     private func sourceMetrics() -> [SourceMetrics] {
-        var result: [SourceMetrics] = []
-        for (index, name) in fileSourceNames.enumerated() {
-            result.append(metrics(name, statistics: fileFollower?.statistics(forSource: index)))
-        }
-        for (index, name) in journalSourceNames.enumerated() {
-            result.append(metrics(name, statistics: journalFollower?.statistics(forSource: index)))
-        }
-        return result
-    }
-
-    private func metrics(_ name: String, statistics: SourceStatistics?) -> SourceMetrics {
-        var metrics = SourceMetrics(name: name)
-        if let statistics {
-            metrics.bytesRead = statistics.bytesRead
-            metrics.files = statistics.openStreams
-            metrics.errors = Dictionary(uniqueKeysWithValues: statistics.errors.map { ($0.key.rawValue, $0.value) })
-        }
-        if let lines = sink.sourceLines[name] {
-            metrics.lines = lines.lines
-            for (index, defect) in LineDefect.allCases.enumerated() where lines.malformed[index] > 0 {
-                metrics.malformed[defect.rawValue] = lines.malformed[index]
+        engine.sourceActivity().map { source in
+            var metrics = SourceMetrics(name: source.name)
+            if let statistics = source.statistics {
+                metrics.bytesRead = statistics.bytesRead
+                metrics.files = statistics.openStreams
+                metrics.errors = Dictionary(uniqueKeysWithValues: statistics.errors.map { ($0.key.rawValue, $0.value) })
             }
+            if let lines = source.lines {
+                metrics.lines = lines.lines
+                for defect in LineDefect.allCases where lines.malformedCount(defect) > 0 {
+                    metrics.malformed[defect.rawValue] = lines.malformedCount(defect)
+                }
+            }
+            return metrics
         }
-        return metrics
     }
 
     private func processMetrics() -> ProcessMetrics? {

@@ -2,6 +2,7 @@ import AccessLogParser
 import ArgumentParser
 import ConfigFile
 import Diagnosis
+import Engine
 import Exposition
 import FlagCounting
 import LineFraming
@@ -169,21 +170,18 @@ struct ScanCommand: ParsableCommand {
         switch output {
         case .json: print(report.json())
         case .table: print(report.table(recognizedFormats: recognized), terminator: "")
-        case .prometheus: print(PrometheusText.render(counts, source: "scan"), terminator: "")
+        case .prometheus: print(report.prometheus(source: "scan"), terminator: "")
         }
     }
 
     private func runFollowing(_ logFormat: LogFormat) throws {
         bootstrapLogging(level: logLevel)
-        var options = FollowOptions()
-        options.rescanInterval = rescanInterval
-        options.checkpointInterval = checkpointInterval
-        options.rotatedFileGrace = rotatedFileGrace
-        options.maxLineLength = maxLineLength
-        options.stateDirectory = stateDir
-        var journalSources: [JournalSourceSpec] = []
-        var fileSources: [FileSourceSpec] = []
-        var parsing: [String: SourceParsing] = [:]
+        var sources = FollowedSources()
+        sources.options.rescanInterval = rescanInterval
+        sources.options.checkpointInterval = checkpointInterval
+        sources.options.rotatedFileGrace = rotatedFileGrace
+        sources.options.maxLineLength = maxLineLength
+        sources.options.stateDirectory = stateDir
         if let config {
             let loaded: FlagwatchConfig
             do {
@@ -191,36 +189,28 @@ struct ScanCommand: ParsableCommand {
             } catch {
                 throw CommandFailure(message: error.description)
             }
-            options = loaded.followOptions
-            options.stateDirectory = stateDir ?? loaded.stateDirectory
-            fileSources = loaded.fileSourceSpecs
-            journalSources = loaded.journalSourceSpecs
-            for source in loaded.sources {
-                parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
-            }
+            sources = loaded.followedSources
+            sources.options.stateDirectory = stateDir ?? loaded.stateDirectory
         }
         let patterns = files + filePatterns
         if !patterns.isEmpty {
             let sourceName = "files"
-            guard parsing[sourceName] == nil else {
+            guard sources.parsing[sourceName] == nil else {
                 throw CommandFailure(message: "--file: the config already has a source named '\(sourceName)'")
             }
-            fileSources.append(FileSourceSpec(name: sourceName, patterns: patterns, startAt: startAt))
-            parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: containerFormat)
+            sources.files.append(FileSourceSpec(name: sourceName, patterns: patterns, startAt: startAt))
+            sources.parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: containerFormat)
         }
         if !journalMatches.isEmpty || journalDirectory != nil {
             let sourceName = "journal"
-            guard parsing[sourceName] == nil else {
+            guard sources.parsing[sourceName] == nil else {
                 throw CommandFailure(message: "--journal-match: the config already has a source named '\(sourceName)'")
             }
-            journalSources.append(JournalSourceSpec(name: sourceName, matches: journalMatches, directory: journalDirectory, startAt: startAt))
+            sources.journals.append(JournalSourceSpec(name: sourceName, matches: journalMatches, directory: journalDirectory, startAt: startAt))
             // Journal messages are not wrapped by a container runtime.
-            parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: .none)
+            sources.parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: .none)
         }
-        let scan = FollowScan(
-            files: fileSources, journals: journalSources, parsing: parsing,
-            options: options, reportInterval: interval, output: output,
-            logger: Logger(label: "flagwatch"))
+        let scan = FollowScan(sources: sources, reportInterval: interval, output: output, logger: Logger(label: "flagwatch"))
         try scan.run()
     }
 

@@ -34,19 +34,17 @@ agrees); a failure there is not a flagwatch problem and says so.
 Every process is stopped by PID in teardown; every wait is bounded.
 """
 import collections
-import json
 import os
 import signal
-import subprocess
 import threading
 import time
 import traceback
-from pathlib import Path
 
 import pytest
 
-from envoy_harness import (
-    SCENARIOS, Procs, complete_lines, count_log, counter_value, differences, envoy_version, expected_counts,
+from harness.flagwatch import FlagwatchFollow
+from harness.envoy import (
+    SCENARIOS, complete_lines, count_log, counter_value, differences, envoy_version, expected_counts,
     fetch_counters, find_envoy, flagwatch_path, normalize, parse_json, parse_text, send_chunk, start_envoy,
 )
 
@@ -98,81 +96,6 @@ class TrafficThread(threading.Thread):
                     self.rounds += 1
         except BaseException:  # reported by the test
             self.error = traceback.format_exc()
-
-
-class FlagwatchFollow:
-    """`flagwatch scan --follow`, its stdout read line by line by a thread."""
-
-    def __init__(self, procs, argv, stderr_path):
-        self.argv = argv
-        self.stderr_path = stderr_path
-        self.proc = procs.start(argv, stderr_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        self.reports = []        # every JSON object printed, in order
-        self.garbage = []        # stdout lines that are not one JSON object
-        self.eof = threading.Event()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True, name="flagwatch-stdout").start()
-
-    def _read(self):
-        try:
-            for raw in self.proc.stdout:
-                try:
-                    obj = json.loads(raw)
-                    ok = isinstance(obj, dict) and isinstance(obj.get("clusters"), dict)
-                except ValueError:
-                    ok = False
-                with self.lock:
-                    (self.reports if ok else self.garbage).append(obj if ok else raw[:500])
-        except (OSError, ValueError):  # stdout closed by the teardown
-            pass
-        finally:
-            self.eof.set()
-
-    def last(self):
-        with self.lock:
-            return self.reports[-1] if self.reports else None
-
-    def count(self):
-        with self.lock:
-            return len(self.reports)
-
-    def wait_ready(self):
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline and not self.count() and self.proc.poll() is None:
-            time.sleep(0.05)
-        if not self.count():
-            pytest.fail("`%s` printed no JSON object within %.0f s (exit code %s); stderr:\n%s"
-                        % (" ".join(self.argv), READY_TIMEOUT, self.proc.poll(), self.stderr()), pytrace=False)
-
-    def wait_stable(self, want_lines):
-        """Until the last STABLE_REPORTS reports are identical and count `want_lines` lines
-        (bounded). Returns the last report either way; the test judges it."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with self.lock:
-                tail = self.reports[-STABLE_REPORTS:]
-            if len(tail) == STABLE_REPORTS and all(r == tail[0] for r in tail) and tail[0].get("lines") == want_lines:
-                break
-            time.sleep(0.1)
-        return self.last()
-
-    def terminate(self):
-        """SIGTERM; returns (exit code or None, the final report or None)."""
-        before = self.count()
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return None, None
-        self.eof.wait(5.0)
-        with self.lock:
-            return code, (self.reports[-1] if len(self.reports) > before else None)
-
-    def stderr(self, n=30):
-        try:
-            return "\n".join(Path(self.stderr_path).read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no stderr)"
 
 
 def lines_in(paths):
@@ -267,13 +190,6 @@ def view_clusters(expected, actual):
 
 # --------------------------------------------------------------------------- the test
 
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.stop_all()  # by PID: SIGTERM, then SIGKILL; whatever the test did
-
-
 @pytest.mark.parametrize("naming", ["logrotate", "dateext"])
 def test_follow_survives_envoy_log_rotation(tmp_path, procs, naming):
     t0 = time.monotonic()
@@ -290,8 +206,8 @@ def test_follow_survives_envoy_log_rotation(tmp_path, procs, naming):
 
     argv = [str(binary), "scan", "--follow", "--file", str(work / "access*.log"), "--format", "istio",
             "--output", "json", "--interval", INTERVAL, "--start-at", "beginning"]
-    fw = FlagwatchFollow(procs, argv, work / "flagwatch.stderr.log")
-    fw.wait_ready()
+    fw = FlagwatchFollow(argv, work / "flagwatch.stderr.log", procs, drop_diagnosis=False)
+    fw.wait_ready(READY_TIMEOUT)
 
     traffic = TrafficThread(stack.ports, stack.admin)
     rotator = Rotator(work, naming, stack.envoy)
@@ -332,7 +248,7 @@ def test_follow_survives_envoy_log_rotation(tmp_path, procs, naming):
     rotator.finish()
     file_total = sum(files.values())
 
-    live = fw.wait_stable(file_total)
+    live = fw.wait_stable(file_total, STABLE_REPORTS, SETTLE_TIMEOUT)
     code, final = fw.terminate()
 
     # ---- the harness checks itself: Envoy's counters, the client, the files

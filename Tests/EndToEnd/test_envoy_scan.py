@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from envoy_harness import (
+from harness.envoy import (
     REPO, SCENARIOS, Procs, count_log, counter_value, differences, envoy_version, expected_counts,
-    find_envoy, fetch_counters, flagwatch_path, normalize, parse_json, parse_text, send_chunk,
+    find_envoy, fetch_counters, flagwatch_path, normalize, parse_json, parse_text, send_rounds,
     start_envoy, wait_for_stable_logs,
 )
 
@@ -84,16 +84,7 @@ def envoy_run(tmp_path_factory):
         stack = start_envoy(procs, work, envoy_bin, logs["text"], logs["json"])
         admin, ports = stack.admin, stack.ports
 
-        sent = collections.Counter()
-        client = {s.name: collections.Counter() for s in SCENARIOS}
-        deadline = time.monotonic() + TRAFFIC_BUDGET_S
-        for r in range(ROUNDS):
-            for scn in SCENARIOS:
-                if time.monotonic() > deadline:
-                    pytest.fail("traffic took longer than %.0f s" % TRAFFIC_BUDGET_S, pytrace=False)
-                n = REQUESTS // ROUNDS + (1 if r < REQUESTS % ROUNDS else 0)
-                client[scn.name].update(send_chunk(scn, n, sent[scn.name], ports, admin))
-                sent[scn.name] += n
+        sent, client = send_rounds(REQUESTS, ROUNDS, TRAFFIC_BUDGET_S, ports, admin)
 
         wait_for_stable_logs(list(logs.values()), sum(sent.values()))
         counters = fetch_counters(admin)

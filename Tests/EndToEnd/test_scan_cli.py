@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("FLAGWATCH_BIN", str(REPO / ".build" / "debug" / "flagwatch"))
+from harness import REPO
+from harness.flagwatch import BIN
+
 DEMO = REPO / "config" / "demo" / "istio-access.log"
 PAYMENTS = "outbound|9001||payments.default.svc.cluster.local"
 LEDGER = "outbound|9002||ledger.default.svc.cluster.local"

@@ -236,7 +236,7 @@ struct PrometheusTests {
             #"{"response_flags":"UF","response_code":503,"upstream_cluster":"we\"ird\\x|y"}"#,
             #"{"response_flags":"UF,XCUSTOM","response_code":503,"upstream_cluster":"we\"ird\\x|y"}"#,
         ])
-        let text = PrometheusText.render(counts, source: "scan")
+        let text = ScanReport(counts: counts).prometheus(source: "scan")
         let lines = Set(text.split(separator: "\n").map(String.init))
         for expected in [
             #"flagwatch_response_flags_total{upstream_cluster="outbound|9001||payments.default.svc.cluster.local",response_flag="UF"} 2"#,

@@ -44,8 +44,8 @@ struct UntrustedTextTests {
     func daemonPage(_ format: ExpositionFormat) throws {
         var writer = MetricsWriter(format: format)
         for name in Self.hostile {
-            writer.sample("flagwatch_response_flags_total", escapedLabels: MetricsWriter.labelBlock([("upstream_cluster", name)]),
-                          extra: [("response_flag", "U\"\u{301}F")], 1)
+            writer.sample(.responseFlags, escapedLabels: MetricsWriter.labelBlock([("upstream_cluster", name)]),
+                          extraValues: ["U\"\u{301}F"], 1)
         }
         writer.finish()
         let page = String(decoding: writer.bytes, as: UTF8.self)
@@ -80,11 +80,11 @@ struct UntrustedTextTests {
         hostile.map { #"{"response_code":503,"response_flags":"UF","upstream_cluster":"# + UntrustedText.jsonLiteral($0) + "}" }
     }
 
-    @Test("scan's outputs from JSON lines with hostile names: Prometheus text (swift-prometheus), JSON and the table")
+    @Test("scan's outputs from JSON lines with hostile names: Prometheus text, JSON and the table")
     func scanOutputs() throws {
         let counts = try counts(of: Self.hostileLines, format: .auto)
         #expect(counts.allClusters.count == Self.hostile.count)
-        let text = PrometheusText.render(counts, source: "scan")
+        let text = ScanReport(counts: counts).prometheus(source: "scan")
         for byte: UInt8 in [0x0D, 0x00, 0x1B, 0x7F] { #expect(!text.utf8.contains(byte)) }
         #expect(text.split(separator: "\n").filter { $0.hasPrefix("flagwatch_response_flags_total{") }.count == Self.hostile.count)
         let table = ScanReport(counts: counts).table()

@@ -19,18 +19,16 @@ import http.client
 import json
 import os
 import signal
-import threading
 import time
 
 import pytest
 
-from alerting_kit import Alertmanager, start_backend, start_envoy  # noqa: E402  (this folder's conftest)
-from envoy_harness import Procs, fetch_counters, find_envoy, tail, wait_for_stable_logs, complete_lines
+from harness.alerting import API, INVENTORY, Traffic, am_alert
+from harness.components import Alertmanager, start_backend
+from harness.envoy import Procs, complete_lines, fetch_counters, find_envoy, start_alerting_envoy as start_envoy, tail, wait_for_stable_logs
 
 pytestmark = pytest.mark.e2e
 
-API = "outbound|8080||api.default.svc.cluster.local"
-INVENTORY = "outbound|8080||inventory.default.svc.cluster.local"
 FIRE_DEADLINE_S = 45      # rule: 10 s window, for 2 s, evaluated every 1 s; plus delivery
 RESOLVE_DEADLINE_S = 45   # the 10 s window empties, resolve_after 3 s, then delivery
 
@@ -65,34 +63,6 @@ alerting:
 """
 
 
-class Traffic(threading.Thread):
-    """About 20 requests/s to each service through Envoy until stopped."""
-
-    def __init__(self, port):
-        super().__init__(daemon=True)
-        self.port = port
-        self.halt = threading.Event()
-        self.sent = {"api": 0, "inventory": 0}
-
-    def run(self):
-        while not self.halt.is_set():
-            for service in ("api", "inventory"):
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                try:
-                    conn.request("GET", "/", headers={"Host": "%s.default.svc.cluster.local" % service})
-                    conn.getresponse().read()
-                except (OSError, http.client.HTTPException):
-                    pass
-                finally:
-                    conn.close()
-                self.sent[service] += 1
-            self.halt.wait(0.05)
-
-    def stop(self):
-        self.halt.set()
-        self.join(timeout=15)
-
-
 class Stack:
     pass
 
@@ -120,14 +90,6 @@ def stack(tmp_path_factory, fwd):
         if s.traffic is not None:
             s.traffic.stop()
         procs.stop_all()
-
-
-def am_alert(stack, alertname, cluster):
-    for alert in stack.alertmanager.alerts():
-        labels = alert.get("labels", {})
-        if labels.get("alertname") == alertname and labels.get("upstream_cluster") == cluster:
-            return alert
-    return None
 
 
 def daemon_alerts(stack):

@@ -7,7 +7,11 @@ rule on that cluster never returned: /-/healthy timed out and SIGTERM was not ha
 """
 import pytest
 
-from e2e_helpers import Processes, RunningDaemon, http_get, istio_line, poll_until
+from harness.flagwatch import RunningDaemon
+from harness.lines import istio_line
+from harness.net import http_get
+from harness.polling import poll_until
+from harness.processes import Processes
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +49,7 @@ alerting:
         poll_until(lambda: daemon.sample('flagwatch_alerts{alertname="Catastrophic",state="firing"}') == 1, 15,
                    "one firing alert", context=daemon.log)
         for _ in range(10):
-            assert http_get(daemon.url + "/-/healthy", timeout=1)[0] == 200
+            assert http_get(daemon.url("/-/healthy"), timeout=1)[0] == 200
         assert processes.stop(daemon.process, grace=10) == 0, daemon.log()
     finally:
         processes.stop_all()

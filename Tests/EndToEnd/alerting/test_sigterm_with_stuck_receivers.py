@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import Processes, RunningDaemon, istio_line, log_tail, poll_until
+from harness.flagwatch import RunningDaemon
+from harness.lines import istio_line
+from harness.polling import poll_until
+from harness.processes import Processes, log_tail
 
 pytestmark = pytest.mark.e2e
 

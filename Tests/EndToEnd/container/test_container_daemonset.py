@@ -17,9 +17,11 @@ import subprocess
 
 import pytest
 
-from container_kit import REPO, EnvoyLines, Pod, image_size, podman
-from e2e_helpers import flag_counts, free_port, http_get, metric_samples, poll_until
-import daemonset_container
+from harness import daemonset as daemonset_container
+from harness.container import REPO, EnvoyLines, Pod, image_size, podman
+from harness.metrics import flag_counts, metric_samples
+from harness.net import free_port, http_get
+from harness.polling import poll_until
 
 pytestmark = pytest.mark.e2e
 

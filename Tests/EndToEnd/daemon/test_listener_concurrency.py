@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from daemon_kit import PROMETHEUS_TYPE, Closed, check_metrics_text, raise_nofile, request_bytes
+from harness.listener import PROMETHEUS_TYPE, Closed, check_metrics_text, raise_nofile, request_bytes
 
 pytestmark = pytest.mark.daemon
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from e2e_helpers import poll_until
-from daemon_kit import (
+from harness.polling import poll_until
+from harness.listener import (
     IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_REQUEST_LINE, PROMETHEUS_TYPE, READ_TIMEOUT,
     TIMER_SLACK, WRITE_TIMEOUT, Closed, Conn, check_metrics_text, raise_nofile, request_bytes,
 )

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from daemon_kit import Closed, check_metrics_text, request_bytes
+from harness.listener import Closed, check_metrics_text, request_bytes
 
 pytestmark = pytest.mark.daemon
 

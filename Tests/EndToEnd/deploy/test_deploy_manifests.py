@@ -29,8 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -40,15 +38,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import REPO
+from harness.flagwatch import BIN, FlagwatchRun, run_argv, start_on_free_port
+from harness.net import free_port
+from harness.processes import Processes
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
 RULES_FILE = DEPLOY / "prometheus" / "flagwatch-rules.yml"
 RULES_TEST = HERE / "flagwatch-rules.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "flagwatch.json"
 DEFAULT_CONFIG = REPO / "config" / "flagwatch.yaml"
-BIN = os.environ.get("FLAGWATCH_BIN") or str(REPO / ".build" / "debug" / "flagwatch")
 PROMTOOL = os.environ.get("PROMTOOL_BIN") or shutil.which("promtool") or "/usr/bin/promtool"
 
 READY_TIMEOUT = 20.0
@@ -134,12 +135,6 @@ def flagwatch_bin():
 def promtool():
     assert os.access(PROMTOOL, os.X_OK), "promtool not found (Debian's prometheus package; or set PROMTOOL_BIN)"
     return PROMTOOL
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http_get(port, path, timeout=5.0):
@@ -274,67 +269,34 @@ def daemon_metrics(tmp_path_factory):
     config_path.write_text(yaml.safe_dump(config))
     stderr_path = tmp / "flagwatch.stderr"
 
-    proc = port = None
-    with open(stderr_path, "wb") as stderr:
-        try:
-            for _ in range(5):
-                port = free_port()
-                proc = subprocess.Popen([binary, "run", "--config", str(config_path), "--listen", "127.0.0.1:%d" % port,
-                                         "--state-dir", str(tmp / "state")],
-                                        stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
-                deadline = time.monotonic() + READY_TIMEOUT
-                ready = False
-                while time.monotonic() < deadline and proc.poll() is None:
-                    try:
-                        if http_get(port, "/-/ready", timeout=2)[0] == 200:
-                            ready = True
-                            break
-                    except OSError:
-                        pass
-                    time.sleep(0.05)
-                if ready:
-                    break
-                stop(proc)
-                if "cannot listen" not in stderr_path.read_text(errors="replace"):
-                    pytest.fail("flagwatch did not become ready on the ConfigMap's config:\n%s" % stderr_path.read_text(errors="replace")[-3000:])
-            else:
-                pytest.fail("flagwatch could not listen on a free port in 5 attempts")
-            assert http_get(port, "/-/healthy")[0] == 200
+    processes = Processes()
+    try:
+        run = start_on_free_port(lambda port: FlagwatchRun(
+            run_argv(config_path, port, ("--state-dir", tmp / "state"), binary=binary), stderr_path, port,
+            processes), ready_timeout=READY_TIMEOUT)
+        port = run.port
+        assert http_get(port, "/-/healthy")[0] == 200
 
-            # A new file under the pattern (read from its beginning), CRI-wrapped as containerd writes.
-            written = 0
-            with open(pod_dir / "0.log", "w") as log:
-                for seq, (code, flags) in enumerate(LINES * 2):
-                    log.write("2026-11-22T06:00:00.%09dZ stdout F %s" % (seq, istio_line(CLUSTER, code, flags, seq)))
-                    written += 1
-                log.write("2026-11-22T06:00:01.000000000Z stderr F 2026-11-22T06:00:01.000000Z\tinfo\tEnvoy proxy is ready\n")
+        # A new file under the pattern (read from its beginning), CRI-wrapped as containerd writes.
+        written = 0
+        with open(pod_dir / "0.log", "w") as log:
+            for seq, (code, flags) in enumerate(LINES * 2):
+                log.write("2026-11-22T06:00:00.%09dZ stdout F %s" % (seq, istio_line(CLUSTER, code, flags, seq)))
                 written += 1
-            deadline = time.monotonic() + COUNT_TIMEOUT
-            while True:
-                body = http_get(port, "/metrics")[1].decode()
-                if 'flagwatch_lines_total{source="istio-proxy"} %d\n' % written in body:
-                    break
-                if time.monotonic() > deadline:
-                    pytest.fail("the daemon did not count the %d lines within %.0f s:\n%s\n%s" % (
-                        written, COUNT_TIMEOUT, body[-2000:], stderr_path.read_text(errors="replace")[-3000:]))
-                time.sleep(0.2)
-            yield Exposition(body)
-        finally:
-            if proc is not None:
-                stop(proc)
-
-
-def stop(proc):
-    """SIGTERM, a bounded wait, then SIGKILL: by PID."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(STOP_TIMEOUT)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            log.write("2026-11-22T06:00:01.000000000Z stderr F 2026-11-22T06:00:01.000000Z\tinfo\tEnvoy proxy is ready\n")
+            written += 1
+        deadline = time.monotonic() + COUNT_TIMEOUT
+        while True:
+            body = http_get(port, "/metrics")[1].decode()
+            if 'flagwatch_lines_total{source="istio-proxy"} %d\n' % written in body:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("the daemon did not count the %d lines within %.0f s:\n%s\n%s" % (
+                    written, COUNT_TIMEOUT, body[-2000:], stderr_path.read_text(errors="replace")[-3000:]))
+            time.sleep(0.2)
+        yield Exposition(body)
+    finally:
+        processes.stop_all(grace=STOP_TIMEOUT)
 
 
 # ------------------------------------------------------------------------- Kubernetes objects
@@ -430,7 +392,7 @@ def test_the_container_test_runs_the_daemonsets_security_context_mounts_and_args
     """Tests/EndToEnd/container runs the image with the podman options daemonset_container.py
     derives from the DaemonSet; the derivation refuses any setting it does not translate, so the
     container test runs with every securityContext field, mount and arg the DaemonSet has."""
-    import daemonset_container
+    from harness import daemonset as daemonset_container
     daemonset = daemonset_container.load_daemonset()
     assert daemonset == the("DaemonSet")
     sources = {"config": "CONFIG", "pods": "PODS", "state": "STATE"}

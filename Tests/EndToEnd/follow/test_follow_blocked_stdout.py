@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from e2e_helpers import poll_until, stop_pid
+from harness.polling import poll_until
+from harness.processes import stop_pid
 
 pytestmark = pytest.mark.follow
 

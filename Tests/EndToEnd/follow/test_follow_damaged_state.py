@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from daemon_run import DaemonRun, SOURCE
-from e2e_helpers import poll_until
+from harness.follow import DaemonRun, SOURCE
+from harness.polling import poll_until
 
 pytestmark = pytest.mark.follow
 
@@ -35,7 +35,7 @@ def check_runs_and_stops(fw, run, checkpoint):
     poll_until(lambda: run.lines_total() == 50, 20, "all 50 lines counted", context=run.context)
     assert run.error_count("checkpoint_corrupt") == 1, run.context()
     started = time.monotonic()
-    status = run.stop(grace=STOP_GRACE)
+    status = run.stop(timeout=STOP_GRACE)
     assert status == 0, "exit status %s after SIGTERM (None: killed after %.0f s)\n%s" % (status, STOP_GRACE, run.context())
     assert time.monotonic() - started < STOP_GRACE
     # The refused path was replaced by a real checkpoint.

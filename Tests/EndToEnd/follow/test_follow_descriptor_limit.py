@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from daemon_run import DaemonRun
-from e2e_helpers import http_get, poll_until
+from harness.follow import DaemonRun
+from harness.net import http_get
+from harness.polling import poll_until
 
 pytestmark = pytest.mark.follow
 

@@ -31,8 +31,9 @@ import time
 
 import pytest
 
-from full_stack_kit import alerting, daemon as fwd, journald as jkit, scenario  # noqa: E402  (this folder's conftest)
-from envoy_harness import Procs, admin_request, complete_lines, fetch_counters, tail, wait_for_stable_logs
+from harness import alerting, alerting as scenario, journald as jkit
+from harness.components import DAEMON_HELPERS as fwd
+from harness.envoy import Procs, admin_request, complete_lines, envoy_binary, fetch_counters, tail, wait_for_stable_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -135,7 +136,7 @@ def prometheus_values(prom, metric, label, cluster):
 
 def test_new_user_stack(tmp_path, full_kit):
     t0 = time.monotonic()
-    envoy_bin = full_kit._envoy_bin()
+    envoy_bin = envoy_binary()
     work = tmp_path
     procs = Procs()
     jd = None

@@ -21,16 +21,14 @@ import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
-BIN = os.environ.get("FLAGWATCH_BIN", str(REPO / ".build" / "debug" / "flagwatch"))
+from harness.flagwatch import BIN, start_on_free_port
+from harness.journald import JournalRun as Run
+from harness.net import free_port
+from harness.polling import poll_or_fail as poll
+
 
 READY_TIMEOUT = 20.0
 ENTRY_TIMEOUT = 30.0
@@ -74,23 +72,6 @@ alerting:
 pytestmark = pytest.mark.journald
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def poll(predicate, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 def in_namespace(jd):
     """The nsenter prefix that runs a command in journald's mount namespace. nsenter (mount
     namespace only), systemd-cat and `sh -c 'exec ...'` all exec: the PID is flagwatch's."""
@@ -98,57 +79,6 @@ def in_namespace(jd):
     if jd.user_namespace:
         prefix += ["--user", "--preserve-credentials"]
     return prefix
-
-
-class Run:
-    """One `flagwatch run` in journald's namespace; its stdout and stderr to a file."""
-
-    def __init__(self, tmp, argv, port, name, env=None):
-        self.port = port
-        self.stderr_path = tmp / ("%s.stderr" % name)
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-                                     env=env, close_fds=True)
-        self.pid = self.proc.pid
-
-    def stderr_text(self):
-        return self.stderr_path.read_text(errors="replace")
-
-    def context(self):
-        return "\n--- flagwatch stderr ---\n%s" % self.stderr_text()[-3000:]
-
-    def wait_ready(self):
-        def ready():
-            if self.proc.poll() is not None:
-                pytest.fail("flagwatch exited with %s%s" % (self.proc.returncode, self.context()))
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % self.port, timeout=2) as response:
-                    return response.status == 200
-            except (OSError, urllib.error.URLError):
-                return False
-        poll(ready, READY_TIMEOUT, "/-/ready on port %d" % self.port)
-        # The PID is flagwatch's own (nsenter / systemd-cat / sh exec it).
-        assert os.path.realpath("/proc/%d/exe" % self.pid) == os.path.realpath(BIN), self.context()
-
-    def stop(self, sig=signal.SIGTERM):
-        os.kill(self.pid, sig)
-        try:
-            return self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.fail("flagwatch did not exit within %.0f s of %s%s" % (STOP_TIMEOUT, sig.name, self.context()))
-
-    def close(self):
-        if self.proc.poll() is None:
-            for sig in (signal.SIGCONT, signal.SIGKILL):
-                try:
-                    os.kill(self.pid, sig)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._stderr.close()
 
 
 class Kit:
@@ -176,8 +106,7 @@ class Kit:
 
     def start(self, wrap=None, args=(), extra_config="", name="flagwatch", env_extra=None):
         """`flagwatch run` in the namespace: `wrap(argv)` may put it under systemd-cat / sh."""
-        for _ in range(5):
-            port = free_port()
+        def start(port):
             argv = [BIN, "run", "--config", str(self.config(port, extra_config)), *args]
             if wrap:
                 argv = wrap(argv)
@@ -185,14 +114,8 @@ class Kit:
             env.update(env_extra or {})
             run = Run(self.tmp, in_namespace(self.jd) + argv, port, "%s-%d" % (name, len(self.runs) + 1), env=env)
             self.runs.append(run)
-            try:
-                run.wait_ready()
-                return run
-            except BaseException:
-                if "cannot listen" not in run.stderr_text():
-                    raise
-                run.close()  # the port was taken in between
-        pytest.fail("flagwatch could not listen on a free port in 5 attempts")
+            return run
+        return start_on_free_port(start)
 
     def entries(self):
         """Every entry in the journal, as journalctl's JSON objects (after `journalctl --sync`)."""

@@ -26,7 +26,6 @@ import time
 
 import pytest
 
-from envoy_harness import Procs
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +46,6 @@ CATCH_UP_TIMEOUT_S = 300.0
 OVERFLOW = "__overflow__"
 CLUSTER_FAMILIES = ("flagwatch_responses_total", "flagwatch_response_flags_total", "flagwatch_response_flags_window",
                     "flagwatch_responses_window", "flagwatch_upstream_cluster_info")
-
-
-@pytest.fixture
-def procs():
-    p = Procs()
-    yield p
-    p.stop_all()
 
 
 def code_class(code):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from envoy_harness import Procs
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +35,6 @@ def json_line(cluster, flags="UF"):
                        "protocol": "HTTP/1.1", "response_code": 503, "response_flags": flags,
                        "upstream_cluster": cluster, "upstream_host": "10.0.0.1:8080",
                        "authority": "reviews:8080", "duration": 3}) + "\n"
-
-
-@pytest.fixture
-def procs():
-    started = Procs()
-    yield started
-    started.stop_all()
 
 
 def test_hostile_cluster_names_keep_every_series_parseable_for_promtool_prometheus_and_the_status_page(

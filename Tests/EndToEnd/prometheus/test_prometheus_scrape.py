@@ -22,15 +22,14 @@ cluster info), both targets are up without scrape errors, Prometheus asked for O
 got it, both formats are served on request, the text body passes `promtool check metrics`, the
 OpenMetrics body ends with `# EOF`, and SIGTERM stops the daemon with status 0.
 """
-import collections
 import subprocess
 import time
 
 import pytest
 
-from envoy_harness import (
+from harness.envoy import (
     LOOPBACK, SCENARIOS, Procs, complete_lines, envoy_version, expected_counts, fetch_counters, find_envoy,
-    send_chunk, start_envoy, wait_for_stable_logs,
+    send_rounds, start_envoy, wait_for_stable_logs,
 )
 
 pytestmark = pytest.mark.e2e
@@ -71,15 +70,7 @@ def stack(tmp_path_factory, fwd):
             RECORDED_JOB: ["%s:%d" % (LOOPBACK, proxy.port)],
         })
 
-        sent = collections.Counter()
-        deadline = time.monotonic() + TRAFFIC_BUDGET_S
-        for r in range(ROUNDS):
-            for scn in SCENARIOS:
-                if time.monotonic() > deadline:
-                    pytest.fail("traffic took longer than %.0f s" % TRAFFIC_BUDGET_S, pytrace=False)
-                n = REQUESTS // ROUNDS + (1 if r < REQUESTS % ROUNDS else 0)
-                send_chunk(scn, n, sent[scn.name], envoy.ports, envoy.admin)
-                sent[scn.name] += n
+        sent, _ = send_rounds(REQUESTS, ROUNDS, TRAFFIC_BUDGET_S, envoy.ports, envoy.admin)
         wait_for_stable_logs([text_log, json_log], sum(sent.values()))
         counters = fetch_counters(envoy.admin)
 

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 
-from service_kit import istio_line
+from harness.lines import istio_line
 
 CLUSTER_A = "outbound|8080||api.default.svc.cluster.local"
 CLUSTER_B = "outbound|9090||pay.shop.svc.cluster.local"

@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 
-from service_kit import istio_line
+from harness.lines import istio_line
 
 
 def config(tmp_path):

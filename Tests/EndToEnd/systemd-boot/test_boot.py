@@ -5,24 +5,17 @@ One booted container for the module; the tests run in order and build on each ot
 service enabled by the first is reloaded, restarted by the watchdog, stopped, then started by
 its socket). Counts are exact: each daemon process counts what was written while it ran.
 """
-import importlib.util
 import json
 import re
 import time
 
 import pytest
 
-from boot_kit import (ENVOY_LOG, MESSAGE_ID_READY, MESSAGE_ID_STOPPED, REPO, RELEASE_BIN, STATE_DIR,
-                      Traffic, source_lines, wait_counted)
-from e2e_helpers import flag_counts, poll_until
+from harness.boot import (ACCEPTED_LABELS, ENVOY_LOG, MESSAGE_ID_READY, MESSAGE_ID_STOPPED, OK_THRESHOLD, REPO,
+                          RELEASE_BIN, STATE_DIR, Traffic, source_lines, wait_counted)
+from harness.metrics import flag_counts
+from harness.polling import poll_until
 
-# The offline suite's threshold ("OK": exposure <= 4.9), from the one place it is defined.
-_units_spec = importlib.util.spec_from_file_location("flagwatch_systemd_units_test",
-                                                     REPO / "Tests/EndToEnd/systemd/test_units.py")
-_units = importlib.util.module_from_spec(_units_spec)
-_units_spec.loader.exec_module(_units)
-OK_THRESHOLD = _units.OK_THRESHOLD
-ACCEPTED_LABELS = _units.ACCEPTED_LABELS
 
 UNIT_DIR = "/usr/local/lib/systemd/system"
 WATCHDOG_DROPIN = "/etc/systemd/system/flagwatch.service.d/watchdog.conf"

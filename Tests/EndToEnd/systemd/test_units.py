@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
-BIN = os.environ.get("FLAGWATCH_BIN", str(REPO / ".build" / "debug" / "flagwatch"))
+from harness import REPO
+from harness.boot import ACCEPTED_LABELS, OK_THRESHOLD
+from harness.flagwatch import BIN
+
 TIMEOUT = 60
 
 # systemd-analyze security: 0.0 PERFECT, 0.1-0.9 SAFE, 1.0-4.9 OK, 5.0-7.4 MEDIUM, then
 # EXPOSED, UNSAFE, DANGEROUS. --threshold= is on the 0-100 scale (4.9 -> 49).
-OK_THRESHOLD = 4.9
-ACCEPTED_LABELS = {"PERFECT", "SAFE", "OK"}
 
 
 def systemd_analyze():

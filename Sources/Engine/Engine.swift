@@ -1,0 +1,198 @@
+import FlagCounting
+import LogSources
+import Logging
+import SystemCalls
+
+/// Follows the sources and counts their lines: the file and journal followers, the sink every
+/// line passes through, the streams' ids and each source's own counts. `flagwatch run` and
+/// `scan --follow` both drive one; what they add around it (signals, systemd, HTTP, reports)
+/// stays with them, so the engine runs the same in a test as in either command.
+///
+/// Everything runs on the ``PollLoop`` it is started on, in that loop's thread.
+public final class Engine {
+    /// Where every line is counted; shared with whoever reads the counts.
+    public let counts: FlagCounts
+    /// The sources followed now (replaced by ``reload(_:)``).
+    public private(set) var sources: FollowedSources
+    private let logger: Logger
+    private let sink: PipelineSink
+    /// Every follower over the engine's life (one at start, new ones at reloads) gets ids from
+    /// a range of its own, so a replaced follower's ids are never reused.
+    private var streamRanges = StreamIDRanges()
+    private var loop: PollLoop?
+    private var fileFollower: FileFollower?
+    private var journalFollower: JournalFollower?
+    /// The sources each follower was made with (its statistics are by index into them); they
+    /// differ from ``sources`` when a reload could not replace a follower.
+    private var followedFiles: [FileSourceSpec] = []
+    private var followedJournals: [JournalSourceSpec] = []
+
+    /// Why ``start(on:)`` could not open the sources.
+    public enum StartError: Error {
+        /// The file follower could not use the state directory.
+        case fileSources(Errno)
+        case journalSources(JournalError)
+    }
+
+    /// - Parameter counts: where lines are counted (its windows, limits and flag groups are the
+    ///   caller's business). The line-length cap is fixed here: pipelines are made with it.
+    public init(counts: FlagCounts, sources: FollowedSources, logger: Logger) {
+        self.counts = counts
+        self.sources = sources
+        self.logger = logger
+        sink = PipelineSink(counts: counts, parsing: sources.parsing, maxLineLength: sources.options.maxLineLength,
+                            logger: logger)
+    }
+
+    /// Opens every source (file positions fixed now) and starts reading on `loop`.
+    public func start(on loop: PollLoop) throws(StartError) {
+        self.loop = loop
+        do {
+            fileFollower = try makeFileFollower(firstStream: streamRanges.fileFollower() ?? 1, handoff: [:])
+        } catch {
+            throw .fileSources(error)
+        }
+        if !sources.journals.isEmpty {
+            do {
+                journalFollower = try makeJournalFollower(firstStream: streamRanges.journalFollower() ?? 1 << 62, handoff: [:])
+            } catch {
+                throw .journalSources(error)
+            }
+        }
+        fileFollower?.start(on: loop)
+        journalFollower?.start(on: loop)
+        // File followers save their own positions; journal followers are told to (at the
+        // interval the engine started with; a reload does not change it, as before the engine).
+        loop.every(sources.options.checkpointInterval) { [unowned self] in
+            journalFollower?.saveCheckpoints()
+        }
+    }
+
+    /// Applies new sources without losing counts or positions: when any source changed, both
+    /// followers are replaced (a changed follow option replaces the file follower only); each
+    /// source kept by name resumes exactly where the old follower stood, so no line is lost or
+    /// counted twice, and keeps its line counts. Failures are logged; the engine goes on with
+    /// what it has. The line-length cap and the state directory stay as started.
+    public func reload(_ new: FollowedSources) {
+        var new = new
+        new.options.maxLineLength = sources.options.maxLineLength
+        new.options.stateDirectory = sources.options.stateDirectory
+        let previous = sources
+        sources = new
+        sink.parsing = new.parsing
+        guard let loop else { return }
+        let sourcesChanged = new.sourcesDiffer(from: previous)
+        if sourcesChanged || new.options != previous.options {
+            replaceFileFollower(on: loop)
+        }
+        if sourcesChanged {
+            replaceJournalFollower(on: loop)
+        }
+    }
+
+    /// Reads what every source holds now (bounded), e.g. before a last report.
+    public func catchUp() {
+        fileFollower?.catchUp()
+        journalFollower?.catchUp()
+    }
+
+    /// Saves every source's position. Returns whether all were saved (failures are logged by
+    /// the followers; a restart resumes from the last good save).
+    @discardableResult
+    public func saveCheckpoints() -> Bool {
+        let filesSaved = fileFollower?.saveCheckpoints() ?? true
+        let journalsSaved = journalFollower?.saveCheckpoints() ?? true
+        return filesSaved && journalsSaved
+    }
+
+    /// Formats the streams recognised so far (for `auto`), in the order first seen.
+    public func recognizedFormats() -> [String] {
+        sink.noteRecognizedFormats()
+        return sink.recognizedFormats
+    }
+
+    /// One source's activity: what its follower reports and what its lines counted.
+    public struct SourceActivity {
+        public var name: String
+        /// Bytes read, open streams and errors; nil while the source has no follower (one that
+        /// failed to restart on a reload).
+        public var statistics: SourceStatistics?
+        /// The source's lines and malformed ones; nil before its first stream opened.
+        public var lines: LineTally?
+    }
+
+    /// Every source now followed, files then journals, each in the configured order.
+    public func sourceActivity() -> [SourceActivity] {
+        var result: [SourceActivity] = []
+        for spec in sources.files {
+            let index = followedFiles.firstIndex { $0.name == spec.name }
+            result.append(SourceActivity(name: spec.name, statistics: index.flatMap { fileFollower?.statistics(forSource: $0) },
+                                         lines: sink.tallies[spec.name]))
+        }
+        for spec in sources.journals {
+            let index = followedJournals.firstIndex { $0.name == spec.name }
+            result.append(SourceActivity(name: spec.name, statistics: index.flatMap { journalFollower?.statistics(forSource: $0) },
+                                         lines: sink.tallies[spec.name]))
+        }
+        return result
+    }
+
+    // MARK: - Followers
+
+    private func makeFileFollower(firstStream: Int, handoff: [String: FileSourceHandoff]) throws(Errno) -> FileFollower {
+        let follower = try FileFollower(sources: sources.files, options: sources.options, sink: sink, logger: logger,
+                                        firstStream: firstStream, handoff: handoff)
+        followedFiles = sources.files
+        return follower
+    }
+
+    /// Nil without journal sources: no journal is opened.
+    private func makeJournalFollower(firstStream: Int, handoff: [String: JournalSourceHandoff]) throws(JournalError) -> JournalFollower? {
+        guard !sources.journals.isEmpty else {
+            followedJournals = []
+            return nil
+        }
+        let follower = try JournalFollower(
+            sources: sources.journals, stateDirectory: sources.options.stateDirectory, sink: sink, logger: logger,
+            firstStream: firstStream, handoff: handoff)
+        follower.maxLineLength = sources.options.maxLineLength
+        followedJournals = sources.journals
+        return follower
+    }
+
+    /// The old follower reads what its files hold and hands its positions to the new one.
+    private func replaceFileFollower(on loop: PollLoop) {
+        guard let firstStream = streamRanges.fileFollower() else {
+            logger.error("reload: file sources not restarted: stream ids used up (restart flagwatch)")
+            return
+        }
+        let handoff = fileFollower?.stop(on: loop) ?? [:]
+        fileFollower = nil
+        followedFiles = []
+        do {
+            let follower = try makeFileFollower(firstStream: firstStream, handoff: handoff)
+            follower.start(on: loop)
+            fileFollower = follower
+        } catch {
+            // The state directory worked at startup; sources keep nothing but the handoff.
+            logger.error("reload: file sources not restarted: \(error)")
+        }
+    }
+
+    private func replaceJournalFollower(on loop: PollLoop) {
+        guard let firstStream = streamRanges.journalFollower() else {
+            logger.error("reload: journal sources not restarted: stream ids used up (restart flagwatch)")
+            return
+        }
+        let handoff = journalFollower?.stop() ?? [:]
+        journalFollower = nil
+        followedJournals = []
+        do {
+            let follower = try makeJournalFollower(firstStream: firstStream, handoff: handoff)
+            follower?.start(on: loop)
+            journalFollower = follower
+        } catch {
+            logger.error("reload: journal sources not restarted: \(error)")
+        }
+    }
+}
