@@ -6,7 +6,11 @@ import threading
 
 import pytest
 
-from failing_backends import FlagwatchRun, FollowScan, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
+from harness.processes import log_tail
+from harness.polling import poll_until
+from harness.proxies import (
+    alerts, daemon_flag_counts, drive, firing, flags_by_cluster, scan_json, start_daemon, start_follow, wait_for_lines,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -74,28 +78,28 @@ def test_scan_reads_haproxy_httplog(haproxy, backends):
 
 def test_run_counts_haproxy_and_fires_the_default_rules(haproxy, backends, procs, tmp_path):
     make_failures(haproxy, backends)
-    daemon = FlagwatchRun(procs, tmp_path / "flagwatch", [{"name": "haproxy", "files": [str(haproxy.log)], "format": "haproxy"}])
+    daemon = start_daemon(procs, tmp_path / "flagwatch", [{"name": "haproxy", "files": [str(haproxy.log)], "format": "haproxy"}])
     expected = {(backend, flag): count for backend, flags in EXPECTED.items() for flag, count in flags.items()}
-    poll_until(lambda: daemon.flag_counts() == expected, 20, "daemon's flag counts == %r" % expected,
-               context=lambda: "%r\n%s" % (daemon.flag_counts(), log_tail(daemon.log_path)))
+    poll_until(lambda: daemon_flag_counts(daemon) == expected, 20, "daemon's flag counts == %r" % expected,
+               context=lambda: "%r\n%s" % (daemon_flag_counts(daemon), daemon.log()))
 
-    refused = poll_until(lambda: daemon.firing("UpstreamConnectFailures", "be_refused"), 30, "UpstreamConnectFailures firing",
-                         context=lambda: daemon.alerts())
+    refused = poll_until(lambda: firing(daemon, "UpstreamConnectFailures", "be_refused"), 30, "UpstreamConnectFailures firing",
+                         context=lambda: alerts(daemon))
     assert refused["labels"]["response_flag"] == "UF"
     assert refused["figures"]["likelyCause"] == "backend down"
     assert "connection refused" in refused["annotations"]["likely_cause"], refused
     assert "show servers state be_refused" in refused["annotations"]["next_steps"], refused
 
-    no_server = poll_until(lambda: daemon.firing("NoHealthyUpstream", "be_alldown"), 30, "NoHealthyUpstream firing")
+    no_server = poll_until(lambda: firing(daemon, "NoHealthyUpstream", "be_alldown"), 30, "NoHealthyUpstream firing")
     assert no_server["figures"]["likelyCause"] == "no live upstream servers"
-    queue = poll_until(lambda: daemon.firing("UpstreamOverflow", "be_queue"), 30, "UpstreamOverflow firing")
+    queue = poll_until(lambda: firing(daemon, "UpstreamOverflow", "be_queue"), 30, "UpstreamOverflow firing")
     assert queue["figures"]["likelyCause"] == "server queue full"
 
 
 def test_follow_counts_haproxy_as_it_logs(haproxy, backends, procs, tmp_path):
     # Started before the traffic, from the file's end: every request is read live.
-    follow = FollowScan(procs, tmp_path / "follow", "haproxy", [haproxy.log])
+    follow = start_follow(procs, tmp_path / "follow", "haproxy", [haproxy.log])
     make_failures(haproxy, backends)
-    poll_until(lambda: flags_by_cluster(follow.report()) == EXPECTED, 20, "scan --follow's report == %r" % EXPECTED,
-               context=lambda: "%r\n%s" % (follow.report(), log_tail(follow.out_path)))
-    assert follow.report()["malformed"] == {}
+    poll_until(lambda: flags_by_cluster(follow.latest()) == EXPECTED, 20, "scan --follow's report == %r" % EXPECTED,
+               context=lambda: "%r\n%s" % (follow.latest(), follow.context()))
+    assert follow.latest()["malformed"] == {}

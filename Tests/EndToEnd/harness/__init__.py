@@ -20,6 +20,8 @@ conftest imports `from harness.<module> import ...`, whichever subset pytest run
   alerting    the alerting scenario shared by alerting/ and full/ (Traffic thread, am_alert)
   container   podman, the image and the pod of container/; daemonset: the manifest -> podman
   boot        the systemd-nspawn machine of systemd-boot/
+  proxies     nginx and HAProxy in front of failing upstreams, and flagwatch on their logs, for
+              nginx/ and haproxy/
 
 Conftests hold fixtures only; every helper lives here.
 """

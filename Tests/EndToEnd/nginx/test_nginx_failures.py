@@ -4,7 +4,11 @@ ingress-nginx style access log, read with `flagwatch scan` (each format, and `au
 an alert fires with the right likely cause."""
 import pytest
 
-from failing_backends import FlagwatchRun, FollowScan, drive, flags_by_cluster, log_tail, poll_until, scan_json, wait_for_lines
+from harness.processes import log_tail
+from harness.polling import poll_until
+from harness.proxies import (
+    alerts, daemon_flag_counts, drive, firing, flags_by_cluster, scan_json, start_daemon, start_follow, wait_for_lines,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +90,7 @@ def test_scan_reads_nginx_error_and_access_logs(nginx):
 
 def test_run_counts_nginx_logs_and_fires_the_default_rules(nginx, procs, tmp_path):
     make_failures(nginx)
-    daemon = FlagwatchRun(procs, tmp_path / "flagwatch", [
+    daemon = start_daemon(procs, tmp_path / "flagwatch", [
         {"name": "nginx-error", "files": [str(nginx.error_log)], "format": "nginx-error"},
         {"name": "nginx-access", "files": [str(nginx.access_log)], "format": "auto"},
     ])
@@ -95,32 +99,32 @@ def test_run_counts_nginx_logs_and_fires_the_default_rules(nginx, procs, tmp_pat
     expected = {(cluster, flag): count for cluster, flags in expected_error_log_flags(nginx).items() for flag, count in flags.items()}
     expected[("hanging", "UT")] = REQUESTS
     expected[("alldown", "UH")] = 2 * (REQUESTS - 1)
-    poll_until(lambda: daemon.flag_counts() == expected, 20, "daemon's flag counts == %r" % expected,
-               context=lambda: "%r\n%s" % (daemon.flag_counts(), log_tail(daemon.log_path)))
+    poll_until(lambda: daemon_flag_counts(daemon) == expected, 20, "daemon's flag counts == %r" % expected,
+               context=lambda: "%r\n%s" % (daemon_flag_counts(daemon), daemon.log()))
 
-    alert = poll_until(lambda: daemon.firing("UpstreamConnectFailures", refusing), 30, "UpstreamConnectFailures firing",
-                       context=lambda: daemon.alerts())
+    alert = poll_until(lambda: firing(daemon, "UpstreamConnectFailures", refusing), 30, "UpstreamConnectFailures firing",
+                       context=lambda: alerts(daemon))
     assert alert["labels"]["response_flag"] == "UF"
     assert alert["figures"]["likelyCause"] == "backend down"
     assert "connection refused" in alert["annotations"]["likely_cause"], alert
     assert any("curl -sv" in step for step in alert["annotations"]["next_steps"].split("\n")), alert
 
-    no_live = poll_until(lambda: daemon.firing("NoHealthyUpstream", "alldown"), 30, "NoHealthyUpstream firing")
+    no_live = poll_until(lambda: firing(daemon, "NoHealthyUpstream", "alldown"), 30, "NoHealthyUpstream firing")
     assert no_live["figures"]["likelyCause"] == "no live upstream servers"
     assert "max_fails" in no_live["annotations"]["likely_cause"]
 
-    timeout = poll_until(lambda: daemon.firing("UpstreamTimeouts", hanging), 30, "UpstreamTimeouts firing")
+    timeout = poll_until(lambda: firing(daemon, "UpstreamTimeouts", hanging), 30, "UpstreamTimeouts firing")
     assert "proxy_read_timeout" in timeout["annotations"]["likely_cause"]
 
 
 def test_follow_counts_both_nginx_logs_as_they_grow(nginx, procs, tmp_path):
     # Started before the traffic, from the files' ends; `auto` recognises each log's format.
     # nginx created both logs at start-up.
-    follow = FollowScan(procs, tmp_path / "follow", "auto", [nginx.error_log, nginx.access_log])
+    follow = start_follow(procs, tmp_path / "follow", "auto", [nginx.error_log, nginx.access_log])
     make_failures(nginx)
     expected = expected_error_log_flags(nginx)
     expected["hanging"] = {"UT": REQUESTS}
     expected["alldown"] = {"UH": 2 * (REQUESTS - 1)}
-    poll_until(lambda: flags_by_cluster(follow.report()) == expected, 20, "scan --follow's report == %r" % expected,
-               context=lambda: "%r\n%s" % (follow.report(), log_tail(follow.out_path)))
-    assert follow.report()["malformed"] == {}
+    poll_until(lambda: flags_by_cluster(follow.latest()) == expected, 20, "scan --follow's report == %r" % expected,
+               context=lambda: "%r\n%s" % (follow.latest(), follow.context()))
+    assert follow.latest()["malformed"] == {}
