@@ -1,5 +1,5 @@
-"""A real HAProxy in front of failing upstreams: its httplog lines (with and without a syslog
-header), read with `flagwatch scan --format haproxy` and `auto` and with `flagwatch run` (the
+"""A real HAProxy in front of failing upstreams: its httplog and tcplog lines (with and without
+a syslog header), read with `flagwatch scan --format haproxy` and `auto` and with `flagwatch run` (the
 shipped default rules), give exactly the flags the test made happen per backend, and alerts
 fire with the right likely cause."""
 import threading
@@ -39,8 +39,10 @@ def make_failures(haproxy, backends):
     assert answers["be_hang"] == [504] * REQUESTS
     assert answers["be_queue"] == [503] * REQUESTS
     assert answers["occupant"] == [504]
+    haproxy.tcp_sessions(REQUESTS)
     total = 5 * REQUESTS + 1
-    wait_for_lines(haproxy.log, lambda text: text.count('"GET /be_') == total, "haproxy logged %d requests" % total)
+    wait_for_lines(haproxy.log, lambda text: text.count('"GET /be_') == total and text.count(" be_tcp_refused/s1 ") == REQUESTS,
+                   "haproxy logged %d requests and %d TCP sessions" % (total, REQUESTS))
 
 
 EXPECTED = {
@@ -49,6 +51,8 @@ EXPECTED = {
     "be_alldown": {"UH": REQUESTS},
     "be_hang": {"UT": REQUESTS},
     "be_queue": {"UO": REQUESTS, "UT": 1},
+    # tcplog: the state is `SC`, and there is no status.
+    "be_tcp_refused": {"UF": REQUESTS},
 }
 
 
@@ -63,6 +67,7 @@ def test_scan_reads_haproxy_httplog(haproxy, backends):
     for backend in ("be_refused", "be_close", "be_alldown", "be_hang"):
         assert report["clusters"][backend]["requests"] == REQUESTS
     assert report["clusters"]["be_refused"]["codes"] == {"5xx": REQUESTS}
+    assert report["clusters"]["be_tcp_refused"]["codes"] == {"0": REQUESTS}
     diagnoses = {name: cluster["diagnosis"] for name, cluster in report["clusters"].items() if "diagnosis" in cluster}
     assert diagnoses["be_refused"]["cause"] == "backend down", diagnoses["be_refused"]
     assert "show servers state be_refused" in " ".join(diagnoses["be_refused"]["next_steps"])

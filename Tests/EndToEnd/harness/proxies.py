@@ -198,7 +198,9 @@ class HAProxy:
     """One frontend routing by path to a backend per misbehaviour: be_refused (a port nobody
     listens on), be_hang (never answers: timeout server, 1 s), be_close (closes mid-response
     header), be_alldown (its only server disabled: <NOSRV>), be_queue (a hanging server at
-    maxconn 1, timeout queue 500 ms). No retries, so each request is one attempt."""
+    maxconn 1, timeout queue 500 ms). No retries, so each request is one attempt. A second
+    frontend in TCP mode (`option tcplog`, `tcp_port`) forwards to be_tcp_refused, whose server
+    refuses."""
 
     def __init__(self, procs, work, backends, log_format="raw"):
         if not os.access(HAPROXY_BIN, os.X_OK):
@@ -218,6 +220,13 @@ class HAProxy:
         sections = "".join(
             "backend %s\n%s  server s1 %s%s\n" % (name, "  timeout server 5s\n" if name == "be_queue" else "", address, options.get(name, ""))
             for name, address in self.servers.items())
+        self.tcp_port = free_port()
+        sections += (
+            # Every session logged: the connect to the refusing server may fail before the
+            # client's bytes arrive, which dontlognull would count as an empty connection.
+            "frontend fe_tcp\n  mode tcp\n  option tcplog\n  no option dontlognull\n  bind 127.0.0.1:%d\n"
+            "  default_backend be_tcp_refused\n"
+            "backend be_tcp_refused\n  mode tcp\n  server s1 127.0.0.1:%d\n" % (self.tcp_port, backends.refused_port()))
         self.config = work / "haproxy.cfg"
         self.config.write_text(
             "global\n  log stdout format %s local0\n"
@@ -232,6 +241,18 @@ class HAProxy:
 
     def url(self, backend):
         return "http://127.0.0.1:%d/%s" % (self.port, backend)
+
+    def tcp_sessions(self, count, timeout=5.0):
+        """`count` TCP sessions through fe_tcp, each sending a few bytes and reading until
+        HAProxy closes (its connect to the refusing server failed)."""
+        for _ in range(count):
+            with socket.create_connection((LOOPBACK, self.tcp_port), timeout=timeout) as client:
+                client.sendall(b"PING\r\n")
+                try:
+                    while client.recv(4096):
+                        pass
+                except OSError:
+                    pass
 
 
 def drive(url, count, timeout=10.0, parallel=False):
