@@ -27,6 +27,12 @@ struct EdgeLine {
             && memoryEqual(base + position, UnsafeRawPointer(literal.utf8Start), length)
     }
 
+    /// Whether `literal` ends right before `end`.
+    @inline(__always)
+    func has(_ literal: StaticString, endingAt end: Int) -> Bool {
+        has(literal, at: end - literal.utf8CodeUnitCount)
+    }
+
     /// The first `literal` in `from..<to`.
     @inline(__always)
     func find(_ literal: StaticString, from: Int, to: Int? = nil) -> Int? {

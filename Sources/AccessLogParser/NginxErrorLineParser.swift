@@ -76,15 +76,15 @@ enum NginxErrorLineParser {
     private static func classify(_ line: EdgeLine, _ start: Int, _ end: Int) -> Failure? {
         // Every upstream failure message ends in its phase: "while connecting to upstream",
         // "while reading response header from upstream", "while SSL handshaking to upstream".
-        guard end - start > 8, line.has("upstream", at: end - 8) else { return nil }
+        guard end - start > 8, line.has("upstream", endingAt: end) else { return nil }
         let reason = parenthesized(line, start, end)
         if line.has("no live upstreams", at: start) {
             return Failure(flag: .noHealthyUpstream, reason: nil)
         }
-        if line.find("while SSL handshaking to upstream", from: start, to: end) != nil {
+        if line.has("while SSL handshaking to upstream", endingAt: end) {
             return Failure(flag: .upstreamConnectionFailure, reason: reason)
         }
-        let connecting = line.has("while connecting to upstream", at: end - 28)
+        let connecting = line.has("while connecting to upstream", endingAt: end)
         // `connect() failed (111: ...)`, and `[crit]`'s `connect() to unix:/run/php-fpm.sock
         // failed (2: No such file or directory)` or `connect() to 10.0.0.1:80 failed (99: ...)`.
         if line.has("connect() ", at: start) {
