@@ -40,8 +40,9 @@ public final class Engine {
         self.counts = counts
         self.sources = sources
         self.logger = logger
-        sink = PipelineSink(counts: counts, parsing: sources.parsing, maxLineLength: sources.options.maxLineLength,
-                            logger: logger)
+        sink = PipelineSink(
+            counts: counts, parsing: sources.parsing, maxLineLength: sources.options.maxLineLength,
+            logger: logger)
     }
 
     /// Opens every source (file positions fixed now) and starts reading on `loop`.
@@ -54,7 +55,8 @@ public final class Engine {
         }
         if !sources.journals.isEmpty {
             do {
-                journalFollower = try makeJournalFollower(firstStream: streamRanges.journalFollower() ?? 1 << 62, handoff: [:])
+                journalFollower = try makeJournalFollower(
+                    firstStream: streamRanges.journalFollower() ?? 1 << 62, handoff: [:])
             } catch {
                 throw .journalSources(error)
             }
@@ -126,28 +128,36 @@ public final class Engine {
         var result: [SourceActivity] = []
         for spec in sources.files {
             let index = followedFiles.firstIndex { $0.name == spec.name }
-            result.append(SourceActivity(name: spec.name, statistics: index.flatMap { fileFollower?.statistics(forSource: $0) },
-                                         lines: sink.tallies[spec.name]))
+            result.append(
+                SourceActivity(
+                    name: spec.name, statistics: index.flatMap { fileFollower?.statistics(forSource: $0) },
+                    lines: sink.tallies[spec.name]))
         }
         for spec in sources.journals {
             let index = followedJournals.firstIndex { $0.name == spec.name }
-            result.append(SourceActivity(name: spec.name, statistics: index.flatMap { journalFollower?.statistics(forSource: $0) },
-                                         lines: sink.tallies[spec.name]))
+            result.append(
+                SourceActivity(
+                    name: spec.name, statistics: index.flatMap { journalFollower?.statistics(forSource: $0) },
+                    lines: sink.tallies[spec.name]))
         }
         return result
     }
 
     // MARK: - Followers
 
-    private func makeFileFollower(firstStream: Int, handoff: [String: FileSourceHandoff]) throws(Errno) -> FileFollower {
-        let follower = try FileFollower(sources: sources.files, options: sources.options, sink: sink, logger: logger,
-                                        firstStream: firstStream, handoff: handoff)
+    private func makeFileFollower(firstStream: Int, handoff: [String: FileSourceHandoff]) throws(Errno) -> FileFollower
+    {
+        let follower = try FileFollower(
+            sources: sources.files, options: sources.options, sink: sink, logger: logger,
+            firstStream: firstStream, handoff: handoff)
         followedFiles = sources.files
         return follower
     }
 
     /// Nil without journal sources: no journal is opened.
-    private func makeJournalFollower(firstStream: Int, handoff: [String: JournalSourceHandoff]) throws(JournalError) -> JournalFollower? {
+    private func makeJournalFollower(firstStream: Int, handoff: [String: JournalSourceHandoff]) throws(JournalError)
+        -> JournalFollower?
+    {
         guard !sources.journals.isEmpty else {
             followedJournals = []
             return nil
