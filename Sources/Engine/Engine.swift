@@ -125,22 +125,23 @@ public final class Engine {
 
     /// Every source now followed, files then journals, each in the configured order.
     public func sourceActivity() -> [SourceActivity] {
-        var result: [SourceActivity] = []
-        for spec in sources.files {
-            let index = followedFiles.firstIndex { $0.name == spec.name }
-            result.append(
-                SourceActivity(
-                    name: spec.name, statistics: index.flatMap { fileFollower?.statistics(forSource: $0) },
-                    lines: sink.tallies[spec.name]))
+        let files = sources.files.map { spec in
+            activity(spec.name, followedFiles.firstIndex { $0.name == spec.name }, fileFollower?.statistics(forSource:))
         }
-        for spec in sources.journals {
-            let index = followedJournals.firstIndex { $0.name == spec.name }
-            result.append(
-                SourceActivity(
-                    name: spec.name, statistics: index.flatMap { journalFollower?.statistics(forSource: $0) },
-                    lines: sink.tallies[spec.name]))
+        let journals = sources.journals.map { spec in
+            activity(
+                spec.name, followedJournals.firstIndex { $0.name == spec.name }, journalFollower?.statistics(forSource:)
+            )
         }
-        return result
+        return files + journals
+    }
+
+    /// A source's statistics from its follower (at its index there) and its line tally.
+    private func activity(
+        _ name: String, _ index: Int?, _ statistics: ((Int) -> SourceStatistics)?
+    ) -> SourceActivity {
+        SourceActivity(
+            name: name, statistics: index.flatMap { index in statistics.map { $0(index) } }, lines: sink.tallies[name])
     }
 
     // MARK: - Followers
