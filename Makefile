@@ -145,9 +145,19 @@ bench-daemon: release
 benchmarks: deps
 	Benchmarks/run.sh
 
-# Checks that change nothing: every import points upstream (docs/architecture.md).
+# The Swift files swift-format owns (its configuration: .swift-format).
+SWIFT_FORMAT_PATHS := Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Benchmarks Fuzz/FuzzParser.swift
+
+# Rewrites the Swift files in the project's format (swift format ships with the toolchain).
+.PHONY: format
+format:
+	$(SWIFT) format --in-place --recursive --parallel $(SWIFT_FORMAT_PATHS)
+
+# Checks that change nothing: the format (any difference fails) and every import pointing
+# upstream (docs/architecture.md). Part of make test.
 .PHONY: lint
 lint:
+	$(SWIFT) format lint --strict --recursive --parallel $(SWIFT_FORMAT_PATHS)
 	$(PYTHON) scripts/check-module-order.py
 
 clean:

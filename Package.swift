@@ -16,9 +16,10 @@ let strictSwift6: [SwiftSetting] = [
 
 /// The per-line modules: dynamic exclusivity checks on class properties cost more than the
 /// parsing itself (measured with perf); the static checks still apply.
-let hotPath: [SwiftSetting] = strictSwift6 + [
-    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
-]
+let hotPath: [SwiftSetting] =
+    strictSwift6 + [
+        .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+    ]
 
 let package = Package(
     name: "flagwatch",
@@ -135,7 +136,8 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "Engine", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming", "AccessLogParser", "FlagCounting", "Exposition",
+                "SystemCalls", "LogSources", "Engine", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming",
+                "AccessLogParser", "FlagCounting", "Exposition",
                 "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -197,7 +199,9 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             // LogSources and SystemCalls: the tests build the source specs and run the PollLoop.
-            dependencies: ["Engine", "FlagCounting", "LogSources", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Engine", "FlagCounting", "LogSources", "SystemCalls", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6
         ),
         .testTarget(

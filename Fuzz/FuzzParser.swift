@@ -23,9 +23,9 @@ import FlagCounting
 import LineFraming
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // MARK: - fixed configuration
@@ -115,12 +115,16 @@ func checkParse(_ parser: inout AccessLogParser, _ line: UnsafeRawBufferPointer,
     return checkParse(&parser, line, name, record: &record)
 }
 
-func checkParse(_ parser: inout AccessLogParser, _ line: UnsafeRawBufferPointer, _ name: String, record: inout AccessRecord) -> MalformedReason? {
+func checkParse(
+    _ parser: inout AccessLogParser, _ line: UnsafeRawBufferPointer, _ name: String, record: inout AccessRecord
+) -> MalformedReason? {
     let reason = parser.parse(line, into: &record)
     checkRecord(record, within: line, parsed: reason == nil, name)
     var again = AccessRecord()
     let reasonAgain = parser.parse(line, into: &again)
-    require(reason == reasonAgain, "\(name): parsing twice gave \(String(describing: reason)) then \(String(describing: reasonAgain))")
+    require(
+        reason == reasonAgain,
+        "\(name): parsing twice gave \(String(describing: reason)) then \(String(describing: reasonAgain))")
     if reason == nil {
         require(sameRecord(record, again), "\(name): parsing twice gave different records")
     }
@@ -150,14 +154,18 @@ func checkRecord(_ record: AccessRecord, within line: UnsafeRawBufferPointer, pa
     require((0...5).contains(record.codeClass), "\(name): code class \(record.codeClass)")
     require(record.unknownFlagCount >= 0, "\(name): negative unknown flag count")
     if let duration = record.durationMilliseconds { require(duration >= 0, "\(name): negative duration \(duration)") }
-    require(record.responseFlags.rawValue >> UInt32(ResponseFlag.allCases.count) == 0, "\(name): flag bits beyond the table")
+    require(
+        record.responseFlags.rawValue >> UInt32(ResponseFlag.allCases.count) == 0, "\(name): flag bits beyond the table"
+    )
     var unknown = 0
     record.forEachUnknownFlag { code in
         require(contains(line, code), "\(name): an unknown flag code points outside the line")
         require(!code.isEmpty && ResponseFlag.lookUp(code) == nil, "\(name): a known or empty code was called unknown")
         unknown += 1
     }
-    require(unknown == record.unknownFlagCount, "\(name): \(unknown) unknown codes seen, \(record.unknownFlagCount) counted")
+    require(
+        unknown == record.unknownFlagCount, "\(name): \(unknown) unknown codes seen, \(record.unknownFlagCount) counted"
+    )
     if record.unknownFlagCount > 0 || !record.responseFlags.isEmpty {
         require(!record.responseFlagsText.isAbsent, "\(name): flags without a flags field")
     }
@@ -165,9 +173,11 @@ func checkRecord(_ record: AccessRecord, within line: UnsafeRawBufferPointer, pa
 
 func sameRecord(_ a: AccessRecord, _ b: AccessRecord) -> Bool {
     func same(_ x: FieldView, _ y: FieldView) -> Bool {
-        x.bytes.baseAddress == y.bytes.baseAddress && x.bytes.count == y.bytes.count && x.hasJSONEscapes == y.hasJSONEscapes
+        x.bytes.baseAddress == y.bytes.baseAddress && x.bytes.count == y.bytes.count
+            && x.hasJSONEscapes == y.hasJSONEscapes
     }
-    return a.responseCode == b.responseCode && a.responseFlags == b.responseFlags && a.unknownFlagCount == b.unknownFlagCount
+    return a.responseCode == b.responseCode && a.responseFlags == b.responseFlags
+        && a.unknownFlagCount == b.unknownFlagCount
         && a.durationMilliseconds == b.durationMilliseconds && same(a.startTime, b.startTime)
         && same(a.responseFlagsText, b.responseFlagsText) && same(a.responseCodeDetails, b.responseCodeDetails)
         && same(a.upstreamTransportFailureReason, b.upstreamTransportFailureReason)
@@ -196,7 +206,9 @@ enum ReferenceLine {
 /// The straightforward framing the framer must agree with: split on `\n`, drop one `\r` before
 /// it, lines over the cap are too long; bytes after the last `\n` are not a line yet.
 /// `crLines[i]` tells whether line `i` ended in `\r\n`.
-func referenceLines(_ bytes: UnsafeRawBufferPointer, maxLineLength: Int) -> (lines: [ReferenceLine], pending: Int, crLines: [Bool]) {
+func referenceLines(_ bytes: UnsafeRawBufferPointer, maxLineLength: Int) -> (
+    lines: [ReferenceLine], pending: Int, crLines: [Bool]
+) {
     var lines: [ReferenceLine] = []
     var crLines: [Bool] = []
     var start = 0
@@ -223,7 +235,8 @@ func checkFraming(_ bytes: UnsafeRawBufferPointer, _ maxLineLength: Int, _ buffe
             let body: (FramedLine) -> Void = { framed in
                 switch framed {
                 case .line(let line):
-                    require(line.count <= maxLineLength, "framer: a \(line.count)-byte line over the cap \(maxLineLength)")
+                    require(
+                        line.count <= maxLineLength, "framer: a \(line.count)-byte line over the cap \(maxLineLength)")
                     require(!line.contains(0x0A), "framer: a line holds a newline")
                     got.append((Array(line), 0))
                 case .tooLong(let length):
@@ -234,22 +247,31 @@ func checkFraming(_ bytes: UnsafeRawBufferPointer, _ maxLineLength: Int, _ buffe
             if inPlace { framer.frame(chunk, body) } else { framer.feed(chunk, body) }
         }
         let mode = inPlace ? "frame(in place)" : "feed"
-        require(got.count == expected.lines.count,
-                "framer \(mode), cap \(maxLineLength), chunks \(chunkSizes): \(got.count) lines, reference \(expected.lines.count)")
+        require(
+            got.count == expected.lines.count,
+            "framer \(mode), cap \(maxLineLength), chunks \(chunkSizes): \(got.count) lines, reference \(expected.lines.count)"
+        )
         for (index, (gotLine, want)) in zip(got, expected.lines).enumerated() {
             switch want {
             case .line(let line):
-                require(gotLine.line != nil && gotLine.line!.elementsEqual(line),
-                        "framer \(mode), cap \(maxLineLength), chunks \(chunkSizes): line \(index + 1) differs from the reference "
-                            + "(got \(gotLine.line.map { "\($0.count) bytes" } ?? "too long (\(gotLine.tooLong))"), want \(line.count) bytes)")
+                require(
+                    gotLine.line != nil && gotLine.line!.elementsEqual(line),
+                    "framer \(mode), cap \(maxLineLength), chunks \(chunkSizes): line \(index + 1) differs from the reference "
+                        + "(got \(gotLine.line.map { "\($0.count) bytes" } ?? "too long (\(gotLine.tooLong))"), want \(line.count) bytes)"
+                )
             case .tooLong(let length):
-                require(gotLine.line == nil, "framer \(mode), cap \(maxLineLength): line \(index + 1) should be too long (\(length))")
-                require(gotLine.tooLong == length,
-                        "framer \(mode), cap \(maxLineLength), chunks \(chunkSizes): line \(index + 1) too long at \(gotLine.tooLong), reference \(length)")
+                require(
+                    gotLine.line == nil,
+                    "framer \(mode), cap \(maxLineLength): line \(index + 1) should be too long (\(length))")
+                require(
+                    gotLine.tooLong == length,
+                    "framer \(mode), cap \(maxLineLength), chunks \(chunkSizes): line \(index + 1) too long at \(gotLine.tooLong), reference \(length)"
+                )
             }
         }
-        require(framer.pendingByteCount <= max(maxLineLength, expected.pending),
-                "framer \(mode): \(framer.pendingByteCount) bytes pending, reference \(expected.pending)")
+        require(
+            framer.pendingByteCount <= max(maxLineLength, expected.pending),
+            "framer \(mode): \(framer.pendingByteCount) bytes pending, reference \(expected.pending)")
     }
 }
 
@@ -280,11 +302,14 @@ func checkUnwrapping(_ bytes: UnsafeRawBufferPointer, _ format: ContainerFormat,
             if defect == .badDockerLine { require(format == .docker, "unwrapper \(format): bad docker line") }
         case .line(let payload):
             if format == .none {
-                require(payload.baseAddress == line.baseAddress && payload.count == line.count, "unwrapper none: changed the line")
+                require(
+                    payload.baseAddress == line.baseAddress && payload.count == line.count,
+                    "unwrapper none: changed the line")
             }
             // A view into the line, or the unwrapper's own bytes (joined / unescaped) within the cap.
-            require(contains(line, payload) || payload.count <= maxLineLength,
-                    "unwrapper \(format): a \(payload.count)-byte payload outside the line, cap \(maxLineLength)")
+            require(
+                contains(line, payload) || payload.count <= maxLineLength,
+                "unwrapper \(format): a \(payload.count)-byte payload outside the line, cap \(maxLineLength)")
             var outcomes: [String: (MalformedReason?, AccessRecord)] = [:]
             for index in parsers.indices {
                 let name = parserTemplates[index].name
@@ -295,19 +320,23 @@ func checkUnwrapping(_ bytes: UnsafeRawBufferPointer, _ format: ContainerFormat,
             // A plan that decodes only the counting fields checks a subset of what the full
             // plan checks: where the full parser accepts a line, the counting one must accept
             // it too and read the same code, flags and cluster.
-            for (full, counting) in [("auto", "auto-counting"), ("istio", "istio-counting"), ("json", "json-counting")] {
+            for (full, counting) in [("auto", "auto-counting"), ("istio", "istio-counting"), ("json", "json-counting")]
+            {
                 guard let (fullReason, fullRecord) = outcomes[full], fullReason == nil,
                     let (countingReason, countingRecord) = outcomes[counting]
                 else { continue }
                 let line = String(decoding: payload, as: UTF8.self)
-                require(countingReason == nil, "\(counting) rejected (\(countingReason!)) a line \(full) accepts: \(line)")
                 require(
-                    countingRecord.responseCode == fullRecord.responseCode && countingRecord.responseFlags == fullRecord.responseFlags
+                    countingReason == nil, "\(counting) rejected (\(countingReason!)) a line \(full) accepts: \(line)")
+                require(
+                    countingRecord.responseCode == fullRecord.responseCode
+                        && countingRecord.responseFlags == fullRecord.responseFlags
                         && countingRecord.unknownFlagCount == fullRecord.unknownFlagCount
                         && countingRecord.upstreamCluster.bytes.elementsEqual(fullRecord.upstreamCluster.bytes),
                     "\(counting) and \(full) read different code/flags/cluster: "
                         + "\(countingRecord.responseCode) \(countingRecord.responseFlagsText.rawString) \(countingRecord.upstreamCluster.rawString) vs "
-                        + "\(fullRecord.responseCode) \(fullRecord.responseFlagsText.rawString) \(fullRecord.upstreamCluster.rawString): \(line)")
+                        + "\(fullRecord.responseCode) \(fullRecord.responseFlagsText.rawString) \(fullRecord.upstreamCluster.rawString): \(line)"
+                )
             }
         }
     }
@@ -315,29 +344,36 @@ func checkUnwrapping(_ bytes: UnsafeRawBufferPointer, _ format: ContainerFormat,
 
 // MARK: - pipeline
 
-func checkPipeline(_ bytes: UnsafeRawBufferPointer, _ container: ContainerFormat, _ maxLineLength: Int, _ bufferSize: Int, _ chunkSizes: [Int]) {
+func checkPipeline(
+    _ bytes: UnsafeRawBufferPointer, _ container: ContainerFormat, _ maxLineLength: Int, _ bufferSize: Int,
+    _ chunkSizes: [Int]
+) {
     let reference = referenceLines(bytes, maxLineLength: maxLineLength)
     var results: [FlagCounts] = []
     for inPlace in [false, true] {
         let counts = FlagCounts()
         let pipeline = try! StreamPipeline(
-            format: .auto, containerFormat: container, maxLineLength: maxLineLength, bufferSize: bufferSize, counts: counts)
+            format: .auto, containerFormat: container, maxLineLength: maxLineLength, bufferSize: bufferSize,
+            counts: counts)
         forEachChunk(bytes, chunkSizes) { chunk in
             if inPlace { pipeline.count(inPlace: chunk) } else { pipeline.feed(chunk) }
         }
         checkCountsAddUp(counts, "pipeline \(container)\(inPlace ? " in place" : "")")
         if container == .none {
-            require(counts.lines == reference.lines.count,
-                    "pipeline none: counted \(counts.lines) lines, reference \(reference.lines.count)")
+            require(
+                counts.lines == reference.lines.count,
+                "pipeline none: counted \(counts.lines) lines, reference \(reference.lines.count)")
         } else {
-            require(counts.lines <= reference.lines.count,
-                    "pipeline \(container): counted \(counts.lines) lines, only \(reference.lines.count) framed")
+            require(
+                counts.lines <= reference.lines.count,
+                "pipeline \(container): counted \(counts.lines) lines, only \(reference.lines.count) framed")
         }
         results.append(counts)
     }
-    require(summary(results[0]) == summary(results[1]),
-            "pipeline \(container), cap \(maxLineLength), chunks \(chunkSizes): feed and count(inPlace:) counted differently:\n"
-                + "  feed: \(summary(results[0]))\n  in place: \(summary(results[1]))")
+    require(
+        summary(results[0]) == summary(results[1]),
+        "pipeline \(container), cap \(maxLineLength), chunks \(chunkSizes): feed and count(inPlace:) counted differently:\n"
+            + "  feed: \(summary(results[0]))\n  in place: \(summary(results[1]))")
 
     if container == .none {
         // The same lines parsed one by one (with the pipeline's parser) must give the same counts.
@@ -348,42 +384,57 @@ func checkPipeline(_ bytes: UnsafeRawBufferPointer, _ container: ContainerFormat
             switch line {
             case .tooLong: counts.count(.tooLong)
             case .line(let view):
-                if let reason = parser.parse(view, into: &record) { counts.count(LineDefect(reason)) } else { counts.count(record) }
+                if let reason = parser.parse(view, into: &record) {
+                    counts.count(LineDefect(reason))
+                } else {
+                    counts.count(record)
+                }
             }
         }
-        require(summary(counts) == summary(results[0]),
-                "pipeline none, cap \(maxLineLength), chunks \(chunkSizes): counts differ from parsing the lines one by one:\n"
-                    + "  pipeline: \(summary(results[0]))\n  one by one: \(summary(counts))")
+        require(
+            summary(counts) == summary(results[0]),
+            "pipeline none, cap \(maxLineLength), chunks \(chunkSizes): counts differ from parsing the lines one by one:\n"
+                + "  pipeline: \(summary(results[0]))\n  one by one: \(summary(counts))")
     }
 
     // Merging is adding.
     let merged = FlagCounts()
     merged.merge(results[0])
     merged.merge(results[1])
-    require(merged.lines == 2 * results[0].lines && merged.malformedTotal == 2 * results[0].malformedTotal,
-            "merge: \(merged.lines) lines from 2 x \(results[0].lines)")
+    require(
+        merged.lines == 2 * results[0].lines && merged.malformedTotal == 2 * results[0].malformedTotal,
+        "merge: \(merged.lines) lines from 2 x \(results[0].lines)")
     checkCountsAddUp(merged, "merged counts")
 }
 
 func checkCountsAddUp(_ counts: FlagCounts, _ name: String) {
     var requests = 0
     for cluster in counts.allClusters {
-        require(cluster.requests >= 0 && cluster.codes.count == 6, "\(name): cluster \(cluster.name) counts are malformed")
-        require(cluster.codes.reduce(0, +) == cluster.requests, "\(name): cluster \(cluster.name) codes do not add up to its requests")
+        require(
+            cluster.requests >= 0 && cluster.codes.count == 6, "\(name): cluster \(cluster.name) counts are malformed")
+        require(
+            cluster.codes.reduce(0, +) == cluster.requests,
+            "\(name): cluster \(cluster.name) codes do not add up to its requests")
         for (flag, count) in cluster.flags {
-            require(count > 0 && count <= cluster.requests, "\(name): cluster \(cluster.name) flag \(flag.shortName) counted \(count)")
+            require(
+                count > 0 && count <= cluster.requests,
+                "\(name): cluster \(cluster.name) flag \(flag.shortName) counted \(count)")
         }
         requests += cluster.requests
     }
-    require(requests + counts.malformedTotal == counts.lines,
-            "\(name): \(requests) requests + \(counts.malformedTotal) malformed != \(counts.lines) lines")
+    require(
+        requests + counts.malformedTotal == counts.lines,
+        "\(name): \(requests) requests + \(counts.malformedTotal) malformed != \(counts.lines) lines")
 }
 
 func summary(_ counts: FlagCounts) -> String {
     var parts = ["lines=\(counts.lines)"]
-    for (defect, count) in counts.malformed.sorted(by: { $0.key.rawValue < $1.key.rawValue }) { parts.append("\(defect.rawValue)=\(count)") }
+    for (defect, count) in counts.malformed.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+        parts.append("\(defect.rawValue)=\(count)")
+    }
     for cluster in counts.allClusters.sorted(by: { $0.name < $1.name }) {
-        let flags = cluster.flagsByName.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+        let flags = cluster.flagsByName.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(
+            separator: ",")
         parts.append("\(cluster.name)=\(cluster.requests)/\(cluster.codes)/\(flags)")
     }
     return parts.joined(separator: " ")

@@ -93,14 +93,18 @@ public struct AccessLogParser {
         choosers = choosingCandidates.map(Self.runner)
     }
 
-    private static func candidates(for format: LogFormat, fields: RecordFieldSet) throws(FormatStringError) -> [Candidate] {
+    private static func candidates(for format: LogFormat, fields: RecordFieldSet) throws(FormatStringError)
+        -> [Candidate]
+    {
         switch format {
         case .custom(let string):
             return [.text(try TextFormatPlan(formatString: string, fields: fields))]
         case .envoy:
             return [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
         case .istio:
-            return FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
+            return FormatPreset.istioVariants.map {
+                .text(FormatPreset.compile($0.format, name: $0.name, fields: fields))
+            }
         case .json(let keys):
             return [.json(JSONRecordParser(keys: keys, fields: fields))]
         case .nginxError:
@@ -113,7 +117,9 @@ public struct AccessLogParser {
             // The other proxies' formats last: their lines start unlike Envoy's (a date, an
             // address), so an Envoy stream never reaches them once its plan is chosen.
             return [.json(JSONRecordParser(fields: fields))]
-                + FormatPreset.istioVariants.map { .text(FormatPreset.compile($0.format, name: $0.name, fields: fields)) }
+                + FormatPreset.istioVariants.map {
+                    .text(FormatPreset.compile($0.format, name: $0.name, fields: fields))
+                }
                 + [.text(FormatPreset.compile(FormatPreset.envoyDefault, name: "envoy", fields: fields))]
                 + [.edge(.nginxError), .edge(.haproxy), .edge(.nginx)]
         }
@@ -173,7 +179,9 @@ public struct AccessLogParser {
     }
 
     @inline(__always)
-    private static func run(_ runner: Runner, _ line: UnsafeRawBufferPointer, _ record: inout AccessRecord) -> MalformedReason? {
+    private static func run(_ runner: Runner, _ line: UnsafeRawBufferPointer, _ record: inout AccessRecord)
+        -> MalformedReason?
+    {
         // `candidates` keeps the plans alive for the parser's lifetime.
         switch runner {
         case .text(let plan): plan._withUnsafeGuaranteedRef { $0.parse(line, into: &record) }

@@ -38,14 +38,16 @@ struct EdgeLine {
     func find(_ literal: StaticString, from: Int, to: Int? = nil) -> Int? {
         let end = to ?? count
         guard from <= end, literal.utf8CodeUnitCount <= end - from else { return nil }
-        return firstOccurrence(UnsafeRawPointer(literal.utf8Start), literal.utf8CodeUnitCount, in: base, from: from, to: end)
+        return firstOccurrence(
+            UnsafeRawPointer(literal.utf8Start), literal.utf8CodeUnitCount, in: base, from: from, to: end)
     }
 
     /// The last `literal` that lies entirely in `from..<to`.
     @inline(__always)
     func findLast(_ literal: StaticString, from: Int, to: Int) -> Int? {
         guard from <= to, literal.utf8CodeUnitCount <= to - from else { return nil }
-        return lastOccurrence(UnsafeRawPointer(literal.utf8Start), literal.utf8CodeUnitCount, in: base, from: from, to: to)
+        return lastOccurrence(
+            UnsafeRawPointer(literal.utf8Start), literal.utf8CodeUnitCount, in: base, from: from, to: to)
     }
 
     /// The first `byte` in `from..<to`.

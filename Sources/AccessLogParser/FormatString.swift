@@ -140,12 +140,15 @@ struct ParsedFormatString: Sendable {
     }
 
     /// Parses `%NAME%`, `%NAME(arg)%`, `%NAME(arg):len%` starting at the `%` at `start`.
-    private static func parseOperator(_ bytes: [UInt8], at start: Int) throws(FormatStringError) -> (FormatOperator, Int) {
+    private static func parseOperator(_ bytes: [UInt8], at start: Int) throws(FormatStringError) -> (
+        FormatOperator, Int
+    ) {
         var index = start + 1
         let nameStart = index
         while index < bytes.count, isNameByte(bytes[index]) { index += 1 }
         guard index > nameStart else {
-            throw FormatStringError(message: "'%' does not start a command operator such as %RESPONSE_FLAGS%", offset: start)
+            throw FormatStringError(
+                message: "'%' does not start a command operator such as %RESPONSE_FLAGS%", offset: start)
         }
         let name = String(decoding: bytes[nameStart..<index], as: UTF8.self)
         var argument: String?
@@ -170,7 +173,9 @@ struct ParsedFormatString: Sendable {
         if index < bytes.count && bytes[index] == UInt8(ascii: ":") {
             index += 1
             let digitsStart = index
-            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { index += 1 }
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                index += 1
+            }
             guard index > digitsStart else {
                 throw FormatStringError(message: "%\(name):... needs a maximum length in digits", offset: start)
             }
@@ -251,7 +256,8 @@ struct ParsedFormatString: Sendable {
         case "START_TIME", "START_TIME_LOCAL":
             // A custom strftime pattern may print spaces; the default never does.
             let spaced = argument.map { $0.contains(" ") } ?? false
-            return FormatOperator(text: text, field: .startTime, valueClass: spaced ? .spaced : .token, check: spaced ? .none : .unquoted)
+            return FormatOperator(
+                text: text, field: .startTime, valueClass: spaced ? .spaced : .token, check: spaced ? .none : .unquoted)
         case "DYNAMIC_METADATA" where argument == "istio.mixer:status":
             // Istio 1.3-1.7's mixer status: Envoy-produced text, never quoted.
             return FormatOperator(text: text, field: nil, valueClass: .spaced, check: .none)

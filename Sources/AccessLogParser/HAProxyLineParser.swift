@@ -12,7 +12,9 @@ enum HAProxyLineParser {
     static func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
         guard let line = EdgeLine(line) else { return .emptyLine }
         // `%ci:%cp [%tr] `: found by the accept date, after whatever syslog header there is.
-        guard let dateOpen = acceptDate(line), let dateClose = line.find("] ", from: dateOpen + 1) else { return .notAccessLog }
+        guard let dateOpen = acceptDate(line), let dateClose = line.find("] ", from: dateOpen + 1) else {
+            return .notAccessLog
+        }
         let frontendStart = dateClose + 2
         guard let frontendEnd = line.find(byte: UInt8(ascii: " "), from: frontendStart), frontendEnd > frontendStart,
             let pairEnd = line.find(byte: UInt8(ascii: " "), from: frontendEnd + 1),
@@ -28,7 +30,9 @@ enum HAProxyLineParser {
                 line.isSignedNumberOrDash(position, statusEnd), statusEnd - position <= 3
             else { return .badResponseCode }
             if line[position] != UInt8(ascii: "-") {
-                guard let status = RecordAssignment.parseUnsigned(line.view(position, statusEnd)) else { return .badResponseCode }
+                guard let status = RecordAssignment.parseUnsigned(line.view(position, statusEnd)) else {
+                    return .badResponseCode
+                }
                 code = status
             }
             position = statusEnd + 1
@@ -121,10 +125,13 @@ enum HAProxyLineParser {
         switch (first, second) {
         case (UInt8(ascii: "S"), UInt8(ascii: "C")): return noServer ? .noHealthyUpstream : .upstreamConnectionFailure
         case (UInt8(ascii: "s"), UInt8(ascii: "C")): return .upstreamConnectionFailure
-        case (UInt8(ascii: "S"), UInt8(ascii: "H")), (UInt8(ascii: "S"), UInt8(ascii: "D")): return .upstreamConnectionTermination
-        case (UInt8(ascii: "s"), UInt8(ascii: "H")), (UInt8(ascii: "s"), UInt8(ascii: "D")): return .upstreamRequestTimeout
+        case (UInt8(ascii: "S"), UInt8(ascii: "H")), (UInt8(ascii: "S"), UInt8(ascii: "D")):
+            return .upstreamConnectionTermination
+        case (UInt8(ascii: "s"), UInt8(ascii: "H")), (UInt8(ascii: "s"), UInt8(ascii: "D")):
+            return .upstreamRequestTimeout
         case (UInt8(ascii: "s"), UInt8(ascii: "Q")), (UInt8(ascii: "S"), UInt8(ascii: "Q")): return .upstreamOverflow
-        case (UInt8(ascii: "P"), UInt8(ascii: "H")), (UInt8(ascii: "P"), UInt8(ascii: "D")): return .upstreamProtocolError
+        case (UInt8(ascii: "P"), UInt8(ascii: "H")), (UInt8(ascii: "P"), UInt8(ascii: "D")):
+            return .upstreamProtocolError
         case (UInt8(ascii: "C"), _), (UInt8(ascii: "c"), _): return .downstreamConnectionTermination
         default: return nil
         }

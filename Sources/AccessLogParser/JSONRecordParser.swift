@@ -125,7 +125,9 @@ public final class JSONRecordParser: @unchecked Sendable {
         return nil
     }
 
-    private func assign(_ field: RecordField, _ value: JSONScanner.Value, into record: inout AccessRecord) -> MalformedReason? {
+    private func assign(_ field: RecordField, _ value: JSONScanner.Value, into record: inout AccessRecord)
+        -> MalformedReason?
+    {
         switch value {
         case .null:
             return nil  // absent: the record's defaults already say so
@@ -326,7 +328,8 @@ struct JSONScanner {
                 // A scalar inside the container.
                 switch byte {
                 case UInt8(ascii: "\""): guard scanString() != nil else { return false }
-                case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): guard scanNumber() != nil else { return false }
+                case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    guard scanNumber() != nil else { return false }
                 case UInt8(ascii: "n"): guard scanKeyword("null") else { return false }
                 case UInt8(ascii: "t"): guard scanKeyword("true") else { return false }
                 case UInt8(ascii: "f"): guard scanKeyword("false") else { return false }
@@ -355,7 +358,9 @@ struct JSONScanner {
 
     static func integerPart(_ number: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         var end = 0
-        while end < number.count, number[end] != UInt8(ascii: "."), number[end] != UInt8(ascii: "e"), number[end] != UInt8(ascii: "E") {
+        while end < number.count, number[end] != UInt8(ascii: "."), number[end] != UInt8(ascii: "e"),
+            number[end] != UInt8(ascii: "E")
+        {
             end += 1
         }
         return UnsafeRawBufferPointer(rebasing: number[0..<end])

@@ -15,7 +15,9 @@ enum NginxAccessLineParser {
         guard let line = EdgeLine(line) else { return .emptyLine }
         // `$remote_addr - $remote_user [$time_local] "$request" `: nginx escapes `"` in
         // variables (`\x22`), so the quotes delimit reliably.
-        guard let dateOpen = line.bracketedDate(from: 0), dateOpen > 1, let dateClose = line.find("] \"", from: dateOpen) else {
+        guard let dateOpen = line.bracketedDate(from: 0), dateOpen > 1,
+            let dateClose = line.find("] \"", from: dateOpen)
+        else {
             return .notAccessLog
         }
         guard let requestEnd = line.find("\" ", from: dateClose + 3) else { return .formatMismatch }
@@ -59,7 +61,9 @@ enum NginxAccessLineParser {
         let noUpstream = line.has("- ", at: addressStart)
         let addressEnd = line.find(byte: UInt8(ascii: " "), from: addressStart) ?? addressStart
         // `10.0.0.1:80, 10.0.0.2:80`: the first server tried, without the list's comma.
-        let firstAddress = line.view(addressStart, addressEnd > addressStart && line[addressEnd - 1] == UInt8(ascii: ",") ? addressEnd - 1 : addressEnd)
+        let firstAddress = line.view(
+            addressStart,
+            addressEnd > addressStart && line[addressEnd - 1] == UInt8(ascii: ",") ? addressEnd - 1 : addressEnd)
         // nginx writes the group's name instead of an address when no server of it was live.
         let groupName = !noUpstream && !firstAddress.isEmpty && !firstAddress.contains(UInt8(ascii: ":"))
         if !noUpstream && !groupName { record.upstreamHost = FieldView(firstAddress) }
@@ -78,7 +82,8 @@ enum NginxAccessLineParser {
             // The fields that prove the flag are its source and the evidence the diagnosis
             // reads: the upstream fields for UH (`- - - -`, `alldown 0 0.000 502`: the same on
             // every such line), the status for UT (`504`: the upstream fields hold timings).
-            let evidence = flag == .noHealthyUpstream
+            let evidence =
+                flag == .noHealthyUpstream
                 ? FieldView(line.view(addressStart, idSpace)) : FieldView(line.view(status.start, status.end))
             record.responseFlags = ResponseFlagSet(flag)
             record.responseFlagsText = evidence
@@ -88,6 +93,7 @@ enum NginxAccessLineParser {
     }
 
     private static func isStatus504(_ value: UnsafeRawBufferPointer) -> Bool {
-        value.count == 3 && value[0] == UInt8(ascii: "5") && value[1] == UInt8(ascii: "0") && value[2] == UInt8(ascii: "4")
+        value.count == 3 && value[0] == UInt8(ascii: "5") && value[1] == UInt8(ascii: "0")
+            && value[2] == UInt8(ascii: "4")
     }
 }

@@ -30,7 +30,9 @@ enum NginxErrorLineParser {
         // The message is both where the flag comes from and the evidence the diagnosis reads.
         record.responseCodeDetails = FieldView(line.view(messageStart, contextStart))
         record.responseFlagsText = record.responseCodeDetails
-        if let reason = failure.reason { record.upstreamTransportFailureReason = FieldView(line.view(reason.start, reason.end)) }
+        if let reason = failure.reason {
+            record.upstreamTransportFailureReason = FieldView(line.view(reason.start, reason.end))
+        }
         // For `no live upstreams` the authority is the group, not a server.
         if failure.flag == .noHealthyUpstream { record.upstreamHost = .absent }
         return nil
@@ -50,7 +52,9 @@ enum NginxErrorLineParser {
             default: guard isDigit(byte) else { return nil }
             }
         }
-        guard line.has(" [", at: 19), let levelEnd = line.find("] ", from: 21, to: min(line.count, 21 + 8)) else { return nil }
+        guard line.has(" [", at: 19), let levelEnd = line.find("] ", from: 21, to: min(line.count, 21 + 8)) else {
+            return nil
+        }
         var position = levelEnd + 2
         let pidEnd = line.digitsEnd(from: position)
         guard pidEnd > position, pidEnd < line.count, line[pidEnd] == UInt8(ascii: "#") else { return nil }
@@ -59,7 +63,8 @@ enum NginxErrorLineParser {
         position = tidEnd + 2
         if position < line.count, line[position] == UInt8(ascii: "*") {
             let connectionEnd = line.digitsEnd(from: position + 1)
-            guard connectionEnd > position + 1, connectionEnd < line.count, line[connectionEnd] == UInt8(ascii: " ") else { return nil }
+            guard connectionEnd > position + 1, connectionEnd < line.count, line[connectionEnd] == UInt8(ascii: " ")
+            else { return nil }
             position = connectionEnd + 1
         }
         return position < line.count ? position : nil
@@ -101,8 +106,13 @@ enum NginxErrorLineParser {
         {
             // A non-blocking connect's refusal can surface at the first read or write:
             // `recv() failed (111: Connection refused)` is a connection failure, not a reset.
-            let connectErrno = reason.map { line.has("111:", at: $0.start) || line.has("113:", at: $0.start) || line.has("101:", at: $0.start) } ?? false
-            return Failure(flag: connectErrno || connecting ? .upstreamConnectionFailure : .upstreamConnectionTermination, reason: reason)
+            let connectErrno =
+                reason.map {
+                    line.has("111:", at: $0.start) || line.has("113:", at: $0.start) || line.has("101:", at: $0.start)
+                } ?? false
+            return Failure(
+                flag: connectErrno || connecting ? .upstreamConnectionFailure : .upstreamConnectionTermination,
+                reason: reason)
         }
         if line.has("upstream sent ", at: start) {
             // "upstream sent invalid header", "... too big header", "... invalid chunked response".

@@ -70,7 +70,9 @@ public final class TextFormatPlan: @unchecked Sendable {
 
     /// Compiles a format string as found in Envoy's or Istio's configuration. Only `fields`
     /// are decoded; the plan reads each line only as far as it must to find them.
-    public convenience init(formatString: String, name: String? = nil, fields: RecordFieldSet = .all) throws(FormatStringError) {
+    public convenience init(formatString: String, name: String? = nil, fields: RecordFieldSet = .all)
+        throws(FormatStringError)
+    {
         let parsed = try ParsedFormatString(formatString)
         self.init(parsed: parsed, formatString: formatString, name: name ?? "custom", fields: fields)
     }
@@ -94,7 +96,8 @@ public final class TextFormatPlan: @unchecked Sendable {
         let neededStops = passes.stops(isNeeded)
         leftStop = neededStops.left
         rightStop = neededStops.right
-        let unflagged = Self.unflaggedStop(parsed, fields: fields, passes: passes, neededStops: neededStops, isNeeded: isNeeded)
+        let unflagged = Self.unflaggedStop(
+            parsed, fields: fields, passes: passes, neededStops: neededStops, isNeeded: isNeeded)
         leftStopUnflagged = unflagged.leftStop
         flagsOperator = unflagged.flagsOperator
         let runs = Self.spaceRuns(parsed, skipsFields: fields != .all, isNeeded: isNeeded)
@@ -103,7 +106,9 @@ public final class TextFormatPlan: @unchecked Sendable {
     }
 
     /// Every literal in one allocation, and where each one is in it.
-    private static func packLiterals(_ literals: [[UInt8]]) -> (bytes: UnsafeMutableRawBufferPointer, refs: [LiteralRef]) {
+    private static func packLiterals(_ literals: [[UInt8]]) -> (
+        bytes: UnsafeMutableRawBufferPointer, refs: [LiteralRef]
+    ) {
         var allLiteralBytes: [UInt8] = []
         var refs: [LiteralRef] = []
         for literal in literals {
@@ -122,13 +127,15 @@ public final class TextFormatPlan: @unchecked Sendable {
         let singleSpace: [UInt8] = [0x20]
         for (index, op) in parsed.operators.enumerated() {
             let needed = op.field.map { fields.contains(RecordFieldSet($0)) } ?? false
-            operators.initializeElement(at: index, to: CompiledOperator(
-                field: needed ? op.field : nil, check: op.check,
-                spaceCheckFromLeft: op.valueClass.neverContains(0x20) && parsed.literals[index + 1] != singleSpace,
-                spaceCheckFromRight: op.valueClass.neverContains(0x20) && parsed.literals[index] != singleSpace,
-                followingSpaceOffset: singleSpaceOffset(parsed.literals[index + 1]),
-                neverHoldsSpace: op.valueClass.neverContains(0x20),
-                following: refs[index + 1]))
+            operators.initializeElement(
+                at: index,
+                to: CompiledOperator(
+                    field: needed ? op.field : nil, check: op.check,
+                    spaceCheckFromLeft: op.valueClass.neverContains(0x20) && parsed.literals[index + 1] != singleSpace,
+                    spaceCheckFromRight: op.valueClass.neverContains(0x20) && parsed.literals[index] != singleSpace,
+                    followingSpaceOffset: singleSpaceOffset(parsed.literals[index + 1]),
+                    neverHoldsSpace: op.valueClass.neverContains(0x20),
+                    following: refs[index + 1]))
         }
         return operators
     }
@@ -219,7 +226,8 @@ public final class TextFormatPlan: @unchecked Sendable {
         rightRun.initialize(repeating: 0)
         guard skipsFields else { return (leftRun, rightRun) }
         func crossable(_ index: Int, _ literal: [UInt8]) -> Bool {
-            !isNeeded(index) && parsed.operators[index].valueClass.neverContains(0x20) && singleSpaceOffset(literal) >= 0
+            !isNeeded(index) && parsed.operators[index].valueClass.neverContains(0x20)
+                && singleSpaceOffset(literal) >= 0
         }
         for index in stride(from: count - 2, through: 0, by: -1) where crossable(index, parsed.literals[index + 1]) {
             leftRun[index] = 1 + leftRun[index + 1]
@@ -259,7 +267,8 @@ public final class TextFormatPlan: @unchecked Sendable {
 
     /// The format's fixed text before the first field and after the last one.
     @inline(__always)
-    private func matchPrefixAndSuffix(_ base: UnsafeRawPointer, lineEnd: Int, start: Int, end: Int) -> MalformedReason? {
+    private func matchPrefixAndSuffix(_ base: UnsafeRawPointer, lineEnd: Int, start: Int, end: Int) -> MalformedReason?
+    {
         let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
         guard prefix.count <= lineEnd, memoryEqual(base, literals + prefix.offset, prefix.count) else {
             return .notAccessLog
@@ -268,7 +277,8 @@ public final class TextFormatPlan: @unchecked Sendable {
             // Only a line that starts like the format (its first field is delimited as the
             // format says) is a mismatched access-log line; anything else is other output.
             let first = operators[0].following
-            let startsLikeFormat = operators.count > 1
+            let startsLikeFormat =
+                operators.count > 1
                 && firstOccurrence(literals + first.offset, first.count, in: base, from: start, to: lineEnd) != nil
             return startsLikeFormat ? .formatMismatch : .notAccessLog
         }
@@ -278,7 +288,9 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// Left to right, each value ending at its following literal, up to `leftStop`; runs of
     /// unwanted single-space-delimited values are crossed by counting spaces.
     @inline(__always)
-    private func readLeft(_ base: UnsafeRawPointer, pos: inout Int, end: Int, into record: inout AccessRecord) -> MalformedReason? {
+    private func readLeft(_ base: UnsafeRawPointer, pos: inout Int, end: Int, into record: inout AccessRecord)
+        -> MalformedReason?
+    {
         let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
         let ops = operators.baseAddress.unsafelyUnwrapped
         var index = 0
@@ -301,10 +313,15 @@ public final class TextFormatPlan: @unchecked Sendable {
                 continue
             }
             let op = ops[index]
-            guard let found = firstOccurrence(literals + op.following.offset, op.following.count, in: base, from: pos, to: end) else {
+            guard
+                let found = firstOccurrence(
+                    literals + op.following.offset, op.following.count, in: base, from: pos, to: end)
+            else {
                 return index == 0 ? .notAccessLog : .formatMismatch
             }
-            if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: found - pos), op.spaceCheckFromLeft, into: &record) {
+            if let reason = Self.assign(
+                op, UnsafeRawBufferPointer(start: base + pos, count: found - pos), op.spaceCheckFromLeft, into: &record)
+            {
                 return index == 0 ? .notAccessLog : reason
             }
             if index == flagsOperator && record.responseFlags.isEmpty && record.unknownFlagCount == 0 {
@@ -319,13 +336,16 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// Right to left from the line's end, each value starting after its preceding literal,
     /// down to `rightStop`.
     @inline(__always)
-    private func readRight(_ base: UnsafeRawPointer, pos: Int, end: inout Int, into record: inout AccessRecord) -> MalformedReason? {
+    private func readRight(_ base: UnsafeRawPointer, pos: Int, end: inout Int, into record: inout AccessRecord)
+        -> MalformedReason?
+    {
         let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
         let ops = operators.baseAddress.unsafelyUnwrapped
         var index = operators.count - 1
         while index >= rightStop {
             // A run may not reach the operator that starts where the left pass ended.
-            let run = min(rightRun[index], index - max(rightStop, middleEnd == leftCount ? middleEnd + 1 : middleEnd) + 1)
+            let run = min(
+                rightRun[index], index - max(rightStop, middleEnd == leftCount ? middleEnd + 1 : middleEnd) + 1)
             if run >= 2 {
                 // The run's last literal is the one before its lowest operator.
                 let literal = ops[index - run].following
@@ -344,16 +364,25 @@ public final class TextFormatPlan: @unchecked Sendable {
             let start = pos
             if index > middleEnd || middleEnd > leftCount {
                 let preceding = ops[index - 1].following
-                guard let found = lastOccurrence(literals + preceding.offset, preceding.count, in: base, from: pos, to: end) else {
+                guard
+                    let found = lastOccurrence(
+                        literals + preceding.offset, preceding.count, in: base, from: pos, to: end)
+                else {
                     return .formatMismatch
                 }
                 let valueStart = found + preceding.count
-                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + valueStart, count: end - valueStart), op.spaceCheckFromRight, into: &record) {
+                if let reason = Self.assign(
+                    op, UnsafeRawBufferPointer(start: base + valueStart, count: end - valueStart),
+                    op.spaceCheckFromRight, into: &record)
+                {
                     return reason
                 }
                 end = found
             } else {
-                if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + start, count: end - start), op.neverHoldsSpace, into: &record) {
+                if let reason = Self.assign(
+                    op, UnsafeRawBufferPointer(start: base + start, count: end - start), op.neverHoldsSpace,
+                    into: &record)
+                {
                     return reason
                 }
                 end = start
@@ -365,7 +394,9 @@ public final class TextFormatPlan: @unchecked Sendable {
 
     /// The middle, best effort: first occurrences, the last value takes the rest.
     @inline(__always)
-    private func readMiddle(_ base: UnsafeRawPointer, pos: Int, end: Int, into record: inout AccessRecord) -> MalformedReason? {
+    private func readMiddle(_ base: UnsafeRawPointer, pos: Int, end: Int, into record: inout AccessRecord)
+        -> MalformedReason?
+    {
         let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
         let ops = operators.baseAddress.unsafelyUnwrapped
         var pos = pos
@@ -374,12 +405,17 @@ public final class TextFormatPlan: @unchecked Sendable {
             let op = ops[index]
             var valueEnd = end
             if index < middleEnd - 1 {
-                guard let found = firstOccurrence(literals + op.following.offset, op.following.count, in: base, from: pos, to: end) else {
+                guard
+                    let found = firstOccurrence(
+                        literals + op.following.offset, op.following.count, in: base, from: pos, to: end)
+                else {
                     return .formatMismatch
                 }
                 valueEnd = found
             }
-            if let reason = Self.assign(op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), op.neverHoldsSpace, into: &record) {
+            if let reason = Self.assign(
+                op, UnsafeRawBufferPointer(start: base + pos, count: valueEnd - pos), op.neverHoldsSpace, into: &record)
+            {
                 return reason
             }
             pos = valueEnd + op.following.count
@@ -389,7 +425,9 @@ public final class TextFormatPlan: @unchecked Sendable {
     }
 
     @inline(__always)
-    private static func assign(_ op: CompiledOperator, _ value: UnsafeRawBufferPointer, _ checkSpace: Bool, into record: inout AccessRecord) -> MalformedReason? {
+    private static func assign(
+        _ op: CompiledOperator, _ value: UnsafeRawBufferPointer, _ checkSpace: Bool, into record: inout AccessRecord
+    ) -> MalformedReason? {
         // A value that can never hold a space, found by a literal other than a lone space,
         // must not hold one: then the line has more fields than the format (an Istio 1.3-1.7
         // line read with the <=1.2 plan puts cluster and next field together). Runs (which
@@ -413,7 +451,10 @@ public final class TextFormatPlan: @unchecked Sendable {
 enum RecordAssignment {
     /// `value` is the field as text (a JSON string's body, or a text-format value).
     @inline(__always)
-    static func assign(_ field: RecordField, textValue value: UnsafeRawBufferPointer, hasJSONEscapes: Bool = false, into record: inout AccessRecord) -> MalformedReason? {
+    static func assign(
+        _ field: RecordField, textValue value: UnsafeRawBufferPointer, hasJSONEscapes: Bool = false,
+        into record: inout AccessRecord
+    ) -> MalformedReason? {
         switch field {
         case .responseCode:
             guard let code = parseCode(value) else { return .badResponseCode }
@@ -475,7 +516,9 @@ enum RecordAssignment {
 @inline(__always)
 func looksLikeAddress(_ value: UnsafeRawBufferPointer) -> Bool {
     guard let first = value.first else { return false }
-    if value.count == 1 { return first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) }
+    if value.count == 1 {
+        return first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9"))
+    }
     if (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) || first == UInt8(ascii: "[") { return true }
     // `envoy://internal_client_address/`, `unix:/path`, `tcp://1.2.3.4:80` (very old Envoy).
     guard first >= UInt8(ascii: "a") && first <= UInt8(ascii: "z") else { return false }
@@ -495,7 +538,9 @@ func isNumberOrDash(_ value: UnsafeRawBufferPointer) -> Bool {
 func memoryEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer, _ count: Int) -> Bool {
     var index = 0
     while index < count {
-        if lhs.load(fromByteOffset: index, as: UInt8.self) != rhs.load(fromByteOffset: index, as: UInt8.self) { return false }
+        if lhs.load(fromByteOffset: index, as: UInt8.self) != rhs.load(fromByteOffset: index, as: UInt8.self) {
+            return false
+        }
         index += 1
     }
     return true
@@ -582,7 +627,9 @@ func zeroBytes(_ word: UInt64) -> UInt64 {
 /// The index of the first occurrence of `needle` in `haystack[from..<to]`. Looks for the
 /// needle's first byte eight bytes at a time (SWAR), since fields run to hundreds of bytes.
 @inline(__always)
-func firstOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> Int? {
+func firstOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack: UnsafeRawPointer, from: Int, to: Int)
+    -> Int?
+{
     let first = needle.load(as: UInt8.self)
     let pattern = UInt64(first) &* 0x0101_0101_0101_0101
     let last = to - needleCount
@@ -618,7 +665,9 @@ func firstOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack
 
 /// The index of the last occurrence of `needle` that lies entirely inside `haystack[from..<to]`.
 @inline(__always)
-func lastOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack: UnsafeRawPointer, from: Int, to: Int) -> Int? {
+func lastOccurrence(_ needle: UnsafeRawPointer, _ needleCount: Int, in haystack: UnsafeRawPointer, from: Int, to: Int)
+    -> Int?
+{
     let first = needle.load(as: UInt8.self)
     let pattern = UInt64(first) &* 0x0101_0101_0101_0101
     // Candidates for the needle's start lie in from...(to - needleCount).

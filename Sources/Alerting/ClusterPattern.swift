@@ -53,7 +53,8 @@ public struct ClusterPattern: Sendable, Equatable {
     }
 
     /// Follows jumps, splits and assertions from `start`; true when `accept` is reached.
-    private func add(_ start: Int, at position: Int, length: Int, to list: inout ThreadList, stack: inout [Int]) -> Bool {
+    private func add(_ start: Int, at position: Int, length: Int, to list: inout ThreadList, stack: inout [Int]) -> Bool
+    {
         stack.removeAll(keepingCapacity: true)
         stack.append(start)
         while let pc = stack.popLast() {
@@ -186,9 +187,15 @@ private struct Parser {
         guard let scalar = current else { return nil }
         let bounds: (Int, Int?)
         switch scalar {
-        case "*": bounds = (0, nil); index += 1
-        case "+": bounds = (1, nil); index += 1
-        case "?": bounds = (0, 1); index += 1
+        case "*":
+            bounds = (0, nil)
+            index += 1
+        case "+":
+            bounds = (1, nil)
+            index += 1
+        case "?":
+            bounds = (0, 1)
+            index += 1
         case "{":
             guard let counted = try parseCount() else { return nil }
             bounds = counted
@@ -250,8 +257,12 @@ private struct Parser {
             if current == "?" {
                 switch (peek(1), peek(2)) {
                 case (":"?, _): index += 2
-                case ("P"?, "<"?): index += 3; try skipGroupName()
-                case ("<"?, let third?) where third != "=" && third != "!": index += 2; try skipGroupName()
+                case ("P"?, "<"?):
+                    index += 3
+                    try skipGroupName()
+                case ("<"?, let third?) where third != "=" && third != "!":
+                    index += 2
+                    try skipGroupName()
                 case ("="?, _), ("!"?, _), ("<"?, "="?), ("<"?, "!"?):
                     throw invalid("lookaround is not supported")
                 default:
@@ -337,7 +348,9 @@ private struct Parser {
             var low: UInt32
             if scalar == "\\" {
                 index += 1
-                guard case .scalar(let escaped) = try parseEscape(inClass: true) else { throw invalid("an anchor in a class") }
+                guard case .scalar(let escaped) = try parseEscape(inClass: true) else {
+                    throw invalid("an anchor in a class")
+                }
                 if escaped.negated || escaped.ranges.count != 1 || escaped.ranges[0].count != 1 {
                     guard !escaped.negated else { throw invalid("\\D, \\W, \\S inside a class are not supported") }
                     set.ranges += escaped.ranges
@@ -354,7 +367,8 @@ private struct Parser {
                 if after == "\\" {
                     index += 1
                     guard case .scalar(let escaped) = try parseEscape(inClass: true), !escaped.negated,
-                          escaped.ranges.count == 1, escaped.ranges[0].count == 1 else {
+                        escaped.ranges.count == 1, escaped.ranges[0].count == 1
+                    else {
                         throw invalid("a range must end in a single character")
                     }
                     high = escaped.ranges[0].lowerBound

@@ -1,15 +1,16 @@
 import AccessLogParser
 import Diagnosis
 import FlagCounting
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc  // exp
+    import Glibc  // exp
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Evaluates spike rules over the trailing-window counts, per upstream cluster, and keeps each
@@ -60,7 +61,9 @@ public final class RuleEngine {
 
     /// The alerts now pending or firing.
     public var activeAlerts: [Alert] {
-        series.flatMap { rule in rule.values.compactMap(\.alert) }.sorted { ($0.rule, $0.cluster) < ($1.rule, $1.cluster) }
+        series.flatMap { rule in rule.values.compactMap(\.alert) }.sorted {
+            ($0.rule, $0.cluster) < ($1.rule, $1.cluster)
+        }
     }
 
     /// Alerts per rule and state (pending, firing), for `flagwatch_alerts`.
@@ -105,10 +108,14 @@ public final class RuleEngine {
                 var current = entry ?? Series()
                 let total = counts.windowCount(cluster: cluster, flag: nil, window: rule.windowIndex)
                 let rate = Double(count) / Double(rule.windowSeconds)
-                let figures = AlertFigures(count: count, total: total, rate: rate,
-                                           baseline: estimate(current.baseline, rule: rule, uptime: now - started))
+                let figures = AlertFigures(
+                    count: count, total: total, rate: rate,
+                    baseline: estimate(current.baseline, rule: rule, uptime: now - started))
                 let holds = condition(rule, figures)
-                step(&current, rule: rule, holds: holds, now: now, figures: figures, resolved: &resolved, transitions: &transitions) {
+                step(
+                    &current, rule: rule, holds: holds, now: now, figures: figures, resolved: &resolved,
+                    transitions: &transitions
+                ) {
                     self.makeAlert(rule, cluster: cluster, name: name, counts: counts, figures: figures, now: now)
                 }
                 if case .inactive = current.phase {
@@ -127,9 +134,16 @@ public final class RuleEngine {
             }
             // Clusters gone from the counts (expired) or without flags now: the condition is false.
             for (name, var current) in series[ruleIndex] where !seen.contains(name) {
-                let figures = AlertFigures(count: 0, total: 0, rate: 0, baseline: estimate(current.baseline, rule: rule, uptime: now - started))
-                step(&current, rule: rule, holds: false, now: now, figures: figures, resolved: &resolved, transitions: &transitions) {
-                    Alert(rule: rule.name, cluster: name, state: .pending, labels: [], annotations: [], activeAt: now, figures: figures)
+                let figures = AlertFigures(
+                    count: 0, total: 0, rate: 0, baseline: estimate(current.baseline, rule: rule, uptime: now - started)
+                )
+                step(
+                    &current, rule: rule, holds: false, now: now, figures: figures, resolved: &resolved,
+                    transitions: &transitions
+                ) {
+                    Alert(
+                        rule: rule.name, cluster: name, state: .pending, labels: [], annotations: [], activeAt: now,
+                        figures: figures)
                 }
                 if case .inactive = current.phase {
                     let weight = elapsed > 0 ? 1 - exp(-elapsed / rule.baselineSeconds) : 0
@@ -186,7 +200,9 @@ public final class RuleEngine {
         guard figures.count >= UInt64(rule.minCount) else { return false }
         if rule.ratio == nil && rule.spikeFactor == nil { return true }
         if let ratio = rule.ratio, figures.total > 0, figures.ratio >= ratio { return true }
-        if let factor = rule.spikeFactor, let baseline = figures.baseline, figures.rate >= factor * baseline { return true }
+        if let factor = rule.spikeFactor, let baseline = figures.baseline, figures.rate >= factor * baseline {
+            return true
+        }
         return false
     }
 
@@ -258,17 +274,22 @@ public final class RuleEngine {
         return result
     }
 
-    private func makeAlert(_ rule: AlertRule, cluster: Int, name: String, counts: FlagCounts, figures: AlertFigures, now: Double) -> Alert {
+    private func makeAlert(
+        _ rule: AlertRule, cluster: Int, name: String, counts: FlagCounts, figures: AlertFigures, now: Double
+    ) -> Alert {
         let diagnosis = diagnose(counts, cluster, rule.flags)
         // The dominant flag, fixed for the alert's life: it is part of the alert's identity.
         let flag = diagnosis?.flag ?? dominantFlag(rule, cluster: cluster, counts: counts)
         let istio = IstioClusterName(name)
-        var labels: [(name: String, value: String)] = [("alertname", rule.name), ("upstream_cluster", name), ("response_flag", flag.shortName)]
+        var labels: [(name: String, value: String)] = [
+            ("alertname", rule.name), ("upstream_cluster", name), ("response_flag", flag.shortName),
+        ]
         if !istio.service.isEmpty { labels.append(("service", istio.service)) }
         if !istio.namespace.isEmpty { labels.append(("namespace", istio.namespace)) }
         labels.append(("severity", rule.severity))
-        var alert = Alert(rule: rule.name, cluster: name, state: .pending, labels: labels, annotations: [], activeAt: now,
-                          figures: figures, diagnosis: diagnosis)
+        var alert = Alert(
+            rule: rule.name, cluster: name, state: .pending, labels: labels, annotations: [], activeAt: now,
+            figures: figures, diagnosis: diagnosis)
         alert.annotations = annotations(rule, alert: alert)
         return alert
     }
@@ -292,7 +313,8 @@ public final class RuleEngine {
         let window = Self.duration(rule.windowSeconds)
         let flagList = rule.flags.map(\.shortName).joined(separator: ",")
         let percent = Self.format(figures.ratio * 100, digits: 1)
-        var description = "\(figures.count) of \(figures.total) responses on \(alert.cluster) in the last \(window) had \(flagList) (\(percent) %, "
+        var description =
+            "\(figures.count) of \(figures.total) responses on \(alert.cluster) in the last \(window) had \(flagList) (\(percent) %, "
             + "\(Self.format(figures.rate * 60, digits: 2))/min)"
         if let baseline = figures.baseline {
             description += "; baseline \(Self.format(baseline * 60, digits: 2))/min"

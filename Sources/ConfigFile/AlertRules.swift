@@ -15,7 +15,8 @@ extension AlertRule {
             AlertRule(
                 name: rule.name, flags: rule.flags, include: rule.include, exclude: rule.exclude,
                 // countedWindows holds every rule's window (it is built from them).
-                windowIndex: windows.firstIndex(of: rule.window) ?? 0, windowSeconds: Int(rule.window.seconds), flagGroup: index,
+                windowIndex: windows.firstIndex(of: rule.window) ?? 0, windowSeconds: Int(rule.window.seconds),
+                flagGroup: index,
                 minCount: rule.minCount, ratio: rule.ratio, spikeFactor: rule.spikeFactor,
                 pendingFor: rule.pendingFor.seconds, resolveAfter: rule.resolveAfter.seconds, severity: rule.severity,
                 baselineSeconds: (rule.baseline ?? alerting.baseline).seconds, runbookURL: rule.runbookURL)

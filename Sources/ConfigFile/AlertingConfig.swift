@@ -41,32 +41,49 @@ public struct AlertingConfig: Sendable, Equatable, Decodable {
         webhooks = try container.decodeIfPresent([WebhookConfig].self, forKey: .webhooks) ?? []
         externalURL = try container.decodeIfPresent(String.self, forKey: .externalURL)
         resendEvery = try container.decodeIfPresent(ConfigDuration.self, forKey: .resendEvery) ?? resendEvery
-        webhookRepeatEvery = try container.decodeIfPresent(ConfigDuration.self, forKey: .webhookRepeatEvery) ?? webhookRepeatEvery
-        notificationTimeout = try container.decodeIfPresent(ConfigDuration.self, forKey: .notificationTimeout) ?? notificationTimeout
+        webhookRepeatEvery =
+            try container.decodeIfPresent(ConfigDuration.self, forKey: .webhookRepeatEvery) ?? webhookRepeatEvery
+        notificationTimeout =
+            try container.decodeIfPresent(ConfigDuration.self, forKey: .notificationTimeout) ?? notificationTimeout
         queueCapacity = try container.decodeIfPresent(Int.self, forKey: .queueCapacity) ?? queueCapacity
         baseline = try container.decodeIfPresent(ConfigDuration.self, forKey: .baseline) ?? baseline
         rules = try container.decodeIfPresent([AlertRuleConfig].self, forKey: .rules) ?? []
 
-        try require(evaluateEvery.seconds >= 1 && evaluateEvery.seconds <= 3600, .evaluateEvery, in: container, "must be between 1s and 1h")
+        try require(
+            evaluateEvery.seconds >= 1 && evaluateEvery.seconds <= 3600, .evaluateEvery, in: container,
+            "must be between 1s and 1h")
         for url in alertmanagers {
             try require(isHTTPURL(url), .alertmanagers, in: container, "'\(url)' is not an http:// or https:// URL")
         }
         if let externalURL {
-            try require(isHTTPURL(externalURL), .externalURL, in: container, "'\(externalURL)' is not an http:// or https:// URL")
+            try require(
+                isHTTPURL(externalURL), .externalURL, in: container,
+                "'\(externalURL)' is not an http:// or https:// URL")
         }
-        try require(resendEvery.seconds >= 1 && resendEvery.seconds <= 86400, .resendEvery, in: container, "must be between 1s and 1d")
-        try require(webhookRepeatEvery.seconds >= 1 && webhookRepeatEvery.seconds <= 30 * 86400, .webhookRepeatEvery, in: container, "must be between 1s and 30d")
-        try require(notificationTimeout.seconds >= 0.1 && notificationTimeout.seconds <= 600, .notificationTimeout, in: container, "must be between 100ms and 10m")
-        try require(queueCapacity >= 1 && queueCapacity <= 1_000_000, .queueCapacity, in: container, "must be between 1 and 1000000")
-        try require(baseline.seconds >= 60 && baseline.seconds <= 30 * 86400, .baseline, in: container, "must be between 1m and 30d")
+        try require(
+            resendEvery.seconds >= 1 && resendEvery.seconds <= 86400, .resendEvery, in: container,
+            "must be between 1s and 1d")
+        try require(
+            webhookRepeatEvery.seconds >= 1 && webhookRepeatEvery.seconds <= 30 * 86400, .webhookRepeatEvery,
+            in: container, "must be between 1s and 30d")
+        try require(
+            notificationTimeout.seconds >= 0.1 && notificationTimeout.seconds <= 600, .notificationTimeout,
+            in: container, "must be between 100ms and 10m")
+        try require(
+            queueCapacity >= 1 && queueCapacity <= 1_000_000, .queueCapacity, in: container,
+            "must be between 1 and 1000000")
+        try require(
+            baseline.seconds >= 60 && baseline.seconds <= 30 * 86400, .baseline, in: container,
+            "must be between 1m and 30d")
         var names = Set<String>()
         for rule in rules {
             try require(names.insert(rule.name).inserted, .rules, in: container, "two rules are named '\(rule.name)'")
         }
         var receiverNames = Set(alertmanagers.map { "alertmanager " + $0 })
         for webhook in webhooks {
-            try require(receiverNames.insert(webhook.receiverName).inserted, .webhooks, in: container,
-                        "two receivers are named '\(webhook.receiverName)' (give each webhook its own name)")
+            try require(
+                receiverNames.insert(webhook.receiverName).inserted, .webhooks, in: container,
+                "two receivers are named '\(webhook.receiverName)' (give each webhook its own name)")
         }
     }
 }
@@ -98,8 +115,12 @@ public struct WebhookConfig: Sendable, Equatable, Decodable {
         hmacSecretFile = try container.decodeIfPresent(String.self, forKey: .hmacSecretFile)
         caFile = try container.decodeIfPresent(String.self, forKey: .caFile)
         try require(isHTTPURL(url), .url, in: container, "'\(url)' is not an http:// or https:// URL")
-        if let name { try require(!name.isEmpty && name.count <= 100, .name, in: container, "must be 1 to 100 characters") }
-        for (key, path) in [(CodingKeys.bearerTokenFile, bearerTokenFile), (.hmacSecretFile, hmacSecretFile), (.caFile, caFile)] {
+        if let name {
+            try require(!name.isEmpty && name.count <= 100, .name, in: container, "must be 1 to 100 characters")
+        }
+        for (key, path) in [
+            (CodingKeys.bearerTokenFile, bearerTokenFile), (.hmacSecretFile, hmacSecretFile), (.caFile, caFile),
+        ] {
             if let path { try require(path.hasPrefix("/"), key, in: container, "'\(path)' must be an absolute path") }
         }
     }
@@ -161,12 +182,18 @@ public struct AlertRuleConfig: Sendable, Equatable, Decodable {
     public init(from decoder: any Decoder) throws {
         let container = try strictContainer(decoder, CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
-        try require(Self.isLabelValueName(name), .name, in: container, "'\(name)' must be letters, digits and _ (an alertname), not starting with a digit")
+        try require(
+            Self.isLabelValueName(name), .name, in: container,
+            "'\(name)' must be letters, digits and _ (an alertname), not starting with a digit")
         let flagNames = try container.decode([String].self, forKey: .flags)
         var flags: [ResponseFlag] = []
         for flagName in flagNames {
             guard let flag = ResponseFlag(name: flagName) else {
-                throw DecodingError.dataCorruptedError(forKey: .flags, in: container, debugDescription: "'\(flagName)' is not an Envoy response flag (short or long name, e.g. UF or UpstreamConnectionFailure)")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .flags, in: container,
+                    debugDescription:
+                        "'\(flagName)' is not an Envoy response flag (short or long name, e.g. UF or UpstreamConnectionFailure)"
+                )
             }
             if !flags.contains(flag) { flags.append(flag) }
         }
@@ -186,21 +213,40 @@ public struct AlertRuleConfig: Sendable, Equatable, Decodable {
         baseline = try container.decodeIfPresent(ConfigDuration.self, forKey: .baseline)
         runbookURL = try container.decodeIfPresent(String.self, forKey: .runbookURL)
 
-        try require(window.seconds >= 1 && window.seconds <= 86400 && window.seconds == window.seconds.rounded(),
-                    .window, in: container, "must be whole seconds between 1s and 1d")
+        try require(
+            window.seconds >= 1 && window.seconds <= 86400 && window.seconds == window.seconds.rounded(),
+            .window, in: container, "must be whole seconds between 1s and 1d")
         try require(minCount >= 1, .minCount, in: container, "must be at least 1")
         if let ratio { try require(ratio > 0 && ratio <= 1, .ratio, in: container, "must be above 0 and at most 1") }
-        if let spikeFactor { try require(spikeFactor >= 1 && spikeFactor <= 1_000_000, .spikeFactor, in: container, "must be between 1 and 1000000") }
-        try require(pendingFor.seconds >= 0 && pendingFor.seconds <= 86400, .pendingFor, in: container, "must be between 0s and 1d")
-        try require(resolveAfter.seconds >= 0 && resolveAfter.seconds <= 86400, .resolveAfter, in: container, "must be between 0s and 1d")
+        if let spikeFactor {
+            try require(
+                spikeFactor >= 1 && spikeFactor <= 1_000_000, .spikeFactor, in: container,
+                "must be between 1 and 1000000")
+        }
+        try require(
+            pendingFor.seconds >= 0 && pendingFor.seconds <= 86400, .pendingFor, in: container,
+            "must be between 0s and 1d")
+        try require(
+            resolveAfter.seconds >= 0 && resolveAfter.seconds <= 86400, .resolveAfter, in: container,
+            "must be between 0s and 1d")
         try require(!severity.isEmpty && severity.count <= 50, .severity, in: container, "must be 1 to 50 characters")
-        if let baseline { try require(baseline.seconds >= 60 && baseline.seconds <= 30 * 86400, .baseline, in: container, "must be between 1m and 30d") }
-        if let runbookURL { try require(isHTTPURL(runbookURL), .runbookURL, in: container, "'\(runbookURL)' is not an http:// or https:// URL") }
+        if let baseline {
+            try require(
+                baseline.seconds >= 60 && baseline.seconds <= 30 * 86400, .baseline, in: container,
+                "must be between 1m and 30d")
+        }
+        if let runbookURL {
+            try require(
+                isHTTPURL(runbookURL), .runbookURL, in: container, "'\(runbookURL)' is not an http:// or https:// URL")
+        }
     }
 
     static func isLabelValueName(_ text: String) -> Bool {
         guard let first = text.unicodeScalars.first, !(first.properties.numericType != nil) else { return false }
-        return text.count <= 100 && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        return text.count <= 100
+            && text.unicodeScalars.allSatisfy {
+                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_")
+            }
     }
 }
 

@@ -26,7 +26,8 @@ public struct ConfigDuration: Sendable, Equatable, Hashable, Comparable, CustomS
             guard let value = Double(number) else { return nil }
             number = ""
             let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-            guard let unit = units.first(where: { rest.hasPrefix($0.0) && !(rest.hasPrefix("ms") && $0.0 == "m") }) else { return nil }
+            guard let unit = units.first(where: { rest.hasPrefix($0.0) && !(rest.hasPrefix("ms") && $0.0 == "m") })
+            else { return nil }
             total += value * unit.1
             rest = rest.dropFirst(unit.0.count)
         }
@@ -42,7 +43,8 @@ public struct ConfigDuration: Sendable, Equatable, Hashable, Comparable, CustomS
         }
         let text = try container.decode(String.self)
         guard let parsed = ConfigDuration(parsing: text) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "'\(text)' is not a duration (use e.g. 30s, 5m, 1h)")
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(text)' is not a duration (use e.g. 30s, 5m, 1h)")
         }
         self = parsed
     }

@@ -1,10 +1,11 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import SystemCalls
 import Yams
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A configuration error, worded for the person editing the file: where, which key, why.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -33,8 +34,9 @@ public enum ConfigLoader {
         do {
             bytes = try FileSystem.contents(of: path, maxBytes: maximumSize)
         } catch Errno.fileTooLarge {
-            throw ConfigError(file: path, line: nil, key: nil,
-                              reason: "larger than \(maximumSize >> 20) MiB: a flagwatch config is a few KiB")
+            throw ConfigError(
+                file: path, line: nil, key: nil,
+                reason: "larger than \(maximumSize >> 20) MiB: a flagwatch config is a few KiB")
         } catch {
             throw ConfigError(file: path, line: nil, key: nil, reason: "cannot read: \(error)")
         }
@@ -89,7 +91,8 @@ public enum ConfigLoader {
             reason = "expected \(typeName(type)), found nothing"
         case .keyNotFound(let key, let context):
             path = context.codingPath
-            reason = context.debugDescription.isEmpty || context.debugDescription.hasPrefix("No value associated")
+            reason =
+                context.debugDescription.isEmpty || context.debugDescription.hasPrefix("No value associated")
                 ? "missing key '\(key.stringValue)'" : context.debugDescription
         case .dataCorrupted(let context):
             path = context.codingPath
@@ -108,7 +111,8 @@ public enum ConfigLoader {
         case is Double.Type, is ConfigDuration.Type: "a number or a duration like 30s"
         case is Bool.Type: "true or false"
         default:
-            String(describing: type).hasPrefix("Array") ? "a list" : String(describing: type).hasPrefix("Dictionary") ? "a mapping" : "a mapping"
+            String(describing: type).hasPrefix("Array")
+                ? "a list" : String(describing: type).hasPrefix("Dictionary") ? "a mapping" : "a mapping"
         }
     }
 
@@ -134,7 +138,8 @@ public enum ConfigLoader {
                 node = sequence[index]
                 line = node.mark?.line ?? line
             } else if let mapping = node.mapping,
-                let entry = mapping.first(where: { $0.key.string == key.stringValue }) {
+                let entry = mapping.first(where: { $0.key.string == key.stringValue })
+            {
                 line = entry.key.mark?.line ?? line
                 node = entry.value
             } else {

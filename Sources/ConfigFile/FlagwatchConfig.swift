@@ -9,7 +9,9 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
     public var listen = "127.0.0.1:9817"
     public var stateDirectory = "/var/lib/flagwatch"
     public var sources: [SourceConfig] = []
-    public var windows: [ConfigDuration] = [ConfigDuration(seconds: 60), ConfigDuration(seconds: 300), ConfigDuration(seconds: 900)]
+    public var windows: [ConfigDuration] = [
+        ConfigDuration(seconds: 60), ConfigDuration(seconds: 300), ConfigDuration(seconds: 900),
+    ]
     public var limits = Limits()
     public var follow = FollowSettings()
     /// Spike rules and receivers; nil: no alerting.
@@ -31,8 +33,11 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
         public init(from decoder: any Decoder) throws {
             let container = try strictContainer(decoder, CodingKeys.self)
             maxClusters = try container.decodeIfPresent(Int.self, forKey: .maxClusters) ?? maxClusters
-            idleSeriesExpiry = try container.decodeIfPresent(ConfigDuration.self, forKey: .idleSeriesExpiry) ?? idleSeriesExpiry
-            try require(maxClusters >= 1 && maxClusters <= 10_000_000, .maxClusters, in: container, "must be between 1 and 10000000")
+            idleSeriesExpiry =
+                try container.decodeIfPresent(ConfigDuration.self, forKey: .idleSeriesExpiry) ?? idleSeriesExpiry
+            try require(
+                maxClusters >= 1 && maxClusters <= 10_000_000, .maxClusters, in: container,
+                "must be between 1 and 10000000")
             try require(idleSeriesExpiry.seconds >= 1, .idleSeriesExpiry, in: container, "must be at least 1s")
         }
     }
@@ -55,16 +60,24 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
 
         public init(from decoder: any Decoder) throws {
             let container = try strictContainer(decoder, CodingKeys.self)
-            rescanInterval = try container.decodeIfPresent(ConfigDuration.self, forKey: .rescanInterval) ?? rescanInterval
-            checkpointInterval = try container.decodeIfPresent(ConfigDuration.self, forKey: .checkpointInterval) ?? checkpointInterval
-            rotatedFileGrace = try container.decodeIfPresent(ConfigDuration.self, forKey: .rotatedFileGrace) ?? rotatedFileGrace
+            rescanInterval =
+                try container.decodeIfPresent(ConfigDuration.self, forKey: .rescanInterval) ?? rescanInterval
+            checkpointInterval =
+                try container.decodeIfPresent(ConfigDuration.self, forKey: .checkpointInterval) ?? checkpointInterval
+            rotatedFileGrace =
+                try container.decodeIfPresent(ConfigDuration.self, forKey: .rotatedFileGrace) ?? rotatedFileGrace
             maxLineLength = try container.decodeIfPresent(Int.self, forKey: .maxLineLength) ?? maxLineLength
             for key in [CodingKeys.rescanInterval, .checkpointInterval] {
                 let value = key == .rescanInterval ? rescanInterval : checkpointInterval
-                try require(value.seconds >= 0.01 && value.seconds <= 86400, key, in: container, "must be between 10ms and 1d")
+                try require(
+                    value.seconds >= 0.01 && value.seconds <= 86400, key, in: container, "must be between 10ms and 1d")
             }
-            try require(rotatedFileGrace.seconds >= 0 && rotatedFileGrace.seconds <= 86400, .rotatedFileGrace, in: container, "must be between 0s and 1d")
-            try require(maxLineLength >= 1 && maxLineLength <= 64 * 1024 * 1024, .maxLineLength, in: container, "must be between 1 and 67108864")
+            try require(
+                rotatedFileGrace.seconds >= 0 && rotatedFileGrace.seconds <= 86400, .rotatedFileGrace, in: container,
+                "must be between 0s and 1d")
+            try require(
+                maxLineLength >= 1 && maxLineLength <= 64 * 1024 * 1024, .maxLineLength, in: container,
+                "must be between 1 and 67108864")
         }
     }
 
@@ -84,26 +97,36 @@ public struct FlagwatchConfig: Sendable, Equatable, Decodable {
         follow = try container.decodeIfPresent(FollowSettings.self, forKey: .follow) ?? follow
         alerting = try container.decodeIfPresent(AlertingConfig.self, forKey: .alerting)
 
-        try require(ListenAddress(listen) != nil, .listen, in: container, "'\(listen)' is not host:port (e.g. 127.0.0.1:9817 or [::]:9817)")
+        try require(
+            ListenAddress(listen) != nil, .listen, in: container,
+            "'\(listen)' is not host:port (e.g. 127.0.0.1:9817 or [::]:9817)")
         try require(!stateDirectory.isEmpty, .stateDirectory, in: container, "must not be empty")
         try require(!sources.isEmpty, .sources, in: container, "at least one source is needed")
         var names = Set<String>()
         for source in sources {
-            try require(names.insert(source.name).inserted, .sources, in: container, "two sources are named '\(source.name)'")
+            try require(
+                names.insert(source.name).inserted, .sources, in: container, "two sources are named '\(source.name)'")
         }
         try require(!windows.isEmpty && windows.count <= 10, .windows, in: container, "give 1 to 10 windows")
         for window in windows {
-            try require(window.seconds >= 1 && window.seconds <= 86400 && window.seconds == window.seconds.rounded(),
-                        .windows, in: container, "\(window) must be whole seconds between 1s and 1d")
+            try require(
+                window.seconds >= 1 && window.seconds <= 86400 && window.seconds == window.seconds.rounded(),
+                .windows, in: container, "\(window) must be whole seconds between 1s and 1d")
         }
         try require(Set(windows).count == windows.count, .windows, in: container, "windows must be different")
         // Rule windows are read from the same per-second rings, which are as long as the
         // longest window: a longer rule window would need longer rings for every series.
         let longest = windows.max() ?? ConfigDuration(seconds: 0)
         for (index, rule) in (alerting?.rules ?? []).enumerated() where rule.window > longest {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: container.codingPath + [CodingKeys.alerting, AnyKey(stringValue: "rules"), IndexKey(index), AnyKey(stringValue: "window")],
-                debugDescription: "\(rule.window) is longer than the longest of `windows` (\(longest)); add it to `windows` or shorten it"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: container.codingPath + [
+                        CodingKeys.alerting, AnyKey(stringValue: "rules"), IndexKey(index),
+                        AnyKey(stringValue: "window"),
+                    ],
+                    debugDescription:
+                        "\(rule.window) is longer than the longest of `windows` (\(longest)); add it to `windows` or shorten it"
+                ))
         }
     }
 
@@ -148,10 +171,13 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             directory = try container.decodeIfPresent(String.self, forKey: .directory)
             for match in matches where match != "+" {
                 let parts = match.split(separator: "=", maxSplits: 1)
-                let fieldIsValid = parts.count == 2 && !parts[0].isEmpty
+                let fieldIsValid =
+                    parts.count == 2 && !parts[0].isEmpty
                     && parts[0].allSatisfy { $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }
                     && !(parts[0].first?.isNumber ?? true)
-                try require(fieldIsValid, .matches, in: container, "'\(match)' is not FIELD=VALUE (e.g. _SYSTEMD_UNIT=envoy.service) or +")
+                try require(
+                    fieldIsValid, .matches, in: container,
+                    "'\(match)' is not FIELD=VALUE (e.g. _SYSTEMD_UNIT=envoy.service) or +")
             }
         }
     }
@@ -171,21 +197,27 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
         let journald = try container.decodeIfPresent(Journald.self, forKey: .journald)
         switch (files, journald) {
         case (let files?, nil):
-            try require(!files.isEmpty && files.allSatisfy { !$0.isEmpty }, .files, in: container, "give at least one path or pattern")
+            try require(
+                !files.isEmpty && files.allSatisfy { !$0.isEmpty }, .files, in: container,
+                "give at least one path or pattern")
             input = .files(files)
         case (nil, let journal?):
             input = .journald(matches: journal.matches, directory: journal.directory)
         case (.some, .some):
-            throw DecodingError.dataCorruptedError(forKey: .journald, in: container, debugDescription: "a source has either files or journald, not both")
+            throw DecodingError.dataCorruptedError(
+                forKey: .journald, in: container, debugDescription: "a source has either files or journald, not both")
         case (nil, nil):
-            throw DecodingError.keyNotFound(CodingKeys.files, .init(codingPath: container.codingPath, debugDescription: "a source needs files or journald"))
+            throw DecodingError.keyNotFound(
+                CodingKeys.files,
+                .init(codingPath: container.codingPath, debugDescription: "a source needs files or journald"))
         }
         format = try container.decodeIfPresent(String.self, forKey: .format) ?? format
         jsonKeys = try container.decodeIfPresent([String: String].self, forKey: .jsonKeys) ?? [:]
         var keyMap = JSONKeyMap()
         for (field, key) in jsonKeys.sorted(by: { $0.key < $1.key }) {
-            try require(!key.isEmpty && keyMap.setKey(key, forField: field), .jsonKeys, in: container,
-                        "'\(field)' is not one of " + JSONKeyMap.fieldNames.joined(separator: ", "))
+            try require(
+                !key.isEmpty && keyMap.setKey(key, forField: field), .jsonKeys, in: container,
+                "'\(field)' is not one of " + JSONKeyMap.fieldNames.joined(separator: ", "))
         }
         do {
             _ = try AccessLogParser(format: LogFormat(argument: format, jsonKeys: keyMap))
@@ -195,13 +227,16 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
         let container_ = try container.decodeIfPresent(String.self, forKey: .containerFormat)
         if let text = container_ {
             guard let value = ContainerFormat(rawValue: text) else {
-                throw DecodingError.dataCorruptedError(forKey: .containerFormat, in: container, debugDescription: "'\(text)' is not one of none, cri, docker, auto")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .containerFormat, in: container,
+                    debugDescription: "'\(text)' is not one of none, cri, docker, auto")
             }
             containerFormat = value
         }
         if let text = try container.decodeIfPresent(String.self, forKey: .startAt) {
             guard let value = StartPosition(rawValue: text) else {
-                throw DecodingError.dataCorruptedError(forKey: .startAt, in: container, debugDescription: "'\(text)' is not one of end, beginning")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .startAt, in: container, debugDescription: "'\(text)' is not one of end, beginning")
             }
             startAt = value
         }
@@ -224,7 +259,9 @@ public struct ListenAddress: Sendable, Equatable {
         let hostPart: Substring
         let portPart: Substring
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                return nil
+            }
             hostPart = text[text.index(after: text.startIndex)..<close]
             portPart = text[text.index(close, offsetBy: 2)...]
         } else {
@@ -259,19 +296,25 @@ struct IndexKey: CodingKey {
 
 /// A keyed container that refuses keys the type does not know (a typo must not silently
 /// fall back to a default).
-func strictContainer<Key: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Key.Type) throws -> KeyedDecodingContainer<Key> {
+func strictContainer<Key: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Key.Type) throws
+    -> KeyedDecodingContainer<Key>
+{
     let all = try decoder.container(keyedBy: AnyKey.self)
     let known = Set(Key.allCases.map(\.stringValue))
     for key in all.allKeys where !known.contains(key.stringValue) {
-        throw DecodingError.dataCorrupted(.init(
-            codingPath: decoder.codingPath + [key],
-            debugDescription: "unknown key (known here: \(Key.allCases.map(\.stringValue).joined(separator: ", ")))"))
+        throw DecodingError.dataCorrupted(
+            .init(
+                codingPath: decoder.codingPath + [key],
+                debugDescription: "unknown key (known here: \(Key.allCases.map(\.stringValue).joined(separator: ", ")))"
+            ))
     }
     return try decoder.container(keyedBy: Key.self)
 }
 
 /// Throws a decoding error at `key` unless `condition` holds.
-func require<Key: CodingKey>(_ condition: Bool, _ key: Key, in container: KeyedDecodingContainer<Key>, _ message: @autoclosure () -> String) throws {
+func require<Key: CodingKey>(
+    _ condition: Bool, _ key: Key, in container: KeyedDecodingContainer<Key>, _ message: @autoclosure () -> String
+) throws {
     guard !condition else { return }
     throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: message())
 }

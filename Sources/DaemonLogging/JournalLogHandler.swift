@@ -25,8 +25,11 @@ public struct JournalEntry: Sendable {
         for end in ends {
             let item = bytes[start..<end]
             if let equals = item.firstIndex(of: UInt8(ascii: "=")) {
-                result.append((String(decoding: item[start..<equals], as: UTF8.self),
-                               String(decoding: item[(equals + 1)..<end], as: UTF8.self)))
+                result.append(
+                    (
+                        String(decoding: item[start..<equals], as: UTF8.self),
+                        String(decoding: item[(equals + 1)..<end], as: UTF8.self)
+                    ))
             }
             start = end
         }
@@ -61,8 +64,10 @@ public struct JournalLogHandler: LogHandler {
     /// SYSLOG_IDENTIFIER.
     public let identifier: String
 
-    public init(label: String, identifier: String = "flagwatch",
-                metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
+    public init(
+        label: String, identifier: String = "flagwatch",
+        metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider
+    ) {
         self.label = label
         self.identifier = identifier
         self.metadataProvider = metadataProvider
@@ -84,9 +89,10 @@ public struct JournalLogHandler: LogHandler {
         if JournalSend.send(entry) < 0 {
             var fallback = StandardErrorLogHandler(label: label, metadataProvider: nil)
             fallback.logLevel = logLevel
-            fallback.log(event: LogEvent(
-                level: event.level, message: event.message, metadata: merged, source: event.source,
-                file: event.file, function: event.function, line: event.line))
+            fallback.log(
+                event: LogEvent(
+                    level: event.level, message: event.message, metadata: merged, source: event.source,
+                    file: event.file, function: event.function, line: event.line))
         }
     }
 
@@ -141,7 +147,8 @@ public struct JournalLogHandler: LogHandler {
             }
             if name.utf8.count >= maxFieldNameLength { break }
         }
-        let needsPrefix = name.isEmpty || name.hasPrefix("_") || name.first?.isNumber == true
+        let needsPrefix =
+            name.isEmpty || name.hasPrefix("_") || name.first?.isNumber == true
             || reservedFieldNames.contains(name) || name.hasPrefix("OBJECT_") || name.hasPrefix("COREDUMP_")
         if needsPrefix { name = String((fieldPrefix + name).prefix(maxFieldNameLength)) }
         return name
@@ -149,9 +156,11 @@ public struct JournalLogHandler: LogHandler {
 
     /// Whether `value` is a journal MESSAGE_ID: 128 bits as 32 lowercase hex digits.
     public static func isMessageID(_ value: String) -> Bool {
-        value.utf8.count == 32 && value.utf8.allSatisfy { byte in
-            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
-        }
+        value.utf8.count == 32
+            && value.utf8.allSatisfy { byte in
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            }
     }
 
     /// The entry for one record: fixed fields first, then the metadata sorted by key.

@@ -1,7 +1,7 @@
 import CSystemd
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one place flagwatch writes to the journal: `sd_journal_sendv(3)` with one `iovec` per

@@ -1,9 +1,9 @@
 import SystemCalls
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where the daemon's own log goes (`flagwatch run --log-target`).

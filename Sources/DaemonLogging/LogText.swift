@@ -68,8 +68,10 @@ public struct StandardErrorLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        stream.log(event: Self.escaped(event, handlerMetadata: stream.metadata,
-                                       provided: stream.metadataProvider?.get()))
+        stream.log(
+            event: Self.escaped(
+                event, handlerMetadata: stream.metadata,
+                provided: stream.metadataProvider?.get()))
     }
 
     /// The event with its message and every metadata value escaped. The handler's own and the
@@ -79,7 +81,8 @@ public struct StandardErrorLogHandler: LogHandler {
         if let provided { merged.merge(provided) { _, new in new } }
         if let explicit = event.metadata { merged.merge(explicit) { _, new in new } }
         return LogEvent(
-            level: event.level, message: Logger.Message(stringLiteral: LogText.escapingControls(event.message.description)),
+            level: event.level,
+            message: Logger.Message(stringLiteral: LogText.escapingControls(event.message.description)),
             metadata: LogText.escapingControls(merged), source: event.source,
             file: event.file, function: event.function, line: event.line)
     }

@@ -26,7 +26,8 @@ public enum Diagnoser {
         var diagnosis = diagnose(flag, evidence, target)
         if retried {
             let retries = evidence.count(.upstreamRetryLimitExceeded)
-            diagnosis.likelyCause = "retries exhausted (\(retries) URX), each try failing with \(flag.shortName): " + diagnosis.likelyCause
+            diagnosis.likelyCause =
+                "retries exhausted (\(retries) URX), each try failing with \(flag.shortName): " + diagnosis.likelyCause
         }
         return diagnosis
     }
@@ -53,7 +54,9 @@ public enum Diagnoser {
 
     private static func diagnose(_ flag: ResponseFlag, _ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
         // nginx's and HAProxy's lines carry the same flags with their own evidence and remedies.
-        if let diagnosis = ProxyDiagnoser.diagnose(flag, evidence.tally(flag), cluster: target.cluster) { return diagnosis }
+        if let diagnosis = ProxyDiagnoser.diagnose(flag, evidence.tally(flag), cluster: target.cluster) {
+            return diagnosis
+        }
         return switch flag {
         case .upstreamConnectionFailure: connectionFailure(evidence, target)
         case .noHealthyUpstream: noHealthyUpstream(evidence, target)
@@ -78,7 +81,8 @@ public enum Diagnoser {
         if tls > 0 && tls >= connect {
             let example = tally.example(of: .tls).map { " (\($0))" } ?? ""
             let sds = tally.examples(of: .tls).contains { $0.containsText("SDS") }
-            let hint = sds
+            let hint =
+                sds
                 ? "the sidecar has no certificate from SDS yet (istiod unreachable, or a Secret for a DestinationRule's credentialName missing)"
                 : "PeerAuthentication STRICT vs a DestinationRule with tls mode DISABLE/SIMPLE, or the server has no sidecar"
             return Diagnosis(
@@ -89,7 +93,8 @@ public enum Diagnoser {
         let dominant = FailureTally.dominantConnectFailure(
             refused: tally.count(of: .connectionRefused), timedOut: tally.count(of: .connectTimeout),
             unreachable: tally.count(of: .unreachable))
-        let (words, kinds): (String, Set<FailureKind>) = dominant.map { ($0.words, [$0.kind]) } ?? ("connection failures", [.connectionFailure])
+        let (words, kinds): (String, Set<FailureKind>) =
+            dominant.map { ($0.words, [$0.kind]) } ?? ("connection failures", [.connectionFailure])
         let matching = tally.count(of: kinds)
         let prefix = "backend down, wrong port or NetworkPolicy: "
         let sentence: String
@@ -108,7 +113,8 @@ public enum Diagnoser {
         if target.cluster == "BlackHoleCluster" {
             return Diagnosis(
                 flag: flag, cause: .noHealthyUpstream,
-                likelyCause: "no ready endpoints: \(tally.total) UH on BlackHoleCluster, i.e. outbound traffic blocked by outboundTrafficPolicy REGISTRY_ONLY (no ServiceEntry for the destination)",
+                likelyCause:
+                    "no ready endpoints: \(tally.total) UH on BlackHoleCluster, i.e. outbound traffic blocked by outboundTrafficPolicy REGISTRY_ONLY (no ServiceEntry for the destination)",
                 nextSteps: [
                     "kubectl get serviceentry -A",
                     "kubectl get configmap istio -n istio-system -o yaml | grep -A2 outboundTrafficPolicy",
@@ -120,7 +126,8 @@ public enum Diagnoser {
         if !target.istio.subset.isEmpty {
             sentence += "; the DestinationRule subset '\(target.istio.subset)' may match no pod's labels"
         }
-        return Diagnosis(flag: flag, cause: .noHealthyUpstream, likelyCause: sentence, nextSteps: target.noEndpointsSteps())
+        return Diagnosis(
+            flag: flag, cause: .noHealthyUpstream, likelyCause: sentence, nextSteps: target.noEndpointsSteps())
     }
 
     private static func noRoute(_ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
@@ -130,8 +137,12 @@ public enum Diagnoser {
         if filterChain > 0 && filterChain * 2 > tally.total {
             return Diagnosis(
                 flag: flag, cause: .noRoute,
-                likelyCause: "no route: \(filterChain) of \(tally.total) NR were filter_chain_not_found, a connection no listener filter chain matched (port, SNI or protocol not declared)",
-                nextSteps: ["istioctl proxy-config listeners <pod>", "kubectl get gateway,serviceentry -A", "istioctl analyze -A"])
+                likelyCause:
+                    "no route: \(filterChain) of \(tally.total) NR were filter_chain_not_found, a connection no listener filter chain matched (port, SNI or protocol not declared)",
+                nextSteps: [
+                    "istioctl proxy-config listeners <pod>", "kubectl get gateway,serviceentry -A",
+                    "istioctl analyze -A",
+                ])
         }
         return Diagnosis(
             flag: flag, cause: .noRoute,
@@ -150,34 +161,44 @@ public enum Diagnoser {
         if target.istio.isExternalHost {
             return Diagnosis(
                 flag: flag, cause: .staleKeepAlive,
-                likelyCause: "stale keep-alive connection: \(description) to \(target.istio.host), outside the mesh: it closes idle connections Envoy still reuses; a ServiceEntry with resolution DNS plus retries on connect-failure,reset (or a DestinationRule idleTimeout below the server's) avoids them",
+                likelyCause:
+                    "stale keep-alive connection: \(description) to \(target.istio.host), outside the mesh: it closes idle connections Envoy still reuses; a ServiceEntry with resolution DNS plus retries on connect-failure,reset (or a DestinationRule idleTimeout below the server's) avoids them",
                 nextSteps: target.externalHostSteps())
         }
         return Diagnosis(
             flag: flag, cause: .upstreamClosed,
-            likelyCause: "upstream closed connection before responding: \(description); the app crashed or restarted, or its keep-alive timeout is shorter than Envoy's idle timeout",
+            likelyCause:
+                "upstream closed connection before responding: \(description); the app crashed or restarted, or its keep-alive timeout is shorter than Envoy's idle timeout",
             nextSteps: target.upstreamClosedSteps())
     }
 
     private static func overflow(_ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
         let flag = ResponseFlag.upstreamOverflow
         let tally = evidence.tally(flag)
-        let connectFailures = tally.count(of: [.connectionRefused, .connectTimeout, .unreachable, .connectionFailure, .tls])
+        let connectFailures = tally.count(of: [
+            .connectionRefused, .connectTimeout, .unreachable, .connectionFailure, .tls,
+        ])
         var sentence = "circuit breaker (DestinationRule connectionPool limits): "
         if connectFailures > 0 && connectFailures * 2 > tally.total {
-            let example = tally.example(of: [.connectionRefused, .connectTimeout, .unreachable, .connectionFailure, .tls]).map { " (\($0))" } ?? ""
-            sentence += "\(connectFailures) of \(tally.total) UO came with failed connections\(example): the retry budget (max_retries) overflowed while the backend fails"
+            let example =
+                tally.example(of: [.connectionRefused, .connectTimeout, .unreachable, .connectionFailure, .tls]).map {
+                    " (\($0))"
+                } ?? ""
+            sentence +=
+                "\(connectFailures) of \(tally.total) UO came with failed connections\(example): the retry budget (max_retries) overflowed while the backend fails"
         } else {
             sentence += tally.describe(flag, as: "overflow")
         }
-        return Diagnosis(flag: flag, cause: .circuitBreaker, likelyCause: sentence, nextSteps: target.circuitBreakerSteps())
+        return Diagnosis(
+            flag: flag, cause: .circuitBreaker, likelyCause: sentence, nextSteps: target.circuitBreakerSteps())
     }
 
     private static func timeout(_ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
         let flag = ResponseFlag.upstreamRequestTimeout
         let tally = evidence.tally(flag)
         let perTry = tally.count(containing: "upstream_per_try_timeout")
-        let description = perTry * 2 > tally.total
+        let description =
+            perTry * 2 > tally.total
             ? "\(perTry) of \(tally.total) UT were upstream_per_try_timeout (the retry policy's perTryTimeout)"
             : tally.describe(flag, as: "response_timeout")
         return Diagnosis(
@@ -236,7 +257,9 @@ struct FlagEvidence {
     func count(_ flag: ResponseFlag) -> Int {
         let recent = counts.failureDetailTotal(cluster: cluster, flag: flag)
         if recent > 0 { return recent }
-        if let rings = counts.rings, let shortest = rings.windows.indices.min(by: { rings.windows[$0] < rings.windows[$1] }) {
+        if let rings = counts.rings,
+            let shortest = rings.windows.indices.min(by: { rings.windows[$0] < rings.windows[$1] })
+        {
             let windowed = Int(counts.windowCount(cluster: cluster, flag: flag, window: shortest))
             if windowed > 0 { return windowed }
         }
@@ -287,8 +310,10 @@ enum FailureKind: Hashable {
     /// - Parameter contains: whether the lower-cased text, spaces as `_`, contains a needle.
     private init(_ contains: (String) -> Bool) {
         func has(_ needles: String...) -> Bool { needles.contains(where: contains) }
-        if has("tls_error", "ssl_routines", "certificate_verify_failed", "wrong_version_number",
-               "secret_is_not_supplied_by_sds", "handshake", "certificate_expired", "ssl_handshaking") {
+        if has(
+            "tls_error", "ssl_routines", "certificate_verify_failed", "wrong_version_number",
+            "secret_is_not_supplied_by_sds", "handshake", "certificate_expired", "ssl_handshaking")
+        {
             self = .tls
         } else if has("connection_refused", "connect_error:_111") {
             self = .connectionRefused
@@ -356,8 +381,12 @@ struct FailureTally {
 
     /// The connect failure most lines had (refused first on a tie, then timeouts, then no
     /// route to the host) and how a sentence names it; nil when there was none of them.
-    static func dominantConnectFailure(refused: Int, timedOut: Int, unreachable: Int) -> (kind: FailureKind, words: String)? {
-        if refused > 0 && refused >= timedOut && refused >= unreachable { return (.connectionRefused, "connection refused") }
+    static func dominantConnectFailure(refused: Int, timedOut: Int, unreachable: Int) -> (
+        kind: FailureKind, words: String
+    )? {
+        if refused > 0 && refused >= timedOut && refused >= unreachable {
+            return (.connectionRefused, "connection refused")
+        }
         if timedOut > 0 && timedOut >= unreachable { return (.connectTimeout, "connect timeouts") }
         if unreachable > 0 { return (.unreachable, "no route to the host") }
         return nil
@@ -368,8 +397,10 @@ struct FailureTally {
     }
 
     func count(containing needle: String) -> Int {
-        details.filter { ($0.details ?? "").containsText(needle) || ($0.transportFailureReason ?? "").containsText(needle) }
-            .reduce(0) { $0 + $1.count }
+        details.filter {
+            ($0.details ?? "").containsText(needle) || ($0.transportFailureReason ?? "").containsText(needle)
+        }
+        .reduce(0) { $0 + $1.count }
     }
 
     /// The most frequent text of that kind, shortened to what names the failure.
@@ -401,11 +432,14 @@ struct FailureTally {
     /// The part of a failure detail that names the failure: the TLS error's code
     /// (`CERTIFICATE_VERIFY_FAILED`), else the transport failure reason, else the details.
     static func shortText(_ detail: FailureDetail) -> String {
-        let reason = detail.transportFailureReason ?? Self.transportPart(of: detail.details ?? "") ?? detail.details ?? "-"
+        let reason =
+            detail.transportFailureReason ?? Self.transportPart(of: detail.details ?? "") ?? detail.details ?? "-"
         if reason.containsText("SDS") { return "Secret is not supplied by SDS" }
         // `TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:...`
         let parts = reason.split(whereSeparator: { $0 == ":" || $0 == "|" })
-        if reason.uppercased().containsText("TLS") || reason.containsText("SSL"), let code = parts.first(where: Self.isErrorCode) {
+        if reason.uppercased().containsText("TLS") || reason.containsText("SSL"),
+            let code = parts.first(where: Self.isErrorCode)
+        {
             return String(code)
         }
         return reason
@@ -421,7 +455,9 @@ struct FailureTally {
     /// In `upstream_reset_before_response_started{reason,transport}` or `{reason|transport}`:
     /// the transport failure (split on the first `,` or `|` after `{`, up to the last `}`).
     static func transportPart(of details: String) -> String? {
-        guard let open = details.firstIndex(of: "{"), let close = details.lastIndex(of: "}"), open < close else { return nil }
+        guard let open = details.firstIndex(of: "{"), let close = details.lastIndex(of: "}"), open < close else {
+            return nil
+        }
         let inside = details[details.index(after: open)..<close]
         guard let separator = inside.firstIndex(where: { $0 == "," || $0 == "|" }) else { return String(inside) }
         return String(inside[inside.index(after: separator)...])
@@ -578,7 +614,10 @@ struct Target {
             ]
         }
         if cluster == FlagCounts.noCluster {
-            return ["curl -s localhost:15000/config_dump?resource=dynamic_route_configs", "curl -s localhost:15000/stats | grep -E 'no_route|no_cluster'"]
+            return [
+                "curl -s localhost:15000/config_dump?resource=dynamic_route_configs",
+                "curl -s localhost:15000/stats | grep -E 'no_route|no_cluster'",
+            ]
         }
         return [
             "curl -s localhost:15000/clusters | grep \(quoted)",

@@ -28,7 +28,9 @@ enum ProxyDiagnoser {
             } else if let access = NginxAccessEvidence(details) {
                 proxy = .nginx
                 (kind, words) = (.other, access.meaning)
-            } else if details.hasPrefix("no live upstreams") || (details.hasSuffix("upstream") && details.contains(" while ")) {
+            } else if details.hasPrefix("no live upstreams")
+                || (details.hasSuffix("upstream") && details.contains(" while "))
+            {
                 // nginx's error-log message: the errno or TLS text in its parentheses says most.
                 proxy = .nginx
                 (kind, words) = (FailureKind(detail), detail.transportFailureReason ?? details)
@@ -57,14 +59,18 @@ enum ProxyDiagnoser {
         case .upstreamConnectionFailure:
             return connectionFailure(evidence, total: total, steps, described)
         case .noHealthyUpstream:
-            let sentence = proxy == .nginx
+            let sentence =
+                proxy == .nginx
                 ? "every server of the upstream group '\(cluster)' is marked failed (max_fails within fail_timeout) or the group is empty: "
                 : "no server of backend '\(cluster)' is available (all down by health checks, in maintenance, or none configured): "
-            return Diagnosis(flag: flag, cause: .noLiveServers, likelyCause: sentence + described(), nextSteps: steps.noLiveServersSteps())
+            return Diagnosis(
+                flag: flag, cause: .noLiveServers, likelyCause: sentence + described(),
+                nextSteps: steps.noLiveServersSteps())
         case .upstreamConnectionTermination:
             return Diagnosis(
                 flag: flag, cause: .upstreamClosed,
-                likelyCause: "upstream closed the connection before a complete response: \(described()); the backend crashed or restarted, or it closes keep-alive connections sooner than \(proxy == .nginx ? "nginx" : "HAProxy") reuses them",
+                likelyCause:
+                    "upstream closed the connection before a complete response: \(described()); the backend crashed or restarted, or it closes keep-alive connections sooner than \(proxy == .nginx ? "nginx" : "HAProxy") reuses them",
                 nextSteps: steps.closedSteps())
         case .upstreamRequestTimeout:
             let setting = proxy == .nginx ? "proxy_read_timeout" : "timeout server"
@@ -75,7 +81,8 @@ enum ProxyDiagnoser {
         case .upstreamOverflow:
             return Diagnosis(
                 flag: flag, cause: .queueFull,
-                likelyCause: "servers at maxconn and the queue timed out: \(described()); the backend is too slow or too small for the load",
+                likelyCause:
+                    "servers at maxconn and the queue timed out: \(described()); the backend is too slow or too small for the load",
                 nextSteps: steps.queueSteps())
         case .upstreamProtocolError:
             return Diagnosis(
@@ -98,23 +105,27 @@ enum ProxyDiagnoser {
         if tls > 0 && tls >= (dominant.map { count($0.kind) } ?? 0) {
             return Diagnosis(
                 flag: flag, cause: .upstreamTLSFailure,
-                likelyCause: "TLS handshake with the upstream failed: \(described([.tls])); the server's certificate is not trusted or expired, its name does not match, or it does not speak TLS on that port",
+                likelyCause:
+                    "TLS handshake with the upstream failed: \(described([.tls])); the server's certificate is not trusted or expired, its name does not match, or it does not speak TLS on that port",
                 nextSteps: steps.tlsSteps())
         }
         switch dominant {
         case (.connectionRefused, let words)?:
             return Diagnosis(
                 flag: flag, cause: .backendDown,
-                likelyCause: "backend down or wrong port (\(words)): \(described([.connectionRefused])); nothing listens on the server's address and port",
+                likelyCause:
+                    "backend down or wrong port (\(words)): \(described([.connectionRefused])); nothing listens on the server's address and port",
                 nextSteps: steps.refusedSteps())
-        case let (kind, words)?:
+        case (let kind, let words)?:
             return Diagnosis(
                 flag: flag, cause: .packetsDropped,
-                likelyCause: "packets dropped (firewall, NetworkPolicy) rather than refused, or the host is gone (\(words)): \(described([kind]))",
+                likelyCause:
+                    "packets dropped (firewall, NetworkPolicy) rather than refused, or the host is gone (\(words)): \(described([kind]))",
                 nextSteps: steps.droppedSteps())
         case nil:
-            return Diagnosis(flag: flag, cause: .backendDown, likelyCause: "backend down, wrong port or blocked: \(described(nil))",
-                             nextSteps: steps.refusedSteps())
+            return Diagnosis(
+                flag: flag, cause: .backendDown, likelyCause: "backend down, wrong port or blocked: \(described(nil))",
+                nextSteps: steps.refusedSteps())
         }
     }
 }
@@ -132,22 +143,32 @@ struct HAProxyState {
         let first = Character(UnicodeScalar(bytes[0]))
         let second = Character(UnicodeScalar(bytes[1]))
         guard "CSPLRIDUKHcs-".contains(first), "RQCHDLT-".contains(second),
-            bytes.dropFirst(2).allSatisfy({ ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 == UInt8(ascii: "-") })
+            bytes.dropFirst(2).allSatisfy({
+                ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 == UInt8(ascii: "-")
+            })
         else { return nil }
         switch (first, second) {
         case ("S", "C") where flag == .noHealthyUpstream:
             (kind, meaning) = (.other, "no server was available: <NOSRV>")
         case ("S", "C"):
-            (kind, meaning) = (.connectionRefused, "connection refused: the server or the network answered the connect with a reset or an ICMP error")
-        case ("s", "C"): (kind, meaning) = (.connectTimeout, "connect timeout: timeout connect struck before the server accepted")
+            (kind, meaning) = (
+                .connectionRefused,
+                "connection refused: the server or the network answered the connect with a reset or an ICMP error"
+            )
+        case ("s", "C"):
+            (kind, meaning) = (.connectTimeout, "connect timeout: timeout connect struck before the server accepted")
         case ("S", "H"): (kind, meaning) = (.other, "the server aborted before sending complete response headers")
         case ("S", "D"): (kind, meaning) = (.other, "the server aborted during the data transfer")
-        case ("s", "H"): (kind, meaning) = (.other, "timeout server struck before the server sent complete response headers")
+        case ("s", "H"):
+            (kind, meaning) = (.other, "timeout server struck before the server sent complete response headers")
         case ("s", "D"): (kind, meaning) = (.other, "timeout server struck during the data transfer")
-        case ("s", "Q"): (kind, meaning) = (.other, "timeout queue struck while the request waited for a free server slot")
+        case ("s", "Q"):
+            (kind, meaning) = (.other, "timeout queue struck while the request waited for a free server slot")
         case ("S", "Q"): (kind, meaning) = (.other, "the request was refused while it waited for a free server slot")
-        case ("P", "H"): (kind, meaning) = (.other, "the proxy refused the server's response headers (invalid, or blocked)")
-        case ("P", "D"): (kind, meaning) = (.other, "the proxy refused the server's response data (invalid chunking or length)")
+        case ("P", "H"):
+            (kind, meaning) = (.other, "the proxy refused the server's response headers (invalid, or blocked)")
+        case ("P", "D"):
+            (kind, meaning) = (.other, "the proxy refused the server's response data (invalid chunking or length)")
         case ("C", _): (kind, meaning) = (.other, "the client aborted")
         case ("c", _): (kind, meaning) = (.other, "the client timed out")
         default: (kind, meaning) = (.other, "termination state \(text)")
@@ -185,8 +206,12 @@ struct ProxySteps {
     private var serversState: String {
         "echo 'show servers state \(cluster)' | \(stats)  # each server's address, port, state and check result"
     }
-    private var backendConfig: String { "haproxy -c -f /etc/haproxy/haproxy.cfg && grep -A15 \(quoted) /etc/haproxy/haproxy.cfg" }
-    private var nginxConfig: String { "nginx -T 2>/dev/null | grep -n -B2 -A8 \(quoted)  # the upstream block, its server lines" }
+    private var backendConfig: String {
+        "haproxy -c -f /etc/haproxy/haproxy.cfg && grep -A15 \(quoted) /etc/haproxy/haproxy.cfg"
+    }
+    private var nginxConfig: String {
+        "nginx -T 2>/dev/null | grep -n -B2 -A8 \(quoted)  # the upstream block, its server lines"
+    }
     /// nginx's cluster is a server's address except for `no live upstreams` and ingress-nginx.
     private var curlServer: String { "curl -sv -o /dev/null http://\(cluster)/" }
 
@@ -195,57 +220,88 @@ struct ProxySteps {
 
     func refusedSteps() -> [String] {
         either(
-            nginx: [curlServer + "  # from this host: refused means nothing listens there", nginxConfig, "ss -ltn  # on the backend host: is the port open"],
+            nginx: [
+                curlServer + "  # from this host: refused means nothing listens there", nginxConfig,
+                "ss -ltn  # on the backend host: is the port open",
+            ],
             haproxy: [serversState, backendConfig, "curl -sv -o /dev/null http://<server address>/  # from this host"])
     }
 
     func droppedSteps() -> [String] {
         either(
-            nginx: ["curl -sv --connect-timeout 5 -o /dev/null http://\(cluster)/  # hangs: packets are dropped",
-                    "nginx -T 2>/dev/null | grep -n proxy_connect_timeout", nginxConfig, firewallSteps],
-            haproxy: [serversState, "grep -n 'timeout connect' /etc/haproxy/haproxy.cfg",
-                      "curl -sv --connect-timeout 5 -o /dev/null http://<server address>/", firewallSteps])
+            nginx: [
+                "curl -sv --connect-timeout 5 -o /dev/null http://\(cluster)/  # hangs: packets are dropped",
+                "nginx -T 2>/dev/null | grep -n proxy_connect_timeout", nginxConfig, firewallSteps,
+            ],
+            haproxy: [
+                serversState, "grep -n 'timeout connect' /etc/haproxy/haproxy.cfg",
+                "curl -sv --connect-timeout 5 -o /dev/null http://<server address>/", firewallSteps,
+            ])
     }
 
-    private var firewallSteps: String { "iptables -S; kubectl get networkpolicy -A  # rules dropping traffic to the servers" }
+    private var firewallSteps: String {
+        "iptables -S; kubectl get networkpolicy -A  # rules dropping traffic to the servers"
+    }
 
     func tlsSteps() -> [String] {
         either(
-            nginx: ["openssl s_client -connect \(cluster) -servername <name> </dev/null  # the certificate and the protocol",
-                    "nginx -T 2>/dev/null | grep -n -E 'proxy_ssl_(verify|trusted_certificate|name|server_name|protocols)'"],
-            haproxy: [serversState, "grep -n -E 'ssl|verify|ca-file|sni' /etc/haproxy/haproxy.cfg", "openssl s_client -connect <server address> </dev/null"])
+            nginx: [
+                "openssl s_client -connect \(cluster) -servername <name> </dev/null  # the certificate and the protocol",
+                "nginx -T 2>/dev/null | grep -n -E 'proxy_ssl_(verify|trusted_certificate|name|server_name|protocols)'",
+            ],
+            haproxy: [
+                serversState, "grep -n -E 'ssl|verify|ca-file|sni' /etc/haproxy/haproxy.cfg",
+                "openssl s_client -connect <server address> </dev/null",
+            ])
     }
 
     func noLiveServersSteps() -> [String] {
         either(
-            nginx: [nginxConfig + "; max_fails and fail_timeout",
-                    "grep -E 'connect\\(\\) failed|upstream timed out' /var/log/nginx/error.log | tail -20  # why its servers were marked failed",
-                    "curl -sv -o /dev/null http://<server>/  # for each server of the group"],
+            nginx: [
+                nginxConfig + "; max_fails and fail_timeout",
+                "grep -E 'connect\\(\\) failed|upstream timed out' /var/log/nginx/error.log | tail -20  # why its servers were marked failed",
+                "curl -sv -o /dev/null http://<server>/  # for each server of the group",
+            ],
             haproxy: [serversState, showStat("status, check_status, lastchg"), backendConfig])
     }
 
     func closedSteps() -> [String] {
         either(
-            nginx: ["journalctl -u <backend service> --since -15min  # crashes and restarts", nginxConfig + "; keepalive, keepalive_timeout", curlServer],
-            haproxy: [serversState, showStat("eresp, cli_abrt, srv_abrt"), "grep -n -E 'http-reuse|timeout (server|http-keep-alive)' /etc/haproxy/haproxy.cfg"])
+            nginx: [
+                "journalctl -u <backend service> --since -15min  # crashes and restarts",
+                nginxConfig + "; keepalive, keepalive_timeout", curlServer,
+            ],
+            haproxy: [
+                serversState, showStat("eresp, cli_abrt, srv_abrt"),
+                "grep -n -E 'http-reuse|timeout (server|http-keep-alive)' /etc/haproxy/haproxy.cfg",
+            ])
     }
 
     func timeoutSteps() -> [String] {
         either(
-            nginx: ["nginx -T 2>/dev/null | grep -n proxy_read_timeout",
-                    "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://\(cluster)/  # how long the backend takes"],
-            haproxy: ["grep -n 'timeout server' /etc/haproxy/haproxy.cfg", serversState,
-                      "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://<server address>/"])
+            nginx: [
+                "nginx -T 2>/dev/null | grep -n proxy_read_timeout",
+                "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://\(cluster)/  # how long the backend takes",
+            ],
+            haproxy: [
+                "grep -n 'timeout server' /etc/haproxy/haproxy.cfg", serversState,
+                "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://<server address>/",
+            ])
     }
 
     func queueSteps() -> [String] {
-        [serversState, showStat("qcur, qmax, scur, slim"), "grep -n -E 'maxconn|timeout queue' /etc/haproxy/haproxy.cfg"]
+        [
+            serversState, showStat("qcur, qmax, scur, slim"),
+            "grep -n -E 'maxconn|timeout queue' /etc/haproxy/haproxy.cfg",
+        ]
     }
 
     func protocolSteps() -> [String] {
         either(
-            nginx: [curlServer.replacing("-o /dev/null ", with: "") + "  # the raw response",
-                    "nginx -T 2>/dev/null | grep -n -E 'proxy_buffer_size|proxy_http_version'"],
+            nginx: [
+                curlServer.replacing("-o /dev/null ", with: "") + "  # the raw response",
+                "nginx -T 2>/dev/null | grep -n -E 'proxy_buffer_size|proxy_http_version'",
+            ],
             haproxy: ["echo 'show errors' | \(stats)  # the refused response, byte by byte", serversState])
     }
 

@@ -40,8 +40,9 @@ public final class Engine {
         self.counts = counts
         self.sources = sources
         self.logger = logger
-        sink = PipelineSink(counts: counts, parsing: sources.parsing, maxLineLength: sources.options.maxLineLength,
-                            logger: logger)
+        sink = PipelineSink(
+            counts: counts, parsing: sources.parsing, maxLineLength: sources.options.maxLineLength,
+            logger: logger)
     }
 
     /// Opens every source (file positions fixed now) and starts reading on `loop`.
@@ -54,7 +55,8 @@ public final class Engine {
         }
         if !sources.journals.isEmpty {
             do {
-                journalFollower = try makeJournalFollower(firstStream: streamRanges.journalFollower() ?? 1 << 62, handoff: [:])
+                journalFollower = try makeJournalFollower(
+                    firstStream: streamRanges.journalFollower() ?? 1 << 62, handoff: [:])
             } catch {
                 throw .journalSources(error)
             }
@@ -123,31 +125,40 @@ public final class Engine {
 
     /// Every source now followed, files then journals, each in the configured order.
     public func sourceActivity() -> [SourceActivity] {
-        var result: [SourceActivity] = []
-        for spec in sources.files {
-            let index = followedFiles.firstIndex { $0.name == spec.name }
-            result.append(SourceActivity(name: spec.name, statistics: index.flatMap { fileFollower?.statistics(forSource: $0) },
-                                         lines: sink.tallies[spec.name]))
+        let files = sources.files.map { spec in
+            activity(spec.name, followedFiles.firstIndex { $0.name == spec.name }, fileFollower?.statistics(forSource:))
         }
-        for spec in sources.journals {
-            let index = followedJournals.firstIndex { $0.name == spec.name }
-            result.append(SourceActivity(name: spec.name, statistics: index.flatMap { journalFollower?.statistics(forSource: $0) },
-                                         lines: sink.tallies[spec.name]))
+        let journals = sources.journals.map { spec in
+            activity(
+                spec.name, followedJournals.firstIndex { $0.name == spec.name }, journalFollower?.statistics(forSource:)
+            )
         }
-        return result
+        return files + journals
+    }
+
+    /// A source's statistics from its follower (at its index there) and its line tally.
+    private func activity(
+        _ name: String, _ index: Int?, _ statistics: ((Int) -> SourceStatistics)?
+    ) -> SourceActivity {
+        SourceActivity(
+            name: name, statistics: index.flatMap { index in statistics.map { $0(index) } }, lines: sink.tallies[name])
     }
 
     // MARK: - Followers
 
-    private func makeFileFollower(firstStream: Int, handoff: [String: FileSourceHandoff]) throws(Errno) -> FileFollower {
-        let follower = try FileFollower(sources: sources.files, options: sources.options, sink: sink, logger: logger,
-                                        firstStream: firstStream, handoff: handoff)
+    private func makeFileFollower(firstStream: Int, handoff: [String: FileSourceHandoff]) throws(Errno) -> FileFollower
+    {
+        let follower = try FileFollower(
+            sources: sources.files, options: sources.options, sink: sink, logger: logger,
+            firstStream: firstStream, handoff: handoff)
         followedFiles = sources.files
         return follower
     }
 
     /// Nil without journal sources: no journal is opened.
-    private func makeJournalFollower(firstStream: Int, handoff: [String: JournalSourceHandoff]) throws(JournalError) -> JournalFollower? {
+    private func makeJournalFollower(firstStream: Int, handoff: [String: JournalSourceHandoff]) throws(JournalError)
+        -> JournalFollower?
+    {
         guard !sources.journals.isEmpty else {
             followedJournals = []
             return nil

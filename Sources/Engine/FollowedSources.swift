@@ -26,8 +26,10 @@ public struct FollowedSources: Sendable, Equatable {
     /// How files are followed; its state directory also keeps the journals' checkpoints.
     public var options: FollowOptions
 
-    public init(files: [FileSourceSpec] = [], journals: [JournalSourceSpec] = [], parsing: [String: SourceParsing] = [:],
-                options: FollowOptions = FollowOptions()) {
+    public init(
+        files: [FileSourceSpec] = [], journals: [JournalSourceSpec] = [], parsing: [String: SourceParsing] = [:],
+        options: FollowOptions = FollowOptions()
+    ) {
         self.files = files
         self.journals = journals
         self.parsing = parsing

@@ -22,8 +22,10 @@ public struct ProcessMetrics: Sendable {
     public var maxDescriptors: Double
     public var startTimeSeconds: Double
 
-    public init(cpuSeconds: Double, residentBytes: Double, virtualBytes: Double, openDescriptors: Double,
-                maxDescriptors: Double, startTimeSeconds: Double) {
+    public init(
+        cpuSeconds: Double, residentBytes: Double, virtualBytes: Double, openDescriptors: Double,
+        maxDescriptors: Double, startTimeSeconds: Double
+    ) {
         self.cpuSeconds = cpuSeconds
         self.residentBytes = residentBytes
         self.virtualBytes = virtualBytes
@@ -57,9 +59,14 @@ public final class ClusterLabelCache {
             parts.append(istio)
             let infoLabelNames = MetricFamily.upstreamClusterInfo.labelNames
             clusterLabels.append(MetricsWriter.labelBlock([(infoLabelNames[0], name)]))
-            infoLabels.append(MetricsWriter.labelBlock(Array(zip(infoLabelNames, [
-                name, istio.direction, istio.port, istio.subset, istio.service, istio.namespace,
-            ]))))
+            infoLabels.append(
+                MetricsWriter.labelBlock(
+                    Array(
+                        zip(
+                            infoLabelNames,
+                            [
+                                name, istio.direction, istio.port, istio.subset, istio.service, istio.namespace,
+                            ]))))
         }
     }
 
@@ -130,8 +137,9 @@ extension MetricsWriter {
             for index in 0..<FlagCounts.codeClassNames.count {
                 let value = counts.codeTotal(cluster: cluster, codeClass: index)
                 if value > 0 {
-                    sample(.responses, escapedLabels: labels.clusterLabels[cluster],
-                           extraValues: [FlagCounts.codeClassNames[index]], UInt64(value))
+                    sample(
+                        .responses, escapedLabels: labels.clusterLabels[cluster],
+                        extraValues: [FlagCounts.codeClassNames[index]], UInt64(value))
                 }
             }
         }
@@ -140,7 +148,9 @@ extension MetricsWriter {
             for flag in ResponseFlag.allCases {
                 let value = counts.flagTotal(cluster: cluster, flag: flag)
                 if value > 0 {
-                    sample(.responseFlags, escapedLabels: labels.clusterLabels[cluster], extraValues: [flag.shortName], UInt64(value))
+                    sample(
+                        .responseFlags, escapedLabels: labels.clusterLabels[cluster], extraValues: [flag.shortName],
+                        UInt64(value))
                 }
             }
             for (code, value) in counts.unknownFlagTotals(cluster: cluster).sorted(by: { $0.key < $1.key }) {
@@ -156,16 +166,19 @@ extension MetricsWriter {
         for cluster in 0..<clusterCount {
             for flag in ResponseFlag.allCases where counts.flagTotal(cluster: cluster, flag: flag) > 0 {
                 for (index, window) in windowNames.enumerated() {
-                    sample(.responseFlagsWindow, escapedLabels: labels.clusterLabels[cluster], extraValues: [flag.shortName, window],
-                           counts.windowCount(cluster: cluster, flag: flag, window: index))
+                    sample(
+                        .responseFlagsWindow, escapedLabels: labels.clusterLabels[cluster],
+                        extraValues: [flag.shortName, window],
+                        counts.windowCount(cluster: cluster, flag: flag, window: index))
                 }
             }
         }
         family(.responsesWindow)
         for cluster in 0..<clusterCount {
             for (index, window) in windowNames.enumerated() {
-                sample(.responsesWindow, escapedLabels: labels.clusterLabels[cluster], extraValues: [window],
-                       counts.windowCount(cluster: cluster, flag: nil, window: index))
+                sample(
+                    .responsesWindow, escapedLabels: labels.clusterLabels[cluster], extraValues: [window],
+                    counts.windowCount(cluster: cluster, flag: nil, window: index))
             }
         }
     }
@@ -216,7 +229,9 @@ extension MetricsWriter {
             for (result, count) in receiver.results { sample(.notifications, [receiver.name, result], Double(count)) }
         }
         family(.notificationQueueLength)
-        for receiver in alerting.receivers { sample(.notificationQueueLength, [receiver.name], Double(receiver.queueLength)) }
+        for receiver in alerting.receivers {
+            sample(.notificationQueueLength, [receiver.name], Double(receiver.queueLength))
+        }
     }
 
     mutating func writeProcess(_ process: ProcessMetrics) {

@@ -36,13 +36,16 @@ extension MetricFamily {
     public static let upstreamClusterInfo = MetricFamily(
         "flagwatch_upstream_cluster_info", .gauge,
         ["upstream_cluster", "direction", "port", "subset", "service", "namespace"],
-        help: "Istio cluster names split into direction, port, subset, service and namespace (empty for other clusters).")
+        help:
+            "Istio cluster names split into direction, port, subset, service and namespace (empty for other clusters).")
     public static let clusters = MetricFamily(
         "flagwatch_clusters", .gauge, [],
         help: "Upstream clusters with series now (at most limits.max_clusters, plus __overflow__).")
     public static let clustersDropped = MetricFamily(
         "flagwatch_clusters_dropped_total", .counter, [],
-        help: "Distinct upstream clusters counted under __overflow__ because limits.max_clusters was reached (approximate beyond a few hundred thousand).")
+        help:
+            "Distinct upstream clusters counted under __overflow__ because limits.max_clusters was reached (approximate beyond a few hundred thousand)."
+    )
 
     // Per source (scan has one, `scan`).
     public static let lines = MetricFamily(
@@ -59,7 +62,9 @@ extension MetricFamily {
         help: "Files (or journals) the source has open now.")
     public static let sourceErrors = MetricFamily(
         "flagwatch_source_errors_total", .counter, ["source", "kind"],
-        help: "Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...).")
+        help:
+            "Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...)."
+    )
 
     // Alerting.
     public static let alerts = MetricFamily(
@@ -67,7 +72,8 @@ extension MetricFamily {
         help: "Alerts per rule and state (pending, firing) now.")
     public static let notifications = MetricFamily(
         "flagwatch_notifications_total", .counter, ["receiver", "result"],
-        help: "Notifications per receiver and result (success, failure: an attempt that failed and is retried, dropped).")
+        help:
+            "Notifications per receiver and result (success, failure: an attempt that failed and is retried, dropped).")
     public static let notificationQueueLength = MetricFamily(
         "flagwatch_notification_queue_length", .gauge, ["receiver"],
         help: "Alerts waiting to be delivered, per receiver.")

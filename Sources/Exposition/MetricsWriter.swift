@@ -19,7 +19,9 @@ public enum ExpositionFormat: Sendable {
         var text = 0.0
         for item in (accept ?? "").split(separator: ",") {
             let parameters = item.split(separator: ";").map { part in
-                String(part.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+                String(
+                    part.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" })
+                        .reversed())
             }
             guard let type = parameters.first?.lowercased() else { continue }
             var quality = 1.0
@@ -55,7 +57,9 @@ public struct MetricsWriter {
         var typeName = family.kind.rawValue
         switch format {
         case .openMetrics:
-            familyName = family.kind == .counter && family.name.hasSuffix("_total") ? String(family.name.dropLast(6)) : family.name
+            familyName =
+                family.kind == .counter && family.name.hasSuffix("_total")
+                ? String(family.name.dropLast(6)) : family.name
         case .prometheus:
             familyName = family.name
             if family.kind == .info { typeName = "gauge" }
@@ -82,7 +86,9 @@ public struct MetricsWriter {
 
     /// One sample with a pre-escaped block for the family's first labels (`{upstream_cluster="..."}`,
     /// escaped once per cluster, not per sample), then `extraValues` for its last labels.
-    public mutating func sample(_ family: MetricFamily, escapedLabels: String, extraValues: [String] = [], _ value: UInt64) {
+    public mutating func sample(
+        _ family: MetricFamily, escapedLabels: String, extraValues: [String] = [], _ value: UInt64
+    ) {
         append(family.name)
         if extraValues.isEmpty {
             append(escapedLabels)

@@ -62,7 +62,8 @@ public struct ScanReport {
                 .map { "\(jsonString($0.key)):\($0.value)" }.joined(separator: ",")
             entry += "}"
             if let diagnosis = diagnoses[cluster.name] {
-                entry += ",\"diagnosis\":{\"flag\":\(jsonString(diagnosis.flag)),\"cause\":\(jsonString(diagnosis.cause)),"
+                entry +=
+                    ",\"diagnosis\":{\"flag\":\(jsonString(diagnosis.flag)),\"cause\":\(jsonString(diagnosis.cause)),"
                 entry += "\"likely_cause\":\(jsonString(diagnosis.likelyCause)),\"next_steps\":["
                 entry += diagnosis.nextSteps.map(jsonString).joined(separator: ",") + "]}"
             }
@@ -89,21 +90,25 @@ public struct ScanReport {
     /// A table for people: the most flagged clusters first, malformed lines at the bottom.
     public func table(recognizedFormats: [String] = []) -> String {
         let clusters = clustersByFlagsDescending
-        var rows: [[String]] = [["UPSTREAM CLUSTER", "REQUESTS", "0", "1xx", "2xx", "3xx", "4xx", "5xx", "FLAGS", "LIKELY CAUSE"]]
+        var rows: [[String]] = [
+            ["UPSTREAM CLUSTER", "REQUESTS", "0", "1xx", "2xx", "3xx", "4xx", "5xx", "FLAGS", "LIKELY CAUSE"]
+        ]
         for cluster in clusters {
             let flags = cluster.flagsByName.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
                 .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             let cause = diagnoses[cluster.name].map { "\($0.cause) (\($0.flag))" } ?? "-"
             // Names, flag texts and causes come from log lines: no control character reaches the terminal.
-            rows.append([UntrustedText.printable(cluster.name), String(cluster.requests)] + cluster.codes.map(String.init)
-                        + [flags.isEmpty ? "-" : UntrustedText.printable(flags), UntrustedText.printable(cause)])
+            rows.append(
+                [UntrustedText.printable(cluster.name), String(cluster.requests)] + cluster.codes.map(String.init)
+                    + [flags.isEmpty ? "-" : UntrustedText.printable(flags), UntrustedText.printable(cause)])
         }
         var out = TextTable.render(rows, rightAligned: Set(1...7))
         let malformedTotal = counts.malformedTotal
         out += "\nlines: \(counts.lines)  parsed: \(counts.lines - malformedTotal)  malformed: \(malformedTotal)"
         if !recognizedFormats.isEmpty { out += "  format: \(recognizedFormats.joined(separator: ", "))" }
         out += "\n"
-        for (defect, count) in counts.malformed.sorted(by: { ($0.value, $1.key.rawValue) > ($1.value, $0.key.rawValue) }) {
+        for (defect, count) in counts.malformed.sorted(by: { ($0.value, $1.key.rawValue) > ($1.value, $0.key.rawValue) }
+        ) {
             out += "  malformed \(defect.rawValue): \(count)\n"
         }
         return out

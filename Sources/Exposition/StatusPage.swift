@@ -14,8 +14,10 @@ public enum StatusPage {
         public var likelyCause: String
         public var nextSteps: String
 
-        public init(alertname: String, cluster: String, flag: String, state: String, since: String, summary: String,
-                    likelyCause: String, nextSteps: String) {
+        public init(
+            alertname: String, cluster: String, flag: String, state: String, since: String, summary: String,
+            likelyCause: String, nextSteps: String
+        ) {
             self.alertname = alertname
             self.cluster = cluster
             self.flag = flag
@@ -27,8 +29,10 @@ public enum StatusPage {
         }
     }
 
-    public static func html(counts: FlagCounts, windowNames: [String], sources: [SourceMetrics], version: String,
-                            alerts: [AlertRow]? = nil) -> String {
+    public static func html(
+        counts: FlagCounts, windowNames: [String], sources: [SourceMetrics], version: String,
+        alerts: [AlertRow]? = nil
+    ) -> String {
         struct Row {
             var name: String
             var requests: Int
@@ -58,8 +62,10 @@ public enum StatusPage {
                     recent += counts.windowCount(cluster: cluster, flag: flag, window: 0)
                 }
             }
-            rows.append(Row(name: counts.clusters.names[cluster], requests: counts.requests(cluster: cluster), flagged: flagged,
-                            flags: parts.map { "\($0.0)=\($0.1)" }.joined(separator: " "), recent: recent))
+            rows.append(
+                Row(
+                    name: counts.clusters.names[cluster], requests: counts.requests(cluster: cluster), flagged: flagged,
+                    flags: parts.map { "\($0.0)=\($0.1)" }.joined(separator: " "), recent: recent))
         }
         rows.sort { ($0.recent, $0.flagged, $0.requests, $1.name) > ($1.recent, $1.flagged, $1.requests, $0.name) }
         let recentName = windowNames.first ?? "window"
@@ -78,7 +84,8 @@ public enum StatusPage {
             html += "<tr><td>\(escape(row.name))</td><td class=n>\(row.recent)</td><td class=n>\(row.flagged)</td>"
             html += "<td class=n>\(row.requests)</td><td>\(escape(row.flags))</td></tr>\n"
         }
-        html += "</table>\n<h2>Sources</h2>\n<table><tr><th>source</th><th>lines</th><th>malformed</th><th>open</th><th>errors</th></tr>\n"
+        html +=
+            "</table>\n<h2>Sources</h2>\n<table><tr><th>source</th><th>lines</th><th>malformed</th><th>open</th><th>errors</th></tr>\n"
         for source in sources {
             let malformed = source.malformed.values.reduce(0, +)
             let errors = source.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
@@ -91,9 +98,11 @@ public enum StatusPage {
     static func alertsSection(_ alerts: [AlertRow]?) -> String {
         guard let alerts else { return "" }
         guard !alerts.isEmpty else { return "<h2 id=alerts>Alerts</h2>\n<p>None pending or firing.</p>\n" }
-        var html = "<h2 id=alerts>Alerts</h2>\n<table><tr><th>alert</th><th>state</th><th>since</th><th>upstream cluster</th><th>flag</th><th>summary</th><th>likely cause</th><th>next steps</th></tr>\n"
+        var html =
+            "<h2 id=alerts>Alerts</h2>\n<table><tr><th>alert</th><th>state</th><th>since</th><th>upstream cluster</th><th>flag</th><th>summary</th><th>likely cause</th><th>next steps</th></tr>\n"
         for alert in alerts {
-            html += "<tr><td>\(escape(alert.alertname))</td><td>\(escape(alert.state))</td><td>\(escape(alert.since))</td>"
+            html +=
+                "<tr><td>\(escape(alert.alertname))</td><td>\(escape(alert.state))</td><td>\(escape(alert.since))</td>"
             html += "<td>\(escape(alert.cluster))</td><td>\(escape(alert.flag))</td><td>\(escape(alert.summary))</td>"
             html += "<td>\(escape(alert.likelyCause))</td><td><pre>\(escape(alert.nextSteps))</pre></td></tr>\n"
         }

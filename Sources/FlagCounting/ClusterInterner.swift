@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Maps cluster names, given as bytes from the parsed buffer, to small dense ids.
@@ -106,7 +106,8 @@ public final class ClusterInterner {
         let id = names.count
         names.append(String(decoding: name, as: UTF8.self))
         if arenaUsed + name.count > arena.count {
-            let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: max(arena.count * 2, arenaUsed + name.count), alignment: 16)
+            let grown = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: max(arena.count * 2, arenaUsed + name.count), alignment: 16)
             grown.copyMemory(from: UnsafeRawBufferPointer(rebasing: arena[0..<arenaUsed]))
             arena.deallocate()
             arena = grown

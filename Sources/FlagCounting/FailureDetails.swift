@@ -123,7 +123,8 @@ final class FailureDetailTable {
             used[block] = count + 1
             return
         }
-        for other in start..<(start + count) where entries[other].details == otherID && entries[other].reason == otherID {
+        for other in start..<(start + count) where entries[other].details == otherID && entries[other].reason == otherID
+        {
             entries[other].current += current
             entries[other].previous += previous
             return
@@ -139,7 +140,9 @@ final class FailureDetailTable {
             return block
         }
         let block = used.count
-        entries.append(contentsOf: repeatElement(Entry(details: -1, reason: -1, current: 0, previous: 0), count: Self.pairsPerFlag))
+        entries.append(
+            contentsOf: repeatElement(Entry(details: -1, reason: -1, current: 0, previous: 0), count: Self.pairsPerFlag)
+        )
         used.append(0)
         owner.append(key)
         return block
@@ -159,11 +162,15 @@ final class FailureDetailTable {
         let start = block * Self.pairsPerFlag
         var result: [FailureDetail] = []
         for entry in entries[start..<(start + used[block])] where entry.current + entry.previous > 0 {
-            result.append(FailureDetail(details: text(entry.details), transportFailureReason: text(entry.reason),
-                                        count: entry.current + entry.previous))
+            result.append(
+                FailureDetail(
+                    details: text(entry.details), transportFailureReason: text(entry.reason),
+                    count: entry.current + entry.previous))
         }
         return result.sorted {
-            ($0.count, $1.details ?? "", $1.transportFailureReason ?? "") > ($1.count, $0.details ?? "", $0.transportFailureReason ?? "")
+            ($0.count, $1.details ?? "", $1.transportFailureReason ?? "") > (
+                $1.count, $0.details ?? "", $0.transportFailureReason ?? ""
+            )
         }
     }
 
@@ -234,7 +241,9 @@ final class FailureDetailTable {
             let localKey = localCluster(key / flagCount) * flagCount + key % flagCount
             let start = block * Self.pairsPerFlag
             for entry in other.entries[start..<(start + other.used[block])] {
-                add(key: localKey, other.localText(entry.details, into: self), other.localText(entry.reason, into: self),
+                add(
+                    key: localKey, other.localText(entry.details, into: self),
+                    other.localText(entry.reason, into: self),
                     current: entry.current, previous: entry.previous)
             }
         }

@@ -91,13 +91,16 @@ public final class FlagCounts {
                 sources.append(oldGroups.firstIndex(of: group.rawValue).map { oldBase + 1 + Self.flagCount + $0 } ?? -1)
             }
             var used = Set<Int>()
-            for (offset, source) in sources.enumerated() where source >= 0 && ringTable[source] >= 0 && !used.contains(source) {
+            for (offset, source) in sources.enumerated()
+            where source >= 0 && ringTable[source] >= 0 && !used.contains(source) {
                 used.insert(source)
                 let oldRing = Int(ringTable[source])
-                newTable[newBase + offset] = Int32(newRings === oldRings ? oldRing : newRings.copy(oldRing, of: oldRings, now: now))
+                newTable[newBase + offset] = Int32(
+                    newRings === oldRings ? oldRing : newRings.copy(oldRing, of: oldRings, now: now))
             }
             if newRings === oldRings {
-                for index in oldBase..<(oldBase + ringsPerCluster) where ringTable[index] >= 0 && !used.contains(index) {
+                for index in oldBase..<(oldBase + ringsPerCluster) where ringTable[index] >= 0 && !used.contains(index)
+                {
                     oldRings.free(Int(ringTable[index]))
                 }
             }
@@ -125,8 +128,9 @@ public final class FlagCounts {
             }
         }
         if !flags.isEmpty {
-            failureDetailTable.count(cluster: cluster, flags: flags, details: record.responseCodeDetails,
-                                     reason: record.upstreamTransportFailureReason)
+            failureDetailTable.count(
+                cluster: cluster, flags: flags, details: record.responseCodeDetails,
+                reason: record.upstreamTransportFailureReason)
         }
         if record.unknownFlagCount > 0 {
             record.forEachUnknownFlag { code in
@@ -251,7 +255,9 @@ public final class FlagCounts {
             let id = name.withUTF8 { clusters.intern(UnsafeRawBufferPointer($0)) }
             localIDs.append(id)
             ensureRow(id)
-            for column in 0..<Self.stride { counters[id * Self.stride + column] += other.counters[otherID * Self.stride + column] }
+            for column in 0..<Self.stride {
+                counters[id * Self.stride + column] += other.counters[otherID * Self.stride + column]
+            }
             for (code, count) in other.unknownFlags[otherID] ?? [:] {
                 var name = other.unknownCodes.names[code]
                 let local = name.withUTF8 { unknownCodes.intern(UnsafeRawBufferPointer($0)) }
@@ -329,7 +335,8 @@ public final class FlagCounts {
             requests: counters[row + Self.requestsColumn],
             codes: Array(counters[(row + Self.codesColumn)..<(row + Self.codesColumn + 6)]),
             flags: flags,
-            unknownFlags: Dictionary(uniqueKeysWithValues: (unknownFlags[id] ?? [:]).map { (unknownCodes.names[$0.key], $0.value) }))
+            unknownFlags: Dictionary(
+                uniqueKeysWithValues: (unknownFlags[id] ?? [:]).map { (unknownCodes.names[$0.key], $0.value) }))
     }
 
     /// The count in window `index` of ``WindowRings/windows`` for a cluster: all its responses

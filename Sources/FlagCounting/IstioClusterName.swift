@@ -10,8 +10,10 @@ public struct IstioClusterName: Sendable, Equatable {
     public var service = ""
     public var namespace = ""
 
-    public init(direction: String = "", port: String = "", subset: String = "", host: String = "",
-                service: String = "", namespace: String = "") {
+    public init(
+        direction: String = "", port: String = "", subset: String = "", host: String = "",
+        service: String = "", namespace: String = ""
+    ) {
         self.direction = direction
         self.port = port
         self.subset = subset

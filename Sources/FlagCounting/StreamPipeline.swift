@@ -20,9 +20,11 @@ public final class StreamPipeline {
     ///   ``FlagCounts/failureDetails(cluster:flag:)`` and so the diagnosis.
     /// - Parameter tally: where the stream's source counts its own lines (a fresh one when
     ///   nobody asks per source).
-    public init(format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
-                bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .countingWithFailureDetails,
-                counts: FlagCounts, tally: LineTally = LineTally()) throws(FormatStringError) {
+    public init(
+        format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
+        bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .countingWithFailureDetails,
+        counts: FlagCounts, tally: LineTally = LineTally()
+    ) throws(FormatStringError) {
         framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
         unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)
         parser = try AccessLogParser(format: format, fields: fields)

@@ -127,7 +127,8 @@ public final class WindowRings {
 
     @inline(__always)
     private func advance<Bucket: FixedWidthInteger & UnsignedInteger>(
-        _ ringBuckets: UnsafeMutablePointer<Bucket>, sums ringSums: UnsafeMutablePointer<UInt64>, from last: Int, to now: Int
+        _ ringBuckets: UnsafeMutablePointer<Bucket>, sums ringSums: UnsafeMutablePointer<UInt64>, from last: Int,
+        to now: Int
     ) {
         if now - last >= length {
             ringBuckets.update(repeating: 0, count: length)
@@ -189,8 +190,12 @@ public final class WindowRings {
         if value > UInt32(UInt16.max) || width[ring] == .medium {
             let index = wide.allocate()
             switch width[ring] {
-            case .narrow: copy(narrow.buckets(oldIndex), into: wide.buckets(index)); narrow.free(oldIndex)
-            case .medium: copy(medium.buckets(oldIndex), into: wide.buckets(index)); medium.free(oldIndex)
+            case .narrow:
+                copy(narrow.buckets(oldIndex), into: wide.buckets(index))
+                narrow.free(oldIndex)
+            case .medium:
+                copy(medium.buckets(oldIndex), into: wide.buckets(index))
+                medium.free(oldIndex)
             case .wide: return
             }
             width[ring] = .wide

@@ -9,8 +9,10 @@ public struct HTTPRequest: Sendable, Equatable {
     /// Header names lowercased, in arrival order.
     public var headers: [(name: String, value: String)]
 
-    public init(method: String, path: String, query: String? = nil, version: String = "HTTP/1.1",
-                headers: [(name: String, value: String)] = []) {
+    public init(
+        method: String, path: String, query: String? = nil, version: String = "HTTP/1.1",
+        headers: [(name: String, value: String)] = []
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -26,7 +28,8 @@ public struct HTTPRequest: Sendable, Equatable {
 
     public static func == (lhs: HTTPRequest, rhs: HTTPRequest) -> Bool {
         lhs.method == rhs.method && lhs.path == rhs.path && lhs.query == rhs.query && lhs.version == rhs.version
-            && lhs.headers.map(\.name) == rhs.headers.map(\.name) && lhs.headers.map(\.value) == rhs.headers.map(\.value)
+            && lhs.headers.map(\.name) == rhs.headers.map(\.name)
+            && lhs.headers.map(\.value) == rhs.headers.map(\.value)
     }
 }
 
@@ -95,7 +98,10 @@ func parseRequestHead(_ bytes: UnsafeRawBufferPointer, maxRequestLine: Int, maxH
     case .success(nil):
         return .incomplete
     case .success(let skipped?) where skipped > 0:
-        switch parseRequestHead(UnsafeRawBufferPointer(rebasing: bytes[skipped...]), maxRequestLine: maxRequestLine, maxHeaderBytes: maxHeaderBytes) {
+        switch parseRequestHead(
+            UnsafeRawBufferPointer(rebasing: bytes[skipped...]), maxRequestLine: maxRequestLine,
+            maxHeaderBytes: maxHeaderBytes)
+        {
         case .request(let request, let consumed): return .request(request, consumed: skipped + consumed)
         case let other: return other
         }
@@ -140,7 +146,9 @@ private func leadingEmptyLines(_ bytes: UnsafeRawBufferPointer, maxRequestLine: 
         } else {
             break
         }
-        if skipped > maxRequestLine { return .failure(HeadRejection(status: 400, reason: "empty lines instead of a request")) }
+        if skipped > maxRequestLine {
+            return .failure(HeadRejection(status: 400, reason: "empty lines instead of a request"))
+        }
     }
     return .success(skipped > 0 && skipped == bytes.count ? nil : skipped)
 }
@@ -150,7 +158,9 @@ private func leadingEmptyLines(_ bytes: UnsafeRawBufferPointer, maxRequestLine: 
 private func endOfHead(_ bytes: UnsafeRawBufferPointer, after lineEnd: Int) -> Int? {
     var index = lineEnd
     while index < bytes.count {
-        guard let next = UnsafeRawBufferPointer(rebasing: bytes[(index + 1)...]).firstIndex(of: 0x0A) else { return nil }
+        guard let next = UnsafeRawBufferPointer(rebasing: bytes[(index + 1)...]).firstIndex(of: 0x0A) else {
+            return nil
+        }
         let absolute = index + 1 + next
         let lineLength = absolute - index - 1
         if lineLength == 0 || (lineLength == 1 && bytes[index + 1] == 0x0D) { return absolute + 1 }
@@ -161,7 +171,8 @@ private func endOfHead(_ bytes: UnsafeRawBufferPointer, after lineEnd: Int) -> I
 
 /// A whole head, from the request line to its empty line.
 private func parseCompleteHead(_ head: UnsafeRawBufferPointer) throws(HeadRejection) -> HTTPRequest {
-    var lines = head.split(separator: 0x0A, omittingEmptySubsequences: false).map { line -> Slice<UnsafeRawBufferPointer> in
+    var lines = head.split(separator: 0x0A, omittingEmptySubsequences: false).map {
+        line -> Slice<UnsafeRawBufferPointer> in
         line.last == 0x0D ? line.dropLast() : line
     }
     while let last = lines.last, last.isEmpty { lines.removeLast() }
@@ -179,12 +190,16 @@ private func parseCompleteHead(_ head: UnsafeRawBufferPointer) throws(HeadReject
     guard path.hasPrefix("/") || (method == "OPTIONS" && path == "*") else {
         throw HeadRejection(status: 400, reason: "the target must be a path")
     }
-    if version == "HTTP/1.1" && host == nil { throw HeadRejection(status: 400, reason: "HTTP/1.1 request without Host") }
+    if version == "HTTP/1.1" && host == nil {
+        throw HeadRejection(status: 400, reason: "HTTP/1.1 request without Host")
+    }
     return HTTPRequest(method: method, path: path, query: query, version: version, headers: headers)
 }
 
 /// `METHOD target HTTP/1.x`, single spaces, an upper-case method and a visible-ASCII target.
-private func parseRequestLine(_ line: Slice<UnsafeRawBufferPointer>) throws(HeadRejection) -> (method: String, target: String, version: String) {
+private func parseRequestLine(_ line: Slice<UnsafeRawBufferPointer>) throws(HeadRejection) -> (
+    method: String, target: String, version: String
+) {
     let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
     guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }),
         parts[0].allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }),
@@ -201,10 +216,14 @@ private func parseRequestLine(_ line: Slice<UnsafeRawBufferPointer>) throws(Head
 }
 
 /// Header fields as (lower-cased name, value without surrounding whitespace).
-private func parseHeaderFields(_ lines: ArraySlice<Slice<UnsafeRawBufferPointer>>) throws(HeadRejection) -> [(name: String, value: String)] {
+private func parseHeaderFields(_ lines: ArraySlice<Slice<UnsafeRawBufferPointer>>) throws(HeadRejection) -> [(
+    name: String, value: String
+)] {
     var headers: [(name: String, value: String)] = []
     for line in lines {
-        guard let colon = line.firstIndex(of: 0x3A) else { throw HeadRejection(status: 400, reason: "malformed header") }
+        guard let colon = line.firstIndex(of: 0x3A) else {
+            throw HeadRejection(status: 400, reason: "malformed header")
+        }
         let name = line[line.startIndex..<colon]
         // No whitespace in or around a field name (RFC 9112 §5.1); obsolete line folding refused.
         guard !name.isEmpty, name.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3A }) else {
@@ -224,7 +243,9 @@ private func parseHeaderFields(_ lines: ArraySlice<Slice<UnsafeRawBufferPointer>
 }
 
 /// The path and query of the request target, in origin form or absolute form.
-private func resolveTarget(_ requestTarget: String, host: String?) throws(HeadRejection) -> (path: String, query: String?) {
+private func resolveTarget(_ requestTarget: String, host: String?) throws(HeadRejection) -> (
+    path: String, query: String?
+) {
     var target = requestTarget
     if !target.hasPrefix("/"), let schemeEnd = target.firstRange(of: "://") {
         // The absolute form (`GET http://host:port/metrics`), which servers must accept (RFC 9112

@@ -164,7 +164,8 @@ public final class HTTPServer {
                 let now = monotonicSeconds()
                 if now - lastAcceptWarning >= 10 {
                     lastAcceptWarning = now
-                    logger.warning("accept failed: \(error); not accepting until a connection closes (retried every second)")
+                    logger.warning(
+                        "accept failed: \(error); not accepting until a connection closes (retried every second)")
                 }
                 return
             }
@@ -203,7 +204,9 @@ public final class HTTPServer {
             let now = monotonicSeconds()
             if now - lastEvictionWarning >= 10 {
                 lastEvictionWarning = now
-                logger.warning("connection cap (\(limits.maxConnections)) reached: closing the longest-idle connection to admit a new one (\(evictedIdleTotal) so far; logged at most every 10 s)")
+                logger.warning(
+                    "connection cap (\(limits.maxConnections)) reached: closing the longest-idle connection to admit a new one (\(evictedIdleTotal) so far; logged at most every 10 s)"
+                )
             }
             close(longestIdle)
             return true
@@ -256,7 +259,7 @@ public final class HTTPServer {
                 connection.input.append(contentsOf: UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<count]))
                 processRequests(connection)
                 guard connections[connection.socket.descriptor] != nil, !connection.closeAfterOutput else { return }
-                // More than a head can hold and nothing parsed: processRequests rejected it.
+            // More than a head can hold and nothing parsed: processRequests rejected it.
             case .wouldBlock:
                 return
             case .closed:

@@ -61,7 +61,9 @@ public final class ContainerUnwrapper {
             return unwrapDocker(line) ?? .malformed(.badDockerLine)
         case .auto:
             // Most lines are raw access-log lines: reject both wrappers on the first byte.
-            guard let first = line.first, first == UInt8(ascii: "{") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else {
+            guard let first = line.first,
+                first == UInt8(ascii: "{") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9"))
+            else {
                 return .line(line)
             }
             if first == UInt8(ascii: "{") && line.starts(with: Self.dockerPrefix) {
@@ -87,7 +89,9 @@ public final class ContainerUnwrapper {
     }
 
     /// Splits a CRI line into its stream, its `P`/`F` tag and its content; nil when not CRI.
-    private static func criRecord(_ line: UnsafeRawBufferPointer) -> (isStdout: Bool, isComplete: Bool, content: UnsafeRawBufferPointer)? {
+    private static func criRecord(_ line: UnsafeRawBufferPointer) -> (
+        isStdout: Bool, isComplete: Bool, content: UnsafeRawBufferPointer
+    )? {
         guard let timestampEnd = timestampLength(line), timestampEnd < line.count,
             line[timestampEnd] == UInt8(ascii: " ")
         else { return nil }
@@ -151,7 +155,8 @@ public final class ContainerUnwrapper {
 
         // Docker ends a complete line's content with an escaped newline; a chunk of a split
         // long line has none.
-        let isComplete = body.count >= 2 && body[body.count - 2] == UInt8(ascii: "\\") && body[body.count - 1] == UInt8(ascii: "n")
+        let isComplete =
+            body.count >= 2 && body[body.count - 2] == UInt8(ascii: "\\") && body[body.count - 1] == UInt8(ascii: "n")
             && !Self.endsWithEscapedBackslash(body, before: body.count - 2)
         let content = isComplete ? UnsafeRawBufferPointer(rebasing: body[..<(body.count - 2)]) : body
         guard hasEscapes else { return join(content, isComplete: isComplete, isStdout: isStdout) }

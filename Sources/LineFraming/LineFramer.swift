@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What the framer hands on: a complete line, or the news that one was too long to keep.
@@ -135,7 +135,8 @@ public final class LineFramer {
                 skippedLength = nil
                 // Measured without the `\r` of a `\r\n`, as a line that arrives whole is.
                 var length = skipped + newlineIndex - lineStart
-                let crBefore = newlineIndex > lineStart
+                let crBefore =
+                    newlineIndex > lineStart
                     ? base.load(fromByteOffset: newlineIndex - 1, as: UInt8.self) == 0x0D
                     : skippedEndsWithCR
                 if crBefore { length -= 1 }

@@ -19,7 +19,8 @@ final class ReusableBuffer {
     /// Room for `extra` more bytes after `count`.
     private func reserve(_ extra: Int) {
         guard count + extra > storage.count else { return }
-        let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: max(storage.count * 2, count + extra), alignment: 16)
+        let grown = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: max(storage.count * 2, count + extra), alignment: 16)
         grown.copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[0..<count]))
         storage.deallocate()
         storage = grown
@@ -35,6 +36,7 @@ final class ReusableBuffer {
     /// Appends the JSON-unescaped form of `body` (never longer than `body`).
     func appendUnescaped(_ body: UnsafeRawBufferPointer) {
         reserve(body.count)
-        count += JSONEscapes.decode(body, into: UnsafeMutableRawBufferPointer(rebasing: storage[count..<(count + body.count)]))
+        count += JSONEscapes.decode(
+            body, into: UnsafeMutableRawBufferPointer(rebasing: storage[count..<(count + body.count)]))
     }
 }

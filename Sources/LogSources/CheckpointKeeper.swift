@@ -15,7 +15,9 @@ struct CheckpointKeeper {
 
     /// The checkpoint saved for `source`, or nil if it has none or it cannot be used.
     /// - Parameter described: how log lines name the source (`source envoy`).
-    func load(source: String, described: @autoclosure () -> String, statistics: inout SourceStatistics, logger: Logger) -> LoadedCheckpoint? {
+    func load(source: String, described: @autoclosure () -> String, statistics: inout SourceStatistics, logger: Logger)
+        -> LoadedCheckpoint?
+    {
         do {
             return try store.load(source: source)
         } catch {
@@ -32,8 +34,10 @@ struct CheckpointKeeper {
 
     /// Saves `checkpoint` (atomically) unless it is what was last saved. Returns whether it is
     /// saved now.
-    mutating func save(_ checkpoint: SourceCheckpoint, described: @autoclosure () -> String, statistics: inout SourceStatistics,
-                       logger: Logger) -> Bool {
+    mutating func save(
+        _ checkpoint: SourceCheckpoint, described: @autoclosure () -> String, statistics: inout SourceStatistics,
+        logger: Logger
+    ) -> Bool {
         if lastSaved[checkpoint.source] == checkpoint { return true }
         do {
             try store.save(checkpoint)

@@ -1,12 +1,13 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import SystemCalls
 
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Which file a checkpoint belongs to: device and inode, plus a hash of its first bytes so a
@@ -40,7 +41,8 @@ public struct FileFingerprint: Codable, Sendable, Equatable {
             var total = 0
             while total < length {
                 do throws(Errno) {
-                    let count = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[total...]), atOffset: total)
+                    let count = try file.read(
+                        into: UnsafeMutableRawBufferPointer(rebasing: raw[total...]), atOffset: total)
                     if count == 0 { break }
                     total += count
                 } catch {
@@ -133,11 +135,16 @@ extension JournalCheckpoint {
         if let cursor {
             // libsystemd's cursors: `s=<hex>;i=<hex>;b=<hex>;m=<hex>;t=<hex>;x=<hex>`.
             let fields = cursor.utf8.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false)
-            let isHex: (UInt8) -> Bool = { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }
-            let valid = cursor.utf8.count <= 1024 && fields.allSatisfy { field in
-                field.count >= 3 && (0x61...0x7A).contains(field[field.startIndex])
-                    && field[field.index(after: field.startIndex)] == UInt8(ascii: "=") && field.dropFirst(2).allSatisfy(isHex)
+            let isHex: (UInt8) -> Bool = {
+                (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0)
             }
+            let valid =
+                cursor.utf8.count <= 1024
+                && fields.allSatisfy { field in
+                    field.count >= 3 && (0x61...0x7A).contains(field[field.startIndex])
+                        && field[field.index(after: field.startIndex)] == UInt8(ascii: "=")
+                        && field.dropFirst(2).allSatisfy(isHex)
+                }
             if !valid { return "cursor is not a journal cursor" }
         }
         if let readUntilMicroseconds {
@@ -176,10 +183,14 @@ public struct CheckpointStore: Sendable {
     /// The file for a source: its name with anything but letters, digits, `-`, `_` and `.`
     /// replaced, so a name cannot point outside the directory.
     public func path(forSource source: String) -> String {
-        let safe = String(source.unicodeScalars.map { scalar -> Character in
-            let isSafe = scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-_.".unicodeScalars.contains(scalar))
-            return isSafe ? Character(scalar) : "_"
-        })
+        let safe = String(
+            source.unicodeScalars.map { scalar -> Character in
+                let isSafe =
+                    scalar.isASCII
+                    && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+                        || "-_.".unicodeScalars.contains(scalar))
+                return isSafe ? Character(scalar) : "_"
+            })
         return directory + "/" + (safe.isEmpty || safe.hasPrefix(".") ? "_" + safe : safe) + ".checkpoint.json"
     }
 
@@ -221,12 +232,16 @@ public struct CheckpointStore: Sendable {
             throw .corrupt(path: path, String(describing: error))
         }
         guard checkpoint.version == SourceCheckpoint.currentVersion else {
-            throw .corrupt(path: path, "version \(checkpoint.version) is not one this flagwatch reads (\(SourceCheckpoint.currentVersion))")
+            throw .corrupt(
+                path: path,
+                "version \(checkpoint.version) is not one this flagwatch reads (\(SourceCheckpoint.currentVersion))")
         }
         guard checkpoint.source == source else {
             throw .corrupt(path: path, "it belongs to source \(checkpoint.source), not \(source)")
         }
-        if let journal = checkpoint.journal, let defect = journal.defect(nowMicroseconds: UInt64(max(0, wallClockSeconds() * 1e6))) {
+        if let journal = checkpoint.journal,
+            let defect = journal.defect(nowMicroseconds: UInt64(max(0, wallClockSeconds() * 1e6)))
+        {
             throw .corrupt(path: path, defect)
         }
         var rejected: [LoadedCheckpoint.RejectedEntry] = []
@@ -237,7 +252,9 @@ public struct CheckpointStore: Sendable {
                 if let defect = entry.defect {
                     rejected.append(.init(path: entry.path, reason: defect))
                 } else if !identities.insert([entry.device, entry.inode]).inserted {
-                    rejected.append(.init(path: entry.path, reason: "a second entry for device \(entry.device) inode \(entry.inode)"))
+                    rejected.append(
+                        .init(
+                            path: entry.path, reason: "a second entry for device \(entry.device) inode \(entry.inode)"))
                 } else {
                     kept.append(entry)
                 }

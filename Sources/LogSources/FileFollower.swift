@@ -2,7 +2,7 @@ import Logging
 import SystemCalls
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A configured set of files to follow: paths and wildcard patterns.
@@ -81,7 +81,9 @@ public final class FileFollower {
     private var nextStream: Int
     private var initialScanDone = false
     /// `fstat` of a followed file; replaced by tests to make it fail.
-    var statusOfOpenFile: (FileDescriptor) throws(Errno) -> FileStatus = { descriptor throws(Errno) in try descriptor.status() }
+    var statusOfOpenFile: (FileDescriptor) throws(Errno) -> FileStatus = { descriptor throws(Errno) in
+        try descriptor.status()
+    }
     /// What ``start(on:)`` registered, so ``stop(on:)`` can take it back.
     private var registrations: (timers: [PollLoop.TimerID], busyHook: PollLoop.BusyHookID?) = ([], nil)
 
@@ -147,8 +149,10 @@ public final class FileFollower {
         var isOrphan = false
         var lastActivity: Double
 
-        init(stream: StreamID, source: Int, identity: FileIdentity, descriptor: FileDescriptor, path: String,
-             fingerprint: FileFingerprint, offset: Int, now: Double) {
+        init(
+            stream: StreamID, source: Int, identity: FileIdentity, descriptor: FileDescriptor, path: String,
+            fingerprint: FileFingerprint, offset: Int, now: Double
+        ) {
             self.stream = stream
             self.source = source
             self.identity = identity
@@ -165,8 +169,10 @@ public final class FileFollower {
     ///   do not collide).
     ///   - handoff: positions and statistics of a follower this one replaces (a reload), by
     ///     source name: those sources resume exactly there, ahead of any saved checkpoint.
-    public init(sources: [FileSourceSpec], options: FollowOptions, sink: any LineSink, logger: Logger,
-                firstStream: Int = 1, handoff: [String: FileSourceHandoff] = [:]) throws(Errno) {
+    public init(
+        sources: [FileSourceSpec], options: FollowOptions, sink: any LineSink, logger: Logger,
+        firstStream: Int = 1, handoff: [String: FileSourceHandoff] = [:]
+    ) throws(Errno) {
         self.sources = sources.map(FollowedSource.init(spec:))
         self.options = options
         self.sink = sink
@@ -187,14 +193,18 @@ public final class FileFollower {
         nextStream = firstStream
         if let checkpoints {
             for (index, source) in sources.enumerated() {
-                guard let loaded = checkpoints.load(source: source.name, described: "source \(source.name)",
-                                                    statistics: &self.sources[index].statistics, logger: logger)
+                guard
+                    let loaded = checkpoints.load(
+                        source: source.name, described: "source \(source.name)",
+                        statistics: &self.sources[index].statistics, logger: logger)
                 else { continue }
                 self.sources[index].savedCheckpoints = loaded.checkpoint.files ?? []
                 self.sources[index].hadSavedState = true
                 for entry in loaded.rejectedFiles {
                     // Only this file loses its position; the source's others keep theirs.
-                    logger.error("checkpoint \(checkpoints.store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)")
+                    logger.error(
+                        "checkpoint \(checkpoints.store.path(forSource: source.name)): the entry for \(entry.path) is not valid (\(entry.reason)); that file starts at its \(source.startAt)"
+                    )
                     self.sources[index].statistics.count(.checkpointCorrupt)
                     self.sources[index].startsAsConfigured.insert(entry.path)
                 }
@@ -359,7 +369,8 @@ public final class FileFollower {
             for (path, error) in expansion.errors {
                 currentErrors.insert(path)
                 if error != .noSuchFile && error != .notDirectory { unreadable.append(path) }
-                report(index, path: path, kind: SourceErrorKind(opening: error), "cannot read directory \(path): \(error)")
+                report(
+                    index, path: path, kind: SourceErrorKind(opening: error), "cannot read directory \(path): \(error)")
             }
             for path in expansion.paths where !Self.isCompressed(path) {
                 if let identity = open(path, source: index, errors: &currentErrors) { seen.insert(identity) }
@@ -378,13 +389,15 @@ public final class FileFollower {
             }
             file.isOrphan = orphan
         }
-        for (identity, waiting) in sources[index].parked where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
+        for (identity, waiting) in sources[index].parked
+        where !seen.contains(identity) && !isUnknown(waiting.checkpoint.path) {
             // Renamed away or deleted without a descriptor: looked for next to where it was.
             sources[index].parked[identity] = nil
             sources[index].savedCheckpoints.append(waiting.checkpoint)
         }
         if !unreadable.isEmpty {
-            directories.formUnion(directoryWatches.values.filter { $0.sources.contains(index) && isUnknown($0.path) }.map(\.path))
+            directories.formUnion(
+                directoryWatches.values.filter { $0.sources.contains(index) && isUnknown($0.path) }.map(\.path))
         }
         updateDirectoryWatches(index, directories)
         if initialScanDone && !sources[index].savedCheckpoints.isEmpty { resumeRotatedFiles(index) }
@@ -398,11 +411,14 @@ public final class FileFollower {
 
     /// Counts and logs an error about `path`, once until a rescan finds it gone.
     /// - Parameter retried: whether the next rescan tries again (else the message says what is lost).
-    private func report(_ index: Int, path: String, kind: SourceErrorKind, _ message: @autoclosure () -> String,
-                        retried: Bool = true) {
+    private func report(
+        _ index: Int, path: String, kind: SourceErrorKind, _ message: @autoclosure () -> String,
+        retried: Bool = true
+    ) {
         guard sources[index].reportedErrors.insert(path).inserted else { return }
         sources[index].statistics.count(kind)
-        logger.warning("source \(sources[index].spec.name): \(message())\(retried ? "; retrying on the next rescan" : "")")
+        logger.warning(
+            "source \(sources[index].spec.name): \(message())\(retried ? "; retrying on the next rescan" : "")")
     }
 
     /// Opens `path` if it is a regular file this source does not follow yet; returns the
@@ -470,8 +486,9 @@ public final class FileFollower {
         }
         let fingerprint = fingerprintOrEmpty(descriptor, path: path, source: index)
         let offset = startOffset(index, path: path, identity: identity, size: status.size, descriptor: descriptor)
-        follow(descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset,
-               quietly: resumed != nil)
+        follow(
+            descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset,
+            quietly: resumed != nil)
         return identity
     }
 
@@ -483,14 +500,18 @@ public final class FileFollower {
     /// Whether a file without a checkpoint is read from its beginning: it appeared while
     /// running, or since the last run, or the source starts at the beginning.
     private func startsAtBeginning(_ index: Int, path: String) -> Bool {
-        initialScanDone || (sources[index].hadSavedState && !sources[index].startsAsConfigured.contains(path)) || sources[index].spec.startAt == .beginning
+        initialScanDone || (sources[index].hadSavedState && !sources[index].startsAsConfigured.contains(path))
+            || sources[index].spec.startAt == .beginning
     }
 
     /// A file found when no descriptor is left for it: its start position is fixed now (as if
     /// it had been opened) and it waits, counted as `fd_limit`.
     private func parkNewFile(_ path: String, identity: FileIdentity, size: Int, source index: Int) {
-        var checkpoint = FileCheckpoint(path: path, device: identity.device, inode: identity.inode, fingerprint: .empty, offset: 0)
-        if let position = sources[index].savedCheckpoints.firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode }) {
+        var checkpoint = FileCheckpoint(
+            path: path, device: identity.device, inode: identity.inode, fingerprint: .empty, offset: 0)
+        if let position = sources[index].savedCheckpoints.firstIndex(where: {
+            $0.device == identity.device && $0.inode == identity.inode
+        }) {
             // Its fingerprint is checked when it is opened.
             checkpoint = sources[index].savedCheckpoints.remove(at: position)
             checkpoint.path = path
@@ -502,7 +523,8 @@ public final class FileFollower {
                 let status = try descriptor.status()
                 if status.device == identity.device && status.inode == identity.inode {
                     checkpoint.fingerprint = try FileFingerprint.read(descriptor)
-                    checkpoint.offset = endOfLastCompleteLine(descriptor, path: path, size: status.size, source: index).offset
+                    checkpoint.offset =
+                        endOfLastCompleteLine(descriptor, path: path, size: status.size, source: index).offset
                 }
             } catch {
                 // No descriptor even for this (the usual case here), or the file could not be
@@ -512,7 +534,8 @@ public final class FileFollower {
                 checkpoint.offset = size
             }
         }
-        sources[index].parked[identity] = ParkedFile(checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
+        sources[index].parked[identity] = ParkedFile(
+            checkpoint: checkpoint, sizeWhenParked: nil, waitingSince: nextWaitSequence())
         sources[index].statistics.count(.fdLimit)
         logShortage()
     }
@@ -520,7 +543,9 @@ public final class FileFollower {
     private func logShortage() {
         guard !shortageLogged else { return }
         shortageLogged = true
-        logger.warning("more files to read than file descriptors for them (\(descriptorBudget) of RLIMIT_NOFILE \(ProcessLimits.openFileLimit().soft)); the others wait with their position, and files read to their end give theirs up")
+        logger.warning(
+            "more files to read than file descriptors for them (\(descriptorBudget) of RLIMIT_NOFILE \(ProcessLimits.openFileLimit().soft)); the others wait with their position, and files read to their end give theirs up"
+        )
     }
 
     /// Files waiting for a descriptor get those of the open files that have been idle longest
@@ -528,14 +553,18 @@ public final class FileFollower {
     private func shareDescriptors() {
         var waiting: [(sequence: UInt64, source: Int, identity: FileIdentity)] = []
         for (index, source) in sources.enumerated() {
-            for (identity, file) in source.parked { if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) } }
+            for (identity, file) in source.parked {
+                if let sequence = file.waitingSince { waiting.append((sequence, index, identity)) }
+            }
         }
         guard !waiting.isEmpty else { return }
         logShortage()
         var free = descriptorBudget - streams.count
         if free < waiting.count {
             // Pending or not (a rescan marks every file pending): park() reads first.
-            let idle = streams.values.filter { !$0.isOrphan && $0.skipping == nil }.sorted { $0.lastActivity < $1.lastActivity }
+            let idle = streams.values.filter { !$0.isOrphan && $0.skipping == nil }.sorted {
+                $0.lastActivity < $1.lastActivity
+            }
             for file in idle where free < waiting.count {
                 if park(file) { free += 1 }
             }
@@ -560,8 +589,9 @@ public final class FileFollower {
             return false
         }
         sources[file.source].parked[file.identity] = ParkedFile(
-            checkpoint: FileCheckpoint(path: file.path, device: file.identity.device, inode: file.identity.inode,
-                                       fingerprint: file.fingerprint, offset: file.committedOffset),
+            checkpoint: FileCheckpoint(
+                path: file.path, device: file.identity.device, inode: file.identity.inode,
+                fingerprint: file.fingerprint, offset: file.committedOffset),
             sizeWhenParked: status.size, waitingSince: nil)
         release(file)
         return true
@@ -569,7 +599,9 @@ public final class FileFollower {
 
     /// Where a newly opened file starts: its checkpoint if it has one, else the beginning
     /// (a file that appeared while running, or since the last run), else the source's choice.
-    private func startOffset(_ index: Int, path: String, identity: FileIdentity, size: Int, descriptor: FileDescriptor) -> (offset: Int, skipPartial: Bool) {
+    private func startOffset(_ index: Int, path: String, identity: FileIdentity, size: Int, descriptor: FileDescriptor)
+        -> (offset: Int, skipPartial: Bool)
+    {
         if let saved = takeCheckpoint(index, identity: identity, descriptor: descriptor) {
             if saved.offset <= size { return (saved.offset, false) }
             logger.info("\(path) is shorter than its checkpoint (truncated while stopped); reading from the start")
@@ -583,14 +615,17 @@ public final class FileFollower {
     /// than the cap, its end, with that line's remainder skipped.
     /// A read that fails gives the same answer as a line longer than the window: the file's
     /// end, the line under way dropped.
-    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, path: String, size: Int, source index: Int) -> (offset: Int, skipPartial: Bool) {
+    private func endOfLastCompleteLine(_ descriptor: FileDescriptor, path: String, size: Int, source index: Int) -> (
+        offset: Int, skipPartial: Bool
+    ) {
         var end = size
         let window = min(buffer.count, options.maxLineLength + 2)
         while end > 0 && size - end < window {
             let start = max(0, end - 4096, size - window)
             let count: Int
             do {
-                count = try descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)
+                count = try descriptor.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<(end - start)]), atOffset: start)
             } catch {
                 reportReadError(index, path: path, "finding the last complete line of \(path) failed: \(error)")
                 break
@@ -606,7 +641,10 @@ public final class FileFollower {
 
     /// Removes and returns the saved checkpoint for this identity, if its fingerprint agrees.
     private func takeCheckpoint(_ index: Int, identity: FileIdentity, descriptor: FileDescriptor) -> FileCheckpoint? {
-        guard let position = sources[index].savedCheckpoints.firstIndex(where: { $0.device == identity.device && $0.inode == identity.inode })
+        guard
+            let position = sources[index].savedCheckpoints.firstIndex(where: {
+                $0.device == identity.device && $0.inode == identity.inode
+            })
         else { return nil }
         let saved = sources[index].savedCheckpoints.remove(at: position)
         // The saved hash covers the first `saved.fingerprint.length` bytes: compare those.
@@ -615,11 +653,14 @@ public final class FileFollower {
             prefix = try FileFingerprint.read(descriptor, length: saved.fingerprint.length)
         } catch {
             // Unverified, it is taken for a new file, as a reused inode would be.
-            reportReadError(index, path: saved.path, "reading the first bytes of \(saved.path) failed (\(error)); it is read as a new file")
+            reportReadError(
+                index, path: saved.path,
+                "reading the first bytes of \(saved.path) failed (\(error)); it is read as a new file")
             return nil
         }
         guard prefix == saved.fingerprint else {
-            logger.info("\(saved.path): same inode, different content (inode reused); reading the new file from the start")
+            logger.info(
+                "\(saved.path): same inode, different content (inode reused); reading the new file from the start")
             return nil
         }
         return saved
@@ -627,8 +668,10 @@ public final class FileFollower {
 
     /// - Parameter quietly: a file resuming after waiting for a descriptor (logged at debug level:
     ///   under a shortage, files take turns).
-    private func follow(_ descriptor: FileDescriptor, path: String, source index: Int, identity: FileIdentity,
-                        fingerprint: FileFingerprint, offset: (offset: Int, skipPartial: Bool), quietly: Bool = false) {
+    private func follow(
+        _ descriptor: FileDescriptor, path: String, source index: Int, identity: FileIdentity,
+        fingerprint: FileFingerprint, offset: (offset: Int, skipPartial: Bool), quietly: Bool = false
+    ) {
         let stream = StreamID(nextStream)
         nextStream += 1
         let file = FollowedFile(
@@ -654,7 +697,8 @@ public final class FileFollower {
         } else {
             logger.info("following \(path) from offset \(offset.offset) (source \(sources[index].spec.name))")
         }
-        sink.streamOpened(stream, info: StreamInfo(source: sources[index].spec.name, path: path, pod: PodLogPath(path: path)))
+        sink.streamOpened(
+            stream, info: StreamInfo(source: sources[index].spec.name, path: path, pod: PodLogPath(path: path)))
         pendingReads.insert(stream)
     }
 
@@ -680,11 +724,14 @@ public final class FileFollower {
                 if error.isDescriptorShortage {
                     sources[index].savedCheckpoints.append(saved)
                 } else if error == .noSuchFile || error == .notDirectory {
-                    logger.info("\(saved.path) was rotated while stopped or waiting, and its directory is gone: its rest is not read")
+                    logger.info(
+                        "\(saved.path) was rotated while stopped or waiting, and its directory is gone: its rest is not read"
+                    )
                 } else {
-                    report(index, path: directory, kind: SourceErrorKind(opening: error),
-                           "cannot read directory \(directory) to find \(saved.path) rotated (\(error)); its rest is not read",
-                           retried: false)
+                    report(
+                        index, path: directory, kind: SourceErrorKind(opening: error),
+                        "cannot read directory \(directory) to find \(saved.path) rotated (\(error)); its rest is not read",
+                        retried: false)
                 }
                 continue
             }
@@ -696,8 +743,9 @@ public final class FileFollower {
                 } catch {
                     // Gone since the directory was read: not the file looked for, or it is gone.
                     if error != .noSuchFile {
-                        report(index, path: path, kind: SourceErrorKind(opening: error),
-                               "cannot look at \(path) while looking for \(saved.path) rotated: \(error)", retried: false)
+                        report(
+                            index, path: path, kind: SourceErrorKind(opening: error),
+                            "cannot look at \(path) while looking for \(saved.path) rotated: \(error)", retried: false)
                     }
                     continue
                 }
@@ -709,9 +757,10 @@ public final class FileFollower {
                     if error.isDescriptorShortage {
                         sources[index].savedCheckpoints.append(saved)
                     } else {
-                        report(index, path: path, kind: SourceErrorKind(opening: error),
-                               "cannot open \(path), where \(saved.path) was rotated to (\(error)); its rest is not read",
-                               retried: false)
+                        report(
+                            index, path: path, kind: SourceErrorKind(opening: error),
+                            "cannot open \(path), where \(saved.path) was rotated to (\(error)); its rest is not read",
+                            retried: false)
                     }
                     break
                 }
@@ -721,7 +770,10 @@ public final class FileFollower {
                     fingerprint = try FileFingerprint.read(descriptor, length: saved.fingerprint.length)
                     size = try descriptor.status().size
                 } catch {
-                    reportReadError(index, path: path, "looking at \(path), where \(saved.path) was rotated to, failed (\(error)); its rest is not read")
+                    reportReadError(
+                        index, path: path,
+                        "looking at \(path), where \(saved.path) was rotated to, failed (\(error)); its rest is not read"
+                    )
                     descriptor.close()
                     break
                 }
@@ -733,7 +785,9 @@ public final class FileFollower {
                 // If the longer one cannot be read, the prefix serves: a young file's fingerprint
                 // is extended as it is read.
                 let full = fingerprintOrEmpty(descriptor, path: path, source: index, orElse: fingerprint)
-                follow(descriptor, path: path, source: index, identity: identity, fingerprint: full, offset: (saved.offset, false))
+                follow(
+                    descriptor, path: path, source: index, identity: identity, fingerprint: full,
+                    offset: (saved.offset, false))
                 sources[index].files[identity]?.isOrphan = true
                 break
             }
@@ -742,7 +796,8 @@ public final class FileFollower {
 
     private func updateDirectoryWatches(_ index: Int, _ directories: Set<String>) {
         guard let inotify else { return }
-        for (watch, directory) in directoryWatches where directory.sources.contains(index) && !directories.contains(directory.path) {
+        for (watch, directory) in directoryWatches
+        where directory.sources.contains(index) && !directories.contains(directory.path) {
             directoryWatches[watch]?.sources.remove(index)
             if directoryWatches[watch]?.sources.isEmpty == true {
                 directoryWatches[watch] = nil
@@ -750,7 +805,9 @@ public final class FileFollower {
             }
         }
         for path in directories {
-            if directoryWatches.contains(where: { $0.value.path == path && $0.value.sources.contains(index) }) { continue }
+            if directoryWatches.contains(where: { $0.value.path == path && $0.value.sources.contains(index) }) {
+                continue
+            }
             do {
                 let watch = try inotify.addWatch(path, mask: Inotify.directoryEvents | UInt32(IN_ONLYDIR))
                 directoryWatches[watch, default: DirectoryWatch(path: path, sources: [])].sources.insert(index)
@@ -844,20 +901,29 @@ public final class FileFollower {
         do throws(Errno) {
             status = try statusOfOpenFile(file.descriptor)
             truncated = status.size < file.readOffset
-            if !truncated && file.fingerprint.length < FileFingerprint.maximumLength && status.size > file.fingerprint.length {
+            if !truncated && file.fingerprint.length < FileFingerprint.maximumLength
+                && status.size > file.fingerprint.length
+            {
                 // Young file: extend its fingerprint (and check the part already hashed).
                 let longer = try FileFingerprint.read(file.descriptor)
-                truncated = try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
+                truncated =
+                    try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
                 if !truncated { file.fingerprint = longer }
             } else if !truncated && file.fingerprint.length > 0 && status.size > file.readOffset {
-                truncated = try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
+                truncated =
+                    try FileFingerprint.read(file.descriptor, length: file.fingerprint.length) != file.fingerprint
             }
         } catch {
-            reportReadError(file.source, path: file.path, "looking at \(file.path) failed (\(error)); it is not read until its size and first bytes can be checked")
+            reportReadError(
+                file.source, path: file.path,
+                "looking at \(file.path) failed (\(error)); it is not read until its size and first bytes can be checked"
+            )
             return .unknown
         }
         guard truncated else { return .unchanged }
-        logger.info("\(file.path) was truncated (size \(status.size) < position \(file.readOffset), or its start changed); reading from the start")
+        logger.info(
+            "\(file.path) was truncated (size \(status.size) < position \(file.readOffset), or its start changed); reading from the start"
+        )
         file.committedOffset = 0
         file.readOffset = 0
         file.skipping = nil
@@ -868,8 +934,10 @@ public final class FileFollower {
 
     /// The fingerprint of the file's first bytes; `fallback` if they cannot be read (counted
     /// and logged): the fingerprint of fewer bytes is extended as the file is read.
-    private func fingerprintOrEmpty(_ descriptor: FileDescriptor, path: String, source index: Int,
-                                    orElse fallback: FileFingerprint = .empty) -> FileFingerprint {
+    private func fingerprintOrEmpty(
+        _ descriptor: FileDescriptor, path: String, source index: Int,
+        orElse fallback: FileFingerprint = .empty
+    ) -> FileFingerprint {
         do {
             return try FileFingerprint.read(descriptor)
         } catch {
@@ -937,10 +1005,13 @@ public final class FileFollower {
     /// (once the first scan is done; before it, they are what was loaded). One entry per file.
     private func checkpointEntries(_ index: Int) -> [FileCheckpoint] {
         var entries = sources[index].files.values.sorted { $0.stream.value < $1.stream.value }.map {
-            FileCheckpoint(path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
-                           fingerprint: $0.fingerprint, offset: $0.committedOffset)
+            FileCheckpoint(
+                path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
+                fingerprint: $0.fingerprint, offset: $0.committedOffset)
         }
-        entries += sources[index].parked.values.map(\.checkpoint).sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
+        entries += sources[index].parked.values.map(\.checkpoint).sorted {
+            ($0.device, $0.inode) < ($1.device, $1.inode)
+        }
         entries += sources[index].savedCheckpoints
         var identities = Set<FileIdentity>()
         return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }
@@ -956,8 +1027,10 @@ public final class FileFollower {
         for index in sources.indices {
             let name = sources[index].spec.name
             let checkpoint = SourceCheckpoint(source: name, files: checkpointEntries(index))
-            if checkpoints?.save(checkpoint, described: "source \(name)", statistics: &sources[index].statistics,
-                                 logger: logger) == false {
+            if checkpoints?.save(
+                checkpoint, described: "source \(name)", statistics: &sources[index].statistics,
+                logger: logger) == false
+            {
                 allSaved = false
             }
         }

@@ -2,7 +2,7 @@ import CSystemd
 import SystemCalls
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One open `sd_journal` reader: the few libsystemd journal calls flagwatch makes, typed.

@@ -54,7 +54,8 @@ public struct JournalError: Error, CustomStringConvertible, Equatable {
         case .duplicateSource:
             return prefix + "two journal sources have this name"
         case .cannotOpen(let directory, let error):
-            return prefix + "cannot open " + (directory.map { "the journal in \($0)" } ?? "the local journal") + ": \(error)"
+            return prefix + "cannot open " + (directory.map { "the journal in \($0)" } ?? "the local journal")
+                + ": \(error)"
         case .cannotUseStateDirectory(let path, let error):
             return prefix + "cannot use state directory \(path): \(error)"
         }
@@ -79,7 +80,9 @@ public enum JournalMatch: Sendable, Equatable {
             return
         }
         guard let equals = text.firstIndex(of: "=") else {
-            throw JournalError(source: nil, reason: .badMatch(text, problem: "expected FIELD=VALUE, e.g. SYSLOG_IDENTIFIER=envoy, or \"+\""))
+            throw JournalError(
+                source: nil,
+                reason: .badMatch(text, problem: "expected FIELD=VALUE, e.g. SYSLOG_IDENTIFIER=envoy, or \"+\""))
         }
         let name = String(text[..<equals])
         if let problem = Self.fieldNameProblem(name) {
@@ -113,15 +116,21 @@ public enum JournalMatch: Sendable, Equatable {
     /// libsystemd cannot match them.
     static func fieldNameProblem(_ name: String) -> String? {
         if name.isEmpty { return "the field name before \"=\" is empty" }
-        let isAllowed = name.utf8.allSatisfy { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "_") }
+        let isAllowed = name.utf8.allSatisfy {
+            ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9"))
+                || $0 == UInt8(ascii: "_")
+        }
         if !isAllowed {
-            return "field names are upper-case letters, digits and \"_\" (journal fields are upper case: SYSLOG_IDENTIFIER, _SYSTEMD_UNIT)"
+            return
+                "field names are upper-case letters, digits and \"_\" (journal fields are upper case: SYSLOG_IDENTIFIER, _SYSTEMD_UNIT)"
         }
         if let first = name.utf8.first, first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9") {
             return "a field name cannot start with a digit"
         }
         if name.hasPrefix("__") { return "fields starting with \"__\" are not entry data and cannot be matched" }
-        if name.utf8.count > maximumFieldNameLength { return "field names are at most \(maximumFieldNameLength) characters" }
+        if name.utf8.count > maximumFieldNameLength {
+            return "field names are at most \(maximumFieldNameLength) characters"
+        }
         return nil
     }
 
@@ -218,8 +227,10 @@ public final class JournalFollower {
     ///   not collide with other followers' ids.
     /// - Parameter handoff: positions and statistics of a follower this one replaces (a reload),
     ///   by source name: those sources resume exactly there, ahead of any saved checkpoint.
-    public init(sources: [JournalSourceSpec], stateDirectory: String?, sink: any LineSink, logger: Logger,
-                firstStream: Int, handoff: [String: JournalSourceHandoff] = [:]) throws(JournalError) {
+    public init(
+        sources: [JournalSourceSpec], stateDirectory: String?, sink: any LineSink, logger: Logger,
+        firstStream: Int, handoff: [String: JournalSourceHandoff] = [:]
+    ) throws(JournalError) {
         self.sources = sources
         self.sink = sink
         self.logger = logger
@@ -248,11 +259,15 @@ public final class JournalFollower {
                 descriptor = try journal.fileDescriptor()
             } catch {
                 statistics[index].count(.journalError)
-                logger.error("journal source \(source.name): cannot watch the journal (\(error)); looking at it every \(Self.pollingInterval) s")
+                logger.error(
+                    "journal source \(source.name): cannot watch the journal (\(error)); looking at it every \(Self.pollingInterval) s"
+                )
             }
             var saved: JournalCheckpoint?
-            if let loaded = checkpoints?.load(source: source.name, described: "journal source \(source.name)",
-                                              statistics: &statistics[index], logger: logger) {
+            if let loaded = checkpoints?.load(
+                source: source.name, described: "journal source \(source.name)",
+                statistics: &statistics[index], logger: logger)
+            {
                 saved = loaded.checkpoint.journal
                 // Unchanged, it is not written again.
                 checkpoints?.remember(loaded.checkpoint)
@@ -261,8 +276,10 @@ public final class JournalFollower {
                 saved = previous.checkpoint
                 statistics[index] = previous.statistics
             }
-            journals.append(FollowedJournal(
-                source: index, stream: StreamID(firstStream + index), journal: journal, descriptor: descriptor, saved: saved))
+            journals.append(
+                FollowedJournal(
+                    source: index, stream: StreamID(firstStream + index), journal: journal, descriptor: descriptor,
+                    saved: saved))
         }
         self.journals = journals
         self.statistics = statistics
@@ -290,7 +307,8 @@ public final class JournalFollower {
             } catch {
                 // Only memory exhaustion or a match our checks let through end up here.
                 let text = match.matchText ?? "+"
-                throw JournalError(source: source.name, reason: .badMatch(text, problem: "libsystemd refused it: \(error)"))
+                throw JournalError(
+                    source: source.name, reason: .badMatch(text, problem: "libsystemd refused it: \(error)"))
             }
         }
         return journal
@@ -310,7 +328,8 @@ public final class JournalFollower {
                 // "MESSAGE=" and one byte more than the cap: a longer message is known to be too long.
                 try followed.journal.setDataThreshold(maxLineLength + 9)
             } catch {
-                logger.warning("journal source \(name): cannot limit field sizes (\(error)); long messages are read whole")
+                logger.warning(
+                    "journal source \(name): cannot limit field sizes (\(error)); long messages are read whole")
             }
             position(followed)
             sink.streamOpened(followed.stream, info: StreamInfo(source: name, path: "journal"))
@@ -341,9 +360,11 @@ public final class JournalFollower {
             followed.deadlineTimer = nil
             followed.pollingTimer = nil
             sink.streamClosed(followed.stream)
-            let checkpoint = followed.cursor != nil || followed.readUntil != nil
+            let checkpoint =
+                followed.cursor != nil || followed.readUntil != nil
                 ? JournalCheckpoint(cursor: followed.cursor, readUntilMicroseconds: followed.readUntil) : followed.saved
-            result[sources[followed.source].name] = JournalSourceHandoff(checkpoint: checkpoint, statistics: statistics[followed.source])
+            result[sources[followed.source].name] = JournalSourceHandoff(
+                checkpoint: checkpoint, statistics: statistics[followed.source])
         }
         if let busyHook { loop?.removeBusyHook(busyHook) }
         busyHook = nil
@@ -388,7 +409,9 @@ public final class JournalFollower {
                 logger.info("journal source \(name): resuming after the saved cursor")
                 return
             } catch {
-                report(followed, key: "seek", "cannot seek to the saved cursor \(cursor) (\(error)); using the saved time or the start position")
+                report(
+                    followed, key: "seek",
+                    "cannot seek to the saved cursor \(cursor) (\(error)); using the saved time or the start position")
                 followed.cursor = nil
                 followed.standsOnUnreadEntry = false
                 followed.cursorIsStale = false
@@ -399,7 +422,8 @@ public final class JournalFollower {
             do {
                 try journal.seek(realtimeMicroseconds: from)
                 followed.readUntil = readUntil
-                logger.info("journal source \(name): resuming with the entries since the journal was last read to its end")
+                logger.info(
+                    "journal source \(name): resuming with the entries since the journal was last read to its end")
                 return
             } catch {
                 report(followed, key: "seek", "cannot seek to the saved time (\(error)); using the start position")
@@ -422,7 +446,9 @@ public final class JournalFollower {
                     try journal.seekHead()
                 }
             }
-            logger.info("journal source \(name): reading from the \(sources[followed.source].startAt == .end ? "end" : "beginning") of the journal")
+            logger.info(
+                "journal source \(name): reading from the \(sources[followed.source].startAt == .end ? "end" : "beginning") of the journal"
+            )
         } catch {
             report(followed, key: "seek", "cannot seek in the journal: \(error)")
         }
@@ -437,7 +463,9 @@ public final class JournalFollower {
             events = try followed.journal.pollEvents()
         } catch {
             // What libsystemd asks for on an inotify descriptor.
-            report(followed, key: "events", "cannot get the journal descriptor's poll events (\(error)); waiting for it to be readable")
+            report(
+                followed, key: "events",
+                "cannot get the journal descriptor's poll events (\(error)); waiting for it to be readable")
         }
         loop.watch(descriptor, events: events) { [unowned self] _ in
             self.processChanges(followed)
@@ -490,7 +518,9 @@ public final class JournalFollower {
             }
             followed.reportedErrors.remove("process")
         } catch {
-            report(followed, key: "process", "cannot process journal changes: \(error); looking at it every \(Self.pollingInterval) s")
+            report(
+                followed, key: "process",
+                "cannot process journal changes: \(error); looking at it every \(Self.pollingInterval) s")
             if let descriptor = followed.descriptor, followed.isWatched {
                 loop?.unwatch(descriptor)
                 followed.isWatched = false
@@ -627,9 +657,12 @@ public final class JournalFollower {
             guard followed.cursor != nil || followed.readUntil != nil else { continue }
             let name = sources[followed.source].name
             let checkpoint = SourceCheckpoint(
-                source: name, journal: JournalCheckpoint(cursor: followed.cursor, readUntilMicroseconds: followed.readUntil))
-            if checkpoints?.save(checkpoint, described: "journal source \(name)", statistics: &statistics[followed.source],
-                                 logger: logger) == false {
+                source: name,
+                journal: JournalCheckpoint(cursor: followed.cursor, readUntilMicroseconds: followed.readUntil))
+            if checkpoints?.save(
+                checkpoint, described: "journal source \(name)", statistics: &statistics[followed.source],
+                logger: logger) == false
+            {
                 allSaved = false
             }
         }

@@ -50,7 +50,7 @@ public struct PathPattern: Sendable, Equatable {
                 expansion.directories.append(directory)
                 do {
                     _ = try FileStatus(path: path)
-                } catch where error == .noSuchFile || error == .notDirectory {
+                } catch  where error == .noSuchFile || error == .notDirectory {
                     // Not there yet: the watch on its directory sees it created.
                     return
                 } catch {
@@ -93,7 +93,7 @@ public struct PathPattern: Sendable, Equatable {
                     if try FileStatus(path: path).isDirectory {
                         walk(directory: path, index: index + 1, fixedPrefix: false, into: &expansion)
                     }
-                } catch where error != .noSuchFile && error != .notDirectory {
+                } catch  where error != .noSuchFile && error != .notDirectory {
                     expansion.errors.append((path, error))
                 } catch {
                     // Gone since the directory was read, or a dangling link: nothing to match.

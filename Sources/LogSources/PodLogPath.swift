@@ -34,6 +34,7 @@ public struct PodLogPath: Sendable, Equatable, Hashable {
         guard podDirectory.count == 3, !podDirectory[0].isEmpty, !podDirectory[1].isEmpty, !podDirectory[2].isEmpty
         else { return nil }
         self.init(
-            namespace: String(podDirectory[0]), pod: String(podDirectory[1]), container: components[components.count - 2])
+            namespace: String(podDirectory[0]), pod: String(podDirectory[1]),
+            container: components[components.count - 2])
     }
 }

@@ -1,12 +1,13 @@
 import AsyncHTTPClient
 import Dispatch
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Delivers alerts to Alertmanagers and webhooks in the background.
 ///
@@ -226,7 +227,8 @@ public final class Notifier: Sendable {
         // A request in flight is bounded by the deadline too; the extra quarter second covers
         // the tasks noticing it.
         let waitLimit = max(ContinuousClock.now.duration(to: deadline), .zero) + .milliseconds(250)
-        let waitNanoseconds = Int(waitLimit.components.seconds) * 1_000_000_000
+        let waitNanoseconds =
+            Int(waitLimit.components.seconds) * 1_000_000_000
             + Int(waitLimit.components.attoseconds / 1_000_000_000)
         if allWorkersFinished.wait(timeout: .now() + .nanoseconds(waitNanoseconds)) == .timedOut {
             logger.warning("notifier shutdown: time is up, stopping deliveries in flight")

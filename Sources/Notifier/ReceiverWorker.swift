@@ -1,15 +1,16 @@
 import AsyncHTTPClient
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
 import Synchronization
 import SystemCalls
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// One receiver: its queue, its counters and the task that delivers the queue. Receivers share
 /// nothing but the HTTP client, so one that is down or slow never delays another.
@@ -170,7 +171,8 @@ final class ReceiverWorker: Sendable {
     /// many flagwatch daemons retrying one Alertmanager do not arrive in lockstep.
     private func backoffDelay(afterFailures failures: Int) -> Double {
         let ceiling = min(
-            options.maximumBackoff, options.initialBackoff * Double(sign: .plus, exponent: min(failures - 1, 62), significand: 1))
+            options.maximumBackoff,
+            options.initialBackoff * Double(sign: .plus, exponent: min(failures - 1, 62), significand: 1))
         return Double.random(in: 0...max(ceiling, 0))
     }
 

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An `errno` value with its message, as the C library words it.
@@ -43,7 +43,7 @@ public struct FileDescriptor: Sendable {
             if fd >= 0 {
                 // Sequential reads of large files: ask the kernel to read ahead aggressively.
                 #if os(Linux)
-                _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+                    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
                 #endif
                 return FileDescriptor(rawValue: fd)
             }
@@ -70,9 +70,9 @@ public struct FileDescriptor: Sendable {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         while true {
             #if canImport(Glibc)
-            let count = Glibc.read(rawValue, buffer.baseAddress, buffer.count)
+                let count = Glibc.read(rawValue, buffer.baseAddress, buffer.count)
             #else
-            let count = Darwin.read(rawValue, buffer.baseAddress, buffer.count)
+                let count = Darwin.read(rawValue, buffer.baseAddress, buffer.count)
             #endif
             if count >= 0 { return count }
             let error = Errno.current
@@ -139,9 +139,9 @@ public struct FileDescriptor: Sendable {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return 0 }
         while true {
             #if canImport(Glibc)
-            let count = Glibc.write(rawValue, base, bytes.count)
+                let count = Glibc.write(rawValue, base, bytes.count)
             #else
-            let count = Darwin.write(rawValue, base, bytes.count)
+                let count = Darwin.write(rawValue, base, bytes.count)
             #endif
             if count >= 0 { return count }
             let error = Errno.current
@@ -169,9 +169,9 @@ public struct FileDescriptor: Sendable {
         var written = 0
         while written < bytes.count {
             #if canImport(Glibc)
-            let count = Glibc.write(rawValue, base + written, bytes.count - written)
+                let count = Glibc.write(rawValue, base + written, bytes.count - written)
             #else
-            let count = Darwin.write(rawValue, base + written, bytes.count - written)
+                let count = Darwin.write(rawValue, base + written, bytes.count - written)
             #endif
             if count >= 0 {
                 written += count
@@ -189,9 +189,9 @@ public struct FileDescriptor: Sendable {
 
     public func close() {
         #if canImport(Glibc)
-        _ = Glibc.close(rawValue)
+            _ = Glibc.close(rawValue)
         #else
-        _ = Darwin.close(rawValue)
+            _ = Darwin.close(rawValue)
         #endif
     }
 }

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A read-only memory mapping of part of a file, unmapped on deinit.
@@ -23,8 +23,8 @@ public final class MappedFile {
         mappedLength = max(1, lead + length)
         var flags = MAP_PRIVATE
         #if os(Linux)
-        // Fault the pages in now, in this thread, rather than one by one while parsing.
-        flags |= MAP_POPULATE
+            // Fault the pages in now, in this thread, rather than one by one while parsing.
+            flags |= MAP_POPULATE
         #endif
         guard let mapping = mmap(nil, mappedLength, PROT_READ, flags, descriptor.rawValue, off_t(alignedOffset)),
             mapping != MAP_FAILED

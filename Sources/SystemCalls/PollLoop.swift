@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Seconds on the monotonic clock (never jumps with the wall clock).
@@ -88,7 +88,8 @@ public final class PollLoop {
     public func every(_ interval: Double, _ handler: @escaping () -> Void) -> TimerID {
         nextTimerID += 1
         let id = TimerID(value: nextTimerID)
-        timers.append(Timer(id: id, interval: max(interval, 0.001), deadline: monotonicSeconds() + interval, handler: handler))
+        timers.append(
+            Timer(id: id, interval: max(interval, 0.001), deadline: monotonicSeconds() + interval, handler: handler))
         return id
     }
 

@@ -4,13 +4,14 @@ import ConfigFile
 import Diagnosis
 import Exposition
 import FlagCounting
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
 import Notifier
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The daemon's alerting: builds the rules from the config, evaluates them on the loop, logs
 /// transitions and hands alerts to the notifier. Lives on the daemon's loop thread.
@@ -48,7 +49,8 @@ final class AlertSupervisor {
         externalURL = alerting.externalURL ?? Self.defaultExternalURL(listen: config.listen, boundPort: boundPort)
         self.logger = logger
         deliverySettings = DeliverySettings(
-            alertmanagers: alerting.alertmanagers, webhooks: alerting.webhooks, timeout: alerting.notificationTimeout.seconds,
+            alertmanagers: alerting.alertmanagers, webhooks: alerting.webhooks,
+            timeout: alerting.notificationTimeout.seconds,
             queueCapacity: alerting.queueCapacity, resendEvery: alerting.resendEvery.seconds,
             webhookRepeatEvery: alerting.webhookRepeatEvery.seconds, externalURL: externalURL)
         if let previous, previous.deliverySettings == deliverySettings {
@@ -58,12 +60,14 @@ final class AlertSupervisor {
         }
         let timeout = alerting.notificationTimeout.seconds
         var receivers = alerting.alertmanagers.map { url in
-            ReceiverConfig(kind: .alertmanager, name: "alertmanager " + url, url: url, timeout: timeout,
-                           queueCapacity: alerting.queueCapacity)
+            ReceiverConfig(
+                kind: .alertmanager, name: "alertmanager " + url, url: url, timeout: timeout,
+                queueCapacity: alerting.queueCapacity)
         }
         for webhook in alerting.webhooks {
-            var receiver = ReceiverConfig(kind: .webhook, name: webhook.receiverName, url: webhook.url, timeout: timeout,
-                                          queueCapacity: alerting.queueCapacity)
+            var receiver = ReceiverConfig(
+                kind: .webhook, name: webhook.receiverName, url: webhook.url, timeout: timeout,
+                queueCapacity: alerting.queueCapacity)
             receiver.bearerTokenFile = webhook.bearerTokenFile
             receiver.hmacSecretFile = webhook.hmacSecretFile
             receiver.caFile = webhook.caFile
@@ -104,7 +108,8 @@ final class AlertSupervisor {
         for transition in evaluation.transitions {
             let alert = transition.alert
             var metadata: Logger.Metadata = [
-                "alertname": "\(alert.rule)", "upstream_cluster": "\(alert.cluster)", "state": "\(alert.state.rawValue)",
+                "alertname": "\(alert.rule)", "upstream_cluster": "\(alert.cluster)",
+                "state": "\(alert.state.rawValue)",
                 "response_flag": "\(alert.label("response_flag") ?? "")",
             ]
             if let cause = alert.diagnosis?.cause { metadata["likely_cause"] = "\(cause.rawValue)" }
@@ -115,7 +120,8 @@ final class AlertSupervisor {
             case .firing: metadata["message_id"] = "\(LogMessageID.alertFiring)"
             case .resolved: metadata["message_id"] = "\(LogMessageID.alertResolved)"
             }
-            let text = "alert \(alert.rule) on \(alert.cluster): \(from) -> \(alert.state.rawValue)"
+            let text =
+                "alert \(alert.rule) on \(alert.cluster): \(from) -> \(alert.state.rawValue)"
                 + (alert.state == .resolved ? "" : ": \(alert.annotation("summary") ?? "")")
             let message = Logger.Message(stringLiteral: text)
             if alert.state == .firing {
@@ -132,7 +138,8 @@ final class AlertSupervisor {
     func postable(_ alert: Alert) -> PostableAlert {
         PostableAlert(
             labels: Dictionary(alert.labels.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
-            annotations: Dictionary(alert.annotations.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+            annotations: Dictionary(
+                alert.annotations.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
             startsAt: Date(timeIntervalSince1970: alert.firedAt ?? alert.activeAt),
             endsAt: alert.resolvedAt.map { Date(timeIntervalSince1970: $0) },
             generatorURL: externalURL + "#alerts")
@@ -164,7 +171,8 @@ final class AlertSupervisor {
     func adoptState(from previous: AlertSupervisor, now: Double) {
         let ended = engine.adoptState(from: previous.engine, now: now)
         for alert in ended {
-            logger.notice("alert \(alert.rule) on \(alert.cluster): firing -> resolved: the rule was removed by a reload")
+            logger.notice(
+                "alert \(alert.rule) on \(alert.cluster): firing -> resolved: the rule was removed by a reload")
         }
         if let notifier, !ended.isEmpty {
             notifier.update((engine.activeAlerts.filter { $0.state == .firing } + ended).map(postable))
@@ -198,12 +206,15 @@ final class AlertSupervisor {
         let entries = engine.activeAlerts.map { alert in
             Entry(
                 labels: Dictionary(alert.labels.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
-                annotations: Dictionary(alert.annotations.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
-                state: alert.state.rawValue, activeAt: Self.timestamp(alert.activeAt), firedAt: alert.firedAt.map(Self.timestamp),
+                annotations: Dictionary(
+                    alert.annotations.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first }),
+                state: alert.state.rawValue, activeAt: Self.timestamp(alert.activeAt),
+                firedAt: alert.firedAt.map(Self.timestamp),
                 value: String(alert.figures.count),
-                figures: Figures(count: alert.figures.count, total: alert.figures.total, ratio: alert.figures.ratio,
-                                 ratePerMinute: alert.figures.rate * 60, baselinePerMinute: alert.figures.baseline.map { $0 * 60 },
-                                 likelyCause: alert.diagnosis?.cause.rawValue))
+                figures: Figures(
+                    count: alert.figures.count, total: alert.figures.total, ratio: alert.figures.ratio,
+                    ratePerMinute: alert.figures.rate * 60, baselinePerMinute: alert.figures.baseline.map { $0 * 60 },
+                    likelyCause: alert.diagnosis?.cause.rawValue))
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -226,9 +237,10 @@ final class AlertSupervisor {
         var metrics = AlertingMetrics()
         metrics.alerts = engine.alertCounts().map { ($0.rule, $0.state.rawValue, $0.count) }
         for receiver in notifier?.statistics() ?? [] {
-            metrics.receivers.append(AlertingMetrics.Receiver(
-                name: receiver.name, queueLength: receiver.queueLength,
-                results: [("success", receiver.sent), ("failure", receiver.failed), ("dropped", receiver.dropped)]))
+            metrics.receivers.append(
+                AlertingMetrics.Receiver(
+                    name: receiver.name, queueLength: receiver.queueLength,
+                    results: [("success", receiver.sent), ("failure", receiver.failed), ("dropped", receiver.dropped)]))
         }
         return metrics
     }

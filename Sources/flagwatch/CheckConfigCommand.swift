@@ -22,14 +22,17 @@ struct CheckConfigCommand: ParsableCommand {
         summary += "\(config.sources.count) source\(config.sources.count == 1 ? "" : "s") ("
         summary += config.sources.map { source in
             switch source.input {
-            case .files(let patterns): "\(source.name): \(patterns.count) pattern\(patterns.count == 1 ? "" : "s"), format \(source.format)"
-            case .journald(let matches, _): "\(source.name): journald \(matches.joined(separator: " ")), format \(source.format)"
+            case .files(let patterns):
+                "\(source.name): \(patterns.count) pattern\(patterns.count == 1 ? "" : "s"), format \(source.format)"
+            case .journald(let matches, _):
+                "\(source.name): journald \(matches.joined(separator: " ")), format \(source.format)"
             }
         }.joined(separator: "; ")
         summary += "), windows " + config.windows.map(\.description).joined(separator: ",")
         if let alerting = config.alerting {
             let receivers = alerting.alertmanagers.count + alerting.webhooks.count
-            summary += "; alerting: \(alerting.rules.count) rule(s) (" + alerting.rules.map(\.name).joined(separator: ", ")
+            summary +=
+                "; alerting: \(alerting.rules.count) rule(s) (" + alerting.rules.map(\.name).joined(separator: ", ")
                 + "), \(receivers) receiver(s), evaluated every \(alerting.evaluateEvery)"
         }
         print(summary)

@@ -10,7 +10,7 @@ import Logging
 import SystemCalls
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `flagwatch run`: the engine (sources and counts) and the HTTP listener on one poll loop, in
@@ -63,8 +63,9 @@ final class Daemon {
         self.logger = logger
         // The metrics show the configured windows; rules may add windows after them.
         windowNames = config.windows.map(\.description)
-        counts = FlagCounts(maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
-                            flagGroups: config.alertFlagGroups)
+        counts = FlagCounts(
+            maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
+            flagGroups: config.alertFlagGroups)
         engine = Engine(counts: counts, sources: config.followedSources, logger: logger)
     }
 
@@ -116,8 +117,9 @@ final class Daemon {
     /// what depends on us; STATUS= and the watchdog pings follow from the loop.
     private func announceReady(ports: String) {
         isReady = true
-        logger.info("flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))",
-                    metadata: ["message_id": "\(LogMessageID.ready)"])
+        logger.info(
+            "flagwatch \(BuildInfo.version) ready: \(config.sources.count) source(s), listening on \(config.listen) (port \(ports))",
+            metadata: ["message_id": "\(LogMessageID.ready)"])
         statusMark = (counts.lines, monotonicSeconds())
         serviceManager.ready(status: "started: \(config.sources.count) source(s), listening on port \(ports)")
         if serviceManager.isListening {
@@ -204,7 +206,8 @@ final class Daemon {
         let rate = Double(counts.lines - statusMark.lines) / elapsed
         statusMark = (counts.lines, now)
         let firing = alerts?.engine.activeAlerts.filter { $0.state == .firing }.count ?? 0
-        return "\(Int(rate.rounded())) lines/s, \(counts.clusters.count) clusters, \(firing) firing alert(s), \(counts.lines) lines in all"
+        return
+            "\(Int(rate.rounded())) lines/s, \(counts.clusters.count) clusters, \(firing) firing alert(s), \(counts.lines) lines in all"
     }
 
     private func scheduleEvaluations() {
@@ -235,7 +238,8 @@ final class Daemon {
         }
         // What is bound or opened once: kept, with a warning, so the rest still applies.
         if new.listen != config.listen && !socketActivated {
-            logger.warning("reload: listen \(new.listen) takes effect at the next restart; still serving on \(config.listen)")
+            logger.warning(
+                "reload: listen \(new.listen) takes effect at the next restart; still serving on \(config.listen)")
             new.listen = config.listen
         }
         if new.stateDirectory != config.stateDirectory {
@@ -254,7 +258,9 @@ final class Daemon {
         let groups = new.alertFlagGroups
         if windows != counts.rings?.windows ?? [] || groups != counts.flagGroupSets {
             guard counts.relayout(windows: windows, flagGroups: groups) else {
-                logger.error("reload rejected, the running configuration stays in force: cannot change windows and rules' flags while running")
+                logger.error(
+                    "reload rejected, the running configuration stays in force: cannot change windows and rules' flags while running"
+                )
                 return
             }
         }
@@ -274,7 +280,8 @@ final class Daemon {
             scheduleEvaluations()
         }
         engine.reload(new.followedSources)
-        logger.notice("configuration reloaded: \(new.sources.count) source(s), \(alerts?.engine.rules.count ?? 0) alert rule(s)")
+        logger.notice(
+            "configuration reloaded: \(new.sources.count) source(s), \(alerts?.engine.rules.count ?? 0) alert rule(s)")
     }
 
     private func openListeners() throws -> [Socket] {
@@ -300,8 +307,9 @@ final class Daemon {
         let known = ["/metrics", "/-/healthy", "/-/ready", "/", "/api/v1/alerts"]
         guard known.contains(request.path) else { return .text(404, "not found; try /metrics") }
         guard request.method == "GET" || request.method == "HEAD" else {
-            return HTTPResponse(status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")],
-                                body: Array("method not allowed\n".utf8))
+            return HTTPResponse(
+                status: 405, headers: [("Allow", "GET, HEAD"), ("Content-Type", "text/plain; charset=utf-8")],
+                body: Array("method not allowed\n".utf8))
         }
         switch request.path {
         case "/metrics":
@@ -316,8 +324,9 @@ final class Daemon {
             return HTTPResponse(status: 200, headers: [("Content-Type", format.contentType)], body: body)
         case "/api/v1/alerts":
             guard let alerts else {
-                return HTTPResponse(status: 200, contentType: "application/json",
-                                    body: #"{"status":"success","data":{"alerts":[]}}"# + "\n")
+                return HTTPResponse(
+                    status: 200, contentType: "application/json",
+                    body: #"{"status":"success","data":{"alerts":[]}}"# + "\n")
             }
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: alerts.alertsJSON())
         case "/-/healthy":
@@ -325,9 +334,11 @@ final class Daemon {
         case "/-/ready":
             return isReady ? .text(200, "ready") : .text(503, "not ready: sources are being opened")
         default:
-            return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: StatusPage.html(
-                counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
-                alerts: alerts?.statusRows()))
+            return HTTPResponse(
+                status: 200, contentType: "text/html; charset=utf-8",
+                body: StatusPage.html(
+                    counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
+                    alerts: alerts?.statusRows()))
         }
     }
 
@@ -352,7 +363,8 @@ final class Daemon {
     private func processMetrics() -> ProcessMetrics? {
         guard let status = ProcessStatus.current() else { return nil }
         return ProcessMetrics(
-            cpuSeconds: status.cpuSeconds, residentBytes: Double(status.residentBytes), virtualBytes: Double(status.virtualBytes),
+            cpuSeconds: status.cpuSeconds, residentBytes: Double(status.residentBytes),
+            virtualBytes: Double(status.virtualBytes),
             openDescriptors: Double(status.openDescriptors), maxDescriptors: Double(status.maxDescriptors),
             startTimeSeconds: status.startTimeSeconds)
     }

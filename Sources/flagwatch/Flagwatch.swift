@@ -3,9 +3,9 @@ import DaemonLogging
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The version `flagwatch --version` prints and `flagwatch_build_info` will carry.
@@ -28,7 +28,8 @@ struct Flagwatch: ParsableCommand {
 func bootstrapLogging(level: Logger.Level, target: LogTarget = .stderr) {
     let toJournal = JournalStream.resolve(target) == .journal
     if target == .journal && !toJournal {
-        FlagwatchMain.printError("--log-target journal: no journald (\(JournalStream.socketPath) is missing); logging to standard error")
+        FlagwatchMain.printError(
+            "--log-target journal: no journald (\(JournalStream.socketPath) is missing); logging to standard error")
     }
     LoggingSystem.bootstrap { label -> any LogHandler in
         if toJournal {
@@ -70,7 +71,8 @@ enum FlagwatchMain {
                 exit(code.rawValue)
             }
             // Bad arguments: one line, exit status 2 (not ArgumentParser's 64), as CLIs do.
-            let message = Flagwatch.message(for: error)
+            let message =
+                Flagwatch.message(for: error)
                 .split(whereSeparator: \.isNewline).first.map(String.init) ?? "invalid arguments"
             printError(message + " (see 'flagwatch --help')")
             exit(2)

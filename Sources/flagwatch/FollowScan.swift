@@ -6,7 +6,7 @@ import Logging
 import SystemCalls
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes reports to standard output without ever waiting for its reader while following: to a
@@ -108,7 +108,8 @@ struct FollowScan {
         do {
             try engine.start(on: loop)
         } catch .fileSources(let error) {
-            throw CommandFailure(message: "cannot use state directory \(sources.options.stateDirectory ?? ""): \(error)")
+            throw CommandFailure(
+                message: "cannot use state directory \(sources.options.stateDirectory ?? ""): \(error)")
         } catch .journalSources(let error) {
             throw CommandFailure(message: error.description)
         }

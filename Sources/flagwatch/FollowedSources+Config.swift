@@ -9,6 +9,7 @@ extension FlagwatchConfig {
         for source in sources {
             parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
         }
-        return FollowedSources(files: fileSourceSpecs, journals: journalSourceSpecs, parsing: parsing, options: followOptions)
+        return FollowedSources(
+            files: fileSourceSpecs, journals: journalSourceSpecs, parsing: parsing, options: followOptions)
     }
 }

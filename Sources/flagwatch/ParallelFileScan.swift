@@ -5,7 +5,7 @@ import LineFraming
 import SystemCalls
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Scans one large regular file on several cores: the file is cut into chunks that start at
@@ -35,7 +35,9 @@ struct ParallelFileScan {
         case .cri, .docker: return false
         case .auto:
             var head = [UInt8](repeating: 0, count: 4096)
-            let count = try head.withUnsafeMutableBytes { (buffer) throws(Errno) in try descriptor.read(into: buffer, atOffset: 0) }
+            let count = try head.withUnsafeMutableBytes { (buffer) throws(Errno) in
+                try descriptor.read(into: buffer, atOffset: 0)
+            }
             let firstLine = head[0..<count].prefix { $0 != 0x0A }
             return !firstLine.withUnsafeBytes(ContainerUnwrapper.isCRIOrDockerRecord)
         }

@@ -23,16 +23,20 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Listen here instead of the config's listen (host:port).", valueName: "address"))
     var listen: String?
 
-    @Option(name: .customLong("file"), help: ArgumentHelp(
-        "Also follow these paths or patterns, as a source named 'files' (format auto, start at end) (repeatable).", valueName: "glob"))
+    @Option(
+        name: .customLong("file"),
+        help: ArgumentHelp(
+            "Also follow these paths or patterns, as a source named 'files' (format auto, start at end) (repeatable).",
+            valueName: "glob"))
     var filePatterns: [String] = []
 
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .info
 
-    @Option(help: ArgumentHelp(
-        "Where the log goes: the journal (structured fields), stderr (lines), or auto: the journal when standard error is the journal stream (JOURNAL_STREAM, as under systemd).",
-        valueName: "target"))
+    @Option(
+        help: ArgumentHelp(
+            "Where the log goes: the journal (structured fields), stderr (lines), or auto: the journal when standard error is the journal stream (JOURNAL_STREAM, as under systemd).",
+            valueName: "target"))
     var logTarget: LogTarget = .auto
 
     func run() throws {
@@ -51,7 +55,9 @@ struct RunCommand: ParsableCommand {
         }
         if let stateDir { loaded.stateDirectory = stateDir }
         if let listen {
-            guard ListenAddress(listen) != nil else { throw CommandFailure(message: "--listen '\(listen)' is not host:port") }
+            guard ListenAddress(listen) != nil else {
+                throw CommandFailure(message: "--listen '\(listen)' is not host:port")
+            }
             loaded.listen = listen
         }
         if !filePatterns.isEmpty {

@@ -31,7 +31,10 @@ struct ScanCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "auto, envoy, istio, json, nginx-error, nginx, haproxy, or an Envoy format string (as in your Envoy or Istio config).")
+    @Option(
+        help:
+            "auto, envoy, istio, json, nginx-error, nginx, haproxy, or an Envoy format string (as in your Envoy or Istio config)."
+    )
     var format: String = "auto"
 
     @Option(help: "Container log wrapper: none, cri, docker, or auto (recognised per line).")
@@ -57,37 +60,55 @@ struct ScanCommand: ParsableCommand {
     @Flag(help: "Keep following the files (and journal) and print the counts since start every --interval.")
     var follow = false
 
-    @Option(help: ArgumentHelp("With --follow: also follow the sources of this config file (its format, state_dir and follow settings apply to them).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "With --follow: also follow the sources of this config file (its format, state_dir and follow settings apply to them).",
+            valueName: "file"))
     var config: String?
 
-    @Option(name: .customLong("file"), help: ArgumentHelp("With --follow: a path or wildcard pattern to follow (repeatable).", valueName: "glob"))
+    @Option(
+        name: .customLong("file"),
+        help: ArgumentHelp("With --follow: a path or wildcard pattern to follow (repeatable).", valueName: "glob"))
     var filePatterns: [String] = []
 
-    @Option(name: .customLong("journal-match"), help: ArgumentHelp(
-        "With --follow: read the journal (libsystemd) entries matching FIELD=VALUE, journalctl's syntax: same field = OR, different fields = AND, '+' = OR between groups (repeatable).",
-        valueName: "field=value|+"))
+    @Option(
+        name: .customLong("journal-match"),
+        help: ArgumentHelp(
+            "With --follow: read the journal (libsystemd) entries matching FIELD=VALUE, journalctl's syntax: same field = OR, different fields = AND, '+' = OR between groups (repeatable).",
+            valueName: "field=value|+"))
     var journalMatches: [String] = []
 
-    @Option(name: .customLong("journal-directory"), help: ArgumentHelp(
-        "With --follow: read the journal files in this directory instead of the system journal.", valueName: "dir"))
+    @Option(
+        name: .customLong("journal-directory"),
+        help: ArgumentHelp(
+            "With --follow: read the journal files in this directory instead of the system journal.", valueName: "dir"))
     var journalDirectory: String?
 
-    @Option(help: ArgumentHelp("With --follow: seconds a rotated or deleted file stays open after it stopped growing.", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "With --follow: seconds a rotated or deleted file stays open after it stopped growing.",
+            valueName: "seconds"))
     var rotatedFileGrace: Double = 5
 
     @Option(help: "With --follow: where a file seen at startup without a checkpoint starts (end or beginning).")
     var startAt: StartPosition = .end
 
-    @Option(help: ArgumentHelp("With --follow: keep checkpoints here; a later run resumes where this one stopped.", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "With --follow: keep checkpoints here; a later run resumes where this one stopped.", valueName: "dir"))
     var stateDir: String?
 
     @Option(help: ArgumentHelp("With --follow: seconds between reports.", valueName: "seconds"))
     var interval: Double = 2
 
-    @Option(help: ArgumentHelp("With --follow: seconds between full rescans of the patterns (inotify does the rest).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "With --follow: seconds between full rescans of the patterns (inotify does the rest).", valueName: "seconds"
+        ))
     var rescanInterval: Double = 10
 
-    @Option(help: ArgumentHelp("With --follow and --state-dir: seconds between checkpoint saves.", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp("With --follow and --state-dir: seconds between checkpoint saves.", valueName: "seconds"))
     var checkpointInterval: Double = 5
 
     @Option(help: "With --follow: log level on standard error (trace, debug, info, notice, warning, error, critical).")
@@ -97,7 +118,10 @@ struct ScanCommand: ParsableCommand {
         guard maxLineLength > 0 && maxLineLength <= 64 * 1024 * 1024 else {
             throw ValidationError("--max-line-length must be between 1 and 67108864")
         }
-        for (name, value) in [("--interval", interval), ("--rescan-interval", rescanInterval), ("--checkpoint-interval", checkpointInterval)] {
+        for (name, value) in [
+            ("--interval", interval), ("--rescan-interval", rescanInterval),
+            ("--checkpoint-interval", checkpointInterval),
+        ] {
             guard value.isFinite, value >= 0.01, value <= 86400 else {
                 throw ValidationError("\(name) must be between 0.01 and 86400 seconds")
             }
@@ -156,7 +180,9 @@ struct ScanCommand: ParsableCommand {
                 throw CommandFailure(message: "--format: \(error)")
             }
             do {
-                while try pipeline.readAndCount({ (buffer) throws(Errno) in try input.descriptor.read(into: buffer) }) > 0 {}
+                while try pipeline.readAndCount({ (buffer) throws(Errno) in try input.descriptor.read(into: buffer) })
+                    > 0
+                {}
             } catch {
                 throw CommandFailure(message: "cannot read \(input.name): \(error)")
             }
@@ -206,21 +232,28 @@ struct ScanCommand: ParsableCommand {
             guard sources.parsing[sourceName] == nil else {
                 throw CommandFailure(message: "--journal-match: the config already has a source named '\(sourceName)'")
             }
-            sources.journals.append(JournalSourceSpec(name: sourceName, matches: journalMatches, directory: journalDirectory, startAt: startAt))
+            sources.journals.append(
+                JournalSourceSpec(
+                    name: sourceName, matches: journalMatches, directory: journalDirectory, startAt: startAt))
             // Journal messages are not wrapped by a container runtime.
             sources.parsing[sourceName] = SourceParsing(format: logFormat, containerFormat: .none)
         }
-        let scan = FollowScan(sources: sources, reportInterval: interval, output: output, logger: Logger(label: "flagwatch"))
+        let scan = FollowScan(
+            sources: sources, reportInterval: interval, output: output, logger: Logger(label: "flagwatch"))
         try scan.run()
     }
 
     /// A large regular file that can be cut at line boundaries is read on all cores.
-    private func parallelScan(for input: (name: String, descriptor: FileDescriptor), format: LogFormat) throws -> (scan: ParallelFileScan, workers: Int)? {
+    private func parallelScan(for input: (name: String, descriptor: FileDescriptor), format: LogFormat) throws -> (
+        scan: ParallelFileScan, workers: Int
+    )? {
         guard input.descriptor.rawValue != FileDescriptor.standardInput.rawValue,
             let size = try input.descriptor.regularFileSize()
         else { return nil }
         let workers = ParallelFileScan.workerCount(forSize: size)
-        guard workers > 1, try ParallelFileScan.canSplit(input.descriptor, containerFormat: containerFormat) else { return nil }
+        guard workers > 1, try ParallelFileScan.canSplit(input.descriptor, containerFormat: containerFormat) else {
+            return nil
+        }
         let scan = ParallelFileScan(
             path: input.name, size: size, format: format, containerFormat: containerFormat,
             maxLineLength: maxLineLength)
@@ -252,7 +285,8 @@ extension FlagCounts {
     /// A cluster's diagnosis as the scan report prints it.
     func scanDiagnosis(cluster id: Int) -> ScanDiagnosis? {
         Diagnoser.diagnose(self, cluster: id).map {
-            ScanDiagnosis(flag: $0.flag.shortName, cause: $0.cause.rawValue, likelyCause: $0.likelyCause, nextSteps: $0.nextSteps)
+            ScanDiagnosis(
+                flag: $0.flag.shortName, cause: $0.cause.rawValue, likelyCause: $0.likelyCause, nextSteps: $0.nextSteps)
         }
     }
 }

@@ -1,7 +1,7 @@
 import CSystemd
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Tells systemd (`Type=notify`) how the daemon is doing, through libsystemd's `sd_notify`:

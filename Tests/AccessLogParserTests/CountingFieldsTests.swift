@@ -30,8 +30,10 @@ struct CountingFieldsTests {
                 #expect(counting.flags == full.flags, "\(layout) \(format)")
                 #expect(counting.unknownFlagCount == full.unknownFlagCount, "\(layout) \(format)")
                 #expect(counting.cluster == full.cluster, "\(layout) \(format)")
-                #expect(counting.host == nil && counting.route == nil && counting.duration == nil && counting.authority == nil,
-                        "\(layout) \(format): \(counting)")
+                #expect(
+                    counting.host == nil && counting.route == nil && counting.duration == nil
+                        && counting.authority == nil,
+                    "\(layout) \(format): \(counting)")
             }
         }
     }
@@ -44,9 +46,12 @@ struct CountingFieldsTests {
             fields.flags = "-"
             fields.userAgent = userAgent
             for format in Self.formats(for: layout) {
-                let parsed = try #require(try countingParse(fields.line(layout), format: format).record, "\(layout) UA=\(userAgent)")
+                let parsed = try #require(
+                    try countingParse(fields.line(layout), format: format).record, "\(layout) UA=\(userAgent)")
                 #expect(parsed.code == 200 && parsed.flags == [], "\(layout) UA=\(userAgent)")
-                #expect(parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"), "\(layout) UA=\(userAgent)")
+                #expect(
+                    parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"),
+                    "\(layout) UA=\(userAgent)")
             }
         }
     }
@@ -63,14 +68,16 @@ struct CountingFieldsTests {
         }
     }
 
-    @Test("malformed lines are malformed for the same reason", arguments: [
-        Fixtures.envoyAppLog, Fixtures.agentLog, "hello", "[", "",
-        #"{"response_flags":"UF""#, #"{"response_code":503}"#, #"{"response_flags":"UF,,X"}"#,
-        #"{"response_code":"5x3","response_flags":"-"}"#,
-        String(Fixtures.istioUF.prefix(200)), String(Fixtures.istioUF.prefix(60)),
-        Fixtures.istioUF.replacing(" 503 UF ", with: " 5x3 UF "),
-        Fixtures.istioUF.replacing(" 503 UF ", with: " 503 UF,,URX "),
-    ])
+    @Test(
+        "malformed lines are malformed for the same reason",
+        arguments: [
+            Fixtures.envoyAppLog, Fixtures.agentLog, "hello", "[", "",
+            #"{"response_flags":"UF""#, #"{"response_code":503}"#, #"{"response_flags":"UF,,X"}"#,
+            #"{"response_code":"5x3","response_flags":"-"}"#,
+            String(Fixtures.istioUF.prefix(200)), String(Fixtures.istioUF.prefix(60)),
+            Fixtures.istioUF.replacing(" 503 UF ", with: " 5x3 UF "),
+            Fixtures.istioUF.replacing(" 503 UF ", with: " 503 UF,,URX "),
+        ])
     func sameMalformedReasons(line: String) throws {
         for format in [LogFormat.auto, .istio, .json(JSONKeyMap())] {
             let full = try parse(line, format: format)
@@ -88,7 +95,10 @@ struct CountingFieldsTests {
             #expect(parsed.flags == [.upstreamConnectionFailure, .upstreamRetryLimitExceeded])
             #expect(parsed.cluster == nil)
             var json = try AccessLogParser(format: .json(JSONKeyMap()), fields: fields)
-            #expect(parse(Fixtures.jsonURXUF, with: &json).record?.flags == [.upstreamConnectionFailure, .upstreamRetryLimitExceeded])
+            #expect(
+                parse(Fixtures.jsonURXUF, with: &json).record?.flags == [
+                    .upstreamConnectionFailure, .upstreamRetryLimitExceeded,
+                ])
         }
         var parser = try AccessLogParser(format: .istio, fields: [.routeName, .duration])
         let parsed = try #require(parse(Fixtures.istioURXUF, with: &parser).record)
@@ -99,7 +109,9 @@ struct CountingFieldsTests {
 
 @Suite("Failure details only on flagged lines")
 struct FlaggedOnlyDetailsTests {
-    @Test("details and reason are decoded on flagged lines and left absent on the others, in every layout", arguments: CountingFieldsTests.layouts)
+    @Test(
+        "details and reason are decoded on flagged lines and left absent on the others, in every layout",
+        arguments: CountingFieldsTests.layouts)
     func flaggedOnly(layout: Layout) throws {
         let flagged = PresetTests.oldEnvoyTLSFields()
         var plain = Fields()
@@ -109,10 +121,14 @@ struct FlaggedOnlyDetailsTests {
             var parser = try AccessLogParser(format: format, fields: .countingWithFailureDetails)
             let full = try #require(try parse(flagged.line(layout), format: format).record)
             let withFlags = try #require(parse(flagged.line(layout), with: &parser).record, "\(layout) \(format)")
-            #expect(withFlags.details == full.details && withFlags.transportFailure == full.transportFailure, "\(layout) \(format)")
+            #expect(
+                withFlags.details == full.details && withFlags.transportFailure == full.transportFailure,
+                "\(layout) \(format)")
             #expect(withFlags.cluster == full.cluster && withFlags.flags == full.flags && withFlags.code == full.code)
             let withoutFlags = try #require(parse(plain.line(layout), with: &parser).record, "\(layout) \(format)")
-            #expect(withoutFlags.details == nil && withoutFlags.transportFailure == nil, "\(layout) \(format): \(withoutFlags)")
+            #expect(
+                withoutFlags.details == nil && withoutFlags.transportFailure == nil,
+                "\(layout) \(format): \(withoutFlags)")
             #expect(withoutFlags.code == 200 && withoutFlags.flags == [])
         }
     }
@@ -122,13 +138,15 @@ struct FlaggedOnlyDetailsTests {
         var parser = try AccessLogParser(format: .json(JSONKeyMap()), fields: .countingWithFailureDetails)
         let parsed = try #require(parse(Fixtures.jsonURXUF, with: &parser).record)
         let full = try #require(try parse(Fixtures.jsonURXUF, format: .json(JSONKeyMap())).record)
-        #expect(parsed.details == full.details && parsed.transportFailure == full.transportFailure && parsed.details != nil)
+        #expect(
+            parsed.details == full.details && parsed.transportFailure == full.transportFailure && parsed.details != nil)
     }
 
     @Test("the counting set is unchanged; the option adds the two detail fields")
     func sets() {
         #expect(RecordFieldSet.countingWithFailureDetails.isSuperset(of: .counting))
-        #expect(RecordFieldSet.countingWithFailureDetails.contains([.responseCodeDetails, .upstreamTransportFailureReason]))
+        #expect(
+            RecordFieldSet.countingWithFailureDetails.contains([.responseCodeDetails, .upstreamTransportFailureReason]))
         #expect(!RecordFieldSet.all.contains(.failureDetailsOnlyWhenFlagged))
     }
 }

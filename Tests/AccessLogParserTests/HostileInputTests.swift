@@ -39,7 +39,9 @@ struct HostileInputTests {
                 #expect(parsed.code == 200, "UA=\(userAgent)")
                 #expect(parsed.flags == [], "UA=\(userAgent)")
                 #expect(parsed.unknownFlagCount == 0, "UA=\(userAgent)")
-                #expect(parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"), "UA=\(userAgent)")
+                #expect(
+                    parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"),
+                    "UA=\(userAgent)")
                 #expect(parsed.authority == "payments.default.svc.cluster.local:9001", "UA=\(userAgent)")
                 #expect(parsed.host == "127.0.0.1:18019", "UA=\(userAgent)")
                 #expect(parsed.duration == 13, "UA=\(userAgent)")
@@ -60,7 +62,9 @@ struct HostileInputTests {
             let parsed = try record(fields.line(layout), format: layout == .envoy ? .envoy : .istio)
             #expect(parsed.code == 503, "\(layout)")
             #expect(parsed.flags == [.upstreamConnectionFailure], "\(layout)")
-            #expect(parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"), "\(layout)")
+            #expect(
+                parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"),
+                "\(layout)")
             #expect(parsed.authority == "payments.default.svc.cluster.local:9001", "\(layout)")
         }
     }
@@ -84,16 +88,22 @@ struct HostileInputTests {
             let text = Array(fields.line(layout).utf8)
             let placeholder = Array("UA-PLACEHOLDER".utf8)
             let at = try #require(text.indices.first { text[$0...].starts(with: placeholder) })
-            let bytes = Array(text[..<at]) + [0xFF, 0xFE, 0xC3, 0x28, 0x80, 0x22, 0x20, 0xED, 0xA0, 0x80] + Array(text[(at + placeholder.count)...])
+            let bytes =
+                Array(text[..<at]) + [0xFF, 0xFE, 0xC3, 0x28, 0x80, 0x22, 0x20, 0xED, 0xA0, 0x80]
+                + Array(text[(at + placeholder.count)...])
             var parser = try AccessLogParser(format: .auto)
             let outcome = parse(bytes: bytes, with: &parser)
             let parsed = try #require(outcome.record, "\(layout): \(outcome)")
             #expect(parsed.flags == [.upstreamConnectionFailure], "\(layout)")
             #expect(parsed.code == 503, "\(layout)")
-            #expect(parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"), "\(layout)")
+            #expect(
+                parsed.cluster == (layout == .envoy ? nil : "outbound|9001||payments.default.svc.cluster.local"),
+                "\(layout)")
         }
         // In JSON (Envoy escapes valid UTF-8, but a raw invalid byte must not break the line).
-        let json = Array(#"{"response_flags":"UF","user_agent":"a"#.utf8) + [0xFF, 0xC0] + Array(#"b","upstream_cluster":"c"}"#.utf8)
+        let json =
+            Array(#"{"response_flags":"UF","user_agent":"a"#.utf8) + [0xFF, 0xC0]
+            + Array(#"b","upstream_cluster":"c"}"#.utf8)
         var parser = try AccessLogParser(format: .json(JSONKeyMap()))
         let parsed = try #require(parse(bytes: json, with: &parser).record)
         #expect(parsed.flags == [.upstreamConnectionFailure] && parsed.cluster == "c")
@@ -102,7 +112,9 @@ struct HostileInputTests {
 
 @Suite("Bad input lines")
 struct BadInputTests {
-    static let allFormats: [LogFormat] = [.auto, .istio, .envoy, .json(JSONKeyMap()), .custom("%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%")]
+    static let allFormats: [LogFormat] = [
+        .auto, .istio, .envoy, .json(JSONKeyMap()), .custom("%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%"),
+    ]
 
     @Test("an empty line is empty_line in every format")
     func emptyLine() throws {
@@ -112,10 +124,15 @@ struct BadInputTests {
         }
     }
 
-    @Test("Envoy's and the agent's own log lines are not_access_log", arguments: [Fixtures.envoyAppLog, Fixtures.agentLog,
-        "2026-11-22T02:34:27.532Z\tinfo\tads\tADS: new connection for node:sidecar~10.0.0.1",
-        "[2026-11-22 02:34:27.532][12][warning][config] [source/common/config/grpc_stream.h:152] gRPC config stream closed",
-        "hello world", "-", " ", "[", "[]", "2026/11/22 02:34:27 [error] 7#7: *1 connect() failed (111: Connection refused)"])
+    @Test(
+        "Envoy's and the agent's own log lines are not_access_log",
+        arguments: [
+            Fixtures.envoyAppLog, Fixtures.agentLog,
+            "2026-11-22T02:34:27.532Z\tinfo\tads\tADS: new connection for node:sidecar~10.0.0.1",
+            "[2026-11-22 02:34:27.532][12][warning][config] [source/common/config/grpc_stream.h:152] gRPC config stream closed",
+            "hello world", "-", " ", "[", "[]",
+            "2026/11/22 02:34:27 [error] 7#7: *1 connect() failed (111: Connection refused)",
+        ])
     func notAccessLog(line: String) throws {
         for format in [LogFormat.auto, .istio, .envoy] {
             #expect(try parse(line, format: format) == .malformed(.notAccessLog), "\(format)")
@@ -126,43 +143,48 @@ struct BadInputTests {
     @Test("a truncated Istio line is format_mismatch")
     func truncatedIstio() throws {
         let line = Fixtures.istioUF
-        for cut in [line.firstRange(of: #" "flag-harness/uf""#)!.upperBound, line.firstRange(of: " 503 UF ")!.upperBound, line.firstRange(of: "outbound")!.lowerBound] {
+        for cut in [
+            line.firstRange(of: #" "flag-harness/uf""#)!.upperBound, line.firstRange(of: " 503 UF ")!.upperBound,
+            line.firstRange(of: "outbound")!.lowerBound,
+        ] {
             let truncated = String(line[..<cut])
             #expect(try parse(truncated, format: .istio) == .malformed(.formatMismatch), "\(truncated)")
             #expect(try parse(truncated, format: .auto) == .malformed(.formatMismatch), "\(truncated)")
         }
     }
 
-    @Test("bad JSON is bad_json", arguments: [
-        #"{"response_flags":"UF","upstream_cluster":"a"#,
-        #"{"response_flags":"UF","upstream_cluster":"a""#,
-        #"{"response_flags":"UF","upstream_cluster":"a","#,
-        #"{"response_flags":"UF"} x"#,
-        #"{"response_flags":"UF"}}"#,
-        #"{"response_flags":"UF"},{}"#,
-        "{\"response_flags\":\"UF\",\"user_agent\":\"a\u{01}b\"}",
-        "{\"response_flags\":\"UF\",\"user_agent\":\"a\tb\"}",
-        "{\"response_flags\":\"UF\",\u{01}\"x\":1}",
-        #"{"response_flags":"UF","x":1,}"#,
-        #"{"response_flags":"UF" "x":1}"#,
-        #"{'response_flags':'UF'}"#,
-        #"{"response_flags":UF}"#,
-        #"{"response_flags":"UF","x":tru}"#,
-        #"{"response_flags":"UF","x":01x}"#,
-        #"{"response_flags":"UF","x":1.}"#,
-        #"{"response_flags":"UF","x":"\q"}"#,
-        #"{"response_flags":"UF","x":"\u12G4"}"#,
-        #"{"response_flags":"UF","x":[1,2}"#,
-        #"{"response_flags":"UF","x":{"a" 1}}"#,
-        #"{"response_flags":"UF","x":[1,]}"#,
-        #"{"response_flags":"UF","x":{"a":1,}}"#,
-        #"{"response_flags":"UF","x":{"a":1,"b"}}"#,
-        #"{"response_flags":"UF","x":{,}}"#,
-        #"{"response_flags":"UF","x":[,]}"#,
-        #"{"response_flags""UF"}"#,
-        "{",
-        "{\"",
-    ])
+    @Test(
+        "bad JSON is bad_json",
+        arguments: [
+            #"{"response_flags":"UF","upstream_cluster":"a"#,
+            #"{"response_flags":"UF","upstream_cluster":"a""#,
+            #"{"response_flags":"UF","upstream_cluster":"a","#,
+            #"{"response_flags":"UF"} x"#,
+            #"{"response_flags":"UF"}}"#,
+            #"{"response_flags":"UF"},{}"#,
+            "{\"response_flags\":\"UF\",\"user_agent\":\"a\u{01}b\"}",
+            "{\"response_flags\":\"UF\",\"user_agent\":\"a\tb\"}",
+            "{\"response_flags\":\"UF\",\u{01}\"x\":1}",
+            #"{"response_flags":"UF","x":1,}"#,
+            #"{"response_flags":"UF" "x":1}"#,
+            #"{'response_flags':'UF'}"#,
+            #"{"response_flags":UF}"#,
+            #"{"response_flags":"UF","x":tru}"#,
+            #"{"response_flags":"UF","x":01x}"#,
+            #"{"response_flags":"UF","x":1.}"#,
+            #"{"response_flags":"UF","x":"\q"}"#,
+            #"{"response_flags":"UF","x":"\u12G4"}"#,
+            #"{"response_flags":"UF","x":[1,2}"#,
+            #"{"response_flags":"UF","x":{"a" 1}}"#,
+            #"{"response_flags":"UF","x":[1,]}"#,
+            #"{"response_flags":"UF","x":{"a":1,}}"#,
+            #"{"response_flags":"UF","x":{"a":1,"b"}}"#,
+            #"{"response_flags":"UF","x":{,}}"#,
+            #"{"response_flags":"UF","x":[,]}"#,
+            #"{"response_flags""UF"}"#,
+            "{",
+            "{\"",
+        ])
     func badJSON(line: String) throws {
         #expect(try parse(line, format: .json(JSONKeyMap())) == .malformed(.badJSON))
         #expect(try parse(line, format: .auto) == .malformed(.badJSON))
@@ -188,7 +210,9 @@ struct BadInputTests {
             let line = #"{"response_code":\#(value),"response_flags":"UF"}"#
             #expect(try parse(line, format: .json(JSONKeyMap())) == .malformed(.badResponseCode), "\(value)")
         }
-        #expect(try parse("c 5x3 UF", format: .custom("%UPSTREAM_CLUSTER% %RESPONSE_CODE% %RESPONSE_FLAGS%")) == .malformed(.badResponseCode))
+        #expect(
+            try parse("c 5x3 UF", format: .custom("%UPSTREAM_CLUSTER% %RESPONSE_CODE% %RESPONSE_FLAGS%"))
+                == .malformed(.badResponseCode))
         // Codes at the edges are fine.
         #expect(try record("999 - c", format: .custom(flagsProbeFormat)).code == 999)
         #expect(try record("0 DC c", format: .custom(flagsProbeFormat)).code == 0)
@@ -202,7 +226,10 @@ struct BadInputTests {
         #expect(parse(Fixtures.agentLog, with: &parser) == .malformed(.notAccessLog))
         #expect(parse(bytes: [], with: &parser) == .malformed(.emptyLine))
         #expect(parse(#"{"response_flags":"UF""#, with: &parser) == .malformed(.badJSON))
-        #expect(parse(Fixtures.istioURXUF, with: &parser).record?.flags == [.upstreamConnectionFailure, .upstreamRetryLimitExceeded])
+        #expect(
+            parse(Fixtures.istioURXUF, with: &parser).record?.flags == [
+                .upstreamConnectionFailure, .upstreamRetryLimitExceeded,
+            ])
         #expect(parser.recognizedFormat == "istio (1.9+)")
     }
 }

@@ -12,7 +12,10 @@ struct JSONFormatTests {
         #expect(urx.code == 503)
         #expect(urx.flags == [.upstreamConnectionFailure, .upstreamRetryLimitExceeded])
         #expect(urx.cluster == "outbound|9002||ledger.default.svc.cluster.local")
-        #expect(urx.details == "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}")
+        #expect(
+            urx.details
+                == "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
+        )
         #expect(urx.transportFailure == "delayed_connect_error:_Connection_refused")
         #expect(urx.authority == "ledger.default.svc.cluster.local:9002")
         #expect(urx.host == "127.0.0.1:18019")
@@ -53,13 +56,15 @@ struct JSONFormatTests {
             #expect(try record("{" + shuffled.joined(separator: ",") + "}", format: istioJSON) == reference)
         }
         // Whitespace between tokens, as a pretty printer would put it (but on one line).
-        let spaced = "{ " + pairs.reversed().map { $0.replacing("\":", with: "\" :\t") }.joined(separator: " ,  ") + " }"
+        let spaced =
+            "{ " + pairs.reversed().map { $0.replacing("\":", with: "\" :\t") }.joined(separator: " ,  ") + " }"
         #expect(try record(spaced, format: istioJSON) == reference)
     }
 
     @Test("null means absent; null flags mean no flag")
     func nulls() throws {
-        let line = #"{"response_code":0,"response_flags":null,"upstream_cluster":null,"upstream_host":null,"duration":null,"route_name":null,"method":null,"authority":null,"start_time":null,"response_code_details":null,"upstream_transport_failure_reason":null}"#
+        let line =
+            #"{"response_code":0,"response_flags":null,"upstream_cluster":null,"upstream_host":null,"duration":null,"route_name":null,"method":null,"authority":null,"start_time":null,"response_code_details":null,"upstream_transport_failure_reason":null}"#
         let parsed = try record(line, format: istioJSON)
         #expect(parsed.code == 0 && parsed.flags == [] && parsed.unknownFlagCount == 0)
         #expect(parsed.cluster == nil && parsed.host == nil && parsed.duration == nil && parsed.route == nil)
@@ -68,18 +73,26 @@ struct JSONFormatTests {
 
     @Test("nested objects and arrays are skipped; keys inside them are not record fields")
     func nestedSkipped() throws {
-        let line = #"{"upstream":{"host":"x","response_flags":"UH","deep":[1,2.5,-3e2,{"response_code":200,"a":[[],{}]},null,true,false,"s\"]"]},"response_code":503,"tags":["UF",{"k":"v"}],"response_flags":"UF","empty":{},"list":[],"upstream_cluster":"c1"}"#
+        let line =
+            #"{"upstream":{"host":"x","response_flags":"UH","deep":[1,2.5,-3e2,{"response_code":200,"a":[[],{}]},null,true,false,"s\"]"]},"response_code":503,"tags":["UF",{"k":"v"}],"response_flags":"UF","empty":{},"list":[],"upstream_cluster":"c1"}"#
         let parsed = try record(line, format: istioJSON)
         #expect(parsed.code == 503)
         #expect(parsed.flags == [.upstreamConnectionFailure])
         #expect(parsed.cluster == "c1")
         // The flags key only inside a nested object: the record has no flags field.
-        #expect(try parse(#"{"meta":{"response_flags":"UF"},"response_code":503}"#, format: istioJSON) == .malformed(.noFlagsField))
+        #expect(
+            try parse(#"{"meta":{"response_flags":"UF"},"response_code":503}"#, format: istioJSON)
+                == .malformed(.noFlagsField))
         // A nested value where a field flagwatch ignores is wanted is fine.
-        #expect(try record(#"{"response_flags":"-","upstream_host":{"ip":"10.0.0.1"},"route_name":[1]}"#, format: istioJSON).host == nil)
+        #expect(
+            try record(#"{"response_flags":"-","upstream_host":{"ip":"10.0.0.1"},"route_name":[1]}"#, format: istioJSON)
+                .host == nil)
         // Deep nesting that still fits.
         let deep = String(repeating: "[", count: 20) + String(repeating: "]", count: 20)
-        #expect(try record(#"{"x":\#(deep),"response_flags":"UF"}"#, format: istioJSON).flags == [.upstreamConnectionFailure])
+        #expect(
+            try record(#"{"x":\#(deep),"response_flags":"UF"}"#, format: istioJSON).flags == [
+                .upstreamConnectionFailure
+            ])
     }
 
     @Test("absurd nesting is rejected, not a crash")
@@ -92,7 +105,8 @@ struct JSONFormatTests {
 
     @Test("Istio ≤1.7: every value a string, `-` for unset")
     func allStrings() throws {
-        let line = #"{"upstream_cluster":"outbound|9080||reviews.default.svc.cluster.local","response_code":"503","duration":"12","response_flags":"UF,URX","upstream_host":"-","istio_policy_status":"-","route_name":"-","start_time":"2020-05-05T10:00:00.000Z","method":"GET","authority":"reviews:9080","upstream_transport_failure_reason":"TLS error: Secret is not supplied by SDS","bytes_received":"0"}"#
+        let line =
+            #"{"upstream_cluster":"outbound|9080||reviews.default.svc.cluster.local","response_code":"503","duration":"12","response_flags":"UF,URX","upstream_host":"-","istio_policy_status":"-","route_name":"-","start_time":"2020-05-05T10:00:00.000Z","method":"GET","authority":"reviews:9080","upstream_transport_failure_reason":"TLS error: Secret is not supplied by SDS","bytes_received":"0"}"#
         let parsed = try record(line, format: istioJSON)
         #expect(parsed.code == 503)
         #expect(parsed.duration == 12)
@@ -102,33 +116,44 @@ struct JSONFormatTests {
         #expect(parsed.transportFailure == "TLS error: Secret is not supplied by SDS")
         #expect(parsed.start == "2020-05-05T10:00:00.000Z")
 
-        let noResponse = try record(#"{"response_code":"-","response_flags":"-","upstream_cluster":"-","duration":"-"}"#, format: istioJSON)
-        #expect(noResponse.code == 0 && noResponse.flags == [] && noResponse.cluster == nil && noResponse.duration == nil)
+        let noResponse = try record(
+            #"{"response_code":"-","response_flags":"-","upstream_cluster":"-","duration":"-"}"#, format: istioJSON)
+        #expect(
+            noResponse.code == 0 && noResponse.flags == [] && noResponse.cluster == nil && noResponse.duration == nil)
         #expect(try record(#"{"response_code":"0","response_flags":"DC"}"#, format: istioJSON).code == 0)
     }
 
     @Test("typed numbers: integers, and doubles by their integer part")
     func typedNumbers() throws {
-        #expect(try record(#"{"response_code":503.0,"duration":17.0,"response_flags":"-"}"#, format: istioJSON).code == 503)
-        #expect(try record(#"{"response_code":503.0,"duration":17.0,"response_flags":"-"}"#, format: istioJSON).duration == 17)
-        #expect(try record(#"{"response_code":200,"duration":0,"response_flags":"-"}"#, format: istioJSON).duration == 0)
+        #expect(
+            try record(#"{"response_code":503.0,"duration":17.0,"response_flags":"-"}"#, format: istioJSON).code == 503)
+        #expect(
+            try record(#"{"response_code":503.0,"duration":17.0,"response_flags":"-"}"#, format: istioJSON).duration
+                == 17)
+        #expect(
+            try record(#"{"response_code":200,"duration":0,"response_flags":"-"}"#, format: istioJSON).duration == 0)
     }
 
     @Test("Istio 1.23.0–1.24.1 JSON: trailing `;` on upstream_cluster stripped")
     func jsonSemicolon() throws {
-        let parsed = try record(#"{"response_flags":"UF","upstream_cluster":"outbound|8080||api.default.svc.cluster.local;"}"#, format: istioJSON)
+        let parsed = try record(
+            #"{"response_flags":"UF","upstream_cluster":"outbound|8080||api.default.svc.cluster.local;"}"#,
+            format: istioJSON)
         #expect(parsed.cluster == "outbound|8080||api.default.svc.cluster.local")
     }
 
     @Test("string values with escapes are handed on raw with hasJSONEscapes, decodable by JSONEscapes")
     func escapes() throws {
-        let line = #"{"response_flags":"UF","upstream_cluster":"outbound|80||we\"ird\\name\u00e9","user_agent":"a \"quoted\" agent","route_name":"r"}"#
+        let line =
+            #"{"response_flags":"UF","upstream_cluster":"outbound|80||we\"ird\\name\u00e9","user_agent":"a \"quoted\" agent","route_name":"r"}"#
         let outcome = try parse(line, format: istioJSON)
         let parsed = try #require(outcome.record)
         #expect(parsed.cluster == #"outbound|80||we\"ird\\name\u00e9"#)
         #expect(parsed.clusterHasEscapes)
         #expect(parsed.route == "r")
-        let cluster = Array(#"outbound|80||we\"ird\\name\u00e9"#.utf8).withUnsafeBytes { String(decoding: JSONEscapes.decode($0), as: UTF8.self) }
+        let cluster = Array(#"outbound|80||we\"ird\\name\u00e9"#.utf8).withUnsafeBytes {
+            String(decoding: JSONEscapes.decode($0), as: UTF8.self)
+        }
         #expect(cluster == "outbound|80||we\"ird\\name\u{e9}")
     }
 
@@ -154,7 +179,8 @@ struct JSONFormatTests {
             #expect(map != JSONKeyMap())
         }
 
-        let line = #"{"resStatusCode":503,"upstreamCluster":"checkout","flags":"URX,UF","took_ms":9,"upstream.host":"10.1.1.1:80","response_code":200,"upstream_cluster":"wrong"}"#
+        let line =
+            #"{"resStatusCode":503,"upstreamCluster":"checkout","flags":"URX,UF","took_ms":9,"upstream.host":"10.1.1.1:80","response_code":200,"upstream_cluster":"wrong"}"#
         let parsed = try record(line, format: .json(keys))
         #expect(parsed.code == 503)
         #expect(parsed.cluster == "checkout")
@@ -162,14 +188,18 @@ struct JSONFormatTests {
         #expect(parsed.duration == 9)
         #expect(parsed.host == "10.1.1.1:80")
         // The default flags key no longer counts.
-        #expect(try parse(#"{"response_flags":"UF","resStatusCode":503}"#, format: .json(keys)) == .malformed(.noFlagsField))
+        #expect(
+            try parse(#"{"response_flags":"UF","resStatusCode":503}"#, format: .json(keys)) == .malformed(.noFlagsField)
+        )
         // LogFormat(argument:) passes the key map on.
         #expect(LogFormat(argument: "json", jsonKeys: keys) == .json(keys))
     }
 
     @Test("auto recognises JSON, typed and all-string")
     func autoJSON() throws {
-        for line in [Fixtures.jsonOK, Fixtures.jsonNR, #"{"response_code":"503","response_flags":"UF","upstream_cluster":"c"}"#] {
+        for line in [
+            Fixtures.jsonOK, Fixtures.jsonNR, #"{"response_code":"503","response_flags":"UF","upstream_cluster":"c"}"#,
+        ] {
             let (outcome, recognized) = try parseRecognizing(line)
             #expect(outcome.record != nil, "\(outcome)")
             #expect(recognized == "json")

@@ -5,12 +5,19 @@ import Testing
 struct PresetTests {
     @Test("the preset strings are Envoy's and Istio's defaults (docs/formats.md §2, §3.1)")
     func presetStrings() {
-        #expect(FormatPreset.envoyDefault
-            == #"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%""#)
-        #expect(FormatPreset.istio
-            == #"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%"#)
-        #expect(FormatPreset.istio1_8.contains(#"%RESPONSE_FLAGS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED%"#))
-        #expect(FormatPreset.istio1_3.contains(#"%RESPONSE_FLAGS% "%DYNAMIC_METADATA(istio.mixer:status)%" "%UPSTREAM_TRANSPORT_FAILURE_REASON%""#))
+        #expect(
+            FormatPreset.envoyDefault
+                == #"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%""#
+        )
+        #expect(
+            FormatPreset.istio
+                == #"[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%"#
+        )
+        #expect(
+            FormatPreset.istio1_8.contains(#"%RESPONSE_FLAGS% "%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED%"#))
+        #expect(
+            FormatPreset.istio1_3.contains(
+                #"%RESPONSE_FLAGS% "%DYNAMIC_METADATA(istio.mixer:status)%" "%UPSTREAM_TRANSPORT_FAILURE_REASON%""#))
         #expect(FormatPreset.istio1_3.hasSuffix("%REQUESTED_SERVER_NAME% %ROUTE_NAME%"))
         #expect(FormatPreset.istio1_2.hasSuffix("%DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME%"))
         #expect(!FormatPreset.istio1_2.contains("ROUTE_NAME"))
@@ -18,7 +25,10 @@ struct PresetTests {
 
     @Test("every preset compiles as a custom format string too")
     func presetsCompile() throws {
-        for preset in [FormatPreset.envoyDefault, FormatPreset.istio, FormatPreset.istio1_8, FormatPreset.istio1_3, FormatPreset.istio1_2] {
+        for preset in [
+            FormatPreset.envoyDefault, FormatPreset.istio, FormatPreset.istio1_8, FormatPreset.istio1_3,
+            FormatPreset.istio1_2,
+        ] {
             let plan = try TextFormatPlan(formatString: preset)
             #expect(plan.formatString == preset)
             #expect(plan.name == "custom")
@@ -37,7 +47,10 @@ struct PresetTests {
         #expect(uf.code == 503)
         #expect(uf.flags == [.upstreamConnectionFailure])
         #expect(uf.cluster == "outbound|9001||payments.default.svc.cluster.local")
-        #expect(uf.details == "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}")
+        #expect(
+            uf.details
+                == "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
+        )
         #expect(uf.transportFailure == "delayed_connect_error:_Connection_refused")
         #expect(uf.authority == "payments.default.svc.cluster.local:9001")
         #expect(uf.host == "127.0.0.1:18019")
@@ -83,7 +96,8 @@ struct PresetTests {
         fields.proto = "HTTP/2"
         fields.code = "503"
         fields.flags = "UF,URX"
-        fields.details = "upstream_reset_before_response_started{connection_failure,TLS_error:_Secret_is_not_supplied_by_SDS}"
+        fields.details =
+            "upstream_reset_before_response_started{connection_failure,TLS_error:_Secret_is_not_supplied_by_SDS}"
         fields.transportFailure = "TLS error: Secret is not supplied by SDS"
         fields.bytesReceived = "52"
         fields.bytesSent = "91"
@@ -125,7 +139,10 @@ struct PresetTests {
             #expect(parsed.start == "2020-06-10T08:21:45.098Z")
             switch layout {
             case .istio1_9:
-                #expect(parsed.details == "upstream_reset_before_response_started{connection_failure,TLS_error:_Secret_is_not_supplied_by_SDS}")
+                #expect(
+                    parsed.details
+                        == "upstream_reset_before_response_started{connection_failure,TLS_error:_Secret_is_not_supplied_by_SDS}"
+                )
             default:
                 #expect(parsed.details == nil)
             }
@@ -166,10 +183,12 @@ struct PresetTests {
 
     @Test("Istio cluster name forms are kept as written")
     func clusterForms() throws {
-        for cluster in ["outbound|9080|v2|reviews.default.svc.cluster.local", "inbound|8080||",
-                        "inbound|8080|http-8080|scrappers-service.default.svc.cluster.local",
-                        "outbound_.8000_._.httpbin.foo.svc.cluster.local", "PassthroughCluster", "BlackHoleCluster",
-                        "InboundPassthroughCluster", "xds-grpc"] {
+        for cluster in [
+            "outbound|9080|v2|reviews.default.svc.cluster.local", "inbound|8080||",
+            "inbound|8080|http-8080|scrappers-service.default.svc.cluster.local",
+            "outbound_.8000_._.httpbin.foo.svc.cluster.local", "PassthroughCluster", "BlackHoleCluster",
+            "InboundPassthroughCluster", "xds-grpc",
+        ] {
             var fields = Fields()
             fields.cluster = cluster
             #expect(try record(fields.line(.istio1_9), format: .istio).cluster == cluster)
@@ -216,7 +235,8 @@ struct PresetTests {
             #expect(parsed.start == "2020-06-10T08:21:45.098Z")
         }
         // The exact line of Envoy's docs example shape.
-        let docs = #"[2016-04-15T20:17:00.310Z] "POST /api/v1/locations HTTP/2" 204 - 154 0 226 100 "10.0.35.28" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80""#
+        let docs =
+            #"[2016-04-15T20:17:00.310Z] "POST /api/v1/locations HTTP/2" 204 - 154 0 226 100 "10.0.35.28" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80""#
         let parsed = try record(docs, format: .envoy)
         #expect(parsed.code == 204 && parsed.flags == [] && parsed.duration == 226)
         #expect(parsed.host == "tcp://10.0.2.1:80" && parsed.authority == "locations" && parsed.cluster == nil)
@@ -297,7 +317,9 @@ struct PresetTests {
     @Test("codeClass: 0 for no response, else the hundreds digit")
     func codeClass() {
         var record = AccessRecord()
-        for (code, expected) in [(0, 0), (99, 0), (100, 1), (204, 2), (302, 3), (429, 4), (503, 5), (599, 5), (600, 0), (999, 0)] {
+        for (code, expected) in [
+            (0, 0), (99, 0), (100, 1), (204, 2), (302, 3), (429, 4), (503, 5), (599, 5), (600, 0), (999, 0),
+        ] {
             record.responseCode = code
             #expect(record.codeClass == expected, "\(code)")
         }

@@ -41,8 +41,10 @@ struct ResponseFlagTests {
             #expect(ResponseFlag(name: names.short) == ResponseFlag.allCases[index])
             #expect(ResponseFlag(name: names.long) == ResponseFlag.allCases[index])
         }
-        for name in ["", "-", "uf", "U", "UFX", "XX", "UpstreamConnectionFailur", "upstreamconnectionfailure",
-                     "UpstreamConnectionFailureX", "UF ", "FailedLocalHealthCheckFailedLocalHealthCheck"] {
+        for name in [
+            "", "-", "uf", "U", "UFX", "XX", "UpstreamConnectionFailur", "upstreamconnectionfailure",
+            "UpstreamConnectionFailureX", "UF ", "FailedLocalHealthCheckFailedLocalHealthCheck",
+        ] {
             #expect(ResponseFlag(name: name) == nil, "\(name)")
         }
         #expect(ResponseFlag(name: "DO") == .dropOverload)
@@ -163,8 +165,12 @@ struct ResponseFlagTests {
         #expect(json.unknownFlags == ["NEWFLAG"])
     }
 
-    @Test("fields that are not a comma-joined list of codes are bad_flags",
-          arguments: ["UF,,URX", "UF,", ",UF", ",", "U-F", "-,UF", "UF,-", "UF;", "UF|URX", "--", "UF.URX", "\u{e9}", "U+F", "U\"F"])
+    @Test(
+        "fields that are not a comma-joined list of codes are bad_flags",
+        arguments: [
+            "UF,,URX", "UF,", ",UF", ",", "U-F", "-,UF", "UF,-", "UF;", "UF|URX", "--", "UF.URX", "\u{e9}", "U+F",
+            "U\"F",
+        ])
     func invalidFlags(field: String) throws {
         #expect(try flagsRecord(field) == .malformed(.badFlags))
     }

@@ -122,7 +122,8 @@ struct Fields {
     var proto = "HTTP/1.1"
     var code = "503"
     var flags = "UF"
-    var details = "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
+    var details =
+        "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
     var connectionTermination = "-"
     var transportFailure = "delayed_connect_error:_Connection_refused"
     var mixerStatus = "-"
@@ -144,7 +145,8 @@ struct Fields {
 
     func line(_ layout: Layout) -> String {
         let head = "[\(start)] \"\(method) \(path) \(proto)\" \(code) \(flags) "
-        let middle = "\(bytesReceived) \(bytesSent) \(duration) \(upstreamServiceTime) \"\(xff)\" \"\(userAgent)\" \"\(requestID)\" \"\(authority)\" \"\(host)\""
+        let middle =
+            "\(bytesReceived) \(bytesSent) \(duration) \(upstreamServiceTime) \"\(xff)\" \"\(userAgent)\" \"\(requestID)\" \"\(authority)\" \"\(host)\""
         let tail = " \(cluster) \(upstreamLocal) \(downstreamLocal) \(downstreamRemote) \(sni)"
         switch layout {
         case .istio1_9:
@@ -194,6 +196,8 @@ enum Fixtures {
         #"{"authority":"recommendations.default.svc.cluster.local:8080","bytes_received":0,"bytes_sent":0,"connection_termination_details":null,"downstream_local_address":"127.0.0.1:18000","downstream_remote_address":"127.0.0.1:57376","duration":150,"method":"GET","path":"/recs","protocol":"HTTP/1.1","request_id":"8b03dcf2-3edb-47e9-bd0c-0c49cb98a6d1","requested_server_name":null,"response_code":0,"response_code_details":"downstream_remote_disconnect","response_flags":"DC","route_name":"recommendations-default","start_time":"2026-11-22T02:34:28.892Z","upstream_cluster":"outbound|8080||recommendations.default.svc.cluster.local","upstream_host":"127.0.0.1:18011","upstream_local_address":"127.0.0.1:40794","upstream_service_time":null,"upstream_transport_failure_reason":null,"user_agent":"flag-harness/dc","x_forwarded_for":null}"#
 
     /// Envoy's and pilot-agent's own output, mixed into istio-proxy's stdout.
-    static let envoyAppLog = "[2026-11-22 02:34:27.532][12][info][main] [source/server/server.cc:932] starting main dispatch loop"
-    static let agentLog = "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[C17] destroying stream: 0 remaining"
+    static let envoyAppLog =
+        "[2026-11-22 02:34:27.532][12][info][main] [source/server/server.cc:932] starting main dispatch loop"
+    static let agentLog =
+        "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[C17] destroying stream: 0 remaining"
 }

@@ -61,7 +61,8 @@ struct ClusterPatternTests {
         let (pattern, name, expected) = Self.table[index]
         // Where Swift's Regex differs from RE2's syntax: (?P<…>, \z, a literal { and a leading ].
         guard !pattern.contains("(?P<"), !pattern.contains("\\z"), pattern != "{", pattern != "a{,2}",
-              pattern != "[]a]" else { return }
+            pattern != "[]a]"
+        else { return }
         let regex = try Regex(pattern)
         #expect((try regex.firstMatch(in: name) != nil) == expected, "\(pattern) in \(name)")
     }
@@ -96,7 +97,10 @@ struct ClusterPatternTests {
             case 2: atom = "."
             case 3: atom = "[ab]"
             case 4: atom = "[^a]"
-            case 5: atom = "(" + randomPattern(&generator, depth: depth + 1) + "|" + randomPattern(&generator, depth: depth + 1) + ")"
+            case 5:
+                atom =
+                    "(" + randomPattern(&generator, depth: depth + 1) + "|"
+                    + randomPattern(&generator, depth: depth + 1) + ")"
             default: atom = "(?:" + randomPattern(&generator, depth: depth + 1) + ")"
             }
             switch generator.next() % 6 {
@@ -115,9 +119,10 @@ struct ClusterPatternTests {
         }
     }
 
-    @Test("patterns that take a backtracking engine exponential time answer at once",
-          .timeLimit(.minutes(1)),
-          arguments: ["^(a+)+$", "^(a|a)*$", "^(a*)*$", "(a|aa)+$", "^(.*a){20}$", "(\\w+\\s?)+$"])
+    @Test(
+        "patterns that take a backtracking engine exponential time answer at once",
+        .timeLimit(.minutes(1)),
+        arguments: ["^(a+)+$", "^(a|a)*$", "^(a*)*$", "(a|aa)+$", "^(.*a){20}$", "(\\w+\\s?)+$"])
     func catastrophicPatterns(_ pattern: String) throws {
         let name = String(repeating: "a", count: 26) + "b" + String(repeating: "a", count: 26) + "!"
         let long = String(repeating: "a", count: 5000) + "!"
@@ -127,29 +132,31 @@ struct ClusterPatternTests {
         #expect(!compiled.isFound(in: long))
     }
 
-    @Test("what a linear-time matcher cannot do is refused with the reason", arguments: [
-        ("(a)\\1", "backreferences"),
-        ("(?<n>a)\\k<n>", "backreferences"),
-        ("foo(?=bar)", "lookaround"),
-        ("foo(?!bar)", "lookaround"),
-        ("(?<=a)b", "lookaround"),
-        ("(?<!a)b", "lookaround"),
-        ("a*+", "possessive"),
-        ("(?i)reviews", "flags"),
-        ("\\bword\\b", "word boundaries"),
-        ("\\p{L}", "\\p is not supported"),
-        ("[[:alpha:]]", "POSIX"),
-        ("a{1001}", "above 1000"),
-        ("a{3,2}", "below the minimum"),
-        ("a**", "a quantifier after a quantifier"),
-        ("(ab", "missing ')'"),
-        ("ab)", "unmatched ')'"),
-        ("[ab", "missing ']'"),
-        ("*a", "nothing to repeat"),
-        ("[z-a]", "higher to a lower"),
-        ("(a{1000}){30}", "too large"),
-        ("a\\", "trailing backslash"),
-    ])
+    @Test(
+        "what a linear-time matcher cannot do is refused with the reason",
+        arguments: [
+            ("(a)\\1", "backreferences"),
+            ("(?<n>a)\\k<n>", "backreferences"),
+            ("foo(?=bar)", "lookaround"),
+            ("foo(?!bar)", "lookaround"),
+            ("(?<=a)b", "lookaround"),
+            ("(?<!a)b", "lookaround"),
+            ("a*+", "possessive"),
+            ("(?i)reviews", "flags"),
+            ("\\bword\\b", "word boundaries"),
+            ("\\p{L}", "\\p is not supported"),
+            ("[[:alpha:]]", "POSIX"),
+            ("a{1001}", "above 1000"),
+            ("a{3,2}", "below the minimum"),
+            ("a**", "a quantifier after a quantifier"),
+            ("(ab", "missing ')'"),
+            ("ab)", "unmatched ')'"),
+            ("[ab", "missing ']'"),
+            ("*a", "nothing to repeat"),
+            ("[z-a]", "higher to a lower"),
+            ("(a{1000}){30}", "too large"),
+            ("a\\", "trailing backslash"),
+        ])
     func refused(_ pattern: String, _ reason: String) {
         #expect(throws: ClusterPattern.Invalid.self) { try ClusterPattern(pattern) }
         do {

@@ -16,13 +16,17 @@ struct DefaultRulesTests {
     func fireWithinTwoMinutes() throws {
         let config = try ConfigLoader.load(path: Self.shippedConfig)
         let rules = AlertRule.rules(config)
-        #expect(Set(rules.map(\.name)) == ["UpstreamConnectFailures", "NoHealthyUpstream", "NoRouteFound", "UpstreamOverflow", "UpstreamTimeouts"])
+        #expect(
+            Set(rules.map(\.name)) == [
+                "UpstreamConnectFailures", "NoHealthyUpstream", "NoRouteFound", "UpstreamOverflow", "UpstreamTimeouts",
+            ])
         let shortNames = Set(rules.flatMap { $0.flags.map(\.shortName) })
         #expect(shortNames.isSuperset(of: ["UF", "URX", "UC", "UH", "NR", "UO", "UT"]))
 
         for rule in rules {
-            let counts = FlagCounts(maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
-                                    flagGroups: config.alertFlagGroups)
+            let counts = FlagCounts(
+                maxClusters: config.limits.maxClusters, windows: config.countedWindows.map { Int($0.seconds) },
+                flagGroups: config.alertFlagGroups)
             let engine = try RuleEngine(rules: rules, diagnose: { _, _, _ in nil })
             var parser = try AccessLogParser(format: .custom("%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%"))
             let cluster = rule.flags[0] == .noRouteFound ? "-" : "outbound|8080||api.default.svc.cluster.local"
@@ -52,7 +56,10 @@ struct DefaultRulesTests {
                 write(2, "200 - \(cluster)")
                 write(8, "503 \(rule.flags[0].shortName) \(cluster)")
                 if second % 10 == 0, firedAfter == nil,
-                   engine.evaluate(counts, now: Double(now)).active.contains(where: { $0.rule == rule.name && $0.state == .firing }) {
+                    engine.evaluate(counts, now: Double(now)).active.contains(where: {
+                        $0.rule == rule.name && $0.state == .firing
+                    })
+                {
                     firedAfter = second
                 }
             }

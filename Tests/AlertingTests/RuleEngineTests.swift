@@ -1,7 +1,7 @@
 import AccessLogParser
-import Foundation
 import Diagnosis
 import FlagCounting
+import Foundation
 import Testing
 
 @testable import Alerting
@@ -17,7 +17,8 @@ final class World {
     static let api = "outbound|8080||api.default.svc.cluster.local"
     static let web = "outbound|80||web.shop.svc.cluster.local"
 
-    init(_ rule: AlertRule, windows: [Int] = [60], diagnose: @escaping RuleEngine.Diagnose = { _, _, _ in nil }) throws {
+    init(_ rule: AlertRule, windows: [Int] = [60], diagnose: @escaping RuleEngine.Diagnose = { _, _, _ in nil }) throws
+    {
         counts = FlagCounts(windows: windows, flagGroups: [ResponseFlagSet(rule.flags)])
         parser = try AccessLogParser(format: .custom("%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%"))
         engine = try RuleEngine(rules: [rule], diagnose: diagnose)
@@ -49,12 +50,16 @@ final class World {
 }
 
 func rule(
-    flags: [ResponseFlag] = [.upstreamConnectionFailure], minCount: Int = 10, ratio: Double? = nil, spike: Double? = nil,
-    pendingFor: Double = 0, resolveAfter: Double = 0, include: String? = nil, exclude: String? = nil, baseline: Double = 3600
+    flags: [ResponseFlag] = [.upstreamConnectionFailure], minCount: Int = 10, ratio: Double? = nil,
+    spike: Double? = nil,
+    pendingFor: Double = 0, resolveAfter: Double = 0, include: String? = nil, exclude: String? = nil,
+    baseline: Double = 3600
 ) -> AlertRule {
-    AlertRule(name: "UpstreamConnectFailures", flags: flags, include: include, exclude: exclude, windowIndex: 0, windowSeconds: 60,
-              flagGroup: 0, minCount: minCount, ratio: ratio, spikeFactor: spike, pendingFor: pendingFor,
-              resolveAfter: resolveAfter, severity: "critical", baselineSeconds: baseline)
+    AlertRule(
+        name: "UpstreamConnectFailures", flags: flags, include: include, exclude: exclude, windowIndex: 0,
+        windowSeconds: 60,
+        flagGroup: 0, minCount: minCount, ratio: ratio, spikeFactor: spike, pendingFor: pendingFor,
+        resolveAfter: resolveAfter, severity: "critical", baselineSeconds: baseline)
 }
 
 @Suite("Rule engine: conditions, for, resolve, baseline")
@@ -73,7 +78,8 @@ struct RuleEngineTests {
 
     @Test("ratio: flagged / all responses in the window; a UF,URX line counts once")
     func ratio() throws {
-        let world = try World(rule(flags: [.upstreamConnectionFailure, .upstreamRetryLimitExceeded], minCount: 5, ratio: 0.5))
+        let world = try World(
+            rule(flags: [.upstreamConnectionFailure, .upstreamRetryLimitExceeded], minCount: 5, ratio: 0.5))
         world.write(10, code: 200, flags: "-")
         world.write(9, flags: "UF,URX")
         #expect(world.evaluate().active.isEmpty, "9 of 19 is under 50 %")
@@ -204,13 +210,20 @@ struct RuleEngineTests {
 
     @Test("labels and annotations: names from the Istio cluster, the dominant flag, figures")
     func labelsAndAnnotations() throws {
-        let diagnosis = Diagnosis(flag: .upstreamConnectionFailure, cause: .backendDown,
-                                  likelyCause: "backend down: 12 of 12 UF were connection refused", nextSteps: ["kubectl get endpointslice -n default"])
-        let world = try World(rule(flags: [.upstreamConnectionFailure, .upstreamRetryLimitExceeded], minCount: 10)) { _, _, _ in diagnosis }
+        let diagnosis = Diagnosis(
+            flag: .upstreamConnectionFailure, cause: .backendDown,
+            likelyCause: "backend down: 12 of 12 UF were connection refused",
+            nextSteps: ["kubectl get endpointslice -n default"])
+        let world = try World(rule(flags: [.upstreamConnectionFailure, .upstreamRetryLimitExceeded], minCount: 10)) {
+            _, _, _ in diagnosis
+        }
         world.write(12, flags: "UF,URX")
         world.write(3, code: 200, flags: "-")
         let alert = try #require(world.evaluate().active.first)
-        #expect(alert.labels.map(\.name) == ["alertname", "upstream_cluster", "response_flag", "service", "namespace", "severity"])
+        #expect(
+            alert.labels.map(\.name) == [
+                "alertname", "upstream_cluster", "response_flag", "service", "namespace", "severity",
+            ])
         #expect(alert.label("alertname") == "UpstreamConnectFailures")
         #expect(alert.label("upstream_cluster") == World.api)
         #expect(alert.label("response_flag") == "UF")
@@ -233,9 +246,9 @@ struct RuleEngineTests {
     func fixedDecimals() {
         #expect(RuleEngine.format(80, digits: 1) == "80.0")
         #expect(RuleEngine.format(0.5, digits: 2) == "0.50")
-        #expect(RuleEngine.format(0.125, digits: 2) == "0.12")   // an exact tie: to even
+        #expect(RuleEngine.format(0.125, digits: 2) == "0.12")  // an exact tie: to even
         #expect(RuleEngine.format(0.375, digits: 2) == "0.38")
-        #expect(RuleEngine.format(2.675, digits: 2) == "2.67")   // 2.67499999... in binary
+        #expect(RuleEngine.format(2.675, digits: 2) == "2.67")  // 2.67499999... in binary
         #expect(RuleEngine.format(1234.5678, digits: 1) == "1234.6")
         #expect(RuleEngine.format(0.04, digits: 1) == "0.0")
         #expect(RuleEngine.format(-1.25, digits: 1) == "-1.2")
@@ -263,8 +276,9 @@ struct RuleEngineTests {
         world.write(1)
         world.evaluate()
         let counts = world.engine.alertCounts()
-        #expect(counts.map { "\($0.rule) \($0.state.rawValue) \($0.count)" } == [
-            "UpstreamConnectFailures pending 1", "UpstreamConnectFailures firing 0",
-        ])
+        #expect(
+            counts.map { "\($0.rule) \($0.state.rawValue) \($0.count)" } == [
+                "UpstreamConnectFailures pending 1", "UpstreamConnectFailures firing 0",
+            ])
     }
 }

@@ -44,7 +44,8 @@ import Testing
         #expect(alerting.alertmanagers == ["http://127.0.0.1:9093"])
         #expect(alerting.webhooks.first?.hmacSecretFile == "/etc/flagwatch/hmac")
         let rule = try #require(alerting.rules.first)
-        #expect(rule.flags == [.upstreamConnectionFailure, .upstreamRetryLimitExceeded, .upstreamConnectionTermination])
+        #expect(
+            rule.flags == [.upstreamConnectionFailure, .upstreamRetryLimitExceeded, .upstreamConnectionTermination])
         #expect(rule.include == ".*" && rule.exclude == "^BlackHoleCluster$")
         #expect(rule.minCount == 10 && rule.ratio == 0.05 && rule.spikeFactor == 5)
         #expect(rule.pendingFor.seconds == 30 && rule.resolveAfter.seconds == 60)
@@ -53,11 +54,12 @@ import Testing
     }
 
     @Test func longFlagNamesAndExtraWindows() throws {
-        let config = try ConfigLoader.parse(base + """
-            alerting:
-              rules:
-                - {name: NoHealthyUpstream, flags: [NoHealthyUpstream], window: 2m}
-            """)
+        let config = try ConfigLoader.parse(
+            base + """
+                alerting:
+                  rules:
+                    - {name: NoHealthyUpstream, flags: [NoHealthyUpstream], window: 2m}
+                """)
         #expect(config.alerting?.rules.first?.flags == [.noHealthyUpstream])
         #expect(config.countedWindows.map(\.seconds) == [60, 300, 900, 120])
     }
@@ -73,20 +75,29 @@ import Testing
         #expect(longWindow?.line == 9)
         #expect(longWindow?.reason.contains("longer than the longest of `windows`") == true)
 
-        let badRegex = error("alerting:\n  rules:\n    - name: X\n      flags: [UF]\n      clusters: {include: \"([\"}\n")
+        let badRegex = error(
+            "alerting:\n  rules:\n    - name: X\n      flags: [UF]\n      clusters: {include: \"([\"}\n")
         #expect(badRegex?.key == "alerting.rules[0].clusters.include")
-        let backreference = error("alerting:\n  rules:\n    - name: X\n      flags: [UF]\n      clusters:\n        exclude: '(a)\\1'\n")
+        let backreference = error(
+            "alerting:\n  rules:\n    - name: X\n      flags: [UF]\n      clusters:\n        exclude: '(a)\\1'\n")
         #expect(backreference?.key == "alerting.rules[0].clusters.exclude")
         #expect(backreference?.line == 10)
         #expect(backreference?.reason.contains("backreferences are not supported") == true)
 
-        #expect(error("alerting:\n  rules:\n    - {name: X, flags: [UF], ratio: 1.5}\n")?.key == "alerting.rules[0].ratio")
+        #expect(
+            error("alerting:\n  rules:\n    - {name: X, flags: [UF], ratio: 1.5}\n")?.key == "alerting.rules[0].ratio")
         #expect(error("alerting:\n  rules:\n    - {name: X, flags: []}\n")?.key == "alerting.rules[0].flags")
         #expect(error("alerting:\n  rules:\n    - {name: 9x, flags: [UF]}\n")?.key == "alerting.rules[0].name")
-        #expect(error("alerting:\n  rules:\n    - {name: X, flags: [UF], forr: 1m}\n")?.reason.hasPrefix("unknown key") == true)
-        #expect(error("alerting:\n  rules:\n    - {name: X, flags: [UF]}\n    - {name: X, flags: [UH]}\n")?.reason.contains("two rules are named 'X'") == true)
+        #expect(
+            error("alerting:\n  rules:\n    - {name: X, flags: [UF], forr: 1m}\n")?.reason.hasPrefix("unknown key")
+                == true)
+        #expect(
+            error("alerting:\n  rules:\n    - {name: X, flags: [UF]}\n    - {name: X, flags: [UH]}\n")?.reason.contains(
+                "two rules are named 'X'") == true)
         #expect(error("alerting:\n  alertmanagers: [\"127.0.0.1:9093\"]\n")?.key == "alerting.alertmanagers")
-        #expect(error("alerting:\n  webhooks: [{url: \"https://h/x\", ca_file: relative.pem}]\n")?.key == "alerting.webhooks[0].ca_file")
+        #expect(
+            error("alerting:\n  webhooks: [{url: \"https://h/x\", ca_file: relative.pem}]\n")?.key
+                == "alerting.webhooks[0].ca_file")
         #expect(error("alerting:\n  evaluate_every: 0s\n")?.key == "alerting.evaluate_every")
     }
 }

@@ -1,7 +1,8 @@
 import ConfigFile
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Writes a file with open/write (the tests do not need Foundation for it).
@@ -43,7 +44,8 @@ enum FileManagerless {
     }
 
     @Test func jsonLoadsToo() throws {
-        let config = try ConfigLoader.parse(#"{"sources": [{"name": "a", "files": ["/x.log"], "format": "json"}], "windows": ["30s"]}"#)
+        let config = try ConfigLoader.parse(
+            #"{"sources": [{"name": "a", "files": ["/x.log"], "format": "json"}], "windows": ["30s"]}"#)
         #expect(config.sources[0].format == "json")
         #expect(config.windows.map(\.seconds) == [30])
     }
@@ -58,7 +60,8 @@ enum FileManagerless {
     }
 
     @Test func unknownKeyNamesKeyAndLine() {
-        let found = error(valid.replacingOccurrences(of: "    start_at: end", with: "    start_at: end\n    strat_at: x"))
+        let found = error(
+            valid.replacingOccurrences(of: "    start_at: end", with: "    start_at: end\n    strat_at: x"))
         #expect(found?.key == "sources[0].strat_at")
         #expect(found?.line == 9)
         #expect(found?.description.hasPrefix("f.yaml:9: sources[0].strat_at: unknown key") == true)
@@ -75,7 +78,8 @@ enum FileManagerless {
         #expect(window?.line == 12)
         let format = error(valid.replacingOccurrences(of: "format: istio", with: "format: '%START_TIME% %BOGUS%'"))
         #expect(format?.key == "sources[0].format")
-        let container = error(valid.replacingOccurrences(of: "container_format: none", with: "container_format: podman"))
+        let container = error(
+            valid.replacingOccurrences(of: "container_format: none", with: "container_format: podman"))
         #expect(container?.key == "sources[0].container_format")
         let listen = error(valid.replacingOccurrences(of: "\"127.0.0.1:9817\"", with: "\"localhost\""))
         #expect(listen?.key == "listen")
@@ -84,7 +88,8 @@ enum FileManagerless {
         #expect(match?.key == "sources[1].journald.matches")
         let duplicate = error(valid.replacingOccurrences(of: "name: journal", with: "name: envoy"))
         #expect(duplicate?.key == "sources")
-        let both = error(valid.replacingOccurrences(of: "    format: envoy", with: "    format: envoy\n    files: [/a]"))
+        let both = error(
+            valid.replacingOccurrences(of: "    format: envoy", with: "    format: envoy\n    files: [/a]"))
         #expect(both?.key?.hasPrefix("sources[1]") == true)
     }
 
@@ -98,7 +103,11 @@ enum FileManagerless {
     func oversizedAndUnreadableFiles() throws {
         let directory = "/tmp/flagwatch-config-test-\(getpid())"
         mkdir(directory, 0o700)
-        defer { _ = unlink(directory + "/big.yaml"); _ = unlink(directory + "/ok.yaml"); rmdir(directory) }
+        defer {
+            _ = unlink(directory + "/big.yaml")
+            _ = unlink(directory + "/ok.yaml")
+            rmdir(directory)
+        }
         let padding = String(repeating: "# padding\n", count: (1 << 20) / 10 + 1)
         #expect(FileManagerless.write(directory + "/big.yaml", valid + "\n" + padding))
         #expect(throws: ConfigError.self) { try ConfigLoader.load(path: directory + "/big.yaml") }
@@ -107,7 +116,8 @@ enum FileManagerless {
         } catch {
             #expect(error.reason == "larger than 1 MiB: a flagwatch config is a few KiB")
         }
-        #expect(FileManagerless.write(directory + "/ok.yaml", valid + "\n" + String(repeating: "# padding\n", count: 1000)))
+        #expect(
+            FileManagerless.write(directory + "/ok.yaml", valid + "\n" + String(repeating: "# padding\n", count: 1000)))
         #expect(try ConfigLoader.load(path: directory + "/ok.yaml").sources.count == 2)
         do {
             _ = try ConfigLoader.load(path: directory)

@@ -1,8 +1,9 @@
-@testable import DaemonLogging
 import Foundation
 import Logging
 import SystemCalls
 import Testing
+
+@testable import DaemonLogging
 
 /// journald's own rule for a field name a client may set (journal_field_valid): 1-64 of
 /// A-Z0-9_, not starting with a digit or `_`.
@@ -77,9 +78,9 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
 
     @Test func messageIDs() {
         #expect(JournalLogHandler.isMessageID("ea6d49aba83b4245b4c676ebfce32cb6"))
-        #expect(!JournalLogHandler.isMessageID("EA6D49ABA83B4245B4C676EBFCE32CB6"))   // upper case
-        #expect(!JournalLogHandler.isMessageID("ea6d49ab-a83b-4245-b4c6-76ebfce32cb6")) // UUID form
-        #expect(!JournalLogHandler.isMessageID("ea6d49aba83b4245b4c676ebfce32cb"))    // 31
+        #expect(!JournalLogHandler.isMessageID("EA6D49ABA83B4245B4C676EBFCE32CB6"))  // upper case
+        #expect(!JournalLogHandler.isMessageID("ea6d49ab-a83b-4245-b4c6-76ebfce32cb6"))  // UUID form
+        #expect(!JournalLogHandler.isMessageID("ea6d49aba83b4245b4c676ebfce32cb"))  // 31
         #expect(!JournalLogHandler.isMessageID("ea6d49aba83b4245b4c676ebfce32cb6a"))  // 33
         #expect(!JournalLogHandler.isMessageID("ga6d49aba83b4245b4c676ebfce32cb6"))
         #expect(!JournalLogHandler.isMessageID(""))
@@ -97,10 +98,12 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
             ],
             label: "flagwatch", file: "flagwatch/AlertSupervisor.swift", function: "evaluate(_:now:)", line: 97)
         let names = entry.fields.map(\.name)
-        #expect(names == [
-            "MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "MESSAGE_ID", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "LOGGER",
-            "ALERTNAME", "COUNT", "FLAGS", "UPSTREAM_CLUSTER",
-        ])
+        #expect(
+            names == [
+                "MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "MESSAGE_ID", "CODE_FILE", "CODE_LINE", "CODE_FUNC",
+                "LOGGER",
+                "ALERTNAME", "COUNT", "FLAGS", "UPSTREAM_CLUSTER",
+            ])
         #expect(entry.values("MESSAGE") == ["alert X on c: pending -> firing"])
         #expect(entry.values("PRIORITY") == ["4"])
         #expect(entry.values("SYSLOG_IDENTIFIER") == ["flagwatch"])
@@ -172,35 +175,57 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
 
     @Test func matchingStreamSelectsTheJournal() throws {
         let (descriptor, status, path) = try openTemporaryFile()
-        defer { descriptor.close(); unlink(path) }
+        defer {
+            descriptor.close()
+            unlink(path)
+        }
         let value = "\(status.device):\(status.inode)"
         #expect(JournalStream.matches(value, descriptor: descriptor))
-        #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path) == .journal)
+        #expect(
+            JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path) == .journal)
         // No journald socket: standard error whatever the variable says.
-        #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path + ".none") == .stderr)
+        #expect(
+            JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path + ".none")
+                == .stderr)
     }
 
     @Test func mismatchOrAbsenceSelectsStandardError() throws {
         let (descriptor, status, path) = try openTemporaryFile()
-        defer { descriptor.close(); unlink(path) }
+        defer {
+            descriptor.close()
+            unlink(path)
+        }
         for value in ["\(status.device):\(status.inode + 1)", "\(status.device + 1):\(status.inode)", "garbage", ""] {
             #expect(!JournalStream.matches(value, descriptor: descriptor), "\(value)")
-            #expect(JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path) == .stderr, "\(value)")
+            #expect(
+                JournalStream.resolve(.auto, journalStream: value, standardError: descriptor, socketPath: path)
+                    == .stderr, "\(value)")
         }
         #expect(JournalStream.resolve(.auto, journalStream: nil, standardError: descriptor) == .stderr)
         // A descriptor that is not open: never the journal.
-        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode)",
-                                      standardError: FileDescriptor(rawValue: 1_000_000)) == .stderr)
+        #expect(
+            JournalStream.resolve(
+                .auto, journalStream: "\(status.device):\(status.inode)",
+                standardError: FileDescriptor(rawValue: 1_000_000)) == .stderr)
     }
 
     @Test func explicitTargetsAreKept() throws {
         let (descriptor, status, path) = try openTemporaryFile()
-        defer { descriptor.close(); unlink(path) }
-        #expect(JournalStream.resolve(.stderr, journalStream: "\(status.device):\(status.inode)", standardError: descriptor,
-                                      socketPath: path) == .stderr)
-        #expect(JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor, socketPath: path) == .journal)
+        defer {
+            descriptor.close()
+            unlink(path)
+        }
+        #expect(
+            JournalStream.resolve(
+                .stderr, journalStream: "\(status.device):\(status.inode)", standardError: descriptor,
+                socketPath: path) == .stderr)
+        #expect(
+            JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor, socketPath: path) == .journal
+        )
         // journal without journald's socket: sd_journal_sendv would drop every entry silently.
-        #expect(JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor, socketPath: path + ".none") == .stderr)
+        #expect(
+            JournalStream.resolve(.journal, journalStream: nil, standardError: descriptor, socketPath: path + ".none")
+                == .stderr)
     }
 
     @Test func standardErrorOfThisProcess() throws {
@@ -208,8 +233,12 @@ private func isValidJournalFieldName(_ name: String) -> Bool {
         // tests run in parallel).
         let status = try FileDescriptor(rawValue: 2).status()
         let existing = FileManager.default.currentDirectoryPath
-        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode)", socketPath: existing) == .journal)
-        #expect(JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode &+ 1)", socketPath: existing) == .stderr)
+        #expect(
+            JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode)", socketPath: existing)
+                == .journal)
+        #expect(
+            JournalStream.resolve(.auto, journalStream: "\(status.device):\(status.inode &+ 1)", socketPath: existing)
+                == .stderr)
         #expect(JournalStream.resolve(.auto, journalStream: nil, socketPath: existing) == .stderr)
     }
 }
@@ -227,12 +256,15 @@ struct LogTextTests {
     @Test("journal entries carry no raw CR, LF or NUL in MESSAGE or metadata fields")
     func journalFields() {
         let entry = JournalLogHandler.entry(
-            level: .warning, message: "alert firing: a\r\nFAKE=1\u{0}", metadata: [
+            level: .warning, message: "alert firing: a\r\nFAKE=1\u{0}",
+            metadata: [
                 "upstream_cluster": .string("x\r\ny"), "nested": .array([.string("z\n")]),
             ], label: "flagwatch", file: "f.swift", function: "f", line: 1)
         for name in ["MESSAGE", "UPSTREAM_CLUSTER", "NESTED"] {
             for value in entry.values(name) {
-                #expect(!value.utf8.contains(0x0A) && !value.utf8.contains(0x0D) && !value.utf8.contains(0), "\(name)=\(value)")
+                #expect(
+                    !value.utf8.contains(0x0A) && !value.utf8.contains(0x0D) && !value.utf8.contains(0),
+                    "\(name)=\(value)")
             }
         }
         #expect(entry.values("MESSAGE") == ["alert firing: a\\r\\nFAKE=1\\0"])
@@ -241,8 +273,9 @@ struct LogTextTests {
 
     @Test("standard error gets the escaped message and metadata, the handler's own metadata included")
     func standardError() {
-        let event = LogEvent(level: .info, message: "cluster a\r\nb", metadata: ["cluster": .string("c\u{0}d")],
-                             source: "t", file: "f", function: "g", line: 1)
+        let event = LogEvent(
+            level: .info, message: "cluster a\r\nb", metadata: ["cluster": .string("c\u{0}d")],
+            source: "t", file: "f", function: "g", line: 1)
         let escaped = StandardErrorLogHandler.escaped(event, handlerMetadata: ["own": .string("e\nf")], provided: nil)
         #expect(escaped.message.description == "cluster a\\r\\nb")
         #expect(escaped.metadata?["cluster"] == Logger.MetadataValue.string("c\\0d"))

@@ -5,12 +5,16 @@ import SystemCalls
 import Testing
 
 @Suite struct EngineTests {
-    private func sources(_ directory: LogDirectory, _ names: [String], changedParsing: Set<String> = []) -> FollowedSources {
+    private func sources(_ directory: LogDirectory, _ names: [String], changedParsing: Set<String> = [])
+        -> FollowedSources
+    {
         var sources = FollowedSources()
         for name in names {
-            sources.files.append(FileSourceSpec(name: name, patterns: [directory.path + "/\(name)*.log"], startAt: .beginning))
+            sources.files.append(
+                FileSourceSpec(name: name, patterns: [directory.path + "/\(name)*.log"], startAt: .beginning))
             // `auto` recognises the same lines as `istio`: a change that must not lose a position.
-            sources.parsing[name] = SourceParsing(format: changedParsing.contains(name) ? .auto : .istio, containerFormat: .none)
+            sources.parsing[name] = SourceParsing(
+                format: changedParsing.contains(name) ? .auto : .istio, containerFormat: .none)
         }
         sources.options.readBufferSize = 4096
         return sources
@@ -41,11 +45,12 @@ import Testing
         settle(loop)
 
         #expect(engine.counts.lines == 8)
-        #expect(engine.counts.byCluster == [
-            Lines.reviews: ClusterSummary(requests: 3, flags: [:]),
-            Lines.payments: ClusterSummary(requests: 3, flags: ["UF": 3]),
-            Lines.ledger: ClusterSummary(requests: 1, flags: ["URX": 1, "UF": 1]),
-        ])
+        #expect(
+            engine.counts.byCluster == [
+                Lines.reviews: ClusterSummary(requests: 3, flags: [:]),
+                Lines.payments: ClusterSummary(requests: 3, flags: ["UF": 3]),
+                Lines.ledger: ClusterSummary(requests: 1, flags: ["URX": 1, "UF": 1]),
+            ])
         let proxy = engine.lines(of: "proxy")
         #expect(proxy?.lines == 8)
         #expect(proxy?.malformed == ["not_access_log": 1])
@@ -79,11 +84,12 @@ import Testing
         settle(loop)
 
         #expect(engine.counts.lines == 8)
-        #expect(engine.counts.byCluster == [
-            Lines.reviews: ClusterSummary(requests: 3, flags: [:]),
-            Lines.payments: ClusterSummary(requests: 2, flags: ["UF": 2]),
-            Lines.ledger: ClusterSummary(requests: 2, flags: ["URX": 2, "UF": 2]),
-        ])
+        #expect(
+            engine.counts.byCluster == [
+                Lines.reviews: ClusterSummary(requests: 3, flags: [:]),
+                Lines.payments: ClusterSummary(requests: 2, flags: ["UF": 2]),
+                Lines.ledger: ClusterSummary(requests: 2, flags: ["URX": 2, "UF": 2]),
+            ])
         #expect(engine.sourceActivity().map(\.name) == ["front", "back", "extra"])
         #expect(engine.lines(of: "front")?.lines == 4)
         #expect(engine.lines(of: "front")?.malformed == [:])
@@ -92,7 +98,9 @@ import Testing
         #expect(engine.lines(of: "extra")?.lines == 1)
         // The statistics carried over too: bytes read by both followers of `front`.
         let front = engine.sourceActivity().first { $0.name == "front" }?.statistics
-        let frontBytes = [Lines.ok, Lines.upstreamFailure, Lines.upstreamFailure, Lines.retriedFailure].map { $0.utf8.count + 1 }.reduce(0, +)
+        let frontBytes = [Lines.ok, Lines.upstreamFailure, Lines.upstreamFailure, Lines.retriedFailure].map {
+            $0.utf8.count + 1
+        }.reduce(0, +)
         #expect(front?.bytesRead == UInt64(frontBytes))
     }
 }

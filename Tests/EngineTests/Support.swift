@@ -16,10 +16,15 @@ enum Lines {
     static let payments = "outbound|9001||payments.default.svc.cluster.local"
     static let ledger = "outbound|9002||ledger.default.svc.cluster.local"
 
-    static let refused = "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
+    static let refused =
+        "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
     static let ok = istio(code: 200, flags: "-", details: "via_upstream", cluster: reviews)
-    static let upstreamFailure = istio(code: 503, flags: "UF", details: refused, reason: "delayed_connect_error:_Connection_refused", cluster: payments)
-    static let retriedFailure = istio(code: 503, flags: "URX,UF", details: refused, reason: "delayed_connect_error:_Connection_refused", cluster: ledger)
+    static let upstreamFailure = istio(
+        code: 503, flags: "UF", details: refused, reason: "delayed_connect_error:_Connection_refused", cluster: payments
+    )
+    static let retriedFailure = istio(
+        code: 503, flags: "URX,UF", details: refused, reason: "delayed_connect_error:_Connection_refused",
+        cluster: ledger)
     /// istio-proxy's agent log, interleaved with the access log in a container's output.
     static let agentLog = "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool [C17] destroying stream: 0 remaining"
 }
@@ -64,7 +69,10 @@ func run(_ loop: PollLoop, until done: @escaping () -> Bool) {
 extension FlagCounts {
     /// Per cluster name: requests and every flag by short name.
     var byCluster: [String: ClusterSummary] {
-        Dictionary(uniqueKeysWithValues: allClusters.map { ($0.name, ClusterSummary(requests: $0.requests, flags: $0.flagsByName)) })
+        Dictionary(
+            uniqueKeysWithValues: allClusters.map {
+                ($0.name, ClusterSummary(requests: $0.requests, flags: $0.flagsByName))
+            })
     }
 }
 

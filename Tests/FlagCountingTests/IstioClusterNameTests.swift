@@ -4,8 +4,11 @@ import Testing
 @Suite struct IstioClusterNameTests {
     @Test func kubernetesService() {
         let name = IstioClusterName("outbound|8080|v2|reviews.default.svc.cluster.local")
-        #expect(name == IstioClusterName(direction: "outbound", port: "8080", subset: "v2", host: "reviews.default.svc.cluster.local",
-                                         service: "reviews", namespace: "default"))
+        #expect(
+            name
+                == IstioClusterName(
+                    direction: "outbound", port: "8080", subset: "v2", host: "reviews.default.svc.cluster.local",
+                    service: "reviews", namespace: "default"))
         #expect(!name.isExternalHost)
     }
 

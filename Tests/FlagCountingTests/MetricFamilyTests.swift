@@ -56,11 +56,15 @@ struct MetricFamilyTests {
         #expect(text == expected)
     }
 
-    @Test("the daemon's page, exactly, with every family of the table", arguments: [ExpositionFormat.prometheus, .openMetrics])
+    @Test(
+        "the daemon's page, exactly, with every family of the table",
+        arguments: [ExpositionFormat.prometheus, .openMetrics])
     func daemonPageExactly(_ format: ExpositionFormat) throws {
         let page = try Self.daemonPage(format)
         // OpenMetrics names a counter family without `_total` and ends with `# EOF`.
-        func family(_ name: String) -> String { format == .openMetrics ? name.replacingOccurrences(of: "_total", with: "") : name }
+        func family(_ name: String) -> String {
+            format == .openMetrics ? name.replacingOccurrences(of: "_total", with: "") : name
+        }
         let expected = """
             # HELP \(family("flagwatch_responses_total")) Responses per upstream cluster and code class (0 = no response).
             # TYPE \(family("flagwatch_responses_total")) counter
@@ -152,7 +156,9 @@ struct MetricFamilyTests {
         #expect(page == expected)
     }
 
-    @Test("every family of the table is on the daemon's page with its labels, in the table's order", arguments: [ExpositionFormat.prometheus, .openMetrics])
+    @Test(
+        "every family of the table is on the daemon's page with its labels, in the table's order",
+        arguments: [ExpositionFormat.prometheus, .openMetrics])
     func everyFamilyWithItsLabels(_ format: ExpositionFormat) throws {
         let page = try Self.daemonPage(format)
         var familiesInOrder: [String] = []
@@ -200,8 +206,9 @@ struct MetricFamilyTests {
         var alerting = AlertingMetrics()
         alerting.alerts = [("UpstreamDown", "pending", 0), ("UpstreamDown", "firing", 1)]
         alerting.receivers = [.init(name: "pager", queueLength: 1, results: [("success", 4), ("dropped", 0)])]
-        let process = ProcessMetrics(cpuSeconds: 1.5, residentBytes: 25_165_824, virtualBytes: 104_857_600, openDescriptors: 12,
-                                     maxDescriptors: 1024, startTimeSeconds: 1_790_000_000)
+        let process = ProcessMetrics(
+            cpuSeconds: 1.5, residentBytes: 25_165_824, virtualBytes: 104_857_600, openDescriptors: 12,
+            maxDescriptors: 1024, startTimeSeconds: 1_790_000_000)
         let bytes = DaemonMetrics.render(
             counts: counts, windowNames: ["1m", "5m"], labels: ClusterLabelCache(), sources: [source], process: process,
             version: "1.2.3", format: format, alerting: alerting, connectionsEvicted: 3)
@@ -223,10 +230,12 @@ struct MetricFamilyTests {
                 rest = rest[rest.index(equals, offsetBy: 2)...]
                 // The value: up to the first quote not escaped.
                 var escaped = false
-                guard let close = rest.firstIndex(where: { character in
-                    defer { escaped = !escaped && character == "\\" }
-                    return !escaped && character == "\""
-                }) else { return nil }
+                guard
+                    let close = rest.firstIndex(where: { character in
+                        defer { escaped = !escaped && character == "\\" }
+                        return !escaped && character == "\""
+                    })
+                else { return nil }
                 rest = rest[rest.index(after: close)...]
                 if rest.first == "," { rest = rest.dropFirst() }
             }

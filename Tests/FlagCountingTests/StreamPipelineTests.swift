@@ -17,20 +17,26 @@ struct StreamPipelineTests {
         #expect(report(try run([bytes(Lines.mixed)], format: .istio)) == Lines.mixedReport)
     }
 
-    @Test("splitting the input at every byte offset, or byte by byte, gives identical counts (small buffers force compaction)",
-          arguments: [(512, 600), (2048, 4096)])
+    @Test(
+        "splitting the input at every byte offset, or byte by byte, gives identical counts (small buffers force compaction)",
+        arguments: [(512, 600), (2048, 4096)])
     func everySplit(maxLineLength: Int, bufferSize: Int) throws {
-        try expectSameReportForEverySplit(bytes(Lines.mixed), expected: Lines.mixedReport,
-                                          maxLineLength: maxLineLength, bufferSize: bufferSize)
+        try expectSameReportForEverySplit(
+            bytes(Lines.mixed), expected: Lines.mixedReport,
+            maxLineLength: maxLineLength, bufferSize: bufferSize)
     }
 
     @Test("irregular chunk sizes give identical counts")
     func irregularChunks() throws {
         let input = bytes(Lines.mixed)
         for size in [2, 3, 7, 64, 127, 333, 1000] {
-            let chunks = stride(from: 0, to: input.count, by: size).map { Array(input[$0..<min($0 + size, input.count)]) }
+            let chunks = stride(from: 0, to: input.count, by: size).map {
+                Array(input[$0..<min($0 + size, input.count)])
+            }
             for delivery in Delivery.allCases {
-                #expect(report(try run(chunks, maxLineLength: 512, bufferSize: 700, delivery: delivery)) == Lines.mixedReport, "size \(size) \(delivery)")
+                #expect(
+                    report(try run(chunks, maxLineLength: 512, bufferSize: 700, delivery: delivery))
+                        == Lines.mixedReport, "size \(size) \(delivery)")
             }
         }
     }
@@ -46,14 +52,18 @@ struct StreamPipelineTests {
         #expect(!report(counts).contains("payments"))
         Array("\n".utf8).withUnsafeBytes { pipeline.feed($0) }
         #expect(counts.lines == 2)
-        #expect(report(counts).contains(#""outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1}}"#))
+        #expect(
+            report(counts).contains(
+                #""outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1}}"#
+            ))
         #expect(pipeline.recognizedFormat == "istio (1.9+)")
     }
 
     @Test("CRLF line endings count the same as LF")
     func crlf() throws {
-        try expectSameReportForEverySplit(bytes(Lines.mixed, separator: "\r\n"), expected: Lines.mixedReport,
-                                          maxLineLength: 512, bufferSize: 600, stride: 3)
+        try expectSameReportForEverySplit(
+            bytes(Lines.mixed, separator: "\r\n"), expected: Lines.mixedReport,
+            maxLineLength: 512, bufferSize: 600, stride: 3)
     }
 
     @Test("a line over the cap is skipped whole as too_long and the next line is still parsed")
@@ -71,8 +81,11 @@ struct StreamPipelineTests {
     @Test("CRI-wrapped stream with P/F chunks, stdout and stderr interleaved, split at every offset")
     func criStream() throws {
         let ts = "2016-10-06T00:17:09.669794202Z"
-        let ufHead = String(Lines.istioUF.prefix(150)), ufTail = String(Lines.istioUF.dropFirst(150))
-        let okHead = String(Lines.istioOK.prefix(40)), okMid = String(Lines.istioOK.dropFirst(40).prefix(200)), okTail = String(Lines.istioOK.dropFirst(240))
+        let ufHead = String(Lines.istioUF.prefix(150))
+        let ufTail = String(Lines.istioUF.dropFirst(150))
+        let okHead = String(Lines.istioOK.prefix(40))
+        let okMid = String(Lines.istioOK.dropFirst(40).prefix(200))
+        let okTail = String(Lines.istioOK.dropFirst(240))
         let wrapped = [
             "\(ts) stdout P \(ufHead)",
             "\(ts) stderr P \(okHead)",
@@ -93,10 +106,12 @@ struct StreamPipelineTests {
             + #""outbound|9002||ledger.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1,"URX":1}}}}"#
         let input = bytes(wrapped)
         #expect(report(try run([input], container: .cri)) == expected)
-        try expectSameReportForEverySplit(input, expected: expected, container: .cri, maxLineLength: 512, bufferSize: 600)
+        try expectSameReportForEverySplit(
+            input, expected: expected, container: .cri, maxLineLength: 512, bufferSize: 600)
         // With `auto` the non-CRI line is a raw line, not a defect.
-        let autoExpected = expected.replacing(#""bad_cri_line":1,"empty_line":1,"not_access_log":1"#,
-                                                         with: #""empty_line":1,"not_access_log":2"#)
+        let autoExpected = expected.replacing(
+            #""bad_cri_line":1,"empty_line":1,"not_access_log":1"#,
+            with: #""empty_line":1,"not_access_log":2"#)
         #expect(report(try run([input], container: .auto)) == autoExpected)
     }
 
@@ -119,7 +134,8 @@ struct StreamPipelineTests {
     @Test("docker json-file stream, with a split long line, split at every offset")
     func dockerStream() throws {
         func escape(_ text: String) -> String { text.replacing("\"", with: "\\\"") }
-        let head = String(Lines.istioUF.prefix(123)), tail = String(Lines.istioUF.dropFirst(123))
+        let head = String(Lines.istioUF.prefix(123))
+        let tail = String(Lines.istioUF.dropFirst(123))
         let wrapped = [
             #"{"log":"\#(escape(Lines.istioURXUF))\n","stream":"stdout","time":"2019-05-29T15:32:47.807717111Z"}"#,
             #"{"log":"\#(escape(head))","stream":"stdout","time":"2019-05-29T15:32:47.807717111Z"}"#,
@@ -135,14 +151,17 @@ struct StreamPipelineTests {
             + #""outbound|9002||ledger.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1,"URX":1}}}}"#
         let input = bytes(wrapped)
         #expect(report(try run([input], container: .docker)) == expected)
-        try expectSameReportForEverySplit(input, expected: expected, container: .docker, maxLineLength: 1024, bufferSize: 1100)
+        try expectSameReportForEverySplit(
+            input, expected: expected, container: .docker, maxLineLength: 1024, bufferSize: 1100)
     }
 
     @Test("a stream whose Istio version changes keeps counting the right clusters (counting fields)")
     func istioVersionChange() throws {
         // Istio ≤1.2 (no route name), then 1.3–1.7 (mixer status + route name), then 1.9+.
-        let v12 = #"[2019-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "-" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local 10.44.2.5:40122 10.0.31.4:8080 10.44.2.9:51234 -"#
-        let v13 = #"[2020-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "-" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local 10.44.2.5:40122 10.0.31.4:8080 10.44.2.9:51234 - default"#
+        let v12 =
+            #"[2019-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "-" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local 10.44.2.5:40122 10.0.31.4:8080 10.44.2.9:51234 -"#
+        let v13 =
+            #"[2020-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "-" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local 10.44.2.5:40122 10.0.31.4:8080 10.44.2.9:51234 - default"#
         let expected =
             #"{"lines":5,"malformed":{},"clusters":{"#
             + #""outbound|8080||orders.shop.svc.cluster.local":{"requests":4,"codes":{"5xx":4},"flags":{"UF":4}},"#
@@ -155,10 +174,22 @@ struct StreamPipelineTests {
 
     static let variantLines: [(String, String)] = [
         ("istio (1.9+)", Lines.istioUF),
-        ("istio (1.8)", #"[2020-11-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "TLS error: Secret is not supplied by SDS" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local - 10.0.31.4:8080 10.44.2.9:51234 - default"#),
-        ("istio (1.3-1.7)", #"[2020-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "TLS error: Secret is not supplied by SDS" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local - 10.0.31.4:8080 10.44.2.9:51234 - default"#),
-        ("istio (<=1.2)", #"[2019-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "TLS error: Secret is not supplied by SDS" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local - 10.0.31.4:8080 10.44.2.9:51234 -"#),
-        ("envoy", #"[2016-04-15T20:17:00.310Z] "POST /api/v1/locations HTTP/2" 503 UF 154 0 226 - "10.0.35.28" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80""#),
+        (
+            "istio (1.8)",
+            #"[2020-11-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "TLS error: Secret is not supplied by SDS" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local - 10.0.31.4:8080 10.44.2.9:51234 - default"#
+        ),
+        (
+            "istio (1.3-1.7)",
+            #"[2020-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "TLS error: Secret is not supplied by SDS" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local - 10.0.31.4:8080 10.44.2.9:51234 - default"#
+        ),
+        (
+            "istio (<=1.2)",
+            #"[2019-06-10T08:21:45.098Z] "GET /v1/orders HTTP/1.1" 503 UF "-" "TLS error: Secret is not supplied by SDS" 0 91 37 - "-" "curl/7.64.0" "5c7a0b36-4c1b-9d7c-8d5e-0a1b2c3d4e5f" "orders:8080" "10.44.1.17:8080" outbound|8080||orders.shop.svc.cluster.local - 10.0.31.4:8080 10.44.2.9:51234 -"#
+        ),
+        (
+            "envoy",
+            #"[2016-04-15T20:17:00.310Z] "POST /api/v1/locations HTTP/2" 503 UF 154 0 226 - "10.0.35.28" "nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80""#
+        ),
         ("json", Lines.jsonURXUF),
     ]
 
@@ -171,8 +202,15 @@ struct StreamPipelineTests {
             #expect(counts.lines == 1 && counts.malformedTotal == 0)
             #expect(pipeline.recognizedFormat == name, "\(format)")
             let cluster = counts.allClusters.first?.name
-            #expect(cluster == (name == "envoy" ? "-" : name == "json" ? "outbound|9002||ledger.default.svc.cluster.local"
-                : name == "istio (1.9+)" ? "outbound|9001||payments.default.svc.cluster.local" : "outbound|8080||orders.shop.svc.cluster.local"))
+            #expect(
+                cluster
+                    == (name == "envoy"
+                        ? "-"
+                        : name == "json"
+                            ? "outbound|9002||ledger.default.svc.cluster.local"
+                            : name == "istio (1.9+)"
+                                ? "outbound|9001||payments.default.svc.cluster.local"
+                                : "outbound|8080||orders.shop.svc.cluster.local"))
         }
     }
 
@@ -181,14 +219,18 @@ struct StreamPipelineTests {
         let lines = [Lines.istioUF, Lines.istioURXUF, Lines.jsonNR].map { "2026-11-22T02:34:27.561234567Z \($0)" }
         let counts = try run([bytes(lines)], container: .auto)
         #expect(counts.lines == 3 && counts.malformedTotal == 0)
-        #expect(counts.allClusters.map(\.name) == ["outbound|9001||payments.default.svc.cluster.local",
-                                                   "outbound|9002||ledger.default.svc.cluster.local", "-"])
+        #expect(
+            counts.allClusters.map(\.name) == [
+                "outbound|9001||payments.default.svc.cluster.local",
+                "outbound|9002||ledger.default.svc.cluster.local", "-",
+            ])
     }
 
     @Test("readAndCount reads through a closure until it returns 0")
     func readAndCount() throws {
         let counts = FlagCounts()
-        let pipeline = try StreamPipeline(format: .istio, containerFormat: .none, maxLineLength: 512, bufferSize: 600, counts: counts)
+        let pipeline = try StreamPipeline(
+            format: .istio, containerFormat: .none, maxLineLength: 512, bufferSize: 600, counts: counts)
         let source = bytes(Lines.mixed)
         var offset = 0
         while true {
@@ -210,8 +252,10 @@ struct StreamPipelineTests {
         let b = try StreamPipeline(format: .json(JSONKeyMap()), containerFormat: .none, counts: counts)
         bytes([Lines.istioUF, Lines.istioURXUF]).withUnsafeBytes { a.feed($0) }
         bytes([Lines.jsonURXUF, Lines.jsonNR]).withUnsafeBytes { b.feed($0) }
-        #expect(report(counts) ==
-            #"{"lines":4,"malformed":{},"clusters":{"-":{"requests":1,"codes":{"4xx":1},"flags":{"NR":1}},"outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1}},"outbound|9002||ledger.default.svc.cluster.local":{"requests":2,"codes":{"5xx":2},"flags":{"UF":2,"URX":2}}}}"#)
+        #expect(
+            report(counts)
+                == #"{"lines":4,"malformed":{},"clusters":{"-":{"requests":1,"codes":{"4xx":1},"flags":{"NR":1}},"outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1}},"outbound|9002||ledger.default.svc.cluster.local":{"requests":2,"codes":{"5xx":2},"flags":{"UF":2,"URX":2}}}}"#
+        )
         #expect(a.recognizedFormat == "istio (1.9+)")
         #expect(b.recognizedFormat == "json")
     }

@@ -25,8 +25,10 @@ enum Lines {
     static let jsonNR =
         #"{"authority":"reviews.default.svc.cluster.local:8080","bytes_received":0,"bytes_sent":0,"connection_termination_details":null,"downstream_local_address":"127.0.0.1:18000","downstream_remote_address":"127.0.0.1:57088","duration":0,"method":"GET","path":"/no-such-route","protocol":"HTTP/1.1","request_id":"ea9e596a-2cb9-44c1-9a65-4d781f777ce0","requested_server_name":null,"response_code":404,"response_code_details":"route_not_found","response_flags":"NR","route_name":null,"start_time":"2026-11-22T02:34:27.647Z","upstream_cluster":null,"upstream_host":null,"upstream_local_address":null,"upstream_service_time":null,"upstream_transport_failure_reason":null,"user_agent":"flag-harness/nr","x_forwarded_for":null}"#
 
-    static let agentLog = "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[C17] destroying stream: 0 remaining"
-    static let envoyAppLog = "[2026-11-22 02:34:27.532][12][info][main] [source/server/server.cc:932] starting main dispatch loop"
+    static let agentLog =
+        "2023-10-12T08:08:15.270118Z\tdebug\tenvoy pool external/envoy/source/common/conn_pool/conn_pool_base.cc:215\t[C17] destroying stream: 0 remaining"
+    static let envoyAppLog =
+        "[2026-11-22 02:34:27.532][12][info][main] [source/server/server.cc:932] starting main dispatch loop"
 
     /// A mixed stream and its exact expected report.
     static let mixed: [String] = [
@@ -48,11 +50,14 @@ enum Delivery: CaseIterable, CustomStringConvertible {
 }
 
 /// Runs `chunks` through a fresh pipeline and returns the counts.
-func run(_ chunks: [[UInt8]], format: LogFormat = .auto, container: ContainerFormat = .none,
-         maxLineLength: Int = 64 * 1024, bufferSize: Int = 4 * 1024 * 1024, delivery: Delivery = .feed) throws -> FlagCounts {
+func run(
+    _ chunks: [[UInt8]], format: LogFormat = .auto, container: ContainerFormat = .none,
+    maxLineLength: Int = 64 * 1024, bufferSize: Int = 4 * 1024 * 1024, delivery: Delivery = .feed
+) throws -> FlagCounts {
     let counts = FlagCounts()
-    let pipeline = try StreamPipeline(format: format, containerFormat: container, maxLineLength: maxLineLength,
-                                      bufferSize: bufferSize, counts: counts)
+    let pipeline = try StreamPipeline(
+        format: format, containerFormat: container, maxLineLength: maxLineLength,
+        bufferSize: bufferSize, counts: counts)
     for chunk in chunks {
         switch delivery {
         case .feed: chunk.withUnsafeBytes { pipeline.feed($0) }
@@ -64,21 +69,29 @@ func run(_ chunks: [[UInt8]], format: LogFormat = .auto, container: ContainerFor
 
 /// Splits `input` in two at every offset (and byte by byte), for each delivery, and checks the
 /// report each time; stops at the first failing split of a delivery so failures stay readable.
-func expectSameReportForEverySplit(_ input: [UInt8], expected: String, format: LogFormat = .auto,
-                                   container: ContainerFormat = .none, maxLineLength: Int, bufferSize: Int,
-                                   stride step: Int = 1, sourceLocation: SourceLocation = #_sourceLocation) throws {
+func expectSameReportForEverySplit(
+    _ input: [UInt8], expected: String, format: LogFormat = .auto,
+    container: ContainerFormat = .none, maxLineLength: Int, bufferSize: Int,
+    stride step: Int = 1, sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     for delivery in Delivery.allCases {
-        let whole = report(try run([input], format: format, container: container, maxLineLength: maxLineLength,
-                                   bufferSize: bufferSize, delivery: delivery))
+        let whole = report(
+            try run(
+                [input], format: format, container: container, maxLineLength: maxLineLength,
+                bufferSize: bufferSize, delivery: delivery))
         #expect(whole == expected, "\(delivery): whole", sourceLocation: sourceLocation)
         for split in Swift.stride(from: 0, through: input.count, by: step) {
-            let result = report(try run([Array(input[..<split]), Array(input[split...])], format: format, container: container,
-                                        maxLineLength: maxLineLength, bufferSize: bufferSize, delivery: delivery))
+            let result = report(
+                try run(
+                    [Array(input[..<split]), Array(input[split...])], format: format, container: container,
+                    maxLineLength: maxLineLength, bufferSize: bufferSize, delivery: delivery))
             #expect(result == expected, "\(delivery): split at \(split)", sourceLocation: sourceLocation)
             if result != expected { break }
         }
-        let bytewise = report(try run(input.map { [$0] }, format: format, container: container, maxLineLength: maxLineLength,
-                                      bufferSize: bufferSize, delivery: delivery))
+        let bytewise = report(
+            try run(
+                input.map { [$0] }, format: format, container: container, maxLineLength: maxLineLength,
+                bufferSize: bufferSize, delivery: delivery))
         #expect(bytewise == expected, "\(delivery): one byte at a time", sourceLocation: sourceLocation)
     }
 }

@@ -9,8 +9,10 @@ import Testing
 @Suite("Untrusted text in every output")
 struct UntrustedTextTests {
     /// Each case is a single grapheme cluster (or holds one) that a switch over Characters misses.
-    static let hostile = ["q\"\u{301}}x", "a\r\nb", "back\\\u{301}slash", "nul\u{0}byte", "esc\u{1B}[31m", "del\u{7F}",
-                          "<\u{301}script>", "\"\u{301}"]
+    static let hostile = [
+        "q\"\u{301}}x", "a\r\nb", "back\\\u{301}slash", "nul\u{0}byte", "esc\u{1B}[31m", "del\u{7F}",
+        "<\u{301}script>", "\"\u{301}",
+    ]
 
     @Test("label values: backslash, quote and LF escaped on bytes; other controls become U+FFFD")
     func labelValues() {
@@ -19,7 +21,8 @@ struct UntrustedTextTests {
         #expect(UntrustedText.labelValue("back\\\u{301}slash") == "back\\\\\u{301}slash")
         #expect(UntrustedText.labelValue("nul\u{0}byte") == "nul\u{FFFD}byte")
         #expect(UntrustedText.labelValue("del\u{7F}") == "del\u{FFFD}")
-        #expect(UntrustedText.labelValue("outbound|8080||a.b.svc.cluster.local") == "outbound|8080||a.b.svc.cluster.local")
+        #expect(
+            UntrustedText.labelValue("outbound|8080||a.b.svc.cluster.local") == "outbound|8080||a.b.svc.cluster.local")
         #expect(MetricsWriter.escapeLabelValue("\"\u{301}") == "\\\"\u{301}")
     }
 
@@ -40,12 +43,15 @@ struct UntrustedTextTests {
         }
     }
 
-    @Test("the daemon's page holds every hostile name on one sample line each", arguments: [ExpositionFormat.prometheus, .openMetrics])
+    @Test(
+        "the daemon's page holds every hostile name on one sample line each",
+        arguments: [ExpositionFormat.prometheus, .openMetrics])
     func daemonPage(_ format: ExpositionFormat) throws {
         var writer = MetricsWriter(format: format)
         for name in Self.hostile {
-            writer.sample(.responseFlags, escapedLabels: MetricsWriter.labelBlock([("upstream_cluster", name)]),
-                          extraValues: ["U\"\u{301}F"], 1)
+            writer.sample(
+                .responseFlags, escapedLabels: MetricsWriter.labelBlock([("upstream_cluster", name)]),
+                extraValues: ["U\"\u{301}F"], 1)
         }
         writer.finish()
         let page = String(decoding: writer.bytes, as: UTF8.self)
@@ -77,7 +83,9 @@ struct UntrustedTextTests {
 
     /// JSON access-log lines whose upstream_cluster is each hostile name (JSON-escaped).
     static var hostileLines: [String] {
-        hostile.map { #"{"response_code":503,"response_flags":"UF","upstream_cluster":"# + UntrustedText.jsonLiteral($0) + "}" }
+        hostile.map {
+            #"{"response_code":503,"response_flags":"UF","upstream_cluster":"# + UntrustedText.jsonLiteral($0) + "}"
+        }
     }
 
     @Test("scan's outputs from JSON lines with hostile names: Prometheus text, JSON and the table")
@@ -86,7 +94,9 @@ struct UntrustedTextTests {
         #expect(counts.allClusters.count == Self.hostile.count)
         let text = ScanReport(counts: counts).prometheus(source: "scan")
         for byte: UInt8 in [0x0D, 0x00, 0x1B, 0x7F] { #expect(!text.utf8.contains(byte)) }
-        #expect(text.split(separator: "\n").filter { $0.hasPrefix("flagwatch_response_flags_total{") }.count == Self.hostile.count)
+        #expect(
+            text.split(separator: "\n").filter { $0.hasPrefix("flagwatch_response_flags_total{") }.count
+                == Self.hostile.count)
         let table = ScanReport(counts: counts).table()
         for byte: UInt8 in [0x0D, 0x00, 0x1B, 0x7F] { #expect(!table.utf8.contains(byte)) }
         let json = ScanReport(counts: counts).json()

@@ -1,7 +1,7 @@
-import Foundation
-import Exposition
 import AccessLogParser
+import Exposition
 import FlagCounting
+import Foundation
 import Testing
 
 @Suite("Trailing windows, cluster limit and idle expiry")
@@ -151,10 +151,17 @@ struct WindowTests {
             count(line, into: counts, with: &parser)
         }
         let names = counts.allClusters.map(\.name)
-        #expect(names == ["outbound|8080||reviews.default.svc.cluster.local", "outbound|9001||payments.default.svc.cluster.local", "__overflow__"])
+        #expect(
+            names == [
+                "outbound|8080||reviews.default.svc.cluster.local", "outbound|9001||payments.default.svc.cluster.local",
+                "__overflow__",
+            ])
         let overflow = try #require(counts.allClusters.last)
         #expect(overflow.requests == 3)
-        #expect(overflow.flags == [.upstreamConnectionFailure: 2, .upstreamRetryLimitExceeded: 2, .downstreamConnectionTermination: 1])
+        #expect(
+            overflow.flags == [
+                .upstreamConnectionFailure: 2, .upstreamRetryLimitExceeded: 2, .downstreamConnectionTermination: 1,
+            ])
         #expect(counts.droppedClusters == 2)
         #expect(counts.lines == 5)
     }
@@ -174,7 +181,10 @@ struct WindowTests {
         let payments = try #require(counts.clusters.lookUp("outbound|9001||payments.default.svc.cluster.local"))
         #expect(counts.windowCount(cluster: payments, flag: .upstreamConnectionFailure, window: 0) == 2)
         count(Lines.istioOK, into: counts, with: &parser)
-        #expect(counts.counts(forCluster: try #require(counts.clusters.lookUp("outbound|8080||reviews.default.svc.cluster.local"))).requests == 1)
+        #expect(
+            counts.counts(
+                forCluster: try #require(counts.clusters.lookUp("outbound|8080||reviews.default.svc.cluster.local"))
+            ).requests == 1)
         #expect(counts.counts(forCluster: payments).requests == 2)
     }
 }
@@ -186,7 +196,9 @@ struct UnknownCodeLimitTests {
         let counts = FlagCounts()
         var parser = try AccessLogParser(format: .istio)
         for index in 0..<(FlagCounts.maxUnknownCodes + 50) {
-            count(Lines.istioUF.replacingOccurrences(of: " 503 UF ", with: " 503 UF,X\(index) "), into: counts, with: &parser)
+            count(
+                Lines.istioUF.replacingOccurrences(of: " 503 UF ", with: " 503 UF,X\(index) "), into: counts,
+                with: &parser)
         }
         let payments = try #require(counts.allClusters.first)
         #expect(payments.unknownFlags.count == FlagCounts.maxUnknownCodes + 1)
@@ -198,7 +210,11 @@ struct UnknownCodeLimitTests {
 @Suite("Scrape format negotiation")
 struct AcceptHeaderTests {
     @Test func qValues() {
-        #expect(ExpositionFormat(accept: "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1") == .openMetrics)
+        #expect(
+            ExpositionFormat(
+                accept:
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ) == .openMetrics)
         #expect(ExpositionFormat(accept: "application/openmetrics-text;q=0, text/plain") == .prometheus)
         #expect(ExpositionFormat(accept: "text/plain;q=1, application/openmetrics-text;q=0.1") == .prometheus)
         #expect(ExpositionFormat(accept: nil) == .prometheus)

@@ -35,7 +35,8 @@ extension ContainerUnwrapper {
     func unwrap(_ text: String) -> Unwrapped { unwrap(bytes: Array(text.utf8)) }
 }
 
-let accessLine = #"[2026-11-22T02:34:27.561Z] "GET /api/pay HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused} - "delayed_connect_error:_Connection_refused" 0 98 0 - "-" "flag-harness/uf" "daad7b68-4bb4-4f21-9762-5f4f56c34fee" "payments.default.svc.cluster.local:9001" "127.0.0.1:18019" outbound|9001||payments.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:56936 - payments-default"#
+let accessLine =
+    #"[2026-11-22T02:34:27.561Z] "GET /api/pay HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused} - "delayed_connect_error:_Connection_refused" 0 98 0 - "-" "flag-harness/uf" "daad7b68-4bb4-4f21-9762-5f4f56c34fee" "payments.default.svc.cluster.local:9001" "127.0.0.1:18019" outbound|9001||payments.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:56936 - payments-default"#
 
 @Suite("Container wrappers")
 struct ContainerUnwrapperTests {
@@ -59,7 +60,9 @@ struct ContainerUnwrapperTests {
         #expect(unwrapper.unwrap("2020-01-26T03:17:29+05:30 stdout F y") == .line("y"))
     }
 
-    @Test("CRI: an empty container line, with and without the space after the tag", arguments: [ContainerFormat.cri, .auto])
+    @Test(
+        "CRI: an empty container line, with and without the space after the tag",
+        arguments: [ContainerFormat.cri, .auto])
     func criEmpty(format: ContainerFormat) {
         let unwrapper = ContainerUnwrapper(format: format)
         #expect(unwrapper.unwrap("2016-10-06T00:17:09.669794202Z stdout F ") == .line(""))
@@ -78,7 +81,9 @@ struct ContainerUnwrapperTests {
     func criPartials(format: ContainerFormat) {
         let unwrapper = ContainerUnwrapper(format: format)
         let ts = "2016-10-06T00:17:09.669794202Z"
-        let a = String(accessLine.prefix(100)), b = String(accessLine.dropFirst(100).prefix(150)), c = String(accessLine.dropFirst(250))
+        let a = String(accessLine.prefix(100))
+        let b = String(accessLine.dropFirst(100).prefix(150))
+        let c = String(accessLine.dropFirst(250))
         #expect(unwrapper.unwrap("\(ts) stdout P \(a)") == .partial)
         #expect(unwrapper.unwrap("\(ts) stdout P \(b)") == .partial)
         #expect(unwrapper.unwrap("\(ts) stdout F \(c)") == .line(accessLine))
@@ -102,25 +107,27 @@ struct ContainerUnwrapperTests {
         #expect(unwrapper.unwrap("\(ts) stdout F out-3") == .line("out-1 out-2 out-3"))
     }
 
-    @Test("CRI: lines that are not CRI are bad_cri_line when CRI is configured", arguments: [
-        "hello world",
-        "",
-        accessLine,
-        "2016-10-06T00:17:09.669794202Z stdin F x",
-        "2016-10-06T00:17:09.669794202Z stdout X x",
-        "2016-10-06T00:17:09.669794202Z stdout Fx",
-        "2016-10-06T00:17:09.669794202Z stdout  F x",
-        "2016-10-06T00:17:09.669794202Z stdout",
-        "2016-10-06T00:17:09.669794202Z stdout ",
-        "2016-10-06T00:17:09.669794202Z",
-        "2016-10-06 00:17:09.669794202Z stdout F x",
-        "2016-10-06T00:17:09.Z stdout F x",
-        "2016-10-06T00:17:09.669794202 stdout F x",
-        "2016-10-06T00:17:09.669794202+00 stdout F x",
-        "2016-10-06T00:17:09.669794202ZZ stdout F x",
-        "16-10-06T00:17:09.669794202Z stdout F x",
-        #"{"log":"x\n","stream":"stdout","time":"2019-05-29T15:32:47.807717111Z"}"#,
-    ])
+    @Test(
+        "CRI: lines that are not CRI are bad_cri_line when CRI is configured",
+        arguments: [
+            "hello world",
+            "",
+            accessLine,
+            "2016-10-06T00:17:09.669794202Z stdin F x",
+            "2016-10-06T00:17:09.669794202Z stdout X x",
+            "2016-10-06T00:17:09.669794202Z stdout Fx",
+            "2016-10-06T00:17:09.669794202Z stdout  F x",
+            "2016-10-06T00:17:09.669794202Z stdout",
+            "2016-10-06T00:17:09.669794202Z stdout ",
+            "2016-10-06T00:17:09.669794202Z",
+            "2016-10-06 00:17:09.669794202Z stdout F x",
+            "2016-10-06T00:17:09.Z stdout F x",
+            "2016-10-06T00:17:09.669794202 stdout F x",
+            "2016-10-06T00:17:09.669794202+00 stdout F x",
+            "2016-10-06T00:17:09.669794202ZZ stdout F x",
+            "16-10-06T00:17:09.669794202Z stdout F x",
+            #"{"log":"x\n","stream":"stdout","time":"2019-05-29T15:32:47.807717111Z"}"#,
+        ])
     func badCRI(line: String) {
         #expect(ContainerUnwrapper(format: .cri).unwrap(line) == .malformed(.badCRILine))
     }
@@ -154,21 +161,31 @@ struct ContainerUnwrapperTests {
     func docker(format: ContainerFormat) {
         let unwrapper = ContainerUnwrapper(format: format)
         let escaped = accessLine.replacing("\"", with: "\\\"")
-        #expect(unwrapper.unwrap(#"{"log":"\#(escaped)\n","stream":"stdout","time":"2019-05-29T15:32:47.807717111Z"}"#) == .line(accessLine))
-        #expect(unwrapper.unwrap(#"{"log":"plain\n","stream":"stderr","time":"2019-05-29T15:32:47.807717111Z"}"#) == .line("plain"))
-        #expect(unwrapper.unwrap(#"{"log":"tab\there \\ slash\/ \u00e9\u20ac \ud83d\ude00\n","stream":"stdout","time":"t"}"#)
-            == .line("tab\there \\ slash/ \u{e9}\u{20ac} \u{1F600}"))
+        #expect(
+            unwrapper.unwrap(#"{"log":"\#(escaped)\n","stream":"stdout","time":"2019-05-29T15:32:47.807717111Z"}"#)
+                == .line(accessLine))
+        #expect(
+            unwrapper.unwrap(#"{"log":"plain\n","stream":"stderr","time":"2019-05-29T15:32:47.807717111Z"}"#)
+                == .line("plain"))
+        #expect(
+            unwrapper.unwrap(
+                #"{"log":"tab\there \\ slash\/ \u00e9\u20ac \ud83d\ude00\n","stream":"stdout","time":"t"}"#)
+                == .line("tab\there \\ slash/ \u{e9}\u{20ac} \u{1F600}"))
         #expect(unwrapper.unwrap(#"{"log":"\n","stream":"stdout","time":"t"}"#) == .line(""))
         // Content ending in a backslash: `\\\n` is a backslash then the newline.
         #expect(unwrapper.unwrap(#"{"log":"ends with \\\n","stream":"stdout","time":"t"}"#) == .line("ends with \\"))
     }
 
-    @Test("docker json-file: chunks without \\n are joined with the next chunk of the stream", arguments: [ContainerFormat.docker, .auto])
+    @Test(
+        "docker json-file: chunks without \\n are joined with the next chunk of the stream",
+        arguments: [ContainerFormat.docker, .auto])
     func dockerPartials(format: ContainerFormat) {
         let unwrapper = ContainerUnwrapper(format: format)
         #expect(unwrapper.unwrap(#"{"log":"first \"half","stream":"stdout","time":"t1"}"#) == .partial)
         #expect(unwrapper.unwrap(#"{"log":"err ","stream":"stderr","time":"t2"}"#) == .partial)
-        #expect(unwrapper.unwrap(#"{"log":" second\" half\n","stream":"stdout","time":"t3"}"#) == .line(#"first "half second" half"#))
+        #expect(
+            unwrapper.unwrap(#"{"log":" second\" half\n","stream":"stdout","time":"t3"}"#)
+                == .line(#"first "half second" half"#))
         #expect(unwrapper.unwrap(#"{"log":"line\n","stream":"stderr","time":"t4"}"#) == .line("err line"))
         // `\\n` at the end is a backslash and an `n`, not a newline: still partial.
         #expect(unwrapper.unwrap(#"{"log":"a\\n","stream":"stdout","time":"t5"}"#) == .partial)
@@ -185,18 +202,20 @@ struct ContainerUnwrapperTests {
         #expect(unwrapper.unwrap(#"{"log":"ok\n","stream":"stdout","time":"t"}"#) == .line("ok"))
     }
 
-    @Test("docker json-file: other lines are bad_docker_line when docker is configured", arguments: [
-        "hello",
-        "",
-        accessLine,
-        #"{"log":"x"#,
-        #"{"log":"x\n""#,
-        #"{"log":"x\n","stream":"stdout""#,
-        #"{"log":"x\"}"#,
-        #"{"stream":"stdout","log":"x\n"}"#,
-        #"{"response_flags":"UF"}"#,
-        "2016-10-06T00:17:09.669794202Z stdout F x",
-    ])
+    @Test(
+        "docker json-file: other lines are bad_docker_line when docker is configured",
+        arguments: [
+            "hello",
+            "",
+            accessLine,
+            #"{"log":"x"#,
+            #"{"log":"x\n""#,
+            #"{"log":"x\n","stream":"stdout""#,
+            #"{"log":"x\"}"#,
+            #"{"stream":"stdout","log":"x\n"}"#,
+            #"{"response_flags":"UF"}"#,
+            "2016-10-06T00:17:09.669794202Z stdout F x",
+        ])
     func badDocker(line: String) {
         #expect(ContainerUnwrapper(format: .docker).unwrap(line) == .malformed(.badDockerLine))
     }
@@ -207,7 +226,9 @@ struct ContainerUnwrapperTests {
     func kubectlTimestamps() {
         let unwrapper = ContainerUnwrapper(format: .auto)
         #expect(unwrapper.unwrap("2026-11-22T02:34:27.561234567Z \(accessLine)") == .line(accessLine))
-        #expect(unwrapper.unwrap(#"2026-11-22T02:34:27.561234567Z {"response_flags":"UF"}"#) == .line(#"{"response_flags":"UF"}"#))
+        #expect(
+            unwrapper.unwrap(#"2026-11-22T02:34:27.561234567Z {"response_flags":"UF"}"#)
+                == .line(#"{"response_flags":"UF"}"#))
         #expect(unwrapper.unwrap("2026-11-22T02:34:27+00:00 hello") == .line("hello"))
     }
 
@@ -223,7 +244,9 @@ struct ContainerUnwrapperTests {
         #expect(unwrapper.unwrap("\(ts) stdout P [2026") == .partial)
         #expect(unwrapper.unwrap(agent) == .line(agent))
         #expect(unwrapper.unwrap(envoyLog) == .line(envoyLog))
-        #expect(unwrapper.unwrap(#"{"response_flags":"UF","upstream_cluster":"c"}"#) == .line(#"{"response_flags":"UF","upstream_cluster":"c"}"#))
+        #expect(
+            unwrapper.unwrap(#"{"response_flags":"UF","upstream_cluster":"c"}"#)
+                == .line(#"{"response_flags":"UF","upstream_cluster":"c"}"#))
         #expect(unwrapper.unwrap(#"{"log":"broken"#) == .line(#"{"log":"broken"#))
         #expect(unwrapper.unwrap("\(ts) stdout F -11-22]") == .line("[2026-11-22]"))
         #expect(unwrapper.unwrap("") == .line(""))
@@ -234,8 +257,10 @@ struct ContainerUnwrapperTests {
     @Test("none: lines pass through unchanged, even when they look wrapped")
     func none() {
         let unwrapper = ContainerUnwrapper(format: .none)
-        for line in ["2016-10-06T00:17:09.669794202Z stdout F x", #"{"log":"x\n","stream":"stdout","time":"t"}"#,
-                     "2016-10-06T00:17:09.669794202Z stdout P x", accessLine, ""] {
+        for line in [
+            "2016-10-06T00:17:09.669794202Z stdout F x", #"{"log":"x\n","stream":"stdout","time":"t"}"#,
+            "2016-10-06T00:17:09.669794202Z stdout P x", accessLine, "",
+        ] {
             #expect(unwrapper.unwrap(line) == .line(line))
         }
     }
@@ -258,7 +283,9 @@ struct ContainerUnwrapperTests {
 
     @Test("timestampLength")
     func timestampLength() {
-        func length(_ text: String) -> Int? { Array(text.utf8).withUnsafeBytes { ContainerUnwrapper.timestampLength($0) } }
+        func length(_ text: String) -> Int? {
+            Array(text.utf8).withUnsafeBytes { ContainerUnwrapper.timestampLength($0) }
+        }
         #expect(length("2016-10-06T00:17:09.669794202Z stdout") == 30)
         #expect(length("2020-01-26T03:17:29.346494690+00:00 x") == 35)
         #expect(length("2020-01-26T03:17:29Z") == 20)
@@ -286,7 +313,10 @@ struct JSONEscapesTests {
         #expect(decode(#"\u0041\u00e9\u20AC"#) == Array("A\u{e9}\u{20ac}".utf8))
         #expect(decode(#"\ud83d\ude00!"#) == Array("\u{1F600}!".utf8))
         #expect(decode(#"\u0000"#) == [0])
-        #expect(decode(#"\u007f\u0080\u07ff\u0800\uffff"#) == [0x7F, 0xC2, 0x80, 0xDF, 0xBF, 0xE0, 0xA0, 0x80, 0xEF, 0xBF, 0xBF])
+        #expect(
+            decode(#"\u007f\u0080\u07ff\u0800\uffff"#) == [
+                0x7F, 0xC2, 0x80, 0xDF, 0xBF, 0xE0, 0xA0, 0x80, 0xEF, 0xBF, 0xBF,
+            ])
     }
 
     @Test("lone surrogates become U+FFFD; invalid escapes are kept as written")

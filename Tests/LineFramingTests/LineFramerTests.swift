@@ -62,14 +62,17 @@ func frame(_ chunks: [[UInt8]], maxLineLength: Int, bufferSize: Int, mode: Frami
 
 /// Every way of cutting `input` in two, and one byte at a time, copying and in place: all must
 /// frame identically. Reports the first failing split only (per mode), to keep failures readable.
-func expectSameFramingForEverySplit(_ input: [UInt8], maxLineLength: Int, bufferSize: Int, expected: [Framed],
-                                    sourceLocation: SourceLocation = #_sourceLocation) {
+func expectSameFramingForEverySplit(
+    _ input: [UInt8], maxLineLength: Int, bufferSize: Int, expected: [Framed],
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     for mode in FramingMode.allCases {
         let whole = frame([input], maxLineLength: maxLineLength, bufferSize: bufferSize, mode: mode)
         #expect(whole == expected, "\(mode): whole", sourceLocation: sourceLocation)
         for split in 0...input.count {
-            let result = frame([Array(input[..<split]), Array(input[split...])], maxLineLength: maxLineLength,
-                               bufferSize: bufferSize, mode: mode)
+            let result = frame(
+                [Array(input[..<split]), Array(input[split...])], maxLineLength: maxLineLength,
+                bufferSize: bufferSize, mode: mode)
             #expect(result == expected, "\(mode): split at \(split)", sourceLocation: sourceLocation)
             if result != expected { break }
         }
@@ -103,8 +106,9 @@ struct LineFramerTests {
         #expect(out == [.text("a"), .text("b"), .text(""), .text("c\rd"), .text("\r")])
     }
 
-    @Test("splitting at every byte offset gives the same lines (compaction with small buffers)",
-          arguments: [(64, 16), (64, 65), (64, 200), (200, 4096)])
+    @Test(
+        "splitting at every byte offset gives the same lines (compaction with small buffers)",
+        arguments: [(64, 16), (64, 65), (64, 200), (200, 4096)])
     func everySplit(maxLineLength: Int, bufferSize: Int) {
         let lines = [
             "[2026-11-22T02:34:27.561Z] \"GET /api/pay HTTP/1.1\" 503 UF",
@@ -118,8 +122,9 @@ struct LineFramerTests {
         var input = ""
         for (index, line) in lines.enumerated() { input += line + (index == 5 ? "\r\n" : "\n") }
         input += "no newline yet"
-        expectSameFramingForEverySplit(Array(input.utf8), maxLineLength: maxLineLength, bufferSize: bufferSize,
-                                       expected: lines.map(Framed.text))
+        expectSameFramingForEverySplit(
+            Array(input.utf8), maxLineLength: maxLineLength, bufferSize: bufferSize,
+            expected: lines.map(Framed.text))
     }
 
     @Test("a line over the cap is skipped whole, reported once with its length, and the next line is kept")
@@ -133,8 +138,9 @@ struct LineFramerTests {
     @Test("a line exactly at the cap is kept")
     func exactlyAtCap() {
         let input = Array("01234567\n012345678\nab\n".utf8)
-        expectSameFramingForEverySplit(input, maxLineLength: 8, bufferSize: 9,
-                                       expected: [.text("01234567"), .tooLong(9), .text("ab")])
+        expectSameFramingForEverySplit(
+            input, maxLineLength: 8, bufferSize: 9,
+            expected: [.text("01234567"), .tooLong(9), .text("ab")])
     }
 
     @Test("a line exactly at the cap followed by CRLF is kept, however it arrives")
@@ -142,10 +148,12 @@ struct LineFramerTests {
         // The cap applies to the line without its line ending (the complete-line path already
         // strips the \r before comparing): the result must not depend on where the reads split.
         let input = Array("01234567\r\nab\r\n".utf8)
-        expectSameFramingForEverySplit(input, maxLineLength: 8, bufferSize: 9,
-                                       expected: [.text("01234567"), .text("ab")])
-        expectSameFramingForEverySplit(input, maxLineLength: 8, bufferSize: 4096,
-                                       expected: [.text("01234567"), .text("ab")])
+        expectSameFramingForEverySplit(
+            input, maxLineLength: 8, bufferSize: 9,
+            expected: [.text("01234567"), .text("ab")])
+        expectSameFramingForEverySplit(
+            input, maxLineLength: 8, bufferSize: 4096,
+            expected: [.text("01234567"), .text("ab")])
     }
 
     @Test("a very long line arriving in many reads is dropped without growing the buffer")
@@ -166,7 +174,8 @@ struct LineFramerTests {
         var inside: [Bool] = []
         var out: [Framed] = []
         chunk.withUnsafeBytes { buffer in
-            let range = UInt(bitPattern: buffer.baseAddress)..<(UInt(bitPattern: buffer.baseAddress) + UInt(buffer.count))
+            let range =
+                UInt(bitPattern: buffer.baseAddress)..<(UInt(bitPattern: buffer.baseAddress) + UInt(buffer.count))
             framer.frame(buffer) { framed in
                 if case .line(let line) = framed {
                     inside.append(range.contains(UInt(bitPattern: line.baseAddress)))

@@ -4,8 +4,10 @@ import SystemCalls
 import Testing
 
 @Suite struct FileFollowerTests {
-    private func follower(_ directory: TemporaryDirectory, sink: CollectingSink, startAt: StartPosition = .end,
-                          state: String? = nil, maxLineLength: Int = 64 * 1024) throws -> FileFollower {
+    private func follower(
+        _ directory: TemporaryDirectory, sink: CollectingSink, startAt: StartPosition = .end,
+        state: String? = nil, maxLineLength: Int = 64 * 1024
+    ) throws -> FileFollower {
         var options = FollowOptions()
         options.stateDirectory = state
         options.maxLineLength = maxLineLength
@@ -110,10 +112,14 @@ import Testing
         let store = try CheckpointStore(directory: state)
         let other = "different content\n".utf8.map { $0 }
         let fingerprint = other.withUnsafeBytes { FileFingerprint(of: $0) }
-        try store.save(SourceCheckpoint(source: "test", files: [
-            FileCheckpoint(path: directory.file("a.log"), device: status.device, inode: status.inode,
-                           fingerprint: fingerprint, offset: 18)
-        ]))
+        try store.save(
+            SourceCheckpoint(
+                source: "test",
+                files: [
+                    FileCheckpoint(
+                        path: directory.file("a.log"), device: status.device, inode: status.inode,
+                        fingerprint: fingerprint, offset: 18)
+                ]))
         let sink = CollectingSink()
         let loop = PollLoop()
         let follower = try follower(directory, sink: sink, state: state)
@@ -128,15 +134,23 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
         for pod in ["ns_a_1", "ns_b_2", "ns_c_3"] {
-            try FileManager.default.createDirectory(atPath: directory.file("\(pod)/istio-proxy"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: directory.file("\(pod)/istio-proxy"), withIntermediateDirectories: true)
             try directory.write("\(pod)/istio-proxy/0.log", "x\n")
         }
         try FileManager.default.createDirectory(atPath: directory.file("ns_d_4/app"), withIntermediateDirectories: true)
         let expansion = PathPattern(directory.path + "/*/istio-proxy/*.log").expand()
-        #expect(expansion.paths == ["a", "b", "c"].enumerated().map { directory.file("ns_\($0.element)_\($0.offset + 1)/istio-proxy/0.log") })
+        #expect(
+            expansion.paths
+                == ["a", "b", "c"].enumerated().map {
+                    directory.file("ns_\($0.element)_\($0.offset + 1)/istio-proxy/0.log")
+                })
         #expect(expansion.errors.isEmpty)
         // Watched: the pods directory, every pod directory (istio-proxy may appear), each istio-proxy.
-        #expect(Set(expansion.directories).isSuperset(of: [directory.path, directory.file("ns_d_4"), directory.file("ns_a_1/istio-proxy")]))
+        #expect(
+            Set(expansion.directories).isSuperset(of: [
+                directory.path, directory.file("ns_d_4"), directory.file("ns_a_1/istio-proxy"),
+            ]))
     }
 
     @Test func missingFixedDirectoryIsAnErrorAndItsParentIsWatched() throws {
@@ -154,9 +168,11 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
         let store = try CheckpointStore(directory: directory.file("state/nested"))
-        let checkpoint = SourceCheckpoint(source: "../evil name", files: [
-            FileCheckpoint(path: "/x", device: 1, inode: 2, fingerprint: .empty, offset: 3)
-        ])
+        let checkpoint = SourceCheckpoint(
+            source: "../evil name",
+            files: [
+                FileCheckpoint(path: "/x", device: 1, inode: 2, fingerprint: .empty, offset: 3)
+            ])
         try store.save(checkpoint)
         #expect(try store.load(source: "../evil name")?.checkpoint == checkpoint)
         #expect(store.path(forSource: "../evil name").hasPrefix(directory.file("state/nested/")))
@@ -207,10 +223,14 @@ import Testing
         try directory.write("a.log", "written before the start\n")
         let status = try FileStatus(path: directory.file("a.log"))
         let fingerprint = Array("written before the start\n".utf8).withUnsafeBytes { FileFingerprint(of: $0) }
-        try CheckpointStore(directory: state).save(SourceCheckpoint(source: "test", files: [
-            FileCheckpoint(path: directory.file("a.log"), device: status.device, inode: status.inode,
-                           fingerprint: fingerprint, offset: -5)
-        ]))
+        try CheckpointStore(directory: state).save(
+            SourceCheckpoint(
+                source: "test",
+                files: [
+                    FileCheckpoint(
+                        path: directory.file("a.log"), device: status.device, inode: status.inode,
+                        fingerprint: fingerprint, offset: -5)
+                ]))
         let sink = CollectingSink()
         let loop = PollLoop()
         let follower = try follower(directory, sink: sink, state: state)
@@ -225,7 +245,8 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
         let store = try CheckpointStore(directory: directory.path)
-        try Data(#"{"version":2,"source":"test","files":[]}"#.utf8).write(to: URL(fileURLWithPath: store.path(forSource: "test")))
+        try Data(#"{"version":2,"source":"test","files":[]}"#.utf8).write(
+            to: URL(fileURLWithPath: store.path(forSource: "test")))
         #expect(throws: CheckpointStore.LoadError.self) { try store.load(source: "test") }
     }
 
@@ -247,8 +268,10 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
         let store = try CheckpointStore(directory: directory.file("state"))
-        try Data(#"{"version":1,"source":"test","files":[]}"#.utf8).write(to: URL(fileURLWithPath: directory.file("elsewhere.json")))
-        try FileManager.default.createSymbolicLink(atPath: store.path(forSource: "test"), withDestinationPath: directory.file("elsewhere.json"))
+        try Data(#"{"version":1,"source":"test","files":[]}"#.utf8).write(
+            to: URL(fileURLWithPath: directory.file("elsewhere.json")))
+        try FileManager.default.createSymbolicLink(
+            atPath: store.path(forSource: "test"), withDestinationPath: directory.file("elsewhere.json"))
         #expect(throws: CheckpointStore.LoadError.self) { try store.load(source: "test") }
     }
 
@@ -264,7 +287,9 @@ import Testing
 
 /// More files than descriptors: they take turns, each read from where it stood, never from 0 again.
 @Suite struct DescriptorBudgetTests {
-    private func follower(_ directory: TemporaryDirectory, sink: CollectingSink, state: String? = nil) throws -> FileFollower {
+    private func follower(_ directory: TemporaryDirectory, sink: CollectingSink, state: String? = nil) throws
+        -> FileFollower
+    {
         var options = FollowOptions()
         options.stateDirectory = state
         options.readBufferSize = 4096
@@ -333,7 +358,8 @@ import Testing
         return try store.load(source: "test")
     }
 
-    private static let good = #"{"path":"/var/log/a.log","device":2049,"inode":77,"fingerprint":{"length":3,"hash":5},"offset":10}"#
+    private static let good =
+        #"{"path":"/var/log/a.log","device":2049,"inode":77,"fingerprint":{"length":3,"hash":5},"offset":10}"#
 
     @Test(arguments: [
         (#""offset":10"#, #""offset":-1"#, "offset -1 below zero"),
@@ -354,7 +380,8 @@ import Testing
     }
 
     @Test func aSecondEntryForOneFileIsLeftOut() throws {
-        let loaded = try #require(try load(#"{"version":1,"source":"test","files":["# + Self.good + "," + Self.good + "]}"))
+        let loaded = try #require(
+            try load(#"{"version":1,"source":"test","files":["# + Self.good + "," + Self.good + "]}"))
         #expect(loaded.checkpoint.files?.count == 1)
         #expect(loaded.rejectedFiles.map(\.reason) == ["a second entry for device 2049 inode 77"])
     }
@@ -373,8 +400,10 @@ import Testing
 
     @Test func aRealJournalPositionIsAccepted() throws {
         let now = UInt64(Date().timeIntervalSince1970 * 1e6)
-        let cursor = "s=739ad463348b4ceca5a9e69c95a3c93f;i=4ece7;b=6c7c6013a8cc4d1e8d1e3a0b2d1c6a5e;m=5f2ba38a;t=56c4c4b0b6b1b;x=eb8b0c1b3d6ec1a3"
-        let loaded = try load(#"{"version":1,"source":"test","journal":{"cursor":""# + cursor + #"","readUntilMicroseconds":\#(now)}}"#)
+        let cursor =
+            "s=739ad463348b4ceca5a9e69c95a3c93f;i=4ece7;b=6c7c6013a8cc4d1e8d1e3a0b2d1c6a5e;m=5f2ba38a;t=56c4c4b0b6b1b;x=eb8b0c1b3d6ec1a3"
+        let loaded = try load(
+            #"{"version":1,"source":"test","journal":{"cursor":""# + cursor + #"","readUntilMicroseconds":\#(now)}}"#)
         #expect(loaded?.checkpoint.journal == JournalCheckpoint(cursor: cursor, readUntilMicroseconds: now))
     }
 
@@ -383,7 +412,9 @@ import Testing
         defer { directory.cleanUp() }
         let store = try CheckpointStore(directory: directory.path)
         let longPath = "/" + String(repeating: "p", count: 4000)
-        let files = (1...1100).map { FileCheckpoint(path: longPath, device: 1, inode: UInt64($0), fingerprint: .empty, offset: 0) }
+        let files = (1...1100).map {
+            FileCheckpoint(path: longPath, device: 1, inode: UInt64($0), fingerprint: .empty, offset: 0)
+        }
         #expect(throws: Errno.fileTooLarge) { try store.save(SourceCheckpoint(source: "test", files: files)) }
         #expect(try store.load(source: "test") == nil)
     }

@@ -6,9 +6,14 @@ import Testing
 
 @Suite struct JournalMatchTests {
     @Test func fieldEqualsValue() throws {
-        #expect(try JournalMatch(parsing: "_SYSTEMD_UNIT=envoy.service") == .field(name: "_SYSTEMD_UNIT", value: "envoy.service"))
-        #expect(try JournalMatch(parsing: "SYSLOG_IDENTIFIER=envoy") == .field(name: "SYSLOG_IDENTIFIER", value: "envoy"))
-        #expect(try JournalMatch(parsing: "CONTAINER_NAME=istio-proxy") == .field(name: "CONTAINER_NAME", value: "istio-proxy"))
+        #expect(
+            try JournalMatch(parsing: "_SYSTEMD_UNIT=envoy.service")
+                == .field(name: "_SYSTEMD_UNIT", value: "envoy.service"))
+        #expect(
+            try JournalMatch(parsing: "SYSLOG_IDENTIFIER=envoy") == .field(name: "SYSLOG_IDENTIFIER", value: "envoy"))
+        #expect(
+            try JournalMatch(parsing: "CONTAINER_NAME=istio-proxy")
+                == .field(name: "CONTAINER_NAME", value: "istio-proxy"))
         #expect(try JournalMatch(parsing: "+") == .disjunction)
     }
 
@@ -16,7 +21,9 @@ import Testing
         #expect(try JournalMatch(parsing: "PRIORITY=") == .field(name: "PRIORITY", value: ""))
         // Only the first "=" separates: journalctl matches the rest literally.
         #expect(try JournalMatch(parsing: "MESSAGE_ID=a=b") == .field(name: "MESSAGE_ID", value: "a=b"))
-        #expect(try JournalMatch(parsing: "CONTAINER_NAME= spaced value ") == .field(name: "CONTAINER_NAME", value: " spaced value "))
+        #expect(
+            try JournalMatch(parsing: "CONTAINER_NAME= spaced value ")
+                == .field(name: "CONTAINER_NAME", value: " spaced value "))
     }
 
     @Test func digitsAndUnderscoresInNames() throws {
@@ -56,11 +63,14 @@ import Testing
     }
 
     @Test func disjunctionsStandBetweenMatches() throws {
-        let matches = try JournalMatch.parse(["SYSLOG_IDENTIFIER=envoy", "+", "CONTAINER_NAME=istio-proxy", "_SYSTEMD_UNIT=a.service"])
-        #expect(matches == [
-            .field(name: "SYSLOG_IDENTIFIER", value: "envoy"), .disjunction,
-            .field(name: "CONTAINER_NAME", value: "istio-proxy"), .field(name: "_SYSTEMD_UNIT", value: "a.service"),
+        let matches = try JournalMatch.parse([
+            "SYSLOG_IDENTIFIER=envoy", "+", "CONTAINER_NAME=istio-proxy", "_SYSTEMD_UNIT=a.service",
         ])
+        #expect(
+            matches == [
+                .field(name: "SYSLOG_IDENTIFIER", value: "envoy"), .disjunction,
+                .field(name: "CONTAINER_NAME", value: "istio-proxy"), .field(name: "_SYSTEMD_UNIT", value: "a.service"),
+            ])
         #expect(try JournalMatch.parse([]) == [])
         for misplaced in [["+"], ["+", "A=1"], ["A=1", "+"], ["A=1", "+", "+", "B=2"]] {
             #expect(throws: JournalError(source: "envoy", reason: .misplacedDisjunction)) {
@@ -85,7 +95,8 @@ import Testing
         let sink = CollectingSink()
         let spec = JournalSourceSpec(name: "envoy", matches: ["_systemd_unit=envoy.service"], directory: "/nonexistent")
         do {
-            _ = try JournalFollower(sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 1)
+            _ = try JournalFollower(
+                sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 1)
             Issue.record("accepted a lower-case field name")
         } catch {
             guard case .badMatch(let match, _) = error.reason else {
@@ -99,12 +110,17 @@ import Testing
 
     @Test func openFailureNamesTheErrnoText() {
         let sink = CollectingSink()
-        let spec = JournalSourceSpec(name: "envoy", matches: ["SYSLOG_IDENTIFIER=envoy"], directory: "/nonexistent/journal")
+        let spec = JournalSourceSpec(
+            name: "envoy", matches: ["SYSLOG_IDENTIFIER=envoy"], directory: "/nonexistent/journal")
         do {
-            _ = try JournalFollower(sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 1)
+            _ = try JournalFollower(
+                sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 1)
             Issue.record("opened a directory that does not exist")
         } catch {
-            #expect(error.description == "journal source envoy: cannot open the journal in /nonexistent/journal: No such file or directory")
+            #expect(
+                error.description
+                    == "journal source envoy: cannot open the journal in /nonexistent/journal: No such file or directory"
+            )
         }
     }
 
@@ -125,8 +141,11 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
         let sink = CollectingSink()
-        let spec = JournalSourceSpec(name: "mesh", matches: ["SYSLOG_IDENTIFIER=envoy", "+", "CONTAINER_NAME=istio-proxy"], directory: directory.path)
-        let follower = try JournalFollower(sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 7)
+        let spec = JournalSourceSpec(
+            name: "mesh", matches: ["SYSLOG_IDENTIFIER=envoy", "+", "CONTAINER_NAME=istio-proxy"],
+            directory: directory.path)
+        let follower = try JournalFollower(
+            sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 7)
         let loop = PollLoop()
         follower.start(on: loop)
         follower.catchUp()
@@ -196,10 +215,13 @@ struct JournalFiles {
 
 @Suite(.enabled(if: JournalFiles.available, "needs systemd-journal-remote (Debian: systemd-journal-remote)"))
 struct JournalFollowerReadingTests {
-    func makeFollower(_ directory: TemporaryDirectory, matches: [String], startAt: StartPosition, state: String? = nil,
-                  sink: CollectingSink) throws -> JournalFollower {
+    func makeFollower(
+        _ directory: TemporaryDirectory, matches: [String], startAt: StartPosition, state: String? = nil,
+        sink: CollectingSink
+    ) throws -> JournalFollower {
         let spec = JournalSourceSpec(name: "mesh", matches: matches, directory: directory.path, startAt: startAt)
-        return try JournalFollower(sources: [spec], stateDirectory: state, sink: sink, logger: quietLogger, firstStream: 1)
+        return try JournalFollower(
+            sources: [spec], stateDirectory: state, sink: sink, logger: quietLogger, firstStream: 1)
     }
 
     @Test func messagesAreHandedOnByteForByte() throws {
@@ -210,8 +232,10 @@ struct JournalFollowerReadingTests {
         try files.append([Array("first".utf8), [0x61, 0x00, 0x62, 0xFF], []], identifier: "envoy")
         try files.append(["from someone else"], identifier: "sshd")
         let sink = BytesSink()
-        let spec = JournalSourceSpec(name: "mesh", matches: ["SYSLOG_IDENTIFIER=envoy"], directory: directory.path, startAt: .beginning)
-        let follower = try JournalFollower(sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 1)
+        let spec = JournalSourceSpec(
+            name: "mesh", matches: ["SYSLOG_IDENTIFIER=envoy"], directory: directory.path, startAt: .beginning)
+        let follower = try JournalFollower(
+            sources: [spec], stateDirectory: nil, sink: sink, logger: quietLogger, firstStream: 1)
         follower.start(on: PollLoop())
         follower.catchUp()
         #expect(sink.lines == [Array("first".utf8), [0x61, 0x00, 0x62, 0xFF], []])
@@ -286,12 +310,16 @@ struct JournalFollowerReadingTests {
     @Test func resumesAfterTheSavedCursor() throws {
         let directory = try TemporaryDirectory()
         let state = try TemporaryDirectory()
-        defer { directory.cleanUp(); state.cleanUp() }
+        defer {
+            directory.cleanUp()
+            state.cleanUp()
+        }
         let files = JournalFiles(directory: directory)
         try files.append(["one", "two"], identifier: "envoy")
         let first = CollectingSink()
         do {
-            let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: first)
+            let follower = try makeFollower(
+                directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: first)
             follower.start(on: PollLoop())
             follower.catchUp()
             follower.saveCheckpoints()
@@ -304,7 +332,8 @@ struct JournalFollowerReadingTests {
         try files.append(["three"], identifier: "envoy")
         try files.append(["noise"], identifier: "sshd")
         let second = CollectingSink()
-        let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: second)
+        let follower = try makeFollower(
+            directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: second)
         follower.start(on: PollLoop())
         follower.catchUp()
         #expect(second.lines == ["three"])
@@ -313,12 +342,16 @@ struct JournalFollowerReadingTests {
     @Test func resumesAfterAVacuumedCursorWithTheNextEntry() throws {
         let directory = try TemporaryDirectory()
         let state = try TemporaryDirectory()
-        defer { directory.cleanUp(); state.cleanUp() }
+        defer {
+            directory.cleanUp()
+            state.cleanUp()
+        }
         let files = JournalFiles(directory: directory)
         try files.append(["one", "two"], identifier: "envoy", to: "system@old.journal")
         do {
             let earlier = CollectingSink()
-            let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: earlier)
+            let follower = try makeFollower(
+                directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: earlier)
             follower.start(on: PollLoop())
             follower.catchUp()
             follower.saveCheckpoints()
@@ -327,7 +360,8 @@ struct JournalFollowerReadingTests {
         try files.append(["three", "four"], identifier: "envoy")
         try FileManager.default.removeItem(atPath: directory.file("system@old.journal"))
         let sink = CollectingSink()
-        let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: sink)
+        let follower = try makeFollower(
+            directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: sink)
         follower.start(on: PollLoop())
         follower.catchUp()
         #expect(sink.lines == ["three", "four"])
@@ -336,12 +370,16 @@ struct JournalFollowerReadingTests {
     @Test func resumesFromTheSavedTimeWhenNothingMatchedYet() throws {
         let directory = try TemporaryDirectory()
         let state = try TemporaryDirectory()
-        defer { directory.cleanUp(); state.cleanUp() }
+        defer {
+            directory.cleanUp()
+            state.cleanUp()
+        }
         let files = JournalFiles(directory: directory)
         try files.append(["noise"], identifier: "sshd")
         do {
             let earlier = CollectingSink()
-            let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: earlier)
+            let follower = try makeFollower(
+                directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: earlier)
             let loop = PollLoop()
             follower.start(on: loop)
             follower.catchUp()
@@ -354,7 +392,8 @@ struct JournalFollowerReadingTests {
         // Written while stopped: start-at-end alone would skip them.
         try files.append(["while stopped"], identifier: "envoy")
         let sink = CollectingSink()
-        let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: sink)
+        let follower = try makeFollower(
+            directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: sink)
         follower.start(on: PollLoop())
         follower.catchUp()
         #expect(sink.lines == ["while stopped"])
@@ -363,19 +402,24 @@ struct JournalFollowerReadingTests {
     @Test func startAtEndSavesTheTailAsItsPosition() throws {
         let directory = try TemporaryDirectory()
         let state = try TemporaryDirectory()
-        defer { directory.cleanUp(); state.cleanUp() }
+        defer {
+            directory.cleanUp()
+            state.cleanUp()
+        }
         let files = JournalFiles(directory: directory)
         try files.append(["old"], identifier: "envoy")
         do {
             let earlier = CollectingSink()
-            let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: earlier)
+            let follower = try makeFollower(
+                directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: earlier)
             follower.start(on: PollLoop())
             follower.saveCheckpoints()
             withExtendedLifetime(earlier) {}
         }
         try files.append(["new"], identifier: "envoy")
         let sink = CollectingSink()
-        let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: sink)
+        let follower = try makeFollower(
+            directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .end, state: state.path, sink: sink)
         follower.start(on: PollLoop())
         follower.catchUp()
         #expect(sink.lines == ["new"])
@@ -384,10 +428,14 @@ struct JournalFollowerReadingTests {
     @Test func unchangedPositionIsNotSavedAgain() throws {
         let directory = try TemporaryDirectory()
         let state = try TemporaryDirectory()
-        defer { directory.cleanUp(); state.cleanUp() }
+        defer {
+            directory.cleanUp()
+            state.cleanUp()
+        }
         try JournalFiles(directory: directory).append(["one"], identifier: "envoy")
         let earlier = CollectingSink()
-        let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: earlier)
+        let follower = try makeFollower(
+            directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, state: state.path, sink: earlier)
         follower.start(on: PollLoop())
         follower.catchUp()
         follower.saveCheckpoints()
@@ -401,9 +449,11 @@ struct JournalFollowerReadingTests {
     @Test func longMessagesAreSkippedWithTheirLength() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
-        try JournalFiles(directory: directory).append(["short", String(repeating: "x", count: 100), "after"], identifier: "envoy")
+        try JournalFiles(directory: directory).append(
+            ["short", String(repeating: "x", count: 100), "after"], identifier: "envoy")
         let sink = CollectingSink()
-        let follower = try makeFollower(directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, sink: sink)
+        let follower = try makeFollower(
+            directory, matches: ["SYSLOG_IDENTIFIER=envoy"], startAt: .beginning, sink: sink)
         follower.maxLineLength = 50
         follower.start(on: PollLoop())
         follower.catchUp()

@@ -1,7 +1,8 @@
 import Foundation
-@testable import LogSources
 import SystemCalls
 import Testing
+
+@testable import LogSources
 
 /// Source errors are counted by ``SourceErrorKind``, whose raw values are the metric's `kind`
 /// labels, and none is swallowed.
@@ -29,10 +30,11 @@ import Testing
     }
 
     @Test func theKindLabelsAreTheDocumentedOnes() {
-        #expect(SourceErrorKind.allCases.map(\.rawValue) == [
-            "permission_denied", "not_found", "open_error", "read_error", "watch_limit", "watch_error", "fd_limit",
-            "checkpoint_corrupt", "checkpoint_write", "journal_error",
-        ])
+        #expect(
+            SourceErrorKind.allCases.map(\.rawValue) == [
+                "permission_denied", "not_found", "open_error", "read_error", "watch_limit", "watch_error", "fd_limit",
+                "checkpoint_corrupt", "checkpoint_write", "journal_error",
+            ])
         #expect(SourceErrorKind(opening: .permissionDenied) == .permissionDenied)
         #expect(SourceErrorKind(opening: .noSuchFile) == .notFound)
         #expect(SourceErrorKind(opening: .tooManyOpenFiles) == .fdLimit)
@@ -49,8 +51,9 @@ import Testing
         options.rescanInterval = 0.05
         let sink = CollectingSink()
         let loop = PollLoop()
-        let follower = try FileFollower(sources: [FileSourceSpec(name: "test", patterns: [directory.file("a.log")])],
-                                        options: options, sink: sink, logger: quietLogger)
+        let follower = try FileFollower(
+            sources: [FileSourceSpec(name: "test", patterns: [directory.file("a.log")])],
+            options: options, sink: sink, logger: quietLogger)
         follower.start(on: loop)
         // Several rescans: the error is counted once, until it clears.
         run(loop, timeout: 0.3) { false }
@@ -85,7 +88,9 @@ import Testing
     /// the truncation is found and the file read from its start.
     @Test func aFailingFstatIsCountedAndTheFileIsNotReadPastATruncation() throws {
         let following = try Following(writing: "first line that is long enough\n", startAt: .beginning)
-        let (directory, sink, loop, follower) = (following.directory, following.sink, following.loop, following.follower)
+        let (directory, sink, loop, follower) = (
+            following.directory, following.sink, following.loop, following.follower
+        )
         defer { directory.cleanUp() }
         follower.catchUp()
         #expect(sink.lines == ["first line that is long enough"])

@@ -38,9 +38,13 @@ final class CollectingSink: LineSink {
     func streamOpened(_ stream: StreamID, info: StreamInfo) { opened[stream] = info }
     func receive(lines bytes: UnsafeRawBufferPointer, from stream: StreamID) {
         precondition(bytes.last == 0x0A, "a chunk must end with a newline")
-        lines += String(decoding: bytes.dropLast(), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines += String(decoding: bytes.dropLast(), as: UTF8.self).split(
+            separator: "\n", omittingEmptySubsequences: false
+        ).map(String.init)
     }
-    func receive(line: UnsafeRawBufferPointer, from stream: StreamID) { lines.append(String(decoding: line, as: UTF8.self)) }
+    func receive(line: UnsafeRawBufferPointer, from stream: StreamID) {
+        lines.append(String(decoding: line, as: UTF8.self))
+    }
     func skippedLongLine(length: Int, from stream: StreamID) { skipped.append(length) }
     func streamClosed(_ stream: StreamID) { closed.append(stream) }
 }

@@ -77,7 +77,9 @@ final class RealAlertmanager {
     func alerts() async throws -> [[String: Any]] {
         let (status, body) = try await Self.get(url + "/api/v2/alerts")
         guard status == 200, let alerts = try JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]]
-        else { throw TestFailure.message("GET /api/v2/alerts: HTTP \(status) \(String(decoding: body, as: UTF8.self))") }
+        else {
+            throw TestFailure.message("GET /api/v2/alerts: HTTP \(status) \(String(decoding: body, as: UTF8.self))")
+        }
         return alerts
     }
 
@@ -110,7 +112,8 @@ struct AlertmanagerTests {
         let generatorURL = "http://flagwatch.test:9817/#alerts"
         let connect = PostableAlert(
             labels: [
-                "alertname": "UpstreamConnectFailures", "upstream_cluster": "outbound|8080||api.default.svc.cluster.local",
+                "alertname": "UpstreamConnectFailures",
+                "upstream_cluster": "outbound|8080||api.default.svc.cluster.local",
                 "response_flag": "UF", "severity": "critical",
             ],
             annotations: ["summary": "UF on api: 40% of requests", "likely_cause": "upstream refuses connections"],

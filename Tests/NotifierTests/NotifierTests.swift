@@ -31,10 +31,12 @@ struct NotifierDeliveryTests {
             receivers: [ReceiverConfig(kind: .webhook, name: "team-hook", url: receiver.url("/flagwatch?x=1"))],
             options: fastOptions, logger: testLogger)
 
-        let first = Self.alert("UpstreamConnectFailures", cluster: "outbound|8080||api.default.svc.cluster.local",
-                               annotations: ["summary": "UF spike", "description": "api"])
-        let second = Self.alert("UpstreamConnectFailures", cluster: "outbound|80||web.shop.svc.cluster.local",
-                                annotations: ["summary": "UF spike", "description": "web"])
+        let first = Self.alert(
+            "UpstreamConnectFailures", cluster: "outbound|8080||api.default.svc.cluster.local",
+            annotations: ["summary": "UF spike", "description": "api"])
+        let second = Self.alert(
+            "UpstreamConnectFailures", cluster: "outbound|80||web.shop.svc.cluster.local",
+            annotations: ["summary": "UF spike", "description": "web"])
         let other = Self.alert("NoRoute", cluster: "BlackHoleCluster")
         notifier.update([first, second, other])
 
@@ -145,7 +147,8 @@ struct NotifierDeliveryTests {
             try Data(request.body).write(to: URL(fileURLWithPath: bodyFile))
             let output = try await runTool(
                 ["openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", "key:s3cret-key", bodyFile], in: directory)
-            let expected = try #require(output.split(separator: "=").last).trimmingCharacters(in: .whitespacesAndNewlines)
+            let expected = try #require(output.split(separator: "=").last).trimmingCharacters(
+                in: .whitespacesAndNewlines)
             #expect(header == "sha256=" + expected)
             // Another key gives another signature: the header really depends on the key.
             #expect(header != HMACSHA256.signatureHeader(key: Array("s3cret-key\n".utf8), message: request.body))
@@ -375,7 +378,8 @@ struct NotifierDeliveryTests {
         }
         // Then fifty changes of one alert: the queue keeps only its latest state.
         for revision in 1...50 {
-            notifier.update([Self.alert("QueueTest", cluster: "busy", annotations: ["summary": "revision \(revision)"])])
+            notifier.update([Self.alert("QueueTest", cluster: "busy", annotations: ["summary": "revision \(revision)"])]
+            )
             recordQueueLength()
             if revision % 10 == 0 { try await Task.sleep(for: .milliseconds(50)) }
         }
@@ -483,7 +487,9 @@ struct NotifierDeliveryTests {
         #expect(sameMillisecond(timeValue(webhookAlert["endsAt"]), resolvedAt))
     }
 
-    @Test("a firing alert is re-sent to Alertmanager every resendInterval with a fresh endsAt; webhooks wait for their own interval")
+    @Test(
+        "a firing alert is re-sent to Alertmanager every resendInterval with a fresh endsAt; webhooks wait for their own interval"
+    )
     func resendWithFreshEndsAt() async throws {
         let directory = try ScratchDirectory()
         defer { directory.remove() }

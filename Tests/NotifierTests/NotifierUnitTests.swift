@@ -134,7 +134,9 @@ struct NotifierUnitTests {
         #expect(sameMillisecond(timeValue(webhookAlert["endsAt"]), startsAt))
     }
 
-    @Test("hostile cluster names and details round-trip through Alertmanager and webhook bodies, with no raw control byte")
+    @Test(
+        "hostile cluster names and details round-trip through Alertmanager and webhook bodies, with no raw control byte"
+    )
     func hostileTextInPayloads() throws {
         let hostile = ["q\"\u{301}}x", "a\r\nb", "nul\u{0}byte", "esc\u{1B}[31m", "back\\\u{301}", "del\u{7F}"]
         for name in hostile {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+
 @testable import Notifier
 
 #if canImport(Glibc)

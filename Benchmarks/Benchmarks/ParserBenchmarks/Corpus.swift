@@ -9,9 +9,9 @@
 // fake fields (Envoy's text format escapes nothing); Istio 1.23-style clusters with a `;`.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Lines in one buffer allocated once, each ending in `\n`; views into it are handed out.
@@ -49,13 +49,15 @@ final class Corpus: @unchecked Sendable {
     @inline(__always)
     func line(_ index: Int) -> UnsafeRawBufferPointer {
         let start = starts[index]
-        return UnsafeRawBufferPointer(start: bytes.baseAddress.unsafelyUnwrapped + start, count: starts[index + 1] - start - 1)
+        return UnsafeRawBufferPointer(
+            start: bytes.baseAddress.unsafelyUnwrapped + start, count: starts[index + 1] - start - 1)
     }
 
     /// Lines `from..<to` with their newlines.
     @inline(__always)
     func lines(from: Int, to: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: bytes.baseAddress.unsafelyUnwrapped + starts[from], count: starts[to] - starts[from])
+        UnsafeRawBufferPointer(
+            start: bytes.baseAddress.unsafelyUnwrapped + starts[from], count: starts[to] - starts[from])
     }
 }
 
@@ -78,7 +80,9 @@ final class Corpora: @unchecked Sendable {
 
     /// Lines per corpus (default 100,000; `FLAGWATCH_BENCH_LINES` overrides it).
     static let lineCount: Int = {
-        if let value = getenv("FLAGWATCH_BENCH_LINES"), let count = Int(String(cString: value)), count > 0 { return count }
+        if let value = getenv("FLAGWATCH_BENCH_LINES"), let count = Int(String(cString: value)), count > 0 {
+            return count
+        }
         return 100_000
     }()
 
@@ -106,7 +110,9 @@ final class Corpora: @unchecked Sendable {
             cri.append(Array("\(record.startTime.dropLast())123456Z stdout F ".utf8) + textLine)
             // Docker's json-file driver: the line escaped as a JSON string, with its newline.
             let escaped = jsonLine.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"")
-            docker.append(Array(#"{"log":"\#(escaped)\n","stream":"stdout","time":"\#(record.startTime.dropLast())123456Z"}"#.utf8))
+            docker.append(
+                Array(
+                    #"{"log":"\#(escaped)\n","stream":"stdout","time":"\#(record.startTime.dropLast())123456Z"}"#.utf8))
             expected.append(ExpectedRecord(code: record.code, flags: record.flags, clusterKey: record.clusterKey))
         }
         self.text = Corpus(name: "istio text", lines: text)
@@ -162,7 +168,8 @@ struct GeneratedRecord {
     /// Istio 1.9+'s default TEXT format.
     func renderText() -> String {
         func d(_ value: String?) -> String { value.map { $0.isEmpty ? "-" : $0 } ?? "-" }
-        return "[\(startTime)] \"\(d(method)) \(d(path)) \(d(proto))\" \(code) \(flags) \(d(details)) \(d(termination)) "
+        return
+            "[\(startTime)] \"\(d(method)) \(d(path)) \(d(proto))\" \(code) \(flags) \(d(details)) \(d(termination)) "
             + "\"\(d(transportFailure))\" \(received) \(sent) \(duration) \(d(upstreamServiceTime)) "
             + "\"\(d(forwardedFor))\" \"\(d(userAgent))\" \"\(d(requestID))\" \"\(d(authority))\" \"\(d(upstreamHost))\" "
             + "\(d(cluster)) \(d(upstreamLocal)) \(d(downstreamLocal)) \(d(downstreamRemote)) \(d(serverName)) \(d(route))"
@@ -228,12 +235,17 @@ struct CorpusGenerator {
         "thumbnails", "session", "identity", "audit", "geo", "tax", "loyalty", "coupons",
         "warehouse", "tracking", "chat", "presence", "metrics-collector", "config-server",
     ]
-    static let namespaces = ["default", "prod", "shop", "payments", "platform", "data", "edge", "staging", "team-a", "ml-serving"]
+    static let namespaces = [
+        "default", "prod", "shop", "payments", "platform", "data", "edge", "staging", "team-a", "ml-serving",
+    ]
     static let httpPorts = [80, 8080, 8080, 8080, 9080, 9080, 8000, 3000, 5000, 443, 8443, 9090, 50051, 7070]
     static let tcpPorts = ["postgres": 5432, "redis": 6379, "kafka": 9092]
     static let subsets = ["", "", "", "", "", "v1", "v2", "v3", "canary", "stable"]
     static let inboundPorts = [8080, 9080, 80, 8443, 3000, 5000, 50051, 15021]
-    static let methods = Array(repeating: "GET", count: 14) + Array(repeating: "POST", count: 5) + ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    static let methods =
+        Array(repeating: "GET", count: 14) + Array(repeating: "POST", count: 5) + [
+            "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+        ]
     static let pathTemplates = [
         "/", "/", "/healthz", "/readyz", "/api/v1/{svc}", "/api/v1/{svc}", "/{svc}", "/login", "/cart",
         "/api/v1/{svc}/{id}", "/api/v2/{svc}/{id}/items", "/api/v1/{svc}/{id}/history?limit=50&offset={n}",
@@ -245,13 +257,23 @@ struct CorpusGenerator {
     ]
     /// (weight, user agent). The last ones embed quotes and fake fields, as real clients do.
     static let userAgents: [(Int, String)] = [
-        (12, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"),
-        (5, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"),
+        (
+            12,
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+        ),
+        (
+            5,
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"
+        ),
         (3, "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"),
-        (5, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"),
+        (
+            5,
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+        ),
         (8, "curl/8.5.0"), (8, "Go-http-client/1.1"), (12, "grpc-go/1.63.2"), (6, "grpc-java-netty/1.62.2"),
         (4, "grpc-python/1.62.1 grpc-c/39.0.0 (linux; chttp2)"), (6, "python-requests/2.31.0"), (6, "okhttp/4.12.0"),
-        (4, "Apache-HttpClient/4.5.14 (Java/17.0.10)"), (8, "kube-probe/1.29"), (4, "Envoy/HC"), (3, "Prometheus/2.51.2"),
+        (4, "Apache-HttpClient/4.5.14 (Java/17.0.10)"), (8, "kube-probe/1.29"), (4, "Envoy/HC"),
+        (3, "Prometheus/2.51.2"),
         (1, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
         (1, #"Mozilla/5.0 (compatible; "QuoteBot" 2.0)"#), (1, #"curl/8.5.0 "--insecure""#),
         (1, #"evil" 503 UF,URX - "x"#), (1, #"" outbound|9999||fake.default.svc.cluster.local - - - - -"#),
@@ -279,43 +301,85 @@ struct CorpusGenerator {
     /// Per 1,000,000 lines, as in generate_corpus.py.
     static let scenarios: [Scenario] = [
         Scenario(weight: 905_000, name: "ok", codes: [], flags: ["-"], details: "via_upstream"),
-        Scenario(weight: 16_000, name: "uf", codes: [503], flags: ["UF"], details: resetBefore("remote_connection_failure|" + connectionRefused), transportFailure: connectionRefused),
-        Scenario(weight: 3_000, name: "uf_tls", codes: [503], flags: ["UF"], details: resetBefore("remote_connection_failure|" + tlsVerify), transportFailure: tlsVerify),
-        Scenario(weight: 1_500, name: "uf_timeout", codes: [503], flags: ["UF"], details: resetBefore("connection_timeout")),
-        Scenario(weight: 8_000, name: "urx_uf", codes: [503], flags: ["URX,UF", "URX,UF", "URX,UF", "URX,UF", "UF,URX"], details: resetBefore("remote_connection_failure|" + connectionRefused), transportFailure: connectionRefused),
+        Scenario(
+            weight: 16_000, name: "uf", codes: [503], flags: ["UF"],
+            details: resetBefore("remote_connection_failure|" + connectionRefused), transportFailure: connectionRefused),
+        Scenario(
+            weight: 3_000, name: "uf_tls", codes: [503], flags: ["UF"],
+            details: resetBefore("remote_connection_failure|" + tlsVerify), transportFailure: tlsVerify),
+        Scenario(
+            weight: 1_500, name: "uf_timeout", codes: [503], flags: ["UF"], details: resetBefore("connection_timeout")),
+        Scenario(
+            weight: 8_000, name: "urx_uf", codes: [503], flags: ["URX,UF", "URX,UF", "URX,UF", "URX,UF", "UF,URX"],
+            details: resetBefore("remote_connection_failure|" + connectionRefused), transportFailure: connectionRefused),
         Scenario(weight: 2_500, name: "uf_urx", codes: [0], flags: ["UF,URX"], details: nil, tcp: true),
-        Scenario(weight: 2_000, name: "uo_uf", codes: [503], flags: ["UO,UF", "UO,UF", "UO,UF", "UF,UO"], details: resetBefore("overflow")),
-        Scenario(weight: 7_000, name: "uh", codes: [503], flags: ["UH"], details: "no_healthy_upstream", hasUpstream: false),
-        Scenario(weight: 9_000, name: "nr", codes: [404], flags: ["NR"], details: "route_not_found", hasUpstream: false, noCluster: true),
-        Scenario(weight: 1_500, name: "nc", codes: [503], flags: ["NC"], details: "cluster_not_found", hasUpstream: false, noCluster: true),
-        Scenario(weight: 9_000, name: "uc", codes: [503], flags: ["UC"], details: resetBefore("connection_termination")),
-        Scenario(weight: 900, name: "uc_urx", codes: [503], flags: ["URX,UC", "UC,URX"], details: resetBefore("connection_termination")),
+        Scenario(
+            weight: 2_000, name: "uo_uf", codes: [503], flags: ["UO,UF", "UO,UF", "UO,UF", "UF,UO"],
+            details: resetBefore("overflow")),
+        Scenario(
+            weight: 7_000, name: "uh", codes: [503], flags: ["UH"], details: "no_healthy_upstream", hasUpstream: false),
+        Scenario(
+            weight: 9_000, name: "nr", codes: [404], flags: ["NR"], details: "route_not_found", hasUpstream: false,
+            noCluster: true),
+        Scenario(
+            weight: 1_500, name: "nc", codes: [503], flags: ["NC"], details: "cluster_not_found", hasUpstream: false,
+            noCluster: true),
+        Scenario(
+            weight: 9_000, name: "uc", codes: [503], flags: ["UC"], details: resetBefore("connection_termination")),
+        Scenario(
+            weight: 900, name: "uc_urx", codes: [503], flags: ["URX,UC", "UC,URX"],
+            details: resetBefore("connection_termination")),
         Scenario(weight: 8_000, name: "ut", codes: [504], flags: ["UT"], details: "response_timeout"),
-        Scenario(weight: 4_000, name: "uo", codes: [503], flags: ["UO"], details: resetBefore("overflow"), hasUpstream: false),
-        Scenario(weight: 9_000, name: "dc", codes: [0, 0, 0, 0, 200], flags: ["DC"], details: "downstream_remote_disconnect"),
+        Scenario(
+            weight: 4_000, name: "uo", codes: [503], flags: ["UO"], details: resetBefore("overflow"), hasUpstream: false
+        ),
+        Scenario(
+            weight: 9_000, name: "dc", codes: [0, 0, 0, 0, 200], flags: ["DC"], details: "downstream_remote_disconnect"),
         Scenario(weight: 2_000, name: "dr", codes: [0], flags: ["DR"], details: "http2.remote_reset"),
         Scenario(weight: 1_200, name: "upe", codes: [502], flags: ["UPE"], details: resetBefore("protocol_error")),
-        Scenario(weight: 2_500, name: "ur", codes: [503, 503, 503, 503, 503, 200], flags: ["UR"], details: resetBefore("remote_reset")),
-        Scenario(weight: 4_000, name: "rl", codes: [429], flags: ["RL"], details: "local_rate_limited", hasUpstream: false),
-        Scenario(weight: 800, name: "uaex", codes: [403], flags: ["UAEX"], details: "ext_authz_denied", hasUpstream: false),
-        Scenario(weight: 300, name: "rlse", codes: [500], flags: ["RLSE"], details: "rate_limiter_error", hasUpstream: false),
+        Scenario(
+            weight: 2_500, name: "ur", codes: [503, 503, 503, 503, 503, 200], flags: ["UR"],
+            details: resetBefore("remote_reset")),
+        Scenario(
+            weight: 4_000, name: "rl", codes: [429], flags: ["RL"], details: "local_rate_limited", hasUpstream: false),
+        Scenario(
+            weight: 800, name: "uaex", codes: [403], flags: ["UAEX"], details: "ext_authz_denied", hasUpstream: false),
+        Scenario(
+            weight: 300, name: "rlse", codes: [500], flags: ["RLSE"], details: "rate_limiter_error", hasUpstream: false),
         Scenario(weight: 1_200, name: "si", codes: [504, 504, 408], flags: ["SI"], details: "stream_idle_timeout"),
-        Scenario(weight: 400, name: "umsdr", codes: [504], flags: ["UMSDR"], details: "upstream_max_stream_duration_reached"),
+        Scenario(
+            weight: 400, name: "umsdr", codes: [504], flags: ["UMSDR"], details: "upstream_max_stream_duration_reached"),
         Scenario(weight: 700, name: "di", codes: [200], flags: ["DI"], details: "via_upstream"),
-        Scenario(weight: 700, name: "fi", codes: [503, 503, 500, 429], flags: ["FI"], details: "fault_filter_abort", hasUpstream: false),
-        Scenario(weight: 150, name: "di_fi", codes: [503], flags: ["DI,FI", "FI,DI"], details: "fault_filter_abort", hasUpstream: false),
+        Scenario(
+            weight: 700, name: "fi", codes: [503, 503, 500, 429], flags: ["FI"], details: "fault_filter_abort",
+            hasUpstream: false),
+        Scenario(
+            weight: 150, name: "di_fi", codes: [503], flags: ["DI,FI", "FI,DI"], details: "fault_filter_abort",
+            hasUpstream: false),
         Scenario(weight: 600, name: "do", codes: [503], flags: ["DO"], details: "drop_overload", hasUpstream: false),
-        Scenario(weight: 100, name: "udo", codes: [503], flags: ["UDO"], details: "unconditional_drop_overload", hasUpstream: false),
-        Scenario(weight: 300, name: "lh", codes: [503], flags: ["LH"], details: "health_check_failed", hasUpstream: false, noCluster: true),
-        Scenario(weight: 200, name: "ih", codes: [400], flags: ["IH"], details: "request_headers_failed_strict_check{x-envoy-max-retries}", hasUpstream: false),
-        Scenario(weight: 300, name: "dpe", codes: [400], flags: ["DPE"], details: "http1.codec_error", hasUpstream: false, noCluster: true),
+        Scenario(
+            weight: 100, name: "udo", codes: [503], flags: ["UDO"], details: "unconditional_drop_overload",
+            hasUpstream: false),
+        Scenario(
+            weight: 300, name: "lh", codes: [503], flags: ["LH"], details: "health_check_failed", hasUpstream: false,
+            noCluster: true),
+        Scenario(
+            weight: 200, name: "ih", codes: [400], flags: ["IH"],
+            details: "request_headers_failed_strict_check{x-envoy-max-retries}", hasUpstream: false),
+        Scenario(
+            weight: 300, name: "dpe", codes: [400], flags: ["DPE"], details: "http1.codec_error", hasUpstream: false,
+            noCluster: true),
         Scenario(weight: 200, name: "lr", codes: [503], flags: ["LR"], details: resetBefore("local_reset")),
         Scenario(weight: 60, name: "om", codes: [503], flags: ["OM"], details: "overload_manager", hasUpstream: false),
-        Scenario(weight: 40, name: "df", codes: [503], flags: ["DF"], details: "dns_resolution_failure", hasUpstream: false),
+        Scenario(
+            weight: 40, name: "df", codes: [503], flags: ["DF"], details: "dns_resolution_failure", hasUpstream: false),
         Scenario(weight: 2_500, name: "tcp_ok", codes: [0], flags: ["-"], details: nil, tcp: true),
         Scenario(weight: 600, name: "tcp_dt", codes: [0], flags: ["DT"], details: nil, tcp: true),
-        Scenario(weight: 700, name: "blackhole", codes: [502], flags: ["-"], details: "direct_response", hasUpstream: false),
-        Scenario(weight: 3_000, name: "passthrough", codes: [200, 200, 200, 204, 301, 404], flags: ["-"], details: "via_upstream"),
+        Scenario(
+            weight: 700, name: "blackhole", codes: [502], flags: ["-"], details: "direct_response", hasUpstream: false),
+        Scenario(
+            weight: 3_000, name: "passthrough", codes: [200, 200, 200, 204, 301, 404], flags: ["-"],
+            details: "via_upstream"),
     ]
     static let scenarioTotal = scenarios.reduce(0) { $0 + $1.weight }
 
@@ -343,8 +407,12 @@ struct CorpusGenerator {
         outboundCumulative = cumulative
         let tcp = outbound.filter { [5432, 6379, 9092].contains($0.port) }
         tcpClusters = tcp.isEmpty ? [("outbound|5432||postgres.data.svc.cluster.local", "postgres", "data", 5432)] : tcp
-        podIPs = (0..<3000).map { _ in "10.\(Int.random(in: 8...250, using: &rng)).\(Int.random(in: 0...255, using: &rng)).\(Int.random(in: 2...254, using: &rng))" }
-        serviceIPs = (0..<400).map { _ in "10.96.\(Int.random(in: 0...255, using: &rng)).\(Int.random(in: 1...254, using: &rng))" }
+        podIPs = (0..<3000).map { _ in
+            "10.\(Int.random(in: 8...250, using: &rng)).\(Int.random(in: 0...255, using: &rng)).\(Int.random(in: 2...254, using: &rng))"
+        }
+        serviceIPs = (0..<400).map { _ in
+            "10.96.\(Int.random(in: 0...255, using: &rng)).\(Int.random(in: 1...254, using: &rng))"
+        }
         clientIPs = (0..<2000).map { _ in
             "\([34, 35, 52, 54, 66, 81, 91, 104, 178, 185, 203].randomElement(using: &rng)!).\(Int.random(in: 0...255, using: &rng)).\(Int.random(in: 0...255, using: &rng)).\(Int.random(in: 1...254, using: &rng))"
         }
@@ -364,7 +432,9 @@ struct CorpusGenerator {
         return String(decoding: out, as: UTF8.self)
     }
 
-    mutating func uuid() -> String { "\(hex(8))-\(hex(4))-4\(hex(3))-\(pick(["8", "9", "a", "b"]))\(hex(3))-\(hex(12))" }
+    mutating func uuid() -> String {
+        "\(hex(8))-\(hex(4))-4\(hex(3))-\(pick(["8", "9", "a", "b"]))\(hex(3))-\(hex(12))"
+    }
 
     mutating func pickOutbound() -> (name: String, service: String, namespace: String, port: Int) {
         let target = Double.random(in: 0..<outboundCumulative[outboundCumulative.count - 1], using: &rng)
@@ -393,7 +463,8 @@ struct CorpusGenerator {
         func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
         let millis = int(0...999)
         let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        record.startTime = "2026-11-21T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60)).\(millisText)Z"
+        record.startTime =
+            "2026-11-21T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60)).\(millisText)Z"
 
         let scenario = pickScenario()
         var tcp = scenario.tcp
@@ -411,7 +482,9 @@ struct CorpusGenerator {
         } else if scenario.name == "blackhole" {
             (cluster, service, namespace, port) = ("BlackHoleCluster", "www", "default", pick([443, 80]))
         } else if scenario.noCluster {
-            (cluster, service, namespace, port) = ("-", pick(Self.services), pick(Self.namespaces), pick(Self.httpPorts))
+            (cluster, service, namespace, port) = (
+                "-", pick(Self.services), pick(Self.namespaces), pick(Self.httpPorts)
+            )
         } else if chance(["uc", "ok", "rl", "uaex"].contains(scenario.name) ? 0.30 : 0.08) {
             port = pick(Self.inboundPorts)
             (cluster, service, namespace) = ("inbound|\(port)||", pick(Self.services), pick(Self.namespaces))
@@ -425,8 +498,16 @@ struct CorpusGenerator {
         var details = scenario.details
         if scenario.name == "ok" {
             let roll = Double.random(in: 0..<1, using: &rng)
-            code = roll < 0.80 ? 200 : roll < 0.84 ? pick([201, 202, 204, 206]) : roll < 0.89 ? pick([301, 302, 304, 307])
-                : roll < 0.965 ? pick([400, 401, 403, 404, 404, 404, 409, 422]) : roll < 0.995 ? pick([500, 502, 503, 503, 504]) : 101
+            code =
+                roll < 0.80
+                ? 200
+                : roll < 0.84
+                    ? pick([201, 202, 204, 206])
+                    : roll < 0.89
+                        ? pick([301, 302, 304, 307])
+                        : roll < 0.965
+                            ? pick([400, 401, 403, 404, 404, 404, 409, 422])
+                            : roll < 0.995 ? pick([500, 502, 503, 503, 504]) : 101
         } else {
             code = pick(scenario.codes)
         }
@@ -434,7 +515,11 @@ struct CorpusGenerator {
         record.code = code
         record.flags = pick(scenario.flags)
         record.transportFailure = scenario.transportFailure
-        record.duration = max(0, Int(Double(pick([1, 2, 3, 4, 5, 7, 9, 12, 15, 23, 31, 48, 80, 120, 250, 700, 1500])) * (0.5 + Double.random(in: 0..<1, using: &rng))))
+        record.duration = max(
+            0,
+            Int(
+                Double(pick([1, 2, 3, 4, 5, 7, 9, 12, 15, 23, 31, 48, 80, 120, 250, 700, 1500]))
+                    * (0.5 + Double.random(in: 0..<1, using: &rng))))
         record.sent = pick([0, 14, 19, 81, 233, 512, 1024, 1843, 4096, 16384, 65536, 310455])
 
         if tcp {
@@ -460,12 +545,19 @@ struct CorpusGenerator {
             }
             record.requestID = uuid()
             let roll = Double.random(in: 0..<1, using: &rng)
-            record.forwardedFor = roll < 0.45 ? nil : roll < 0.87 ? pick(clientIPs)
-                : (0..<int(2...3)).map { _ in pick(clientIPs) }.joined(separator: ", ")
+            record.forwardedFor =
+                roll < 0.45
+                ? nil
+                : roll < 0.87
+                    ? pick(clientIPs)
+                    : (0..<int(2...3)).map { _ in pick(clientIPs) }.joined(separator: ", ")
             if cluster == "PassthroughCluster" || cluster == "BlackHoleCluster" {
                 record.authority = pick(["api.stripe.com", "www.googleapis.com", "s3.amazonaws.com", "hooks.slack.com"])
             } else {
-                record.authority = pick(["\(service).\(namespace).svc.cluster.local:\(port)", "\(service):\(port)", "\(service).\(namespace):\(port)", service])
+                record.authority = pick([
+                    "\(service).\(namespace).svc.cluster.local:\(port)", "\(service):\(port)",
+                    "\(service).\(namespace):\(port)", service,
+                ])
             }
         }
         record.details = details
@@ -474,7 +566,8 @@ struct CorpusGenerator {
         if hasUpstream {
             record.upstreamHost = "\(pick(podIPs)):\(port)"
             if !record.flags.contains("UF") && !record.flags.contains("UO") {
-                record.upstreamLocal = inbound ? "127.0.0.6:\(int(32768...60999))" : "\(pick(podIPs)):\(int(32768...60999))"
+                record.upstreamLocal =
+                    inbound ? "127.0.0.6:\(int(32768...60999))" : "\(pick(podIPs)):\(int(32768...60999))"
             }
         }
         if inbound {
@@ -486,8 +579,14 @@ struct CorpusGenerator {
             record.downstreamRemote = "\(pick(podIPs)):\(int(32768...60999))"
         }
         if !tcp && cluster != "-" {
-            record.route = inbound ? "default" : cluster == "PassthroughCluster" ? "allow_any" : cluster == "BlackHoleCluster" ? "block_all"
-                : chance(0.8) ? "default" : "\(service)-\(pick(["primary", "canary", "retry", "timeout"]))"
+            record.route =
+                inbound
+                ? "default"
+                : cluster == "PassthroughCluster"
+                    ? "allow_any"
+                    : cluster == "BlackHoleCluster"
+                        ? "block_all"
+                        : chance(0.8) ? "default" : "\(service)-\(pick(["primary", "canary", "retry", "timeout"]))"
         } else if scenario.name == "nc" {
             record.route = "\(service)-\(namespace)"
         }

@@ -26,9 +26,9 @@ import FlagCounting
 import LineFraming
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 let bytesPerSecond = BenchmarkMetric.custom("Bytes / s", polarity: .prefersLarger, useScalingFactor: false)
@@ -234,7 +234,8 @@ func runPipeline(_ benchmark: Benchmark, _ fixture: PipelineFixture, inPlace: Bo
     benchmark.stopMeasurement()
     fixture.cursor = cursor
     if fixture.counts.malformedTotal > 0 {
-        benchmark.error("\(fixture.counts.malformedTotal) lines of the \(corpus.name) corpus were malformed in the pipeline")
+        benchmark.error(
+            "\(fixture.counts.malformedTotal) lines of the \(corpus.name) corpus were malformed in the pipeline")
     }
     if reportBytes { benchmark.measurement(bytesPerSecond, rate(bytes, elapsed)) }
 }
@@ -258,7 +259,9 @@ extension Corpora {
         let corpora = shared
         let generated = clock.now
         let result = corpora.verify()
-        standardError("ParserBenchmarks: corpora generated in \(start.duration(to: generated)), verified in \(generated.duration(to: clock.now))\n")
+        standardError(
+            "ParserBenchmarks: corpora generated in \(start.duration(to: generated)), verified in \(generated.duration(to: clock.now))\n"
+        )
         return result
     }()
 
@@ -285,15 +288,21 @@ extension Corpora {
                     problem = "code \(record.responseCode), want \(want.code)"
                 } else if record.responseFlags != Self.flagSet(want.flags) || record.unknownFlagCount != 0 {
                     problem = "flags \(record.responseFlags.flags.map(\.shortName)), want \(want.flags)"
-                } else if (record.upstreamCluster.isAbsent ? "-" : record.upstreamCluster.rawString) != want.clusterKey {
+                } else if (record.upstreamCluster.isAbsent ? "-" : record.upstreamCluster.rawString) != want.clusterKey
+                {
                     problem = "cluster \(record.upstreamCluster.rawString), want \(want.clusterKey)"
                 }
                 if let problem {
                     bad += 1
-                    if bad <= 5 { problems.append("\(corpus.name) line \(index + 1): \(problem): \(String(decoding: line, as: UTF8.self))") }
+                    if bad <= 5 {
+                        problems.append(
+                            "\(corpus.name) line \(index + 1): \(problem): \(String(decoding: line, as: UTF8.self))")
+                    }
                 }
             }
-            if bad > 0 { problems.append("\(corpus.name) with --format \(formatName): \(bad) of \(corpus.lineCount) lines wrong") }
+            if bad > 0 {
+                problems.append("\(corpus.name) with --format \(formatName): \(bad) of \(corpus.lineCount) lines wrong")
+            }
         }
         check(text, .istio, "istio")
         check(text, .auto, "auto")
@@ -327,7 +336,9 @@ extension Corpora {
                 gotRequests[cluster.name] = cluster.requests
                 if !cluster.flags.isEmpty { gotFlags[cluster.name] = cluster.flags }
             }
-            if counts.lines != corpus.lineCount || counts.malformedTotal != 0 || gotRequests != requests || gotFlags != flagCounts {
+            if counts.lines != corpus.lineCount || counts.malformedTotal != 0 || gotRequests != requests
+                || gotFlags != flagCounts
+            {
                 problems.append(
                     "pipeline\(inPlace ? " (in place)" : "") over \(corpus.name): \(counts.lines) lines, \(counts.malformedTotal) malformed "
                         + "(\(counts.malformed)), requests per cluster \(gotRequests == requests ? "match" : "differ"), "
@@ -335,9 +346,10 @@ extension Corpora {
             }
         }
         guard !problems.isEmpty else {
-            standardError("ParserBenchmarks: corpora verified: \(text.lineCount) lines each; istio text \(text.byteCount) B, "
-                + "json \(json.byteCount) B, CRI text \(criText.byteCount) B, "
-                + "docker json \(dockerJSON.byteCount) B\n")
+            standardError(
+                "ParserBenchmarks: corpora verified: \(text.lineCount) lines each; istio text \(text.byteCount) B, "
+                    + "json \(json.byteCount) B, CRI text \(criText.byteCount) B, "
+                    + "docker json \(dockerJSON.byteCount) B\n")
             return nil
         }
         let report = "the corpus does not parse as generated:\n" + problems.joined(separator: "\n")
