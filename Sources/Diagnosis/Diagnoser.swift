@@ -208,41 +208,42 @@ public enum Diagnoser {
     }
 
     private static func remoteReset(_ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
-        let flag = ResponseFlag.upstreamRemoteReset
-        let tally = evidence.tally(flag)
-        return Diagnosis(
-            flag: flag, cause: .upstreamReset,
-            likelyCause: "upstream reset the stream: " + tally.describe(flag, as: "remote_reset")
-                + "; the app (often an HTTP/2 or gRPC server) refuses or cancels requests",
+        described(
+            .upstreamRemoteReset, evidence, cause: .upstreamReset, "upstream reset the stream: ", as: "remote_reset",
+            then: "; the app (often an HTTP/2 or gRPC server) refuses or cancels requests",
             nextSteps: target.upstreamClosedSteps())
     }
 
     private static func protocolError(_ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
-        let flag = ResponseFlag.upstreamProtocolError
-        let tally = evidence.tally(flag)
-        return Diagnosis(
-            flag: flag, cause: .protocolError,
-            likelyCause: "upstream protocol error: " + tally.describe(flag, as: "protocol_error")
-                + "; the Service port's name or appProtocol (http, http2, grpc, tcp) does not match what the app speaks",
+        described(
+            .upstreamProtocolError, evidence, cause: .protocolError, "upstream protocol error: ", as: "protocol_error",
+            then:
+                "; the Service port's name or appProtocol (http, http2, grpc, tcp) does not match what the app speaks",
             nextSteps: target.protocolSteps())
     }
 
     private static func retriesExhausted(_ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
-        let flag = ResponseFlag.upstreamRetryLimitExceeded
-        let tally = evidence.tally(flag)
-        return Diagnosis(
-            flag: flag, cause: .retriesExhausted,
-            likelyCause: "retries exhausted: " + tally.describe(flag, as: nil)
-                + " with no underlying flag; look at the tries' failures in the details",
+        described(
+            .upstreamRetryLimitExceeded, evidence, cause: .retriesExhausted, "retries exhausted: ", as: nil,
+            then: " with no underlying flag; look at the tries' failures in the details",
             nextSteps: target.backendDownSteps())
     }
 
     private static func other(_ flag: ResponseFlag, _ evidence: FlagEvidence, _ target: Target) -> Diagnosis {
-        let tally = evidence.tally(flag)
-        return Diagnosis(
-            flag: flag, cause: .unknown,
-            likelyCause: "\(flag.shortName) (\(flag.longName)): " + tally.describe(flag, as: nil),
+        described(
+            flag, evidence, cause: .unknown, "\(flag.shortName) (\(flag.longName)): ", as: nil, then: "",
             nextSteps: target.genericSteps())
+    }
+
+    /// A cause the flag alone tells: the flag's tally described (as `detail` when that detail
+    /// dominates) between a fixed lead and tail.
+    private static func described(
+        _ flag: ResponseFlag, _ evidence: FlagEvidence, cause: LikelyCause, _ lead: String, as detail: String?,
+        then tail: String, nextSteps: [String]
+    ) -> Diagnosis {
+        Diagnosis(
+            flag: flag, cause: cause, likelyCause: lead + evidence.tally(flag).describe(flag, as: detail) + tail,
+            nextSteps: nextSteps)
     }
 }
 
