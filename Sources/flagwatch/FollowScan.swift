@@ -17,8 +17,11 @@ final class ReportWriter {
     private let loop: PollLoop
     /// Standard output reopened non-blocking, when it is a pipe.
     private let pipe: FileDescriptor?
-    /// The rest of the report under way.
-    private var unwritten: [UInt8] = []
+    /// The report under way, and how much of it is written (an offset rather than removing
+    /// the written bytes, which copied the rest after every partial write).
+    private var current: [UInt8] = []
+    private var currentWritten = 0
+    private var hasUnwritten: Bool { currentWritten < current.count }
     /// The newest report not yet begun (older ones were superseded).
     private var next: String?
     private var isWatching = false
@@ -43,25 +46,29 @@ final class ReportWriter {
     private func flush() {
         guard let pipe else { return }
         while true {
-            if unwritten.isEmpty {
+            if !hasUnwritten {
                 guard let report = next else { break }
                 next = nil
-                unwritten = Array(report.utf8)
+                current = Array(report.utf8)
+                currentWritten = 0
             }
             // withUnsafeBytes rethrows untyped errors: the Errno comes out as a Result.
-            let result = unwritten.withUnsafeBytes { raw -> Result<Int, Errno> in
-                do throws(Errno) { return .success(try pipe.writeSome(raw)) } catch { return .failure(error) }
+            let result = current.withUnsafeBytes { raw -> Result<Int, Errno> in
+                do throws(Errno) {
+                    return .success(try pipe.writeSome(UnsafeRawBufferPointer(rebasing: raw[currentWritten...])))
+                } catch { return .failure(error) }
             }
             guard case .success(let written) = result else {
                 // The reader is gone (EPIPE): nothing to keep.
-                unwritten = []
+                current = []
+                currentWritten = 0
                 next = nil
                 break
             }
             if written == 0 { break }
-            unwritten.removeFirst(written)
+            currentWritten += written
         }
-        let wantsWatch = !unwritten.isEmpty
+        let wantsWatch = hasUnwritten
         if wantsWatch && !isWatching {
             loop.watch(pipe.rawValue, events: PollLoop.writable) { [unowned self] _ in flush() }
         } else if !wantsWatch && isWatching {
@@ -74,7 +81,7 @@ final class ReportWriter {
     func finish(_ report: String) {
         write(report)
         guard let pipe else { return }
-        while !unwritten.isEmpty || next != nil {
+        while hasUnwritten || next != nil {
             pipe.waitUntilWritable()
             flush()
         }
