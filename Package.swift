@@ -147,6 +147,9 @@ let package = Package(
         .testTarget(
             name: "AccessLogParserTests",
             dependencies: ["AccessLogParser", "LineFraming"],
+            // The Envoy ALS fixtures' sources (scripts/encode-envoy-als-fixtures.py encodes them
+            // into EnvoyALSFixtures.swift).
+            exclude: ["Fixtures"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

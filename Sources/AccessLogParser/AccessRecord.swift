@@ -118,6 +118,8 @@ public enum MalformedReason: String, CaseIterable, Sendable {
     case badResponseCode = "bad_response_code"
     /// A line that starts with `{` but is not one valid JSON object.
     case badJSON = "bad_json"
+    /// A received entry (gRPC access-log service, OTLP) whose protobuf bytes are not valid.
+    case badProtobuf = "bad_protobuf"
 }
 
 /// The outcome of parsing one line.

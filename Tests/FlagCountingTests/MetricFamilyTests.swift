@@ -48,6 +48,7 @@ struct MetricFamilyTests {
             flagwatch_lines_malformed_total{source="scan",reason="bad_flags"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_response_code"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_json"} 0
+            flagwatch_lines_malformed_total{source="scan",reason="bad_protobuf"} 0
             flagwatch_lines_malformed_total{source="scan",reason="too_long"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_cri_line"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_docker_line"} 0
@@ -104,6 +105,7 @@ struct MetricFamilyTests {
             flagwatch_lines_malformed_total{source="envoy",reason="bad_flags"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_response_code"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_json"} 0
+            flagwatch_lines_malformed_total{source="envoy",reason="bad_protobuf"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="too_long"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_cri_line"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_docker_line"} 0
