@@ -67,6 +67,15 @@ let package = Package(
             dependencies: ["AccessLogParser", "LineFraming"],
             swiftSettings: hotPath
         ),
+        // Receives access-log entries over the network (Envoy's gRPC access-log service): the
+        // bounded handoff from the network threads to the poll loop (a ring, a Mutex, an eventfd)
+        // and the loop's side, which decodes each message in place and counts its entries as
+        // the source's lines.
+        .target(
+            name: "AccessLogReceiver",
+            dependencies: ["AccessLogParser", "FlagCounting", "SystemCalls"],
+            swiftSettings: strictSwift6
+        ),
         // Follows the sources and counts their lines: the followers' lifecycle and reloads, the
         // sink every line passes through, stream ids, each source's own line counts. Takes plain
         // values (source specs, parsing), so both commands and the tests drive the same engine.
@@ -150,6 +159,11 @@ let package = Package(
             // The Envoy ALS fixtures' sources (scripts/encode-envoy-als-fixtures.py encodes them
             // into EnvoyALSFixtures.swift).
             exclude: ["Fixtures"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "AccessLogReceiverTests",
+            dependencies: ["AccessLogReceiver", "AccessLogParser", "FlagCounting", "SystemCalls"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

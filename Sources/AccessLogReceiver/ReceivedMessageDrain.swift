@@ -1,0 +1,63 @@
+import AccessLogParser
+import FlagCounting
+import SystemCalls
+
+/// The poll-loop side of a receiving source: wakes on its queue's `eventfd`, decodes each
+/// waiting `StreamAccessLogsMessage` in place and counts its entries as the source's lines.
+///
+/// One wake-up decodes at most ``messagesPerWakeup`` messages, then wakes itself again, so a
+/// flood of received entries takes turns with file reads and scrapes instead of starving them.
+public final class ReceivedMessageDrain {
+    public let queue: ReceivedMessageQueue
+    public let counter: ReceivedEntryCounter
+    private let decoder: EnvoyAccessLogDecoder
+    /// Reused between wake-ups: no allocation per batch once it has grown.
+    private var batch: [[UInt8]] = []
+    /// Messages whose framing was broken (their entries after the break are lost).
+    public private(set) var malformedMessages: UInt64 = 0
+    /// Messages decoded, well-formed or not.
+    public private(set) var messagesDecoded: UInt64 = 0
+
+    public static let messagesPerWakeup = 64
+
+    public init(queue: ReceivedMessageQueue, counter: ReceivedEntryCounter, fields: RecordFieldSet) {
+        self.queue = queue
+        self.counter = counter
+        decoder = EnvoyAccessLogDecoder(fields: fields)
+    }
+
+    public func start(on loop: PollLoop) {
+        loop.watch(queue.wakeup.descriptor.rawValue) { [unowned self] _ in
+            queue.wakeup.consume()
+            if drainOnce() { queue.wakeup.signal() }
+        }
+    }
+
+    public func stop(on loop: PollLoop) {
+        loop.unwatch(queue.wakeup.descriptor.rawValue)
+    }
+
+    /// Decodes and counts up to ``messagesPerWakeup`` waiting messages; returns whether more wait.
+    @discardableResult
+    public func drainOnce() -> Bool {
+        let more = queue.take(upTo: Self.messagesPerWakeup, into: &batch)
+        for message in batch {
+            count(message)
+        }
+        batch.removeAll(keepingCapacity: true)
+        return more
+    }
+
+    private func count(_ message: [UInt8]) {
+        messagesDecoded += 1
+        message.withUnsafeBytes { bytes in
+            do throws(ProtobufWireDefect) {
+                _ = try decoder.decodeStreamAccessLogsMessage(bytes) { entry in counter.count(entry) }
+            } catch {
+                // The entries before the break were counted; the break itself counts once.
+                malformedMessages += 1
+                counter.count(LineDefect(.badProtobuf))
+            }
+        }
+    }
+}
