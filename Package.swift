@@ -42,6 +42,12 @@ let package = Package(
         // TimeAmount) in its own code, not only through AsyncHTTPClient.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        // The gRPC access-log receiver (issue 16): HTTP/2, gRPC framing, deadlines, limits and
+        // TLS from grpc-swift 2 and its NIO transport. No swift-protobuf: the few messages are
+        // read in place by AccessLogParser's hand-written wire reader, so the build needs no
+        // protoc plugin.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     ],
     targets: [
         // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
@@ -73,7 +79,11 @@ let package = Package(
         // the source's lines.
         .target(
             name: "AccessLogReceiver",
-            dependencies: ["AccessLogParser", "FlagCounting", "SystemCalls"],
+            dependencies: [
+                "AccessLogParser", "FlagCounting", "SystemCalls",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: strictSwift6
         ),
         // Follows the sources and counts their lines: the followers' lifecycle and reloads, the
@@ -82,7 +92,7 @@ let package = Package(
         .target(
             name: "Engine",
             dependencies: [
-                "LogSources", "FlagCounting", "LineFraming", "AccessLogParser", "SystemCalls",
+                "LogSources", "AccessLogReceiver", "FlagCounting", "LineFraming", "AccessLogParser", "SystemCalls",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
@@ -137,7 +147,7 @@ let package = Package(
         .target(
             name: "ConfigFile",
             dependencies: [
-                "AccessLogParser", "LineFraming", "LogSources", "Alerting", "SystemCalls",
+                "AccessLogParser", "LineFraming", "LogSources", "AccessLogReceiver", "Alerting", "SystemCalls",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSwift6
@@ -145,7 +155,8 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "Engine", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming",
+                "SystemCalls", "LogSources", "AccessLogReceiver", "Engine", "DaemonLogging", "ConfigFile",
+                "HTTPListener", "LineFraming",
                 "AccessLogParser", "FlagCounting", "Exposition",
                 "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -163,7 +174,11 @@ let package = Package(
         ),
         .testTarget(
             name: "AccessLogReceiverTests",
-            dependencies: ["AccessLogReceiver", "AccessLogParser", "FlagCounting", "SystemCalls"],
+            dependencies: [
+                "AccessLogReceiver", "AccessLogParser", "FlagCounting", "SystemCalls",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -173,7 +188,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConfigFileTests",
-            dependencies: ["ConfigFile"],
+            dependencies: ["ConfigFile", "AccessLogReceiver"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

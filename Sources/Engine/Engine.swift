@@ -1,3 +1,4 @@
+import AccessLogReceiver
 import FlagCounting
 import LogSources
 import Logging
@@ -22,6 +23,8 @@ public final class Engine {
     private var loop: PollLoop?
     private var fileFollower: FileFollower?
     private var journalFollower: JournalFollower?
+    /// One per receiving source, in the configured order.
+    private var receivers: [AccessLogReceiver] = []
     /// The sources each follower was made with (its statistics are by index into them); they
     /// differ from ``sources`` when a reload could not replace a follower.
     private var followedFiles: [FileSourceSpec] = []
@@ -32,6 +35,8 @@ public final class Engine {
         /// The file follower could not use the state directory.
         case fileSources(Errno)
         case journalSources(JournalError)
+        /// A receiving source could not listen (address in use, unreadable certificate...).
+        case receiver(source: String, reason: String)
     }
 
     /// - Parameter counts: where lines are counted (its windows, limits and flag groups are the
@@ -63,6 +68,17 @@ public final class Engine {
         }
         fileFollower?.start(on: loop)
         journalFollower?.start(on: loop)
+        for spec in sources.receivers {
+            let counter = ReceivedEntryCounter(counts: counts, tally: sink.tally(forSource: spec.name))
+            do {
+                let receiver = try AccessLogReceiver(spec: spec, counter: counter)
+                try receiver.start(on: loop)
+                receivers.append(receiver)
+            } catch {
+                stopReceivers()
+                throw .receiver(source: spec.name, reason: "\(error)")
+            }
+        }
         // File followers save their own positions; journal followers are told to (at the
         // interval the engine started with; a reload does not change it, as before the engine).
         loop.every(sources.options.checkpointInterval) { [unowned self] in
@@ -79,6 +95,10 @@ public final class Engine {
         var new = new
         new.options.maxLineLength = sources.options.maxLineLength
         new.options.stateDirectory = sources.options.stateDirectory
+        if new.receivers != sources.receivers {
+            logger.warning("reload: grpc_access_log sources are not changed by a reload (restart flagwatch)")
+            new.receivers = sources.receivers
+        }
         let previous = sources
         sources = new
         sink.parsing = new.parsing
@@ -90,6 +110,21 @@ public final class Engine {
         if sourcesChanged {
             replaceJournalFollower(on: loop)
         }
+    }
+
+    /// Stops the receiving sources' listeners (their streams end; Envoy reconnects to another
+    /// replica or retries) after counting what they had received.
+    public func stopReceivers() {
+        guard let loop else { return }
+        for receiver in receivers { receiver.stop(on: loop) }
+        receivers = []
+    }
+
+    /// The port each receiving source listens on (by source name), for tests and the log.
+    public var receiverPorts: [String: Int] {
+        Dictionary(
+            uniqueKeysWithValues: receivers.compactMap { receiver in receiver.boundPort.map { (receiver.spec.name, $0) }
+            })
     }
 
     /// Reads what every source holds now (bounded), e.g. before a last report.
@@ -121,6 +156,9 @@ public final class Engine {
         public var statistics: SourceStatistics?
         /// The source's lines and malformed ones; nil before its first stream opened.
         public var lines: LineTally?
+        /// What a receiving source dropped because the poll loop fell behind; nil for files
+        /// and journals.
+        public var receivedDrops: HandoffDrops? = nil
     }
 
     /// Every source now followed, files then journals, each in the configured order.
@@ -133,7 +171,12 @@ public final class Engine {
                 spec.name, followedJournals.firstIndex { $0.name == spec.name }, journalFollower?.statistics(forSource:)
             )
         }
-        return files + journals
+        let received = sources.receivers.map { spec in
+            SourceActivity(
+                name: spec.name, statistics: nil, lines: sink.tallies[spec.name],
+                receivedDrops: receivers.first { $0.spec.name == spec.name }?.queue.drops ?? HandoffDrops())
+        }
+        return files + journals + received
     }
 
     /// A source's statistics from its follower (at its index there) and its line tally.

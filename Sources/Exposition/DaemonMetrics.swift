@@ -9,6 +9,9 @@ public struct SourceMetrics: Sendable {
     public var bytesRead: UInt64 = 0
     public var files = 0
     public var errors: [String: UInt64] = [:]
+    /// A receiving source's messages and entries dropped at the handoff to the poll loop; nil
+    /// for files and journals (they are not lossy: a slow reader reads later).
+    public var receivedDrops: (messages: UInt64, entries: UInt64)? = nil
 
     public init(name: String) { self.name = name }
 }
@@ -217,6 +220,18 @@ extension MetricsWriter {
         for source in sources {
             for (kind, value) in source.errors.sorted(by: { $0.key < $1.key }) {
                 sample(.sourceErrors, [source.name, kind], Double(value))
+            }
+        }
+        family(.receivedMessagesDropped)
+        for source in sources {
+            if let drops = source.receivedDrops {
+                sample(.receivedMessagesDropped, [source.name], Double(drops.messages))
+            }
+        }
+        family(.receivedEntriesDropped)
+        for source in sources {
+            if let drops = source.receivedDrops {
+                sample(.receivedEntriesDropped, [source.name], Double(drops.entries))
             }
         }
     }

@@ -96,6 +96,8 @@ final class Daemon {
             throw CommandFailure(message: "state_dir \(config.stateDirectory): \(error)")
         } catch .journalSources(let error) {
             throw CommandFailure(message: "journald: \(error)")
+        } catch .receiver(let source, let reason) {
+            throw CommandFailure(message: "source \(source): grpc_access_log: \(reason)")
         }
     }
 
@@ -165,6 +167,7 @@ final class Daemon {
 
     /// After the loop: positions saved, the last alerts delivered.
     private func finish() {
+        engine.stopReceivers()
         let saved = engine.saveCheckpoints()
         alerts?.beginShutdown(within: Self.alertDeliveryBudget)  // no-op if SIGTERM began it already
         alerts?.finishShutdown()
@@ -349,6 +352,9 @@ final class Daemon {
                 metrics.bytesRead = statistics.bytesRead
                 metrics.files = statistics.openStreams
                 metrics.errors = Dictionary(uniqueKeysWithValues: statistics.errors.map { ($0.key.rawValue, $0.value) })
+            }
+            if let drops = source.receivedDrops {
+                metrics.receivedDrops = (messages: drops.messages, entries: drops.entries)
             }
             if let lines = source.lines {
                 metrics.lines = lines.lines

@@ -118,6 +118,12 @@ struct MetricFamilyTests {
             # HELP \(family("flagwatch_source_errors_total")) Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...).
             # TYPE \(family("flagwatch_source_errors_total")) counter
             flagwatch_source_errors_total{source="envoy",kind="permission_denied"} 1
+            # HELP \(family("flagwatch_received_messages_dropped_total")) gRPC access-log messages a receiving source dropped because flagwatch fell behind the senders (docs/formats.md §10.2).
+            # TYPE \(family("flagwatch_received_messages_dropped_total")) counter
+            flagwatch_received_messages_dropped_total{source="envoy"} 2
+            # HELP \(family("flagwatch_received_entries_dropped_total")) Access-log entries in the messages a receiving source dropped (docs/formats.md §10.2).
+            # TYPE \(family("flagwatch_received_entries_dropped_total")) counter
+            flagwatch_received_entries_dropped_total{source="envoy"} 7
             # HELP flagwatch_alerts Alerts per rule and state (pending, firing) now.
             # TYPE flagwatch_alerts gauge
             flagwatch_alerts{alertname="UpstreamDown",state="pending"} 0
@@ -205,6 +211,8 @@ struct MetricFamilyTests {
         source.bytesRead = 1234
         source.files = 2
         source.errors = ["permission_denied": 1]
+        // A file source has no drops; set here so that every family of the table has a sample.
+        source.receivedDrops = (messages: 2, entries: 7)
         var alerting = AlertingMetrics()
         alerting.alerts = [("UpstreamDown", "pending", 0), ("UpstreamDown", "firing", 1)]
         alerting.receivers = [.init(name: "pager", queueLength: 1, results: [("success", 4), ("dropped", 0)])]

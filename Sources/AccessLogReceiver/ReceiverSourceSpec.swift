@@ -1,0 +1,50 @@
+/// One receiving source (`grpc_access_log:` in the config) as the engine takes it.
+public struct ReceiverSourceSpec: Sendable, Equatable {
+    public var name: String
+    /// An IPv4 address (127.0.0.1 by default in the config: plaintext stays on loopback).
+    public var host: String
+    /// 0: the kernel chooses (tests).
+    public var port: Int
+    public var limits: ReceiverLimits
+    /// Nil: plaintext.
+    public var tls: ReceiverTLS?
+
+    public init(
+        name: String, host: String, port: Int, limits: ReceiverLimits = ReceiverLimits(), tls: ReceiverTLS? = nil
+    ) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.tls = tls
+    }
+}
+
+/// What one receiving source may take from its senders.
+public struct ReceiverLimits: Sendable, Equatable {
+    /// The largest gRPC message accepted (a larger one ends its stream with RESOURCE_EXHAUSTED).
+    /// Envoy's ALS batches are `buffer_size_bytes` (16 KiB by default) plus one entry.
+    public var maxMessageBytes = 4 * 1024 * 1024
+    /// Streams per HTTP/2 connection (Envoy opens one per worker thread and logger).
+    public var maxConcurrentStreams = 1_000
+    /// A connection with no open stream for this long is closed.
+    public var idleTimeoutSeconds = 300.0
+    /// What may wait for the poll loop (``HandoffLimits``).
+    public var handoff = HandoffLimits()
+
+    public init() {}
+}
+
+/// TLS for a receiver that is not on loopback: the server's certificate chain and key (PEM),
+/// and, when given, the CA that client certificates must chain to (mutual TLS).
+public struct ReceiverTLS: Sendable, Equatable {
+    public var certificateChainPath: String
+    public var privateKeyPath: String
+    public var clientCAPath: String?
+
+    public init(certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil) {
+        self.certificateChainPath = certificateChainPath
+        self.privateKeyPath = privateKeyPath
+        self.clientCAPath = clientCAPath
+    }
+}
