@@ -54,66 +54,66 @@ func start(_ receiver: AccessLogReceiver, on loop: PollLoop) async throws {
     }
 }
 
+/// A receiver on a kernel-chosen port of 127.0.0.1, started, with what it counts into.
+struct RunningReceiver {
+    let counts = FlagCounts()
+    let tally = LineTally()
+    let loop = PollLoop()
+    let receiver: AccessLogReceiver
+    let port: Int
+
+    init(limits: ReceiverLimits = ReceiverLimits()) async throws {
+        receiver = try AccessLogReceiver(
+            spec: ReceiverSourceSpec(name: "mesh", host: "127.0.0.1", port: 0, limits: limits),
+            counter: ReceivedEntryCounter(counts: counts, tally: tally))
+        try await start(receiver, on: loop)
+        port = try #require(receiver.boundPort)
+    }
+
+    /// Stops the server and counts what it had received.
+    func stop() { receiver.stop(on: loop) }
+}
+
 @Suite("The gRPC access-log receiver on 127.0.0.1")
 struct AccessLogReceiverTests {
     @Test("one StreamAccessLogs call of 3 messages (2, 3 and 4 entries) counts 9 lines; the answer is empty")
     func oneStream() async throws {
-        let counts = FlagCounts()
-        let tally = LineTally()
-        let receiver = try AccessLogReceiver(
-            spec: ReceiverSourceSpec(name: "mesh", host: "127.0.0.1", port: 0),
-            counter: ReceivedEntryCounter(counts: counts, tally: tally))
-        let loop = PollLoop()
-        try await start(receiver, on: loop)
-        let port = try #require(receiver.boundPort)
+        let running = try await RunningReceiver()
         let response = try await stream(
             [
                 alsMessage(cluster: "a", entries: 2), alsMessage(cluster: "b", entries: 3),
                 alsMessage(cluster: "a", entries: 4, refused: false),
-            ], to: port)
+            ], to: running.port)
         #expect(response == [])
-        receiver.stop(on: loop)
-        #expect(counts.lines == 9)
-        #expect(tally.lines == 9)
-        let byName = Dictionary(uniqueKeysWithValues: counts.allClusters.map { ($0.name, $0) })
+        running.stop()
+        #expect(running.counts.lines == 9)
+        #expect(running.tally.lines == 9)
+        let byName = Dictionary(uniqueKeysWithValues: running.counts.allClusters.map { ($0.name, $0) })
         #expect(byName["a"]?.requests == 6)
         #expect(byName["a"]?.flags == [.upstreamConnectionFailure: 2])
         #expect(byName["b"]?.flags == [.upstreamConnectionFailure: 3])
-        #expect(receiver.queue.drops == HandoffDrops())
+        #expect(running.receiver.queue.drops == HandoffDrops())
     }
 
     @Test("a garbage message counts 1 bad_protobuf and the stream goes on: the next message's 2 entries count")
     func garbageMessage() async throws {
-        let counts = FlagCounts()
-        let tally = LineTally()
-        let receiver = try AccessLogReceiver(
-            spec: ReceiverSourceSpec(name: "mesh", host: "127.0.0.1", port: 0),
-            counter: ReceivedEntryCounter(counts: counts, tally: tally))
-        let loop = PollLoop()
-        try await start(receiver, on: loop)
-        let port = try #require(receiver.boundPort)
-        _ = try await stream([[0x12, 0x7F, 0x00], alsMessage(cluster: "a", entries: 2)], to: port)
-        receiver.stop(on: loop)
-        #expect(counts.lines == 3)
-        #expect(tally.malformedCount(LineDefect(.badProtobuf)) == 1)
+        let running = try await RunningReceiver()
+        _ = try await stream([[0x12, 0x7F, 0x00], alsMessage(cluster: "a", entries: 2)], to: running.port)
+        running.stop()
+        #expect(running.counts.lines == 3)
+        #expect(running.tally.malformedCount(LineDefect(.badProtobuf)) == 1)
     }
 
     @Test("a message larger than max_message_size ends its stream with an error and is not counted")
     func oversizedMessage() async throws {
-        let counts = FlagCounts()
         var limits = ReceiverLimits()
         limits.maxMessageBytes = 1024
-        let receiver = try AccessLogReceiver(
-            spec: ReceiverSourceSpec(name: "mesh", host: "127.0.0.1", port: 0, limits: limits),
-            counter: ReceivedEntryCounter(counts: counts))
-        let loop = PollLoop()
-        try await start(receiver, on: loop)
-        let port = try #require(receiver.boundPort)
+        let running = try await RunningReceiver(limits: limits)
         await #expect(throws: RPCError.self) {
-            _ = try await stream([alsMessage(cluster: "a", entries: 100)], to: port)
+            _ = try await stream([alsMessage(cluster: "a", entries: 100)], to: running.port)
         }
-        receiver.stop(on: loop)
-        #expect(counts.lines == 0)
+        running.stop()
+        #expect(running.counts.lines == 0)
     }
 
     @Test("a second receiver on the same port fails to start, naming the address in use")

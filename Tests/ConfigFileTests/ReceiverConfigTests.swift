@@ -13,14 +13,7 @@ struct ReceiverConfigTests {
             format: istio
         """
 
-    private func error(_ text: String) -> ConfigError? {
-        do {
-            _ = try ConfigLoader.parse(text, file: "f.yaml")
-            return nil
-        } catch {
-            return error
-        }
-    }
+    private func error(_ text: String) -> ConfigError? { configError(text) }
 
     @Test("the issue's example loads as one receiving source on 127.0.0.1:9818 with the default limits")
     func issueExample() throws {
