@@ -41,6 +41,11 @@ if [ "$what" = test ]; then
   python3 -c 'import pytest' 2>/dev/null || pip_missing+=("pytest")
   # PyYAML: Tests/EndToEnd/deploy parses the Kubernetes manifests and rule files.
   python3 -c 'import yaml' 2>/dev/null || pip_missing+=("pyyaml")
+  # gRPC senders of Tests/EndToEnd/grpc and Benchmarks/scripts/receiver_bench.py (grpcio), and
+  # raw HTTP/2 frames for the receiver's garbage tests (h2). From PyPI: the python3 running the
+  # tests may not be Debian's (apt's python3-grpcio only serves /usr/bin/python3).
+  python3 -c 'import grpc' 2>/dev/null || pip_missing+=("grpcio")
+  python3 -c 'import h2' 2>/dev/null || pip_missing+=("h2")
   if [ ${#pip_missing[@]} -gt 0 ]; then
     echo "install-deps: pip install ${pip_missing[*]}"
     python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"

@@ -69,11 +69,8 @@ public final class Engine {
         fileFollower?.start(on: loop)
         journalFollower?.start(on: loop)
         for spec in sources.receivers {
-            let counter = ReceivedEntryCounter(counts: counts, tally: sink.tally(forSource: spec.name))
             do {
-                let receiver = try AccessLogReceiver(spec: spec, counter: counter)
-                try receiver.start(on: loop)
-                receivers.append(receiver)
+                receivers.append(try startReceiver(spec, on: loop))
             } catch {
                 stopReceivers()
                 throw .receiver(source: spec.name, reason: "\(error)")
@@ -89,20 +86,21 @@ public final class Engine {
     /// Applies new sources without losing counts or positions: when any source changed, both
     /// followers are replaced (a changed follow option replaces the file follower only); each
     /// source kept by name resumes exactly where the old follower stood, so no line is lost or
-    /// counted twice, and keeps its line counts. Failures are logged; the engine goes on with
-    /// what it has. The line-length cap and the state directory stay as started.
+    /// counted twice, and keeps its line counts. A receiving source whose settings are unchanged
+    /// keeps its listener and streams; a changed one is stopped and started anew (its senders
+    /// reconnect), a removed one stopped, an added one started. Failures are logged; the engine
+    /// goes on with what it has. The line-length cap and the state directory stay as started.
     public func reload(_ new: FollowedSources) {
         var new = new
         new.options.maxLineLength = sources.options.maxLineLength
         new.options.stateDirectory = sources.options.stateDirectory
-        if new.receivers != sources.receivers {
-            logger.warning("reload: grpc_access_log sources are not changed by a reload (restart flagwatch)")
-            new.receivers = sources.receivers
-        }
         let previous = sources
         sources = new
         sink.parsing = new.parsing
         guard let loop else { return }
+        if new.receivers != previous.receivers {
+            replaceReceivers(on: loop)
+        }
         let sourcesChanged = new.sourcesDiffer(from: previous)
         if sourcesChanged || new.options != previous.options {
             replaceFileFollower(on: loop)
@@ -186,6 +184,63 @@ public final class Engine {
         SourceActivity(
             name: name, statistics: index.flatMap { index in statistics.map { $0(index) } }, lines: sink.tallies[name])
     }
+
+    // MARK: - Receivers
+
+    /// A receiving source counting into its source's tally (kept by name across reloads).
+    private func startReceiver(_ spec: ReceiverSourceSpec, on loop: PollLoop) throws -> AccessLogReceiver {
+        let counter = ReceivedEntryCounter(counts: counts, tally: sink.tally(forSource: spec.name))
+        let receiver = try AccessLogReceiver(spec: spec, counter: counter)
+        try receiver.start(on: loop)
+        return receiver
+    }
+
+    /// Keeps the receivers whose settings did not change, stops the others and starts those of
+    /// ``sources`` not running yet. A changed source may listen on the address its old listener
+    /// is still releasing (grpc-swift closes it asynchronously), so its start is retried for a
+    /// bounded time; a source that still cannot start is logged and not received until the
+    /// next reload or restart (the old settings are not brought back: they were replaced).
+    private func replaceReceivers(on loop: PollLoop) {
+        var running: [String: AccessLogReceiver] = [:]
+        for receiver in receivers {
+            if sources.receivers.contains(receiver.spec) {
+                running[receiver.spec.name] = receiver
+            } else {
+                receiver.stop(on: loop)
+                logger.info("reload: grpc_access_log source \(receiver.spec.name) stopped")
+            }
+        }
+        receivers = []
+        for spec in sources.receivers {
+            if let receiver = running[spec.name], receiver.spec == spec {
+                receivers.append(receiver)
+                continue
+            }
+            if let receiver = startReceiverRetrying(spec, on: loop) {
+                receivers.append(receiver)
+                logger.info("reload: grpc_access_log source \(spec.name) listening on port \(receiver.boundPort ?? 0)")
+            }
+        }
+    }
+
+    private func startReceiverRetrying(_ spec: ReceiverSourceSpec, on loop: PollLoop) -> AccessLogReceiver? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(Self.receiverRestartBudgetSeconds)
+        while true {
+            do {
+                return try startReceiver(spec, on: loop)
+            } catch {
+                guard clock.now < deadline else {
+                    logger.error("reload: grpc_access_log source \(spec.name) not started: \(error)")
+                    return nil
+                }
+                pauseThread(milliseconds: 100)
+            }
+        }
+    }
+
+    /// How long a reload waits for a changed receiver's address to be free again.
+    static let receiverRestartBudgetSeconds = 3
 
     // MARK: - Followers
 
