@@ -1,4 +1,4 @@
-"""End-to-end: SIGHUP and a `grpc_access_log` source (issue 16).
+"""End-to-end: a daemon receiving over gRPC (issue 16): SIGHUP, and no state directory needed.
 
 A reload that leaves the source's settings alone keeps its listener and the senders' open
 streams (a stream opened before the reload goes on being counted); one that moves it to another
@@ -118,3 +118,16 @@ def test_a_reload_keeps_an_unchanged_receivers_streams_and_a_moved_one_listens_o
     old.send(als_message(REFUSED, entries=1, refused=True))
     assert old.close() == grpc.StatusCode.UNAVAILABLE
     assert lines(daemon.samples()) == 14
+
+
+def test_a_daemon_that_only_receives_needs_no_state_directory(tmp_path, procs):
+    als_port, metrics_port = free_port(), free_port()
+    config = tmp_path / "flagwatch.yaml"
+    config.write_text(config_text(tmp_path / "no-such-directory", als_port))
+    daemon = FlagwatchRun(run_argv(config, metrics_port), tmp_path / "flagwatch.log", metrics_port, procs).wait_ready()
+    stream = OpenStream(als_port)
+    stream.send(als_message(REFUSED, entries=4, refused=True))
+    assert stream.close() == grpc.StatusCode.OK
+    samples = daemon.wait_for(lambda s: lines(s) == 4, "the 4 received entries")
+    assert uf(samples) == 4
+    assert not (tmp_path / "no-such-directory").exists()
