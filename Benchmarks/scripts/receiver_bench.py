@@ -5,10 +5,11 @@ the poll loop's in-place decoding and the counting.
 
   1. Starts `flagwatch run` with one `grpc_access_log` source (and its metrics listener) on
      127.0.0.1 free ports.
-  2. --streams (4) client streams (python3-grpcio, one channel each, as Envoy opens one stream
-     per worker thread) send, for --seconds (10), the same pre-encoded StreamAccessLogsMessage:
-     64 HTTP entries over 8 Istio clusters, 1 in 10 a 503 with UF (as als/main.swift), the
-     identifier on each stream's first message.
+  2. --streams (4) client streams (grpcio, one channel each, as Envoy opens one stream per
+     worker thread) send, for --seconds (10), the same pre-encoded StreamAccessLogsMessage:
+     --entries (64) HTTP entries over 8 Istio clusters, 1 in 10 a 503 with UF (as
+     als/main.swift), the identifier on each stream's first message. Envoy's default batch
+     (buffer_size_bytes 16 KiB) holds about 160 such entries.
   3. Waits until /metrics counts every entry that was sent (counted + dropped == sent), then
      reads the daemon's CPU time (utime+stime from /proc/PID/stat) over the whole run.
 
@@ -39,7 +40,7 @@ except ImportError:
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METHOD = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
-ENTRIES_PER_MESSAGE = 64
+ENTRIES_PER_MESSAGE = 64   # --entries: 160 is about Envoy's default 16 KiB ALS batch
 
 
 def fail(message):
@@ -62,10 +63,10 @@ def field(number, body):
     return varint(number << 3 | 2) + varint(len(body)) + body
 
 
-def message(with_identifier):
-    """A StreamAccessLogsMessage of 64 HTTP entries, as Benchmarks/scripts/als/main.swift."""
+def message(with_identifier, count):
+    """A StreamAccessLogsMessage of `count` HTTP entries, as Benchmarks/scripts/als/main.swift."""
     entries = b""
-    for index in range(ENTRIES_PER_MESSAGE):
+    for index in range(count):
         cluster = ("outbound|%d||svc%d.default.svc.cluster.local" % (8080 + index % 8, index % 8)).encode()
         address = field(1, field(2, ("10.1.2.%d" % (index % 200)).encode()) + bytes([0x18, 0x90, 0x3F]))
         common = field(13, address) + field(15, cluster)
@@ -106,9 +107,9 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_streams(port, streams, seconds):
+def run_streams(port, streams, seconds, entries):
     """Each stream sends until the deadline; returns the number of messages the server took."""
-    first, rest = message(True), message(False)
+    first, rest = message(True, entries), message(False, entries)
     sent = [0] * streams
     errors = []
     deadline = time.monotonic() + seconds
@@ -147,6 +148,7 @@ def main():
                                                            os.path.join(ROOT, ".build/release/flagwatch")))
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--entries", type=int, default=ENTRIES_PER_MESSAGE, help="entries per message")
     args = parser.parse_args()
     if not os.access(args.binary, os.X_OK):
         fail("no flagwatch binary at %s (make release)" % args.binary)
@@ -172,9 +174,9 @@ def main():
                     time.sleep(0.1)
             cpu_before = cpu_seconds(daemon.pid)
             started = time.monotonic()
-            messages = run_streams(als_port, args.streams, args.seconds)
+            messages = run_streams(als_port, args.streams, args.seconds, args.entries)
             sending = time.monotonic() - started
-            sent = messages * ENTRIES_PER_MESSAGE
+            sent = messages * args.entries
             deadline = time.monotonic() + 60
             while True:
                 page = scrape(metrics_port)
@@ -195,7 +197,7 @@ def main():
                 daemon.wait()
             log.close()
     result = {
-        "streams": args.streams, "seconds": round(sending, 2), "entries_sent": sent,
+        "streams": args.streams, "entries_per_message": args.entries, "seconds": round(sending, 2), "entries_sent": sent,
         "entries_counted": int(counted), "entries_dropped": int(dropped),
         "offered_entries_per_second": round(sent / sending), "daemon_cpu_seconds": round(cpu, 3),
         "entries_per_cpu_second": round(counted / cpu) if cpu > 0 else None,
