@@ -421,8 +421,14 @@ class LogReceiver:
     """Where Envoy streams its access log besides the two files: an HTTP/2 cluster `cluster` to
     127.0.0.1:`port`, and the access loggers pointing at it, per listener kind: `http` on the
     HTTP listener, `tcp` on the tcp_proxy listeners (each a list of Envoy AccessLog objects).
-    start_envoy takes any number of them, so each streamed logger (gRPC ALS; an OpenTelemetry
-    logger to a second flagwatch source is one more LogReceiver) sees every scenario."""
+    start_envoy takes any number of them, so each streamed logger sees every scenario.
+
+    The hook for OpenTelemetry: a function like grpc_als_receiver that returns a LogReceiver
+    whose `http` and `tcp` hold an `envoy.access_loggers.open_telemetry` logger (its own
+    cluster name and port: a second flagwatch source). Two sources in one flagwatch add up in
+    the per-cluster families (counts_from_metrics), so expect twice the counts there, or give
+    each receiver its own flagwatch; and an OTel logger that sends %UPSTREAM_CLUSTER_RAW% names
+    the route's cluster, so its expectations need no STREAMED_WITHOUT_HOST."""
     cluster: str
     port: int
     http: tuple
