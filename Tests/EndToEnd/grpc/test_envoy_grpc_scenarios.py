@@ -275,6 +275,7 @@ def test_a_flagwatch_restart_mid_traffic_loses_only_what_envoy_sent_while_it_was
         "sent": sent, "envoy": envoy, "streamed": streamed, "first run": first_total,
         "second run": second_total, "second by phase": second_by_phase, "lost": lost,
         "logged while nothing listened": closed,
+        "down answered before the exit": sum(1 for _, answered in client.times["down"] if answered <= exited_at),
         "stop to exit s": round(exited_at - stop_at, 2), "exit to ready s": round(ready_at - exited_at, 2),
         "als cluster at exit": {k[len(als):]: v for k, v in at_exit.items() if k.startswith(als) and v},
         "als cluster while down": {k[len(als):]: v - at_exit.get(k, 0) for k, v in down_counters.items()
