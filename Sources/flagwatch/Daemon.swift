@@ -168,6 +168,17 @@ final class Daemon {
     /// After the loop: positions saved, the last alerts delivered.
     private func finish() {
         engine.stopReceivers()
+        // A receiving source keeps nothing across a restart (no position to resume from): its
+        // last counts, including what arrived after the last scrape, are logged here.
+        for source in engine.sourceActivity() {
+            guard let drops = source.receivedDrops else { continue }
+            let received = source.lines?.lines ?? 0
+            logger.info(
+                """
+                source \(source.name): received \(received) entries in this run, dropped \(drops.entries) at the \
+                handoff; not kept across a restart
+                """)
+        }
         let saved = engine.saveCheckpoints()
         alerts?.beginShutdown(within: Self.alertDeliveryBudget)  // no-op if SIGTERM began it already
         alerts?.finishShutdown()

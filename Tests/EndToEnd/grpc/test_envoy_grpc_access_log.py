@@ -7,8 +7,9 @@ that flagwatch's /metrics equal Envoy's own counters: lines = Envoy's logs_writt
 refused cluster = its upstream_rq_pending_failure_eject, and nothing dropped on either side.
 
 Only 127.0.0.1; every process is stopped by PID (the processes fixture); every wait is bounded.
-Not yet here (issue 16, next): the full SCENARIOS of harness/envoy.py, tcp_grpc, a flagwatch
-restart mid-traffic, garbage frames from a raw sender, 100 concurrent streams, OTLP.
+This is the smallest setup (its own bootstrap, one logger, two routes). Every failure scenario
+of harness/envoy.py over http_grpc and tcp_grpc, and a flagwatch restart mid-traffic, are in
+test_envoy_grpc_scenarios.py.
 """
 import re
 import time
