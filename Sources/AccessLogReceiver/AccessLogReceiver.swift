@@ -47,7 +47,13 @@ public final class AccessLogReceiver {
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: spec.host, port: spec.port), transportSecurity: spec.transportSecurity,
             config: spec.transportConfig)
-        let server = GRPCServer(transport: transport, services: [EnvoyAccessLogService(queue: queue)])
+        let server = GRPCServer(
+            transport: transport,
+            services: [
+                EnvoyAccessLogService(
+                    queue: queue,
+                    streamIdleTimeout: .milliseconds(Int64(spec.limits.streamIdleTimeoutSeconds * 1000)))
+            ])
         self.server = server
         let outcome = StartOutcome()
         Task.detached {
