@@ -564,3 +564,40 @@ def test_with_client_ca_envoys_certificate_counts_and_clients_without_one_or_fro
                            tls_context=client_tls(pki, "client"))
     assert [o.grpc_status for o in trusted] == [OK]
     receiver.wait_lines(7)
+
+
+def flagwatch_command(*args):
+    """(exit status, stderr + stdout) of a short flagwatch command, bounded in time."""
+    done = subprocess.run([flagwatch_binary(), *map(str, args)], capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("key,wrong,says", [
+    ("certificate", "missing.pem", "cannot read {dir}/missing.pem: No such file or directory"),
+    ("key", "server.pem", "{dir}/server.pem holds no PEM private key"),
+    ("client_ca", "server.key", "{dir}/server.key holds no PEM certificate"),
+])
+def test_a_tls_file_that_is_missing_or_not_what_its_key_says_is_a_config_error_naming_the_key(
+        tmp_path, processes, key, wrong, says):
+    pki = make_pki(tmp_path / "pki")
+    files = {"certificate": pki / "server.pem", "key": pki / "server.key", "client_ca": pki / "ca.pem"}
+    files[key] = pki / wrong
+    config = receiver_config(tmp_path, free_port(),
+                             tls="{ %s }" % ", ".join("%s: %s" % kv for kv in files.items()))
+    want = "sources[0].grpc_access_log.tls.%s: %s" % (key, says.format(dir=pki))
+    status, output = flagwatch_command("check-config", config)
+    assert (status, want in output) == (2, True), output
+    run = FlagwatchProcess(run_argv(config, free_port()), tmp_path / "run.log", processes)
+    assert run.proc.wait(30) == 2
+    assert want in run.log_text(), run.log_text()
+
+
+def test_plaintext_on_a_non_loopback_address_without_allow_plaintext_is_a_config_error_naming_the_key(tmp_path):
+    config = tmp_path / "flagwatch.yaml"
+    config.write_text('state_dir: %s\nsources:\n  - name: mesh\n    grpc_access_log: { listen: "0.0.0.0:9818" }\n'
+                      % tmp_path)
+    status, output = flagwatch_command("check-config", config)
+    assert status == 2
+    assert "sources[0].grpc_access_log.listen: plaintext off loopback" in output, output
+    config.write_text(config.read_text().replace('9818" }', '9818", allow_plaintext: true }'))
+    assert flagwatch_command("check-config", config)[0] == 0
