@@ -67,6 +67,13 @@ struct EnvoyAccessLogService: RegistrableRPCService {
                 try await group.next()
                 group.cancelAll()
             }
+        } catch let error as RPCError where error.code == .internalError {
+            // grpc-swift-nio-transport ends the inbound messages with INTERNAL ("Failed to decode
+            // message", and resets the stream) when it rejects a message: one over
+            // max_message_size, one compressed without a negotiated grpc-encoding, broken framing.
+            // The sender sees the reset, not a status; here it is counted, once per stream.
+            queue.noteRejectedMessage()
+            throw error
         } catch is StreamIdle {
             throw RPCError(
                 code: .unavailable,

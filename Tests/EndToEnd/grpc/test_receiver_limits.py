@@ -95,6 +95,10 @@ def dropped(samples, what="entries"):
     return samples.get('flagwatch_received_%s_dropped_total{source="%s"}' % (what, SOURCE), 0)
 
 
+def rejected(samples):
+    return samples.get('flagwatch_received_messages_rejected_total{source="%s"}' % SOURCE, 0)
+
+
 def uf_entries(cluster, count):
     return [http_entry(cluster, ["UF"], 503) for _ in range(count)]
 
@@ -117,7 +121,7 @@ def test_a_message_that_is_not_protobuf_counts_once_as_bad_protobuf_and_the_stre
     outcome = conn.outcome(stream)
     assert (outcome.grpc_status, outcome.data) == (OK, b"\x00\x00\x00\x00\x00"), outcome
     samples = receiver.wait_lines(3 + 1 + 4)
-    assert malformed(samples) == 1
+    assert (malformed(samples), rejected(samples)) == (1, 0)
     assert flag(samples, "a", "UF") == 7
 
 
@@ -131,6 +135,16 @@ def test_an_entry_with_broken_bytes_is_malformed_and_its_neighbours_count(receiv
     samples = receiver.wait_lines(6)
     assert malformed(samples) == 1
     assert flag(samples, "b", "UF") == 5
+
+
+def test_a_method_flagwatch_does_not_serve_is_unimplemented_and_counts_nothing(receiver):
+    conn = GrpcConnection(receiver.als_port)
+    stream = conn.open_stream(path="/envoy.service.accesslog.v2.AccessLogService/StreamAccessLogs")
+    conn.send(stream, grpc_frame(als_message(uf_entries("v2", 2))), end_stream=True)
+    assert conn.outcome(stream).grpc_status == UNIMPLEMENTED
+    time.sleep(0.5)
+    samples = receiver.samples()
+    assert (receiver.lines(samples), malformed(samples), rejected(samples)) == (0, 0, 0)
 
 
 def test_bytes_that_are_not_http2_close_that_connection_and_the_daemon_serves_the_next(receiver):
@@ -155,7 +169,7 @@ def test_bytes_that_are_not_http2_close_that_connection_and_the_daemon_serves_th
     assert malformed(samples) == 0
 
 
-def test_a_message_over_max_message_size_resets_its_stream_and_counts_nothing_from_it(processes, tmp_path):
+def test_a_message_over_max_message_size_resets_its_stream_counts_as_rejected_and_nothing_from_it(processes, tmp_path):
     """grpc-swift-nio-transport 2.9 checks the 5-byte length prefix against max_message_size
     before it buffers the payload and resets the stream (RST_STREAM CANCEL): the client sees no
     grpc-status (grpcio reports CANCELLED; RESOURCE_EXHAUSTED would be the gRPC convention, but
@@ -172,10 +186,10 @@ def test_a_message_over_max_message_size_resets_its_stream_and_counts_nothing_fr
     assert (outcome.grpc_status, outcome.reset_code) == (None, H2_CANCEL), outcome
     conn.send(small, grpc_frame(als_message(uf_entries("small", 3), identifier=False)), end_stream=True)
     assert conn.outcome(small).grpc_status == OK
-    samples = receiver.wait_lines(1 + 5)
+    samples = receiver.wait_lines(1 + 5, extra=lambda s: rejected(s) >= 1)
     assert flag(samples, "big", "UF") == 1
     assert flag(samples, "small", "UF") == 5
-    assert malformed(samples) == 0
+    assert (malformed(samples), rejected(samples)) == (0, 1)
 
     # A real client library's view of the same: CANCELLED, and still nothing counted from it.
     grpc = grpc_module()
@@ -186,10 +200,11 @@ def test_a_message_over_max_message_size_resets_its_stream_and_counts_nothing_fr
             call(iter([too_big]), timeout=10)
         assert failure.value.code() == grpc.StatusCode.CANCELLED
     receiver.alive()
-    assert receiver.wait_lines(6) and flag(receiver.samples(), "big", "UF") == 1
+    samples = receiver.run.wait_samples(lambda s: rejected(s) == 2, "2 rejected messages")
+    assert (receiver.lines(samples), flag(samples, "big", "UF")) == (6, 1)
 
 
-def test_a_compressed_message_without_grpc_encoding_resets_its_stream_and_the_daemon_goes_on(receiver):
+def test_a_compressed_message_without_grpc_encoding_resets_its_stream_counts_as_rejected_and_the_daemon_goes_on(receiver):
     """No grpc-encoding was negotiated, so the transport has no decompressor: it resets the
     stream (RST_STREAM CANCEL, no grpc-status); the messages before it count."""
     conn = GrpcConnection(receiver.als_port)
@@ -199,9 +214,9 @@ def test_a_compressed_message_without_grpc_encoding_resets_its_stream_and_the_da
     outcome = conn.outcome(stream)
     assert (outcome.grpc_status, outcome.reset_code) == (None, H2_CANCEL), outcome
     receiver.alive()
-    samples = receiver.wait_lines(2)
+    samples = receiver.wait_lines(2, extra=lambda s: rejected(s) == 1)
     assert flag(samples, "d", "UF") == 2
-    assert malformed(samples) == 0
+    assert (malformed(samples), rejected(samples)) == (0, 1)
 
 
 def test_a_truncated_message_at_the_end_of_a_stream_is_dropped_by_the_transport_and_the_rest_counts(receiver):
@@ -218,7 +233,7 @@ def test_a_truncated_message_at_the_end_of_a_stream_is_dropped_by_the_transport_
     receiver.alive()
     samples = receiver.wait_lines(2)
     assert flag(samples, "e", "UF") == 2
-    assert malformed(samples) == 0
+    assert (malformed(samples), rejected(samples)) == (0, 0)
 
 
 # --------------------------------------------------------------------------- 2. concurrent streams
@@ -376,6 +391,7 @@ def test_a_stream_silent_for_stream_idle_timeout_is_ended_with_unavailable_and_i
     assert time.monotonic() - started >= 4
     samples = receiver.wait_lines(2 + 8)
     assert (flag(samples, "silent", "UF"), flag(samples, "busy", "UF")) == (2, 8)
+    assert rejected(samples) == 0
 
 
 def test_a_stream_silent_for_stream_idle_timeout_is_not_ended_before_it(processes, tmp_path):
@@ -388,6 +404,19 @@ def test_a_stream_silent_for_stream_idle_timeout_is_not_ended_before_it(processe
     elapsed = time.monotonic() - started
     assert outcome.grpc_status == UNAVAILABLE, outcome
     assert 2.8 <= elapsed < 6, elapsed
+    receiver.wait_lines(1)
+
+
+def test_a_connection_without_an_open_stream_for_idle_timeout_is_closed_with_goaway(processes, tmp_path):
+    receiver = Receiver(processes, tmp_path, idle_timeout="1s", stream_idle_timeout="1h")
+    conn = GrpcConnection(receiver.als_port)
+    stream = conn.open_stream()
+    conn.send(stream, grpc_frame(als_message(uf_entries("idle", 1))), end_stream=True)
+    assert conn.outcome(stream).grpc_status == OK
+    started = time.monotonic()
+    assert conn.wait_closed(10), "the connection stayed open"
+    assert conn.goaway == H2_NO_ERROR
+    assert 0.9 <= time.monotonic() - started < 6
     receiver.wait_lines(1)
 
 

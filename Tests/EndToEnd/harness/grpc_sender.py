@@ -110,6 +110,17 @@ def grpc_frame(payload, compressed=False, length=None):
 
 # --------------------------------------------------------------------------- HTTP/2
 
+def goaway_code(data):
+    """The error code of the first GOAWAY frame in `data` (whole HTTP/2 frames), else None."""
+    offset = 0
+    while offset + 9 <= len(data):
+        length = int.from_bytes(data[offset:offset + 3], "big")
+        if data[offset + 3] == 0x7 and offset + 9 + 8 <= len(data):
+            return int.from_bytes(data[offset + 13:offset + 17], "big")
+        offset += 9 + length
+    return None
+
+
 class StreamOutcome:
     """What the server said on one stream."""
 
@@ -192,6 +203,10 @@ class GrpcConnection:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError:
+            # h2 refuses any frame after a GOAWAY (grpc-swift sends GOAWAY then a PING when it
+            # closes an idle connection) and loses the events before it: read GOAWAY's code
+            # from the raw frames instead. The connection is done either way.
+            self.goaway = goaway_code(data) if self.goaway is None else self.goaway
             self.closed = True
             return
         for event in events:
