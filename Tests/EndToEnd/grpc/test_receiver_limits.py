@@ -12,6 +12,7 @@ import os
 import re
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -278,7 +279,6 @@ def test_with_max_concurrent_streams_10_a_grpc_client_holds_its_11th_stream_unti
         stream_call = channel.stream_unary(
             "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
             request_serializer=lambda b: b, response_deserializer=lambda b: b)
-        import threading
         release = [threading.Event() for _ in range(11)]
 
         def requests(i):

@@ -16,6 +16,7 @@ are the short names of the same table. h2 and grpcio come from Debian's packages
 another Python 3.11 (pyenv), Debian's dist-packages is appended to sys.path (last, so nothing the
 other Python has is shadowed).
 """
+import os
 import select
 import socket
 import ssl
@@ -45,7 +46,17 @@ import h2.settings  # noqa: E402
 
 
 def grpc_module():
-    """python3-grpcio's `grpc`."""
+    """python3-grpcio's `grpc` (Debian's, which install-deps.sh installs, even when this Python
+    has another grpcio; whichever is already imported if one is)."""
+    if "grpc" in sys.modules:
+        return sys.modules["grpc"]
+    if os.path.isdir(os.path.join(DEBIAN_DIST_PACKAGES, "grpc")):
+        saved = list(sys.path)
+        sys.path.insert(0, DEBIAN_DIST_PACKAGES)
+        try:
+            return __import__("grpc")
+        finally:
+            sys.path[:] = saved
     return _import_debian("grpc")
 
 
