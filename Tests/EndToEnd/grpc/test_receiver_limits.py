@@ -205,7 +205,7 @@ def test_a_message_over_max_message_size_resets_its_stream_counts_as_rejected_an
     assert (receiver.lines(samples), flag(samples, "big", "UF")) == (6, 1)
 
 
-def test_a_compressed_message_without_grpc_encoding_resets_its_stream_counts_as_rejected_and_the_daemon_goes_on(receiver):
+def test_a_compressed_message_without_grpc_encoding_resets_its_stream_and_counts_as_rejected(receiver):
     """No grpc-encoding was negotiated, so the transport has no decompressor: it resets the
     stream (RST_STREAM CANCEL, no grpc-status); the messages before it count."""
     conn = GrpcConnection(receiver.als_port)
