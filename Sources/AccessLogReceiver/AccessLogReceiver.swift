@@ -47,7 +47,13 @@ public final class AccessLogReceiver {
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: spec.host, port: spec.port), transportSecurity: spec.transportSecurity,
             config: spec.transportConfig)
-        let server = GRPCServer(transport: transport, services: [EnvoyAccessLogService(queue: queue)])
+        let server = GRPCServer(
+            transport: transport,
+            services: [
+                EnvoyAccessLogService(
+                    queue: queue,
+                    streamIdleTimeout: .milliseconds(Int64(spec.limits.streamIdleTimeoutSeconds * 1000)))
+            ])
         self.server = server
         let outcome = StartOutcome()
         Task.detached {
@@ -62,6 +68,10 @@ public final class AccessLogReceiver {
                 let address = try await transport.listeningAddress
                 outcome.set(address.ipv4.map { .listening($0.port) } ?? .failure("no IPv4 listening address"))
             } catch {
+                // When the bind fails, listeningAddress may fail first, with only "serverIsStopped";
+                // serve() then throws the reason (address in use, bad certificate...), which
+                // wins if it comes within a second (the first outcome set is kept).
+                try? await Task.sleep(for: .seconds(1))
                 outcome.set(.failure("\(error)"))
             }
         }

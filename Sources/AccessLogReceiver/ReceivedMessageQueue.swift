@@ -20,6 +20,10 @@ public struct HandoffDrops: Sendable, Equatable {
     public var messages: UInt64 = 0
     public var entries: UInt64 = 0
     public var bytes: UInt64 = 0
+    /// Messages the transport rejected before they reached the queue (the stream was reset:
+    /// over max_message_size, compressed without grpc-encoding, broken framing). Their entries
+    /// are unknown: the bytes were never read.
+    public var rejectedMessages: UInt64 = 0
     public init() {}
 }
 
@@ -100,6 +104,11 @@ public final class ReceivedMessageQueue: Sendable {
             }
             return state.count > 0
         }
+    }
+
+    /// Counts one message the transport rejected (``HandoffDrops/rejectedMessages``).
+    public func noteRejectedMessage() {
+        state.withLock { $0.drops.rejectedMessages += 1 }
     }
 
     /// Messages waiting now.

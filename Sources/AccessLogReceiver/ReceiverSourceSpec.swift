@@ -27,8 +27,11 @@ public struct ReceiverLimits: Sendable, Equatable {
     public var maxMessageBytes = 4 * 1024 * 1024
     /// Streams per HTTP/2 connection (Envoy opens one per worker thread and logger).
     public var maxConcurrentStreams = 1_000
-    /// A connection with no open stream for this long is closed.
+    /// A connection with no open stream for this long is closed (grpc-swift's `maxIdleTime`).
     public var idleTimeoutSeconds = 300.0
+    /// A stream that carries no message for this long is ended with UNAVAILABLE (Envoy opens a
+    /// new one for its next entry); without it a silent sender would hold its stream for ever.
+    public var streamIdleTimeoutSeconds = 300.0
     /// What may wait for the poll loop (``HandoffLimits``).
     public var handoff = HandoffLimits()
 

@@ -159,6 +159,7 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             case maxMessageSize = "max_message_size"
             case maxConcurrentStreams = "max_concurrent_streams"
             case idleTimeout = "idle_timeout"
+            case streamIdleTimeout = "stream_idle_timeout"
             case queueMessages = "queue_messages"
             case queueBytes = "queue_bytes"
             case tls
@@ -201,6 +202,9 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             if let idle = try container.decodeIfPresent(ConfigDuration.self, forKey: .idleTimeout) {
                 limits.idleTimeoutSeconds = idle.seconds
             }
+            if let idle = try container.decodeIfPresent(ConfigDuration.self, forKey: .streamIdleTimeout) {
+                limits.streamIdleTimeoutSeconds = idle.seconds
+            }
             let queueMessages = try container.decodeIfPresent(Int.self, forKey: .queueMessages)
             let queueBytes = try container.decodeIfPresent(Int.self, forKey: .queueBytes)
             limits.handoff = HandoffLimits(
@@ -215,6 +219,9 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             try require(
                 limits.idleTimeoutSeconds >= 1 && limits.idleTimeoutSeconds <= 86400, .idleTimeout, in: container,
                 "must be between 1s and 1d")
+            try require(
+                limits.streamIdleTimeoutSeconds >= 1 && limits.streamIdleTimeoutSeconds <= 86400, .streamIdleTimeout,
+                in: container, "must be between 1s and 1d")
             try require(
                 (queueMessages ?? 1) >= 1 && (queueMessages ?? 1) <= 1_000_000, .queueMessages, in: container,
                 "must be between 1 and 1000000")

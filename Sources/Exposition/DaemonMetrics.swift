@@ -12,6 +12,9 @@ public struct SourceMetrics: Sendable {
     /// A receiving source's messages and entries dropped at the handoff to the poll loop; nil
     /// for files and journals (they are not lossy: a slow reader reads later).
     public var receivedDrops: (messages: UInt64, entries: UInt64)? = nil
+    /// A receiving source's messages its transport rejected (the stream was reset); nil for
+    /// files and journals.
+    public var receivedRejected: UInt64? = nil
 
     public init(name: String) { self.name = name }
 }
@@ -232,6 +235,12 @@ extension MetricsWriter {
         for source in sources {
             if let drops = source.receivedDrops {
                 sample(.receivedEntriesDropped, [source.name], Double(drops.entries))
+            }
+        }
+        family(.receivedMessagesRejected)
+        for source in sources {
+            if let rejected = source.receivedRejected {
+                sample(.receivedMessagesRejected, [source.name], Double(rejected))
             }
         }
     }

@@ -74,6 +74,11 @@ extension MetricFamily {
     public static let receivedEntriesDropped = MetricFamily(
         "flagwatch_received_entries_dropped_total", .counter, ["source"],
         help: "Access-log entries in the messages a receiving source dropped (docs/formats.md §10.2).")
+    public static let receivedMessagesRejected = MetricFamily(
+        "flagwatch_received_messages_rejected_total", .counter, ["source"],
+        help:
+            "gRPC messages a receiving source's transport rejected, resetting the stream: over max_message_size, compressed without grpc-encoding, or broken framing (docs/formats.md §10.2)."
+    )
 
     // Alerting.
     public static let alerts = MetricFamily(
@@ -113,6 +118,7 @@ extension MetricFamily {
     public static let all: [MetricFamily] = [
         responses, responseFlags, responseFlagsWindow, responsesWindow, upstreamClusterInfo, clusters, clustersDropped,
         lines, linesMalformed, bytesRead, sourceFiles, sourceErrors, receivedMessagesDropped, receivedEntriesDropped,
+        receivedMessagesRejected,
         alerts, notifications, notificationQueueLength,
         connectionsEvicted, buildInfo,
         processCPUSeconds, processResidentMemory, processVirtualMemory, processOpenDescriptors, processMaxDescriptors,

@@ -15,6 +15,7 @@ struct CheckConfigCommand: ParsableCommand {
         let config: FlagwatchConfig
         do {
             config = try ConfigLoader.load(path: file)
+            try ConfigLoader.checkFiles(of: config, file: file)
         } catch {
             throw CommandFailure(message: error.description)
         }

@@ -366,6 +366,7 @@ final class Daemon {
             }
             if let drops = source.receivedDrops {
                 metrics.receivedDrops = (messages: drops.messages, entries: drops.entries)
+                metrics.receivedRejected = drops.rejectedMessages
             }
             if let lines = source.lines {
                 metrics.lines = lines.lines

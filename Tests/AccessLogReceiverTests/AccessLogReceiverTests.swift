@@ -116,6 +116,40 @@ struct AccessLogReceiverTests {
         #expect(running.counts.lines == 0)
     }
 
+    @Test(
+        "a stream silent for stream_idle_timeout (1 s) ends with UNAVAILABLE; its message counts, the next call ends normally"
+    )
+    func idleStream() async throws {
+        var limits = ReceiverLimits()
+        limits.streamIdleTimeoutSeconds = 1
+        let running = try await RunningReceiver(limits: limits)
+        let started = ContinuousClock.now
+        let failure = await #expect(throws: RPCError.self) {
+            _ = try await withGRPCClient(
+                transport: .http2NIOPosix(
+                    target: .ipv4(address: "127.0.0.1", port: running.port), transportSecurity: .plaintext)
+            ) { client in
+                try await client.clientStreaming(
+                    request: StreamingClientRequest(of: [UInt8].self) { writer in
+                        try await writer.write(alsMessage(cluster: "quiet", entries: 2))
+                        // Silent for longer than the timeout; the server ends the call meanwhile.
+                        try await Task.sleep(for: .seconds(3))
+                    },
+                    descriptor: streamAccessLogs, serializer: RawBytesCodec(), deserializer: RawBytesCodec(),
+                    options: .defaults
+                ) { response in try response.message }
+            }
+        }
+        #expect(failure?.code == .unavailable, "\(String(describing: failure))")
+        #expect(failure?.message.contains("stream_idle_timeout") == true)
+        #expect(ContinuousClock.now - started >= .seconds(1))
+        // A stream that sends and ends within the timeout ends normally on the same server.
+        let busy = try await stream((0..<6).map { _ in alsMessage(cluster: "busy", entries: 1) }, to: running.port)
+        #expect(busy == [])
+        running.stop()
+        #expect(running.counts.lines == 2 + 6)
+    }
+
     @Test("a second receiver on the same port fails to start, naming the address in use")
     func portInUse() async throws {
         let first = try AccessLogReceiver(

@@ -29,13 +29,14 @@ struct ReceiverConfigTests {
             valid.replacingOccurrences(
                 of: #"{ listen: "127.0.0.1:9818" }"#,
                 with: #"""
-                    { listen: "0.0.0.0:9818", max_message_size: 65536, max_concurrent_streams: 100, idle_timeout: 30s, queue_messages: 10, queue_bytes: 1048576, tls: { certificate: /etc/flagwatch/tls.crt, key: /etc/flagwatch/tls.key, client_ca: /etc/flagwatch/ca.crt } }
+                    { listen: "0.0.0.0:9818", max_message_size: 65536, max_concurrent_streams: 100, idle_timeout: 30s, stream_idle_timeout: 45s, queue_messages: 10, queue_bytes: 1048576, tls: { certificate: /etc/flagwatch/tls.crt, key: /etc/flagwatch/tls.key, client_ca: /etc/flagwatch/ca.crt } }
                     """#))
         let spec = try #require(config.receiverSourceSpecs.first)
         #expect(spec.host == "0.0.0.0")
         #expect(spec.limits.maxMessageBytes == 65536)
         #expect(spec.limits.maxConcurrentStreams == 100)
         #expect(spec.limits.idleTimeoutSeconds == 30)
+        #expect(spec.limits.streamIdleTimeoutSeconds == 45)
         #expect(spec.limits.handoff == HandoffLimits(maxMessages: 10, maxBytes: 1_048_576))
         #expect(
             spec.tls
@@ -60,6 +61,9 @@ struct ReceiverConfigTests {
         let unknown = error(valid.replacingOccurrences(of: #"9818" }"#, with: #"9818", max_streams: 5 }"#))
         #expect(unknown?.key == "sources[1].grpc_access_log.max_streams")
         #expect(unknown?.line == 5)
+        let idle = error(valid.replacingOccurrences(of: #"9818" }"#, with: #"9818", stream_idle_timeout: 0s }"#))
+        #expect(idle?.key == "sources[1].grpc_access_log.stream_idle_timeout")
+        #expect(idle?.reason.contains("between 1s and 1d") == true)
         let small = error(valid.replacingOccurrences(of: #"9818" }"#, with: #"9818", max_message_size: 10 }"#))
         #expect(small?.key == "sources[1].grpc_access_log.max_message_size")
         let both = error(

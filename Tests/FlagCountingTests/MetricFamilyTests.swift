@@ -124,6 +124,9 @@ struct MetricFamilyTests {
             # HELP \(family("flagwatch_received_entries_dropped_total")) Access-log entries in the messages a receiving source dropped (docs/formats.md §10.2).
             # TYPE \(family("flagwatch_received_entries_dropped_total")) counter
             flagwatch_received_entries_dropped_total{source="envoy"} 7
+            # HELP \(family("flagwatch_received_messages_rejected_total")) gRPC messages a receiving source's transport rejected, resetting the stream: over max_message_size, compressed without grpc-encoding, or broken framing (docs/formats.md §10.2).
+            # TYPE \(family("flagwatch_received_messages_rejected_total")) counter
+            flagwatch_received_messages_rejected_total{source="envoy"} 1
             # HELP flagwatch_alerts Alerts per rule and state (pending, firing) now.
             # TYPE flagwatch_alerts gauge
             flagwatch_alerts{alertname="UpstreamDown",state="pending"} 0
@@ -213,6 +216,7 @@ struct MetricFamilyTests {
         source.errors = ["permission_denied": 1]
         // A file source has no drops; set here so that every family of the table has a sample.
         source.receivedDrops = (messages: 2, entries: 7)
+        source.receivedRejected = 1
         var alerting = AlertingMetrics()
         alerting.alerts = [("UpstreamDown", "pending", 0), ("UpstreamDown", "firing", 1)]
         alerting.receivers = [.init(name: "pager", queueLength: 1, results: [("success", 4), ("dropped", 0)])]

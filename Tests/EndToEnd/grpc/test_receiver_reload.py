@@ -5,8 +5,7 @@ streams (a stream opened before the reload goes on being counted); one that move
 port stops the old listener (its streams end, new connections are refused) and listens on the
 new port; the source's counts carry over by name.
 
-The sender is python3-grpcio streaming hand-encoded StreamAccessLogsMessages (harness/als.py
-encodes them). Only 127.0.0.1; the daemon is stopped by PID (procs); every wait is bounded.
+The sender is grpcio streaming StreamAccessLogsMessages encoded by harness/grpc_sender.py. Only 127.0.0.1; the daemon is stopped by PID (procs); every wait is bounded.
 """
 import queue
 import signal
@@ -15,7 +14,7 @@ import threading
 import grpc
 import pytest
 
-from harness.als import STREAM_ACCESS_LOGS, als_message
+from harness.grpc_sender import ALS_PATH, als_message, http_entry
 from harness.flagwatch import FlagwatchRun, run_argv
 from harness.net import LOOPBACK, free_port
 from harness.polling import poll_until
@@ -51,7 +50,7 @@ class OpenStream:
 
     def _call(self):
         try:
-            self.channel.stream_unary(STREAM_ACCESS_LOGS)(self._requests(), timeout=STREAM_TIMEOUT)
+            self.channel.stream_unary(ALS_PATH)(self._requests(), timeout=STREAM_TIMEOUT)
             self.outcome = grpc.StatusCode.OK
         except grpc.RpcError as error:
             self.outcome = error.code()
@@ -64,6 +63,12 @@ class OpenStream:
         self.thread.join(STREAM_TIMEOUT + 5)
         self.channel.close()
         return self.outcome
+
+
+def batch(count, refused=True):
+    """A StreamAccessLogsMessage of `count` entries of REFUSED: UF 503s, or 200s."""
+    entry = http_entry(REFUSED, ("UF",), 503) if refused else http_entry(REFUSED)
+    return als_message([entry] * count)
 
 
 def lines(samples):
@@ -86,14 +91,14 @@ def test_a_reload_keeps_an_unchanged_receivers_streams_and_a_moved_one_listens_o
     # A stream opened before any reload: 3 messages of 2 entries, every entry a UF.
     stream = OpenStream(first_port)
     for _ in range(3):
-        stream.send(als_message(REFUSED, entries=2, refused=True))
+        stream.send(batch(2))
     daemon.wait_for(lambda s: lines(s) == 6, "the first 6 entries")
 
     # Reload 1: nothing changed. The same stream goes on being counted.
     daemon.send_signal(signal.SIGHUP)
     poll_until(lambda: daemon.log_text().count("reload") >= 1 or None, 10, "the reload logged")
     for _ in range(2):
-        stream.send(als_message(REFUSED, entries=2, refused=True))
+        stream.send(batch(2))
     samples = daemon.wait_for(lambda s: lines(s) == 10, "10 entries over the stream that outlived the reload")
     assert uf(samples) == 10
     assert "grpc_access_log source mesh stopped" not in daemon.log_text()
@@ -106,8 +111,8 @@ def test_a_reload_keeps_an_unchanged_receivers_streams_and_a_moved_one_listens_o
                or None, 15, "the source listening on its new port")
     assert stream.close() in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
     moved = OpenStream(second_port)
-    moved.send(als_message(REFUSED, entries=3, refused=True))
-    moved.send(als_message(REFUSED, entries=1, refused=False))
+    moved.send(batch(3))
+    moved.send(batch(1, refused=False))
     assert moved.close() == grpc.StatusCode.OK
     samples = daemon.wait_for(lambda s: lines(s) == 14, "14 entries: 10 before the move, 4 after")
     assert uf(samples) == 13
@@ -115,7 +120,7 @@ def test_a_reload_keeps_an_unchanged_receivers_streams_and_a_moved_one_listens_o
 
     # The old port no longer answers.
     old = OpenStream(first_port)
-    old.send(als_message(REFUSED, entries=1, refused=True))
+    old.send(batch(1))
     assert old.close() == grpc.StatusCode.UNAVAILABLE
     assert lines(daemon.samples()) == 14
 
@@ -126,7 +131,7 @@ def test_a_daemon_that_only_receives_needs_no_state_directory(tmp_path, procs):
     config.write_text(config_text(tmp_path / "no-such-directory", als_port))
     daemon = FlagwatchRun(run_argv(config, metrics_port), tmp_path / "flagwatch.log", metrics_port, procs).wait_ready()
     stream = OpenStream(als_port)
-    stream.send(als_message(REFUSED, entries=4, refused=True))
+    stream.send(batch(4))
     assert stream.close() == grpc.StatusCode.OK
     samples = daemon.wait_for(lambda s: lines(s) == 4, "the 4 received entries")
     assert uf(samples) == 4
