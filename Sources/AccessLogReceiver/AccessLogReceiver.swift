@@ -7,7 +7,8 @@ import Synchronization
 import SystemCalls
 
 /// One `grpc_access_log:` source: the gRPC server on its own address (grpc-swift's event-loop
-/// threads) and the poll-loop side that counts what it receives.
+/// threads), serving Envoy's access-log service and OTLP logs on one port, and the poll-loop
+/// side that counts what it receives.
 ///
 /// The server threads only copy each message into the ``ReceivedMessageQueue``; decoding and
 /// counting happen on the poll loop, which owns the counts, so nothing else is shared.
@@ -31,12 +32,20 @@ public final class AccessLogReceiver {
         }
     }
 
+    /// The attribute keys of OTLP log records, shared with the OTLP handler.
+    private let otlpKeys: OTLPAttributeKeys
+
+    /// - Parameter bodyFormat: the source's `format`, for OTLP log records whose body is an
+    ///   access-log line. Throws an `Errno` when the queue's eventfd cannot be made, a
+    ///   `FormatStringError` for a format string that does not compile.
     public init(
-        spec: ReceiverSourceSpec, counter: ReceivedEntryCounter, fields: RecordFieldSet = .countingWithFailureDetails
-    ) throws(Errno) {
+        spec: ReceiverSourceSpec, counter: ReceivedEntryCounter, fields: RecordFieldSet = .countingWithFailureDetails,
+        bodyFormat: LogFormat = .auto
+    ) throws {
         self.spec = spec
         queue = try ReceivedMessageQueue(limits: spec.limits.handoff)
-        drain = ReceivedMessageDrain(queue: queue, counter: counter, fields: fields)
+        drain = try ReceivedMessageDrain(queue: queue, counter: counter, fields: fields, bodyFormat: bodyFormat)
+        otlpKeys = OTLPAttributeKeys(bodyFormat: bodyFormat, fields: fields)
     }
 
     /// Starts the drain on `loop` and the server on grpc-swift's threads; returns once the
@@ -47,7 +56,9 @@ public final class AccessLogReceiver {
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: spec.host, port: spec.port), transportSecurity: spec.transportSecurity,
             config: spec.transportConfig)
-        let server = GRPCServer(transport: transport, services: [EnvoyAccessLogService(queue: queue)])
+        let server = GRPCServer(
+            transport: transport,
+            services: [EnvoyAccessLogService(queue: queue), OTLPLogsService(queue: queue, keys: otlpKeys)])
         self.server = server
         let outcome = StartOutcome()
         Task.detached {

@@ -71,7 +71,9 @@ public final class Engine {
         for spec in sources.receivers {
             let counter = ReceivedEntryCounter(counts: counts, tally: sink.tally(forSource: spec.name))
             do {
-                let receiver = try AccessLogReceiver(spec: spec, counter: counter)
+                // The source's format parses OTLP log records whose body is an access-log line.
+                let receiver = try AccessLogReceiver(
+                    spec: spec, counter: counter, bodyFormat: sources.parsing[spec.name]?.format ?? .auto)
                 try receiver.start(on: loop)
                 receivers.append(receiver)
             } catch {
