@@ -21,9 +21,13 @@ struct RecordKeyTable: Sendable {
     /// The field `key` names, or nil for a key that is not looked up.
     @inline(__always)
     func field(forKey key: UnsafeRawBufferPointer) -> RecordField? {
-        guard key.count <= maxKeyLength else { return nil }
+        guard key.count <= maxKeyLength, let keyBase = key.baseAddress else { return nil }
         for candidate in byLength[key.count] {
-            if candidate.bytes.withUnsafeBytes({ $0.elementsEqual(key) }) { return candidate.field }
+            // A byte loop: `elementsEqual` on raw buffers goes through the generic Sequence path.
+            let equal = candidate.bytes.withUnsafeBytes { bytes in
+                bytes.baseAddress.map { memoryEqual($0, keyBase, key.count) } ?? false
+            }
+            if equal { return candidate.field }
         }
         return nil
     }

@@ -101,6 +101,10 @@ public final class Engine {
             logger.warning("reload: grpc_access_log sources are not changed by a reload (restart flagwatch)")
             new.receivers = sources.receivers
         }
+        // A receiver's OTLP body parser was made with the format at start.
+        if new.receivers.contains(where: { new.parsing[$0.name] != sources.parsing[$0.name] }) {
+            logger.warning("reload: a grpc_access_log source's format is not changed by a reload (restart flagwatch)")
+        }
         let previous = sources
         sources = new
         sink.parsing = new.parsing
