@@ -2,10 +2,10 @@
 
 Envoy's `envoy.access_loggers.open_telemetry` logger points at flagwatch's `grpc_access_log`
 source (an HTTP/2 cluster, envoy-otel.yaml.in), which serves OTLP's LogsService/Export on the same
-port as Envoy's access-log service. Two variants of the logger, one test each:
+port as Envoy's access-log service. Variants of the logger, one test each:
 - attributes: `attributes:` name the fields under Istio's JSON keys (response_flags,
   upstream_cluster, ...); the body is a line in no access-log format, so a record counted from
-  its body would be malformed;
+  its body would be malformed; once with %RESPONSE_FLAGS%, once with %RESPONSE_FLAGS_LONG%;
 - istio body: no attributes, the body is Istio's text format (what Istio's envoyOtelAls provider
   sends by default), parsed with the source's `format: istio`.
 The test sends OK_REQUESTS direct 200s and REFUSED_REQUESTS requests to a cluster whose endpoint
@@ -47,23 +47,31 @@ ISTIO_TEXT_FORMAT = (
     '%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% '
     '%REQUESTED_SERVER_NAME% %ROUTE_NAME%\\n')
 
-# The logger's body and attributes (YAML under typed_config), per variant.
+
+def attributes_variant(flags_operator):
+    """The fields as attributes under Istio's JSON keys, the flags printed by `flags_operator`;
+    the body a line in no access-log format (a record read from it would be malformed)."""
+    pairs = (
+        ("response_code", "%RESPONSE_CODE%"),
+        ("response_flags", flags_operator),
+        ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+        ("upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER_RAW%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("route_name", "%ROUTE_NAME%"),
+        ("user_agent", "%REQ(USER-AGENT)%"),
+    )
+    return ('              body: { string_value: "%REQ(:METHOD)% %REQ(:PATH)%" }\n'
+            '              attributes:\n'
+            '                values:\n' + "".join(
+                '                - { key: "%s", value: { string_value: "%s" } }\n' % pair for pair in pairs))
+
+
+# The logger's body and attributes (YAML under typed_config) and the source's format, per variant.
 VARIANTS = {
-    "attributes": (
-        '              body: { string_value: "%REQ(:METHOD)% %REQ(:PATH)%" }\n'
-        '              attributes:\n'
-        '                values:\n' + "".join(
-            '                - { key: "%s", value: { string_value: "%s" } }\n' % pair for pair in (
-                ("response_code", "%RESPONSE_CODE%"),
-                ("response_flags", "%RESPONSE_FLAGS%"),
-                ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
-                ("upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
-                ("upstream_cluster", "%UPSTREAM_CLUSTER_RAW%"),
-                ("upstream_host", "%UPSTREAM_HOST%"),
-                ("route_name", "%ROUTE_NAME%"),
-                ("user_agent", "%REQ(USER-AGENT)%"),
-            )),
-        "auto"),
+    "attributes": (attributes_variant("%RESPONSE_FLAGS%"), "auto"),
+    # Envoy 1.28+'s long flag names (UpstreamConnectionFailure) map to the same flags.
+    "attributes, long flag names": (attributes_variant("%RESPONSE_FLAGS_LONG%"), "auto"),
     "istio body": ('              body: { string_value: "%s" }\n' % ISTIO_TEXT_FORMAT, "istio"),
 }
 
