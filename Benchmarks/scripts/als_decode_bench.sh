@@ -1,5 +1,6 @@
 #!/bin/sh
-# Entries/s per core of the gRPC access-log source's decode-and-count path (als/main.swift):
+# Entries/s per core of the gRPC access-log source's decode-and-count path (als/main.swift),
+# for Envoy's ALS messages and OTLP log records (attributes, and Istio text bodies):
 # compiles LineFraming, AccessLogParser and FlagCounting with -O (whole module, as `make release`)
 # into a scratch folder, then runs the measurement twice. Usage: Benchmarks/scripts/als_decode_bench.sh
 set -eu

@@ -119,20 +119,8 @@ public struct EnvoyAccessLogDecoder: Sendable {
         }
         // The text parsers take 0...999 (three digits); a larger code is no HTTP status.
         guard record.responseCode <= 999 else { return .malformed(.badResponseCode) }
-        keepOnlyDecodedFields(&record)
+        record.keepOnly(fields)
         return .record(record)
-    }
-
-    private func keepOnlyDecodedFields(_ record: inout AccessRecord) {
-        if !fields.contains(.responseCode) { record.responseCode = 0 }
-        if !fields.contains(.upstreamCluster) { record.upstreamCluster = .absent }
-        if !fields.contains(.upstreamHost) { record.upstreamHost = .absent }
-        if !fields.contains(.routeName) { record.routeName = .absent }
-        let detailsWanted = !fields.contains(.failureDetailsOnlyWhenFlagged) || !record.responseFlags.isEmpty
-        if !detailsWanted || !fields.contains(.responseCodeDetails) { record.responseCodeDetails = .absent }
-        if !detailsWanted || !fields.contains(.upstreamTransportFailureReason) {
-            record.upstreamTransportFailureReason = .absent
-        }
     }
 
     private static func logName(in identifier: UnsafeRawBufferPointer) throws(ProtobufWireDefect) -> String? {

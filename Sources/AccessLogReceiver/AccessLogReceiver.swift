@@ -7,7 +7,8 @@ import Synchronization
 import SystemCalls
 
 /// One `grpc_access_log:` source: the gRPC server on its own address (grpc-swift's event-loop
-/// threads) and the poll-loop side that counts what it receives.
+/// threads), serving Envoy's access-log service and OTLP logs on one port, and the poll-loop
+/// side that counts what it receives.
 ///
 /// The server threads only copy each message into the ``ReceivedMessageQueue``; decoding and
 /// counting happen on the poll loop, which owns the counts, so nothing else is shared.
@@ -15,6 +16,9 @@ public final class AccessLogReceiver {
     public let spec: ReceiverSourceSpec
     public let queue: ReceivedMessageQueue
     public let drain: ReceivedMessageDrain
+    /// The source's `format` this receiver parses OTLP bodies with (a reload that changes it
+    /// restarts the receiver).
+    public let bodyFormat: LogFormat
     private var server: GRPCServer<HTTP2ServerTransport.Posix>?
     /// The port bound (the spec may ask for 0); nil before ``start(on:)`` or after a failure.
     public private(set) var boundPort: Int?
@@ -31,12 +35,21 @@ public final class AccessLogReceiver {
         }
     }
 
+    /// The attribute keys of OTLP log records, shared with the OTLP handler.
+    private let otlpKeys: OTLPAttributeKeys
+
+    /// - Parameter bodyFormat: the source's `format`, for OTLP log records whose body is an
+    ///   access-log line. Throws an `Errno` when the queue's eventfd cannot be made, a
+    ///   `FormatStringError` for a format string that does not compile.
     public init(
-        spec: ReceiverSourceSpec, counter: ReceivedEntryCounter, fields: RecordFieldSet = .countingWithFailureDetails
-    ) throws(Errno) {
+        spec: ReceiverSourceSpec, counter: ReceivedEntryCounter, fields: RecordFieldSet = .countingWithFailureDetails,
+        bodyFormat: LogFormat = .auto
+    ) throws {
         self.spec = spec
+        self.bodyFormat = bodyFormat
         queue = try ReceivedMessageQueue(limits: spec.limits.handoff)
-        drain = ReceivedMessageDrain(queue: queue, counter: counter, fields: fields)
+        drain = try ReceivedMessageDrain(queue: queue, counter: counter, fields: fields, bodyFormat: bodyFormat)
+        otlpKeys = OTLPAttributeKeys(bodyFormat: bodyFormat, fields: fields)
     }
 
     /// Starts the drain on `loop` and the server on grpc-swift's threads; returns once the
@@ -52,7 +65,8 @@ public final class AccessLogReceiver {
             services: [
                 EnvoyAccessLogService(
                     queue: queue,
-                    streamIdleTimeout: .milliseconds(Int64(spec.limits.streamIdleTimeoutSeconds * 1000)))
+                    streamIdleTimeout: .milliseconds(Int64(spec.limits.streamIdleTimeoutSeconds * 1000))),
+                OTLPLogsService(queue: queue, keys: otlpKeys),
             ])
         self.server = server
         let outcome = StartOutcome()

@@ -3,7 +3,8 @@ import FlagCounting
 import SystemCalls
 
 /// The poll-loop side of a receiving source: wakes on its queue's `eventfd`, decodes each
-/// waiting `StreamAccessLogsMessage` in place and counts its entries as the source's lines.
+/// waiting message in place (a `StreamAccessLogsMessage` or an OTLP `ExportLogsServiceRequest`,
+/// by the service it came in on) and counts its entries as the source's lines.
 ///
 /// One wake-up decodes at most ``messagesPerWakeup`` messages, then wakes itself again, so a
 /// flood of received entries takes turns with file reads and scrapes instead of starving them.
@@ -11,8 +12,10 @@ public final class ReceivedMessageDrain {
     public let queue: ReceivedMessageQueue
     public let counter: ReceivedEntryCounter
     private let decoder: EnvoyAccessLogDecoder
+    /// Parses OTLP log records; its body parser keeps the format variant last matched.
+    private var otlpDecoder: OTLPLogsDecoder
     /// Reused between wake-ups: no allocation per batch once it has grown.
-    private var batch: [[UInt8]] = []
+    private var batch: [ReceivedMessage] = []
     /// Messages whose framing was broken (their entries after the break are lost).
     public private(set) var malformedMessages: UInt64 = 0
     /// Messages decoded, well-formed or not.
@@ -20,10 +23,16 @@ public final class ReceivedMessageDrain {
 
     public static let messagesPerWakeup = 64
 
-    public init(queue: ReceivedMessageQueue, counter: ReceivedEntryCounter, fields: RecordFieldSet) {
+    /// - Parameter bodyFormat: how an OTLP log record's string body is parsed (the source's
+    ///   `format`); throws when it is a format string that does not compile.
+    public init(
+        queue: ReceivedMessageQueue, counter: ReceivedEntryCounter, fields: RecordFieldSet,
+        bodyFormat: LogFormat = .auto
+    ) throws(FormatStringError) {
         self.queue = queue
         self.counter = counter
         decoder = EnvoyAccessLogDecoder(fields: fields)
+        otlpDecoder = try OTLPLogsDecoder(bodyFormat: bodyFormat, fields: fields)
     }
 
     public func start(on loop: PollLoop) {
@@ -48,11 +57,16 @@ public final class ReceivedMessageDrain {
         return more
     }
 
-    private func count(_ message: [UInt8]) {
+    private func count(_ message: ReceivedMessage) {
         messagesDecoded += 1
-        message.withUnsafeBytes { bytes in
+        message.bytes.withUnsafeBytes { bytes in
             do throws(ProtobufWireDefect) {
-                _ = try decoder.decodeStreamAccessLogsMessage(bytes) { entry in counter.count(entry) }
+                switch message.kind {
+                case .envoyAccessLog:
+                    _ = try decoder.decodeStreamAccessLogsMessage(bytes) { entry in counter.count(entry) }
+                case .otlpLogs:
+                    try otlpDecoder.decodeExportRequest(bytes) { entry in counter.count(entry) }
+                }
             } catch {
                 // The entries before the break were counted; the break itself counts once.
                 malformedMessages += 1

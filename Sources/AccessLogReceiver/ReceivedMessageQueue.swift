@@ -27,6 +27,26 @@ public struct HandoffDrops: Sendable, Equatable {
     public init() {}
 }
 
+/// Which service a received message came in on, so the poll loop decodes it with the right
+/// decoder. Both arrive on one port and share one queue, so their order is kept.
+public enum ReceivedMessageKind: Sendable, Equatable {
+    /// `envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`: a `StreamAccessLogsMessage`.
+    case envoyAccessLog
+    /// `opentelemetry.proto.collector.logs.v1.LogsService/Export`: an `ExportLogsServiceRequest`.
+    case otlpLogs
+}
+
+/// A message as received: its service and its bytes.
+public struct ReceivedMessage: Sendable, Equatable {
+    public var kind: ReceivedMessageKind
+    public var bytes: [UInt8]
+
+    public init(kind: ReceivedMessageKind, bytes: [UInt8]) {
+        self.kind = kind
+        self.bytes = bytes
+    }
+}
+
 /// The one place received messages cross from the network threads (grpc-swift's event loops)
 /// to the poll loop, where the counts live: a fixed-capacity ring under a `Mutex`, and an
 /// `eventfd` the loop watches.
@@ -39,7 +59,7 @@ public struct HandoffDrops: Sendable, Equatable {
 /// ``HandoffLimits/maxBytes`` plus one message being decoded.
 public final class ReceivedMessageQueue: Sendable {
     private struct State {
-        var slots: [[UInt8]]
+        var slots: [ReceivedMessage]
         var head = 0
         var count = 0
         var bytes = 0
@@ -54,22 +74,26 @@ public final class ReceivedMessageQueue: Sendable {
     public init(limits: HandoffLimits = HandoffLimits()) throws(Errno) {
         self.limits = limits
         wakeup = try EventDescriptor()
-        state = Mutex(State(slots: [[UInt8]](repeating: [], count: limits.maxMessages)))
+        state = Mutex(
+            State(
+                slots: [ReceivedMessage](
+                    repeating: ReceivedMessage(kind: .envoyAccessLog, bytes: []), count: limits.maxMessages)))
     }
 
     /// Hands a message over (from any thread). Returns false when it was dropped (and counted)
     /// because the queue is full. `entryCount` is counted as dropped entries then: the caller
-    /// knows it cheaply (``AccessLogParser/EnvoyAccessLogDecoder/entryCount(in:)``), and only
-    /// needs it on this path, so the closure is called only when dropping.
+    /// knows it cheaply (``AccessLogParser/EnvoyAccessLogDecoder/entryCount(in:)``, the log
+    /// records of an OTLP request), and only needs it on this path, so the closure is called
+    /// only when dropping.
     @discardableResult
-    public func offer(_ message: [UInt8], entryCount: () -> Int) -> Bool {
+    public func offer(_ message: [UInt8], kind: ReceivedMessageKind = .envoyAccessLog, entryCount: () -> Int) -> Bool {
         let size = message.count
         let outcome: (accepted: Bool, wasEmpty: Bool) = state.withLock { state in
             guard state.count < limits.maxMessages, state.bytes + size <= limits.maxBytes else {
                 return (false, false)
             }
             let tail = (state.head + state.count) % limits.maxMessages
-            state.slots[tail] = message
+            state.slots[tail] = ReceivedMessage(kind: kind, bytes: message)
             state.count += 1
             state.bytes += size
             return (true, state.count == 1)
@@ -91,14 +115,14 @@ public final class ReceivedMessageQueue: Sendable {
 
     /// Takes up to `limit` waiting messages, oldest first, into `batch` (emptied first), so the
     /// loop decodes them outside the lock. Returns whether more are waiting.
-    public func take(upTo limit: Int, into batch: inout [[UInt8]]) -> Bool {
+    public func take(upTo limit: Int, into batch: inout [ReceivedMessage]) -> Bool {
         batch.removeAll(keepingCapacity: true)
         return state.withLock { state in
             let taken = min(limit, state.count)
             for _ in 0..<taken {
                 batch.append(state.slots[state.head])
-                state.slots[state.head] = []
-                state.bytes -= batch[batch.count - 1].count
+                state.slots[state.head].bytes = []
+                state.bytes -= batch[batch.count - 1].bytes.count
                 state.head = (state.head + 1) % limits.maxMessages
                 state.count -= 1
             }

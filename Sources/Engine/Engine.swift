@@ -1,3 +1,4 @@
+import AccessLogParser
 import AccessLogReceiver
 import FlagCounting
 import LogSources
@@ -98,7 +99,9 @@ public final class Engine {
         sources = new
         sink.parsing = new.parsing
         guard let loop else { return }
-        if new.receivers != previous.receivers {
+        if new.receivers != previous.receivers
+            || new.receivers.contains(where: { new.parsing[$0.name] != previous.parsing[$0.name] })
+        {
             replaceReceivers(on: loop)
         }
         let sourcesChanged = new.sourcesDiffer(from: previous)
@@ -190,9 +193,14 @@ public final class Engine {
     /// A receiving source counting into its source's tally (kept by name across reloads).
     private func startReceiver(_ spec: ReceiverSourceSpec, on loop: PollLoop) throws -> AccessLogReceiver {
         let counter = ReceivedEntryCounter(counts: counts, tally: sink.tally(forSource: spec.name))
-        let receiver = try AccessLogReceiver(spec: spec, counter: counter)
+        // The source's format parses OTLP log records whose body is an access-log line.
+        let receiver = try AccessLogReceiver(spec: spec, counter: counter, bodyFormat: bodyFormat(of: spec))
         try receiver.start(on: loop)
         return receiver
+    }
+
+    private func bodyFormat(of spec: ReceiverSourceSpec) -> LogFormat {
+        sources.parsing[spec.name]?.format ?? .auto
     }
 
     /// Keeps the receivers whose settings did not change, stops the others and starts those of
@@ -203,7 +211,7 @@ public final class Engine {
     private func replaceReceivers(on loop: PollLoop) {
         var running: [String: AccessLogReceiver] = [:]
         for receiver in receivers {
-            if sources.receivers.contains(receiver.spec) {
+            if sources.receivers.contains(receiver.spec) && receiver.bodyFormat == bodyFormat(of: receiver.spec) {
                 running[receiver.spec.name] = receiver
             } else {
                 receiver.stop(on: loop)
@@ -212,7 +220,7 @@ public final class Engine {
         }
         receivers = []
         for spec in sources.receivers {
-            if let receiver = running[spec.name], receiver.spec == spec {
+            if let receiver = running[spec.name], receiver.spec == spec, receiver.bodyFormat == bodyFormat(of: spec) {
                 receivers.append(receiver)
                 continue
             }

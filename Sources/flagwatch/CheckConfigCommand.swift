@@ -26,7 +26,8 @@ struct CheckConfigCommand: ParsableCommand {
             case .files(let patterns):
                 "\(source.name): \(patterns.count) pattern\(patterns.count == 1 ? "" : "s"), format \(source.format)"
             case .grpcAccessLog(let settings):
-                "\(source.name): grpc_access_log on \(settings.listen.host):\(settings.listen.port)"
+                "\(source.name): grpc_access_log on \(settings.listen.host):\(settings.listen.port), "
+                    + "OTLP bodies as format \(source.format)"
             case .journald(let matches, _):
                 "\(source.name): journald \(matches.joined(separator: " ")), format \(source.format)"
             }

@@ -62,10 +62,10 @@ struct RunningReceiver {
     let receiver: AccessLogReceiver
     let port: Int
 
-    init(limits: ReceiverLimits = ReceiverLimits()) async throws {
+    init(limits: ReceiverLimits = ReceiverLimits(), bodyFormat: LogFormat = .auto) async throws {
         receiver = try AccessLogReceiver(
             spec: ReceiverSourceSpec(name: "mesh", host: "127.0.0.1", port: 0, limits: limits),
-            counter: ReceivedEntryCounter(counts: counts, tally: tally))
+            counter: ReceivedEntryCounter(counts: counts, tally: tally), bodyFormat: bodyFormat)
         try await start(receiver, on: loop)
         port = try #require(receiver.boundPort)
     }

@@ -56,7 +56,7 @@ struct ReceivedMessageQueueTests {
         #expect(queue.offer(message) { 1 })
         #expect(queue.offer(message) { 1 })
         #expect(!queue.offer(message) { 1 })
-        var batch: [[UInt8]] = []
+        var batch: [ReceivedMessage] = []
         #expect(!queue.take(upTo: 10, into: &batch))
         #expect(batch.count == 2)
         #expect(queue.offer(message) { 1 })
@@ -68,11 +68,11 @@ struct ReceivedMessageQueueTests {
     func takesInOrder() throws {
         let queue = try ReceivedMessageQueue(limits: HandoffLimits(maxMessages: 4))
         for entries in 1...3 { queue.offer(alsMessage(cluster: "c\(entries)", entries: entries)) { entries } }
-        var batch: [[UInt8]] = []
+        var batch: [ReceivedMessage] = []
         #expect(queue.take(upTo: 2, into: &batch))
-        #expect(batch.map(entryCount) == [1, 2])
+        #expect(batch.map { entryCount($0.bytes) } == [1, 2])
         #expect(!queue.take(upTo: 2, into: &batch))
-        #expect(batch.map(entryCount) == [3])
+        #expect(batch.map { entryCount($0.bytes) } == [3])
         // The ring wraps: 4 more fit after the 3 taken.
         for _ in 0..<4 { #expect(queue.offer(alsMessage(cluster: "d", entries: 1)) { 1 }) }
         #expect(queue.waitingCount == 4)
@@ -102,7 +102,7 @@ struct ReceivedMessageDrainTests {
         let counts = FlagCounts()
         let tally = LineTally()
         let queue = try ReceivedMessageQueue()
-        let drain = ReceivedMessageDrain(
+        let drain = try ReceivedMessageDrain(
             queue: queue, counter: ReceivedEntryCounter(counts: counts, tally: tally),
             fields: .countingWithFailureDetails)
         queue.offer(alsMessage(cluster: "outbound|9001||payments", entries: 3)) { 3 }
@@ -127,7 +127,7 @@ struct ReceivedMessageDrainTests {
         let counts = FlagCounts()
         let tally = LineTally()
         let queue = try ReceivedMessageQueue()
-        let drain = ReceivedMessageDrain(
+        let drain = try ReceivedMessageDrain(
             queue: queue, counter: ReceivedEntryCounter(counts: counts, tally: tally), fields: .counting)
         let whole = alsMessage(cluster: "a", entries: 2)
         // The 2 entries (after http_logs' tag and one-byte length), then a log_entry that
@@ -150,7 +150,7 @@ struct ReceivedMessageDrainTests {
         let counts = FlagCounts()
         let tally = LineTally()
         let queue = try ReceivedMessageQueue(limits: HandoffLimits(maxMessages: 16))
-        let drain = ReceivedMessageDrain(
+        let drain = try ReceivedMessageDrain(
             queue: queue, counter: ReceivedEntryCounter(counts: counts, tally: tally), fields: .counting)
         let loop = PollLoop()
         drain.start(on: loop)
@@ -183,7 +183,8 @@ struct ReceivedMessageDrainTests {
     func wakesTheLoop() throws {
         let counts = FlagCounts()
         let queue = try ReceivedMessageQueue()
-        let drain = ReceivedMessageDrain(queue: queue, counter: ReceivedEntryCounter(counts: counts), fields: .counting)
+        let drain = try ReceivedMessageDrain(
+            queue: queue, counter: ReceivedEntryCounter(counts: counts), fields: .counting)
         let loop = PollLoop()
         let deadline = monotonicSeconds() + 10
         // No timer polls the queue: only the eventfd can wake the loop before the deadline timer.

@@ -21,6 +21,8 @@ struct ReceiverConfigTests {
         #expect(config.receiverSourceSpecs == [ReceiverSourceSpec(name: "mesh", host: "127.0.0.1", port: 9818)])
         #expect(config.fileSourceSpecs.map(\.name) == ["files"])
         #expect(config.journalSourceSpecs.isEmpty)
+        // The format parses OTLP log records' bodies (docs/formats.md §10.3).
+        #expect(config.sources[1].logFormat == .istio)
     }
 
     @Test("limits and TLS are read into the spec")
