@@ -16,6 +16,10 @@ extension ReceiverSourceSpec {
             config.rpc.maxRequestPayloadSize = limits.maxMessageBytes
             config.http2.maxConcurrentStreams = limits.maxConcurrentStreams
             config.connection.maxIdleTime = .milliseconds(Int64(limits.idleTimeoutSeconds * 1000))
+            if let age = limits.maxConnectionAgeSeconds {
+                config.connection.maxAge = .milliseconds(Int64(age * 1000))
+                config.connection.maxGraceTime = .milliseconds(Int64(limits.maxConnectionAgeGraceSeconds * 1000))
+            }
         }
     }
 }

@@ -22,7 +22,8 @@ public struct ReceiverSourceSpec: Sendable, Equatable {
 
 /// What one receiving source may take from its senders.
 public struct ReceiverLimits: Sendable, Equatable {
-    /// The largest gRPC message accepted (a larger one ends its stream with RESOURCE_EXHAUSTED).
+    /// The largest gRPC message accepted (grpc-swift's transport resets the stream of a larger
+    /// one: docs/formats.md §10.4).
     /// Envoy's ALS batches are `buffer_size_bytes` (16 KiB by default) plus one entry.
     public var maxMessageBytes = 4 * 1024 * 1024
     /// Streams per HTTP/2 connection (Envoy opens one per worker thread and logger).
@@ -32,6 +33,13 @@ public struct ReceiverLimits: Sendable, Equatable {
     /// A stream that carries no message for this long is ended with UNAVAILABLE (Envoy opens a
     /// new one for its next entry); without it a silent sender would hold its stream for ever.
     public var streamIdleTimeoutSeconds = 300.0
+    /// A connection older than this is sent a GOAWAY (grpc-swift's `maxAge`), so its sender
+    /// opens its next streams on a new connection, which a Service may send to another replica:
+    /// without it, long-lived access-log streams stay on the replica they first reached. Nil:
+    /// connections live as long as their sender keeps them.
+    public var maxConnectionAgeSeconds: Double? = nil
+    /// After that GOAWAY, how long the connection's open streams may go on before it is closed.
+    public var maxConnectionAgeGraceSeconds = 10.0
     /// What may wait for the poll loop (``HandoffLimits``).
     public var handoff = HandoffLimits()
 

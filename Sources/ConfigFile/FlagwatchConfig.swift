@@ -160,6 +160,8 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             case maxConcurrentStreams = "max_concurrent_streams"
             case idleTimeout = "idle_timeout"
             case streamIdleTimeout = "stream_idle_timeout"
+            case maxConnectionAge = "max_connection_age"
+            case maxConnectionAgeGrace = "max_connection_age_grace"
             case queueMessages = "queue_messages"
             case queueBytes = "queue_bytes"
             case tls
@@ -205,6 +207,11 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             if let idle = try container.decodeIfPresent(ConfigDuration.self, forKey: .streamIdleTimeout) {
                 limits.streamIdleTimeoutSeconds = idle.seconds
             }
+            limits.maxConnectionAgeSeconds =
+                try container.decodeIfPresent(ConfigDuration.self, forKey: .maxConnectionAge)?.seconds
+            if let grace = try container.decodeIfPresent(ConfigDuration.self, forKey: .maxConnectionAgeGrace) {
+                limits.maxConnectionAgeGraceSeconds = grace.seconds
+            }
             let queueMessages = try container.decodeIfPresent(Int.self, forKey: .queueMessages)
             let queueBytes = try container.decodeIfPresent(Int.self, forKey: .queueBytes)
             limits.handoff = HandoffLimits(
@@ -222,6 +229,12 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
             try require(
                 limits.streamIdleTimeoutSeconds >= 1 && limits.streamIdleTimeoutSeconds <= 86400, .streamIdleTimeout,
                 in: container, "must be between 1s and 1d")
+            try require(
+                (limits.maxConnectionAgeSeconds ?? 1) >= 1 && (limits.maxConnectionAgeSeconds ?? 1) <= 86400,
+                .maxConnectionAge, in: container, "must be between 1s and 1d")
+            try require(
+                limits.maxConnectionAgeGraceSeconds >= 1 && limits.maxConnectionAgeGraceSeconds <= 3600,
+                .maxConnectionAgeGrace, in: container, "must be between 1s and 1h")
             try require(
                 (queueMessages ?? 1) >= 1 && (queueMessages ?? 1) <= 1_000_000, .queueMessages, in: container,
                 "must be between 1 and 1000000")

@@ -47,6 +47,28 @@ struct ReceiverConfigTests {
                     clientCAPath: "/etc/flagwatch/ca.crt"))
     }
 
+    @Test("max_connection_age is off unless given; given, it and its grace are read, and out-of-range values name the key")
+    func maxConnectionAge() throws {
+        let spec = try #require(ConfigLoader.parse(valid).receiverSourceSpecs.first)
+        #expect(spec.limits.maxConnectionAgeSeconds == nil)
+        #expect(spec.limits.maxConnectionAgeGraceSeconds == 10)
+        let aged = try #require(
+            ConfigLoader.parse(
+                valid.replacingOccurrences(
+                    of: #""127.0.0.1:9818" }"#,
+                    with: #""127.0.0.1:9818", max_connection_age: 10m, max_connection_age_grace: 30s }"#)
+            ).receiverSourceSpecs.first)
+        #expect(aged.limits.maxConnectionAgeSeconds == 600)
+        #expect(aged.limits.maxConnectionAgeGraceSeconds == 30)
+        let tooLong = error(
+            valid.replacingOccurrences(of: #""127.0.0.1:9818" }"#, with: #""127.0.0.1:9818", max_connection_age: 2d }"#))
+        #expect(tooLong?.key == "sources[1].grpc_access_log.max_connection_age")
+        let graceZero = error(
+            valid.replacingOccurrences(
+                of: #""127.0.0.1:9818" }"#, with: #""127.0.0.1:9818", max_connection_age_grace: 0s }"#))
+        #expect(graceZero?.key == "sources[1].grpc_access_log.max_connection_age_grace")
+    }
+
     @Test("errors name the key and the line: a name for an address, plaintext off loopback, an unknown key, two inputs")
     func errors() {
         let name = error(valid.replacingOccurrences(of: "127.0.0.1:9818", with: "localhost:9818"))
