@@ -47,7 +47,9 @@ struct ReceiverConfigTests {
                     clientCAPath: "/etc/flagwatch/ca.crt"))
     }
 
-    @Test("max_connection_age is off unless given; given, it and its grace are read, and out-of-range values name the key")
+    @Test(
+        "max_connection_age is off unless given; given, it and its grace are read, and out-of-range values name the key"
+    )
     func maxConnectionAge() throws {
         let spec = try #require(ConfigLoader.parse(valid).receiverSourceSpecs.first)
         #expect(spec.limits.maxConnectionAgeSeconds == nil)
@@ -61,7 +63,8 @@ struct ReceiverConfigTests {
         #expect(aged.limits.maxConnectionAgeSeconds == 600)
         #expect(aged.limits.maxConnectionAgeGraceSeconds == 30)
         let tooLong = error(
-            valid.replacingOccurrences(of: #""127.0.0.1:9818" }"#, with: #""127.0.0.1:9818", max_connection_age: 2d }"#))
+            valid.replacingOccurrences(of: #""127.0.0.1:9818" }"#, with: #""127.0.0.1:9818", max_connection_age: 2d }"#)
+        )
         #expect(tooLong?.key == "sources[1].grpc_access_log.max_connection_age")
         let graceZero = error(
             valid.replacingOccurrences(

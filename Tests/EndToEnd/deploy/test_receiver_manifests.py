@@ -366,7 +366,7 @@ def test_the_receiver_config_is_accepted_by_check_config_and_refused_without_all
     result = run([flagwatch_binary(), "check-config", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert ("OK: listen 0.0.0.0:9817, state_dir /var/lib/flagwatch, 1 source (mesh: grpc_access_log on "
-            "0.0.0.0:9818), windows 1m,5m,15m; alerting: 5 rule(s)") in result.stdout, result.stdout
+            "0.0.0.0:9818, OTLP bodies as format istio), windows 1m,5m,15m; alerting: 5 rule(s)") in result.stdout, result.stdout
     # Plaintext off loopback is refused unless allowed: the key is what makes this config valid.
     config = receiver_config()
     del grpc_source(config)["grpc_access_log"]["allow_plaintext"]
