@@ -81,7 +81,7 @@ struct ExplainerTests {
         #expect(line.explanations == [FlagExplanation(.upstreamConnectionFailure)])
     }
 
-    @Test("a JSON line, a CRI-wrapped line and a line without flags")
+    @Test("a JSON line, a CRI-wrapped line, nginx and HAProxy lines, and a line without flags")
     func otherShapes() throws {
         let json = try Explainer.explain(line: Real.paymentsRefusedJSON, format: .auto)
         #expect(json.format == "json" && json.upstreamCluster == payments && json.diagnosis?.cause == .backendDown)
@@ -89,6 +89,19 @@ struct ExplainerTests {
             line: "2026-11-22T02:34:28.577123456Z stdout F " + Real.legacyPlainText + "\n", format: .auto)
         #expect(wrapped.upstreamCluster == "outbound|443||legacy.default.svc.cluster.local")
         #expect(wrapped.diagnosis?.cause == .mtlsMismatch)
+        let nginx = try Explainer.explain(
+            line: ProxyWritten.nginx(
+                "connect() failed (111: Connection refused) while connecting to upstream",
+                upstream: "http://10.0.0.5:8080/cart"), format: .auto)
+        #expect(nginx.format == "nginx-error" && nginx.upstreamCluster == "10.0.0.5:8080")
+        #expect(nginx.upstreamTransportFailureReason == "111: Connection refused")
+        #expect(
+            nginx.diagnosis?.likelyCause
+                == "backend down or wrong port (connection refused): 1 of 1 UF were 111: Connection refused; nothing listens on the server's address and port"
+        )
+        let haproxy = try Explainer.explain(line: ProxyWritten.haproxy("be_app", "srv1", "503", "SC--"), format: .auto)
+        #expect(haproxy.format == "haproxy" && haproxy.upstreamCluster == "be_app" && haproxy.upstreamHost == "srv1")
+        #expect(haproxy.responseCodeDetails == "SC--" && haproxy.diagnosis?.cause == .backendDown)
         let ok = try Explainer.explain(line: Real.reviewsOK, format: .istio)
         #expect(ok.flags == [] && ok.diagnosis == nil && ok.explanations == [] && ok.responseCode == 200)
     }
