@@ -92,9 +92,13 @@ struct ExplainCommand: ParsableCommand {
         }
     }
 
-    /// A whole line has a space (every text format) or is a JSON object; a flag list has neither.
+    /// A flag list is words of letters between commas, spaces around them allowed (`UF, URX`);
+    /// anything else is a line (every text format has a space inside a field list, JSON a `{`).
     static func isLine(_ text: String) -> Bool {
-        text.utf8.contains(UInt8(ascii: " ")) || text.utf8.first == UInt8(ascii: "{")
+        !text.split(separator: ",", omittingEmptySubsequences: false).allSatisfy { part in
+            let word = part.drop { $0 == " " }.reversed().drop { $0 == " " }
+            return word.allSatisfy { $0.isASCII && $0.isLetter }
+        }
     }
 
     /// The first non-blank line of standard input, read only as far as it ends (the input may

@@ -68,6 +68,8 @@ def test_a_comma_list_explains_each_flag_in_its_order():
     headers = [line for line in out.splitlines() if line and not line.startswith(" ")]
     assert headers == ["URX  UpstreamRetryLimitExceeded", "UF  UpstreamConnectionFailure"]
     assert out == ok("URX") + "\n" + ok("UF")
+    # Spaces around the commas, as people type lists.
+    assert ok("URX, UF") == out
 
 
 def test_a_flag_without_a_diagnosis_cause_says_so():
