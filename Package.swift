@@ -101,7 +101,8 @@ let package = Package(
         // response-code details / transport failure reasons counted with them.
         .target(
             name: "Diagnosis",
-            dependencies: ["AccessLogParser", "FlagCounting"],
+            // LineFraming: `flagwatch explain` strips a pasted line's container wrapper.
+            dependencies: ["AccessLogParser", "FlagCounting", "LineFraming"],
             swiftSettings: strictSwift6
         ),
         // Spike rules over the windows: baseline, pending/firing/resolved, alerts with a diagnosis.
@@ -204,7 +205,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DiagnosisTests",
-            dependencies: ["Diagnosis", "FlagCounting", "AccessLogParser"],
+            dependencies: ["Diagnosis", "FlagCounting", "AccessLogParser", "LineFraming"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
