@@ -5,8 +5,9 @@ Both tests start backends.py and a real Envoy on the bootstrap of the file tests
 (envoy-bootstrap.yaml.in) with one LogReceiver (harness.envoy.grpc_als_receiver): besides the
 two files, `envoy.access_loggers.http_grpc` on the HTTP listener and `tcp_grpc` on the two
 tcp_proxy listeners stream every entry to a flagwatch `grpc_access_log` source (source "mesh")
-through an HTTP/2 cluster, flushing every 0.1 s. (An OpenTelemetry logger is one more
-LogReceiver, to a second source on a second port, with the same expectations.)
+through an HTTP/2 cluster, flushing every 0.1 s. The first test adds a second LogReceiver
+(harness.envoy.otel_receiver): Envoy's OpenTelemetry logger, the fields as attributes, on both
+kinds of listener, to a second flagwatch (its totals are compared alone).
 
   test_every_scenario_streamed_over_grpc_is_counted_as_envoys_counters_say
       all 23 SCENARIOS (HTTP and TCP), interleaved in rounds. flagwatch's /metrics, per
@@ -19,7 +20,9 @@ LogReceiver, to a second source on a second port, with the same expectations.)
       all); nothing dropped by Envoy (logs_dropped, grpc_entries_flush_failed) or by flagwatch
       (received_*_dropped_total), nothing malformed. Envoy's file log, parsed by the harness's
       own parser, is checked against the same counters first (a failure there is not
-      flagwatch's).
+      flagwatch's). The OpenTelemetry flagwatch's /metrics equal expected_counts exactly, with
+      the route's cluster on every entry (%UPSTREAM_CLUSTER_RAW%: no "-" for UH, FI or UO),
+      lines_total equals the requests sent, and nothing is dropped on either side.
 
   test_a_flagwatch_restart_mid_traffic_loses_only_what_envoy_sent_while_it_was_down
       a client thread sends one request after another; the target changes with the phase, so
@@ -52,8 +55,8 @@ import pytest
 
 from harness.envoy import (
     SCENARIOS, STREAMED_WITHOUT_HOST, count_log, counter_value, counts_from_metrics, differences, expected_counts,
-    fetch_counters, find_envoy, grpc_als_receiver, http_get, parse_text, send_rounds, start_envoy,
-    streamed_log_counters, svc, vhost, wait_for_stable_logs,
+    fetch_counters, find_envoy, grpc_als_receiver, http_get, otel_log_counters, otel_receiver, parse_text,
+    send_rounds, start_envoy, streamed_log_counters, svc, vhost, wait_for_stable_logs,
 )
 from harness.flagwatch import FlagwatchRun, run_argv
 from harness.metrics import metric_samples
@@ -109,9 +112,14 @@ def settled(envoy_admin, run, want):
 def test_every_scenario_streamed_over_grpc_is_counted_as_envoys_counters_say(tmp_path, procs):
     als_port, metrics_port = free_port(), free_port()
     run = start_flagwatch(procs, flagwatch_config(tmp_path, als_port), metrics_port, tmp_path / "flagwatch.log")
+    # A second flagwatch receives Envoy's OpenTelemetry logger (its own totals, compared alone).
+    (tmp_path / "otel").mkdir()
+    otlp_port, otel_metrics_port = free_port(), free_port()
+    otel_run = start_flagwatch(procs, flagwatch_config(tmp_path / "otel", otlp_port), otel_metrics_port,
+                               tmp_path / "flagwatch-otel.log")
     text_log = tmp_path / "access-istio.log"
     stack = start_envoy(procs, tmp_path, find_envoy(), text_log, tmp_path / "access.json.log",
-                        receivers=(grpc_als_receiver(als_port),))
+                        receivers=(grpc_als_receiver(als_port), otel_receiver(otlp_port)))
 
     t0 = time.monotonic()
     sent, client = send_rounds(REQUESTS, ROUNDS, TRAFFIC_BUDGET_S, stack.ports, stack.admin)
@@ -150,6 +158,26 @@ def test_every_scenario_streamed_over_grpc_is_counted_as_envoys_counters_say(tmp
     assert got["lines"] == streamed["flushed"]
     assert sum(got["clusters"][s.cluster]["codes"].get("0", 0) for s in tcp) == tcp_total, \
         "the tcp_grpc entries (code 0) are all there"
+
+    # OpenTelemetry: every entry, HTTP and TCP, under the route's cluster (no STREAMED_WITHOUT_HOST).
+    otel_body = poll_until(
+        lambda: (lambda body: body if metric_samples(body.decode()).get(
+            'flagwatch_lines_total{source="%s"}' % SOURCE, 0) >= total else None)(scrape(otel_run)),
+        SETTLE_TIMEOUT, "the OpenTelemetry flagwatch counting %d entries" % total, interval=0.2,
+        context=otel_run.context)
+    time.sleep(0.5)
+    otel_body = scrape(otel_run)
+    otel_counters = otel_log_counters(fetch_counters(stack.admin))
+    print("OpenTelemetry logger: %s" % otel_counters)
+    assert otel_counters == {"written": total, "dropped": 0}, "Envoy's OpenTelemetry logger: HTTP and TCP entries"
+    otel_got = counts_from_metrics(otel_body, SOURCE)
+    problems = differences(expected_counts(SCENARIOS, sent, counters), otel_got, "flagwatch /metrics (OTLP)")
+    if problems:
+        pytest.fail("\n  ".join(["flagwatch's /metrics of the OTLP source disagree with Envoy's counters:"]
+                                + problems), pytrace=False)
+    otel_samples = metric_samples(otel_body.decode())
+    assert otel_got["lines"] == total
+    assert otel_samples['flagwatch_received_entries_dropped_total{source="%s"}' % SOURCE] == 0
 
 
 # --------------------------------------------------------------------------- restart

@@ -463,6 +463,42 @@ def grpc_als_receiver(port, cluster="flagwatch_als", flush_interval="0.1s"):
     return LogReceiver(cluster=cluster, port=port, http=(logger("Http"),), tcp=(logger("Tcp"),))
 
 
+OTEL_ACCESS_LOG_CONFIG = \
+    "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig"
+# The fields as OTLP attributes under Istio's JSON keys (what flagwatch reads from attributes);
+# %UPSTREAM_CLUSTER_RAW%: the route's cluster without Istio 1.23+'s trailing ";".
+OTEL_ATTRIBUTES = (
+    ("response_code", "%RESPONSE_CODE%"),
+    ("response_flags", "%RESPONSE_FLAGS%"),
+    ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+    ("upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
+    ("upstream_cluster", "%UPSTREAM_CLUSTER_RAW%"),
+    ("upstream_host", "%UPSTREAM_HOST%"),
+)
+
+
+def otel_receiver(port, cluster="flagwatch_otlp", flush_interval="0.1s"):
+    """Envoy's OpenTelemetry access logger (`envoy.access_loggers.open_telemetry`, OTLP
+    LogsService/Export) to 127.0.0.1:`port`, on the HTTP listener and the tcp_proxy listeners
+    alike, with the fields as attributes (OTEL_ATTRIBUTES). Its entries name the route's
+    cluster, so they need no STREAMED_WITHOUT_HOST."""
+    def logger(kind):
+        return {"name": "envoy.access_loggers.open_telemetry", "typed_config": {
+            "@type": OTEL_ACCESS_LOG_CONFIG, "log_name": "%s_%s" % (cluster, kind),
+            "buffer_flush_interval": flush_interval, "grpc_service": {"envoy_grpc": {"cluster_name": cluster}},
+            "body": {"string_value": "%REQ(:METHOD)% %REQ(:PATH)%"},
+            "attributes": {"values": [{"key": key, "value": {"string_value": value}}
+                                      for key, value in OTEL_ATTRIBUTES]}}}
+    return LogReceiver(cluster=cluster, port=port, http=(logger("http"),), tcp=(logger("tcp"),))
+
+
+def otel_log_counters(counters):
+    """Envoy's counters of its OpenTelemetry access loggers: {"written", "dropped"}
+    (access_logs.open_telemetry_access_log.logs_written / logs_dropped)."""
+    prefix = "access_logs.open_telemetry_access_log."
+    return {"written": counters.get(prefix + "logs_written", 0), "dropped": counters.get(prefix + "logs_dropped", 0)}
+
+
 def yaml_items(objects):
     """Block-sequence items, one JSON object (valid YAML flow) per line; a comment when none."""
     return "\n".join("- " + json.dumps(o, separators=(",", ":")) for o in objects) or "# (none)"
