@@ -1,6 +1,7 @@
 import AccessLogParser
 import Alerting
 import ConfigFile
+import Diagnosis
 import Engine
 import Exposition
 import FlagCounting
@@ -348,11 +349,18 @@ final class Daemon {
         case "/-/ready":
             return isReady ? .text(200, "ready") : .text(503, "not ready: sources are being opened")
         default:
+            // The page's windows count up to now, as /metrics' do.
+            counts.now = Int(monotonicSeconds())
+            let counts = counts
             return HTTPResponse(
                 status: 200, contentType: "text/html; charset=utf-8",
                 body: StatusPage.html(
                     counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
-                    alerts: alerts?.statusRows()))
+                    alerts: alerts?.statusRows(),
+                    diagnose: { id in
+                        Diagnoser.diagnose(counts, cluster: id, among: Diagnoser.upstreamFailureFlags).map(
+                            StatusPage.ClusterDiagnosis.init)
+                    }))
         }
     }
 

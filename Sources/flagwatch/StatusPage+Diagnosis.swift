@@ -1,0 +1,19 @@
+import Diagnosis
+import Exposition
+
+extension StatusPage.ClusterDiagnosis {
+    /// The Diagnosis module's value as the status page shows it: the one place where its fields
+    /// are read for the page (Exposition does not import Diagnosis; ScanDiagnosis is made the
+    /// same way). Issue 17 adds fields to the diagnosis on other branches; each is one line here
+    /// once it lands, and the page shows it when it is set.
+    init(_ diagnosis: Diagnosis) {
+        self.init(
+            flag: diagnosis.flag, cause: diagnosis.cause.rawValue, likelyCause: diagnosis.likelyCause,
+            nextSteps: diagnosis.nextSteps)
+        // Issue 17 item 1 (`Diagnosis.scope`, `Diagnosis.hosts`), when merged:
+        // scope = diagnosis.scope
+        // hosts = diagnosis.hosts.map { StatusPage.HostCount(host: $0.host, count: $0.count) }
+        // Issue 17 item 4 (`Diagnosis.trend`), when merged:
+        // trend = StatusPage.Trend(direction: ..., firstSeenFailing: ...)
+    }
+}
