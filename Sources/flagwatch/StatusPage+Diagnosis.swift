@@ -13,7 +13,8 @@ extension StatusPage.ClusterDiagnosis {
         // Issue 17 item 1 (`Diagnosis.scope`, `Diagnosis.hosts`), when merged:
         // scope = diagnosis.scope
         // hosts = diagnosis.hosts.map { StatusPage.HostCount(host: $0.host, count: $0.count) }
-        // Issue 17 item 4 (`Diagnosis.trend`), when merged:
+        // Issue 17 item 4 (`Diagnosis.trend`), when merged (times as AlertSupervisor.pageTime
+        // writes them):
         // trend = StatusPage.Trend(direction: ..., firstSeenFailing: ...)
     }
 }

@@ -6,7 +6,7 @@ import Testing
 
 /// The daemon's `/` page: the failing clusters first, with their cause and next steps, then the
 /// alerts, the clusters and the sources; every name escaped. (The browser test,
-/// Tests/EndToEnd/daemon/test_status_page_browser.py, checks the layout in Chromium.)
+/// Tests/EndToEnd/statuspage/test_status_page_browser.py, checks the layout in Chromium.)
 @Suite("The status page")
 struct StatusPageTests {
     static let refused = StatusPage.ClusterDiagnosis(
