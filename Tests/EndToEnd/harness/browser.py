@@ -7,6 +7,9 @@
                              600 px), waits (bounded) for the load to finish
   .evaluate(expression)      the JSON value of a JavaScript expression in the page
   .screenshot(path)          a PNG of the whole page (beyond the viewport), written to path
+  .dialogs                   the messages of the JavaScript dialogs the pages opened (alert(),
+                             confirm()...), each dismissed at once so that a script injected into a
+                             page cannot block the protocol: a test asserts it is empty
   .close()                   Browser.close, then a bounded wait for the process to exit
 
 Why the pipe: `--remote-debugging-pipe` speaks the protocol as NUL-terminated JSON messages on
@@ -74,6 +77,7 @@ class Chromium:
         self._buffer = b""
         self._next_id = 0
         self.session = None
+        self.dialogs = []
         self._attach()
 
     # ------------------------------------------------------------------ the protocol
@@ -115,6 +119,10 @@ class Chromium:
                 if "error" in message:
                     pytest.fail("chromium: %s failed: %r" % (method, message["error"]), pytrace=False)
                 return message.get("result", {})
+            if message.get("method") == "Page.javascriptDialogOpening":
+                # A dialog blocks the page's scripts and our evaluations until it is closed.
+                self.dialogs.append(message["params"].get("message"))
+                self._send("Page.handleJavaScriptDialog", {"accept": False})
 
     def _attach(self):
         deadline = time.monotonic() + COMMAND_TIMEOUT

@@ -137,7 +137,7 @@ def test_the_status_page_leads_with_each_failing_clusters_cause_and_next_steps_a
             assert facts["sections"] == ["failing", "alerts", "clusters", "sources"], where
             # Timestamps are never broken over two lines.
             assert facts["timeLines"] and set(facts["timeLines"]) == {1}, (where, facts["timeLines"])
-            assert facts["scripts"] == 0, where
+            assert facts["scripts"] == 0 and browser.dialogs == [], (where, browser.dialogs)
 
             # The failing clusters: payments first (its alert fires), then the hostile name
             # (6 UF), then the long one (4 UF); reviews answers fine and has no panel.
