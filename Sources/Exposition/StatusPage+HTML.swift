@@ -101,7 +101,8 @@ extension StatusPage {
         return html + "</section>\n"
     }
 
-    /// One failing cluster: its cause, the evidence, then the commands to run.
+    /// One failing cluster: its cause, scope, hosts and trend, the evidence, then the commands
+    /// to run.
     static func failingPanel(_ cluster: FailingCluster, recentName: String, windowed: Bool) -> String {
         let diagnosis = cluster.diagnosis
         let flag = diagnosis.flag.shortName
@@ -111,15 +112,15 @@ extension StatusPage {
         html +=
             "<span class=\"flag\">\(escape(flag))</span><span class=\"name\">\(escape(cluster.row.name))</span></h3>\n"
         html += "<p class=\"likely\">\(escape(diagnosis.likelyCause))</p>\n<dl>\n"
+        html += scopeItem(diagnosis.scope)
+        html += hostsItem(diagnosis.hosts)
+        html += trendItem(diagnosis.trend)
         if windowed {
             html += "<dt>Last \(escape(recentName))</dt><dd>\(cluster.recentFlagged) \(escape(flag)) of "
             html +=
                 "\(cluster.recentResponses) responses (\(percent(cluster.recentFlagged, of: cluster.recentResponses)))</dd>\n"
         }
         html += "<dt>Since start</dt><dd>\(escape(cluster.row.flags)) of \(cluster.row.requests) requests</dd>\n"
-        html += scopeItem(diagnosis.scope)
-        html += hostsItem(diagnosis.hosts)
-        html += trendItem(diagnosis.trend)
         html += detailsItem(cluster.details, flag: flag)
         html += alertsItem(cluster.alerts)
         html += "</dl>\n" + nextStepsBlock(diagnosis.nextSteps)

@@ -1,7 +1,6 @@
 import AccessLogParser
 import Alerting
 import ConfigFile
-import Diagnosis
 import Engine
 import Exposition
 import FlagCounting
@@ -356,11 +355,8 @@ final class Daemon {
                 status: 200, contentType: "text/html; charset=utf-8",
                 body: StatusPage.html(
                     counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
-                    alerts: alerts?.statusRows(),
-                    diagnose: { id in
-                        Diagnoser.diagnose(counts, cluster: id, among: Diagnoser.upstreamFailureFlags).map(
-                            StatusPage.ClusterDiagnosis.init)
-                    }))
+                    alerts: alerts?.statusRows(), diagnose: { StatusPage.ClusterDiagnosis.current(counts, cluster: $0) }
+                ))
         }
     }
 
