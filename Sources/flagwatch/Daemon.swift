@@ -348,11 +348,15 @@ final class Daemon {
         case "/-/ready":
             return isReady ? .text(200, "ready") : .text(503, "not ready: sources are being opened")
         default:
+            // The page's windows count up to now, as /metrics' do.
+            counts.now = Int(monotonicSeconds())
+            let counts = counts
             return HTTPResponse(
                 status: 200, contentType: "text/html; charset=utf-8",
                 body: StatusPage.html(
                     counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
-                    alerts: alerts?.statusRows()))
+                    alerts: alerts?.statusRows(), diagnose: { StatusPage.ClusterDiagnosis.current(counts, cluster: $0) }
+                ))
         }
     }
 
