@@ -141,6 +141,11 @@ bench-follow: release
 bench-daemon: release
 	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) Benchmarks/scripts/follow_bench.py --mode daemon
 
+# Entries/s per core of a grpc_access_log source, the whole path (HTTP/2, handoff, decode, count).
+.PHONY: bench-receiver
+bench-receiver: release
+	FLAGWATCH_BIN=$(CURDIR)/$(RELEASE_BIN) $(PYTHON) Benchmarks/scripts/receiver_bench.py
+
 # Parser throughput and allocations per line (ordo-one/benchmark).
 benchmarks: deps
 	Benchmarks/run.sh

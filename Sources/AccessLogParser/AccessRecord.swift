@@ -66,6 +66,27 @@ public struct AccessRecord {
     }
 }
 
+extension AccessRecord {
+    /// Clears the fields not in `fields`, for decoders that read a whole message anyway (the
+    /// received entries): their records then hold what a text plan asked for the same fields
+    /// would hold, so counting treats a received entry exactly as a line.
+    mutating func keepOnly(_ fields: RecordFieldSet) {
+        if !fields.contains(.responseCode) { responseCode = 0 }
+        if !fields.contains(.upstreamCluster) { upstreamCluster = .absent }
+        if !fields.contains(.upstreamHost) { upstreamHost = .absent }
+        if !fields.contains(.routeName) { routeName = .absent }
+        if !fields.contains(.startTime) { startTime = .absent }
+        if !fields.contains(.authority) { authority = .absent }
+        if !fields.contains(.duration) { durationMilliseconds = nil }
+        if !fields.contains(.requestMethod) { requestMethod = .absent }
+        let detailsWanted = !fields.contains(.failureDetailsOnlyWhenFlagged) || !responseFlags.isEmpty
+        if !detailsWanted || !fields.contains(.responseCodeDetails) { responseCodeDetails = .absent }
+        if !detailsWanted || !fields.contains(.upstreamTransportFailureReason) {
+            upstreamTransportFailureReason = .absent
+        }
+    }
+}
+
 /// Which ``AccessRecord`` fields a parser decodes. A text plan reads each line only as far as
 /// these fields require, so asking for fewer makes parsing faster; the others stay absent.
 public struct RecordFieldSet: OptionSet, Sendable {
@@ -118,6 +139,8 @@ public enum MalformedReason: String, CaseIterable, Sendable {
     case badResponseCode = "bad_response_code"
     /// A line that starts with `{` but is not one valid JSON object.
     case badJSON = "bad_json"
+    /// A received entry (gRPC access-log service, OTLP) whose protobuf bytes are not valid.
+    case badProtobuf = "bad_protobuf"
 }
 
 /// The outcome of parsing one line.

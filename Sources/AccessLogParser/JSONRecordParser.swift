@@ -59,22 +59,15 @@ public final class JSONRecordParser: @unchecked Sendable {
     // @unchecked: the key table is written only in init.
 
     public let keys: JSONKeyMap
-    /// Wanted keys by length: `keyTable[length]` lists (key bytes, field). Keys with escapes in
-    /// the log are compared as written, which is what Envoy writes for plain ASCII keys.
-    private let keyTable: [[(bytes: [UInt8], field: RecordField)]]
-    private let maxKeyLength: Int
+    /// Keys with escapes in the log are compared as written, which is what Envoy writes for
+    /// plain ASCII keys.
+    private let keyTable: RecordKeyTable
     private static let maxDepth = 64
 
     /// - Parameter fields: only these keys are looked at; the flags key always is.
     public init(keys: JSONKeyMap = JSONKeyMap(), fields: RecordFieldSet = .all) {
         self.keys = keys
-        let entries = keys.entries.filter { fields.union(.responseFlags).contains(RecordFieldSet($0.field)) }
-        var maxLength = 0
-        for entry in entries { maxLength = max(maxLength, entry.key.utf8.count) }
-        var table = [[(bytes: [UInt8], field: RecordField)]](repeating: [], count: maxLength + 1)
-        for entry in entries { table[entry.key.utf8.count].append((Array(entry.key.utf8), entry.field)) }
-        keyTable = table
-        maxKeyLength = maxLength
+        keyTable = RecordKeyTable(keys: keys, fields: fields)
     }
 
     func parse(_ line: UnsafeRawBufferPointer, into record: inout AccessRecord) -> MalformedReason? {
@@ -95,7 +88,7 @@ public final class JSONRecordParser: @unchecked Sendable {
                 guard scanner.peek() == UInt8(ascii: ":") else { return .badJSON }
                 scanner.index += 1
                 scanner.skipWhitespace()
-                let field = lookUp(key.bytes)
+                let field = keyTable.field(forKey: key.bytes)
                 guard let value = scanner.scanValue(maxDepth: Self.maxDepth) else { return .badJSON }
                 if let field {
                     if field == .responseFlags {
@@ -114,15 +107,6 @@ public final class JSONRecordParser: @unchecked Sendable {
         scanner.skipWhitespace()
         guard scanner.index == scanner.count else { return .badJSON }
         return sawFlags ? nil : .noFlagsField
-    }
-
-    @inline(__always)
-    private func lookUp(_ key: UnsafeRawBufferPointer) -> RecordField? {
-        guard key.count <= maxKeyLength else { return nil }
-        for candidate in keyTable[key.count] {
-            if candidate.bytes.withUnsafeBytes({ $0.elementsEqual(key) }) { return candidate.field }
-        }
-        return nil
     }
 
     private func assign(_ field: RecordField, _ value: JSONScanner.Value, into record: inout AccessRecord)

@@ -39,6 +39,12 @@ public enum ResponseFlag: UInt8, CaseIterable, Sendable, Comparable {
     public var shortName: String { Self.names[Int(rawValue)].short }
     /// The name `%RESPONSE_FLAGS_LONG%` prints (Envoy 1.28+), e.g. `UpstreamConnectionFailure`.
     public var longName: String { Self.names[Int(rawValue)].long }
+    /// What Envoy's docs say the flag means, e.g. "Upstream connection failure, in addition to 503".
+    public var meaning: String { Self.names[Int(rawValue)].meaning }
+    /// Whether TCP proxies set the flag too (else it is HTTP only).
+    public var isSetForTCP: Bool { Self.names[Int(rawValue)].tcp }
+    /// The first Envoy release with the flag: `1.28`, or `≤1.5` when it was already there.
+    public var sinceEnvoy: String { Self.names[Int(rawValue)].since }
 
     public static func < (lhs: ResponseFlag, rhs: ResponseFlag) -> Bool { lhs.rawValue < rhs.rawValue }
 
@@ -50,37 +56,65 @@ public enum ResponseFlag: UInt8, CaseIterable, Sendable, Comparable {
         self = found
     }
 
-    static let names: [(short: String, long: String)] = [
-        ("LH", "FailedLocalHealthCheck"),
-        ("UH", "NoHealthyUpstream"),
-        ("UT", "UpstreamRequestTimeout"),
-        ("LR", "LocalReset"),
-        ("UR", "UpstreamRemoteReset"),
-        ("UF", "UpstreamConnectionFailure"),
-        ("UC", "UpstreamConnectionTermination"),
-        ("UO", "UpstreamOverflow"),
-        ("NR", "NoRouteFound"),
-        ("DI", "DelayInjected"),
-        ("FI", "FaultInjected"),
-        ("RL", "RateLimited"),
-        ("UAEX", "UnauthorizedExternalService"),
-        ("RLSE", "RateLimitServiceError"),
-        ("DC", "DownstreamConnectionTermination"),
-        ("URX", "UpstreamRetryLimitExceeded"),
-        ("SI", "StreamIdleTimeout"),
-        ("IH", "InvalidEnvoyRequestHeaders"),
-        ("DPE", "DownstreamProtocolError"),
-        ("UMSDR", "UpstreamMaxStreamDurationReached"),
-        ("RFCF", "ResponseFromCacheFilter"),
-        ("NFCF", "NoFilterConfigFound"),
-        ("DT", "DurationTimeout"),
-        ("UPE", "UpstreamProtocolError"),
-        ("NC", "NoClusterFound"),
-        ("OM", "OverloadManagerTerminated"),
-        ("DF", "DnsResolutionFailed"),
-        ("DO", "DropOverload"),
-        ("DR", "DownstreamRemoteReset"),
-        ("UDO", "UnconditionalDropOverload"),
+    /// Envoy's table of core flags (docs/formats.md §1.2, from Envoy's docs and release notes),
+    /// one row per flag in enum order: the codes the parser looks up, and what `flagwatch
+    /// explain` says of each. `since` is the first Envoy release with the flag (`≤1.5`: already
+    /// in that release, an upper bound); `tcp` is whether TCP proxies set it too.
+    static let names: [(short: String, long: String, meaning: String, tcp: Bool, since: String)] = [
+        (
+            "LH", "FailedLocalHealthCheck", "Local service failed health check request, in addition to 503", false,
+            "≤1.5"
+        ),
+        (
+            "UH", "NoHealthyUpstream", "No healthy upstream hosts in the upstream cluster, in addition to 503", true,
+            "≤1.5"
+        ),
+        ("UT", "UpstreamRequestTimeout", "Upstream request timeout, in addition to 504", false, "≤1.5"),
+        ("LR", "LocalReset", "Connection local reset, in addition to 503", false, "≤1.5"),
+        ("UR", "UpstreamRemoteReset", "Upstream remote reset, in addition to 503", false, "≤1.5"),
+        ("UF", "UpstreamConnectionFailure", "Upstream connection failure, in addition to 503", true, "≤1.5"),
+        ("UC", "UpstreamConnectionTermination", "Upstream connection termination, in addition to 503", false, "≤1.5"),
+        ("UO", "UpstreamOverflow", "Upstream overflow (circuit breaking), in addition to 503", true, "≤1.5"),
+        (
+            "NR", "NoRouteFound",
+            "No route for the request (404), or no matching filter chain for a downstream connection", true, "≤1.5"
+        ),
+        ("DI", "DelayInjected", "Request delayed by fault injection", false, "≤1.5"),
+        ("FI", "FaultInjected", "Request aborted with a response code by fault injection", false, "≤1.5"),
+        ("RL", "RateLimited", "Rate-limited locally by the HTTP rate limit filter (429)", false, "≤1.7"),
+        ("UAEX", "UnauthorizedExternalService", "Denied by the external authorization service", false, "≤1.7"),
+        ("RLSE", "RateLimitServiceError", "Rejected because of an error in the rate limit service", false, "1.8"),
+        ("DC", "DownstreamConnectionTermination", "Downstream connection termination", false, "1.9"),
+        (
+            "URX", "UpstreamRetryLimitExceeded", "Upstream retry limit (HTTP) or max connect attempts (TCP) reached",
+            true, "1.10"
+        ),
+        ("SI", "StreamIdleTimeout", "Stream idle timeout, in addition to 408 or 504", false, "1.10"),
+        (
+            "IH", "InvalidEnvoyRequestHeaders", "Invalid value in a strictly checked x-envoy-* header (400)", false,
+            "1.11"
+        ),
+        ("DPE", "DownstreamProtocolError", "Downstream request had an HTTP protocol error", false, "1.12"),
+        (
+            "UMSDR", "UpstreamMaxStreamDurationReached", "Upstream request reached its max stream duration", false,
+            "1.15"
+        ),
+        ("RFCF", "ResponseFromCacheFilter", "Response served from an Envoy cache filter", false, "1.15"),
+        ("NFCF", "NoFilterConfigFound", "Filter config not received within the warming deadline", false, "1.16"),
+        (
+            "DT", "DurationTimeout", "max_connection_duration or max_downstream_connection_duration exceeded", true,
+            "1.16"
+        ),
+        ("UPE", "UpstreamProtocolError", "Upstream response had an HTTP protocol error", false, "1.18"),
+        ("NC", "NoClusterFound", "Upstream cluster not found", true, "1.18"),
+        ("OM", "OverloadManagerTerminated", "Terminated by the Overload Manager", false, "1.19"),
+        ("DF", "DnsResolutionFailed", "Terminated because of a DNS resolution failure", false, "1.22"),
+        ("DO", "DropOverload", "Dropped by EDS drop_overloads, with 503", false, "1.29"),
+        (
+            "DR", "DownstreamRemoteReset",
+            "Downstream remote codec reset (details http2.remote_reset or http2.remote_refuse)", false, "1.30"
+        ),
+        ("UDO", "UnconditionalDropOverload", "Dropped because drop_overloads is 100 %, with 503", false, "1.34"),
     ]
 
     /// Short codes packed little-endian into a UInt64 (at most 5 bytes), so a lookup is a

@@ -149,3 +149,51 @@ public enum ConfigLoader {
         return line
     }
 }
+
+extension ConfigLoader {
+    /// PEM files are small; anything larger is the wrong file.
+    static let maximumPEMSize = 1 << 20
+
+    /// The files the daemon will open for the config (each receiver's TLS certificate, key and
+    /// client CA) are readable and hold what their key says. `check-config` and `run` (at start
+    /// and on reload) call it, so a wrong path is reported with its key before anything starts;
+    /// without it `run` fails later in grpc-swift's words (`failedToLoadCertificate`), which name
+    /// neither the file nor the key. Not part of ``load(path:)``: `scan` never opens these files.
+    public static func checkFiles(of config: FlagwatchConfig, file: String) throws(ConfigError) {
+        for (index, source) in config.sources.enumerated() {
+            guard case .grpcAccessLog(let settings) = source.input, let tls = settings.tls else { continue }
+            var files = [
+                ("certificate", tls.certificateChainPath, "CERTIFICATE"), ("key", tls.privateKeyPath, "PRIVATE KEY"),
+            ]
+            if let clientCA = tls.clientCAPath { files.append(("client_ca", clientCA, "CERTIFICATE")) }
+            for (key, path, label) in files {
+                let keyPath = "sources[\(index)].grpc_access_log.tls.\(key)"
+                let bytes: [UInt8]
+                do {
+                    bytes = try FileSystem.contents(of: path, maxBytes: maximumPEMSize)
+                } catch {
+                    throw ConfigError(file: file, line: nil, key: keyPath, reason: "cannot read \(path): \(error)")
+                }
+                // "-----BEGIN PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----", ...: the label ends the line.
+                let text = String(decoding: bytes, as: UTF8.self)
+                let hasBlock = text.split(separator: "\n").contains { line in
+                    line.hasPrefix("-----BEGIN ")
+                        && line.trimmingSuffix(while: \.isWhitespace).hasSuffix("\(label)-----")
+                }
+                guard hasBlock else {
+                    throw ConfigError(
+                        file: file, line: nil, key: keyPath,
+                        reason: "\(path) holds no PEM \(label.lowercased()) (a '-----BEGIN ...\(label)-----' line)")
+                }
+            }
+        }
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingSuffix(while predicate: (Character) -> Bool) -> Substring {
+        var end = endIndex
+        while end > startIndex, predicate(self[index(before: end)]) { end = index(before: end) }
+        return self[startIndex..<end]
+    }
+}

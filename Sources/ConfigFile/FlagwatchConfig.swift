@@ -1,4 +1,5 @@
 import AccessLogParser
+import AccessLogReceiver
 import LineFraming
 import LogSources
 
@@ -143,6 +144,114 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
     public enum Input: Sendable, Equatable {
         case files([String])
         case journald(matches: [String], directory: String?)
+        /// Envoy's gRPC access-log service, received on an address (docs/formats.md §10).
+        case grpcAccessLog(ReceiverSettings)
+    }
+
+    /// `grpc_access_log:`: where to listen, the limits and TLS.
+    public struct ReceiverSettings: Sendable, Equatable, Decodable {
+        public var listen: ListenAddress
+        public var limits = ReceiverLimits()
+        public var tls: ReceiverTLS?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case listen
+            case maxMessageSize = "max_message_size"
+            case maxConcurrentStreams = "max_concurrent_streams"
+            case idleTimeout = "idle_timeout"
+            case streamIdleTimeout = "stream_idle_timeout"
+            case maxConnectionAge = "max_connection_age"
+            case maxConnectionAgeGrace = "max_connection_age_grace"
+            case queueMessages = "queue_messages"
+            case queueBytes = "queue_bytes"
+            case tls
+            case allowPlaintext = "allow_plaintext"
+        }
+
+        struct TLS: Decodable {
+            var certificate: String
+            var key: String
+            var clientCA: String?
+
+            enum CodingKeys: String, CodingKey, CaseIterable {
+                case certificate, key
+                case clientCA = "client_ca"
+            }
+
+            init(from decoder: any Decoder) throws {
+                let container = try strictContainer(decoder, CodingKeys.self)
+                certificate = try container.decode(String.self, forKey: .certificate)
+                key = try container.decode(String.self, forKey: .key)
+                clientCA = try container.decodeIfPresent(String.self, forKey: .clientCA)
+                try require(!certificate.isEmpty, .certificate, in: container, "must not be empty")
+                try require(!key.isEmpty, .key, in: container, "must not be empty")
+            }
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try strictContainer(decoder, CodingKeys.self)
+            let text = try container.decode(String.self, forKey: .listen)
+            guard let address = ListenAddress(text), address.isIPv4Literal else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .listen, in: container,
+                    debugDescription: "'\(text)' is not IPv4-address:port (e.g. 127.0.0.1:9818 or 0.0.0.0:9818)")
+            }
+            listen = address
+            limits.maxMessageBytes =
+                try container.decodeIfPresent(Int.self, forKey: .maxMessageSize) ?? limits.maxMessageBytes
+            limits.maxConcurrentStreams =
+                try container.decodeIfPresent(Int.self, forKey: .maxConcurrentStreams) ?? limits.maxConcurrentStreams
+            if let idle = try container.decodeIfPresent(ConfigDuration.self, forKey: .idleTimeout) {
+                limits.idleTimeoutSeconds = idle.seconds
+            }
+            if let idle = try container.decodeIfPresent(ConfigDuration.self, forKey: .streamIdleTimeout) {
+                limits.streamIdleTimeoutSeconds = idle.seconds
+            }
+            limits.maxConnectionAgeSeconds =
+                try container.decodeIfPresent(ConfigDuration.self, forKey: .maxConnectionAge)?.seconds
+            if let grace = try container.decodeIfPresent(ConfigDuration.self, forKey: .maxConnectionAgeGrace) {
+                limits.maxConnectionAgeGraceSeconds = grace.seconds
+            }
+            let queueMessages = try container.decodeIfPresent(Int.self, forKey: .queueMessages)
+            let queueBytes = try container.decodeIfPresent(Int.self, forKey: .queueBytes)
+            limits.handoff = HandoffLimits(
+                maxMessages: queueMessages ?? limits.handoff.maxMessages,
+                maxBytes: queueBytes ?? limits.handoff.maxBytes)
+            try require(
+                limits.maxMessageBytes >= 1024 && limits.maxMessageBytes <= 64 * 1024 * 1024, .maxMessageSize,
+                in: container, "must be between 1024 and 67108864 bytes")
+            try require(
+                limits.maxConcurrentStreams >= 1 && limits.maxConcurrentStreams <= 100_000, .maxConcurrentStreams,
+                in: container, "must be between 1 and 100000")
+            try require(
+                limits.idleTimeoutSeconds >= 1 && limits.idleTimeoutSeconds <= 86400, .idleTimeout, in: container,
+                "must be between 1s and 1d")
+            try require(
+                limits.streamIdleTimeoutSeconds >= 1 && limits.streamIdleTimeoutSeconds <= 86400, .streamIdleTimeout,
+                in: container, "must be between 1s and 1d")
+            try require(
+                (limits.maxConnectionAgeSeconds ?? 1) >= 1 && (limits.maxConnectionAgeSeconds ?? 1) <= 86400,
+                .maxConnectionAge, in: container, "must be between 1s and 1d")
+            try require(
+                limits.maxConnectionAgeGraceSeconds >= 1 && limits.maxConnectionAgeGraceSeconds <= 3600,
+                .maxConnectionAgeGrace, in: container, "must be between 1s and 1h")
+            try require(
+                (queueMessages ?? 1) >= 1 && (queueMessages ?? 1) <= 1_000_000, .queueMessages, in: container,
+                "must be between 1 and 1000000")
+            try require(
+                (queueBytes ?? limits.maxMessageBytes) >= limits.maxMessageBytes
+                    && (queueBytes ?? 0) <= 4 * 1024 * 1024 * 1024, .queueBytes, in: container,
+                "must be at least max_message_size and at most 4294967296")
+            if let tls = try container.decodeIfPresent(TLS.self, forKey: .tls) {
+                self.tls = ReceiverTLS(
+                    certificateChainPath: tls.certificate, privateKeyPath: tls.key, clientCAPath: tls.clientCA)
+            }
+            let allowPlaintext = try container.decodeIfPresent(Bool.self, forKey: .allowPlaintext) ?? false
+            try require(
+                tls != nil || listen.host.hasPrefix("127.") || allowPlaintext, .listen, in: container,
+                "plaintext off loopback: give tls: (certificate, key) or allow_plaintext: true (e.g. inside a mesh's mTLS)"
+            )
+        }
     }
 
     public var name: String
@@ -184,6 +293,7 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, files, journald, format
+        case grpcAccessLog = "grpc_access_log"
         case jsonKeys = "json_keys"
         case containerFormat = "container_format"
         case startAt = "start_at"
@@ -195,21 +305,35 @@ public struct SourceConfig: Sendable, Equatable, Decodable {
         try require(!name.isEmpty && name.count <= 100, .name, in: container, "must be 1 to 100 characters")
         let files = try container.decodeIfPresent([String].self, forKey: .files)
         let journald = try container.decodeIfPresent(Journald.self, forKey: .journald)
-        switch (files, journald) {
-        case (let files?, nil):
-            try require(
-                !files.isEmpty && files.allSatisfy { !$0.isEmpty }, .files, in: container,
-                "give at least one path or pattern")
-            input = .files(files)
-        case (nil, let journal?):
-            input = .journald(matches: journal.matches, directory: journal.directory)
-        case (.some, .some):
+        let receiver = try container.decodeIfPresent(ReceiverSettings.self, forKey: .grpcAccessLog)
+        let inputs = [files != nil, journald != nil, receiver != nil].filter { $0 }.count
+        if inputs > 1 {
             throw DecodingError.dataCorruptedError(
-                forKey: .journald, in: container, debugDescription: "a source has either files or journald, not both")
-        case (nil, nil):
-            throw DecodingError.keyNotFound(
-                CodingKeys.files,
-                .init(codingPath: container.codingPath, debugDescription: "a source needs files or journald"))
+                forKey: receiver != nil ? .grpcAccessLog : .journald, in: container,
+                debugDescription: "a source has one of files, journald or grpc_access_log")
+        }
+        if let receiver {
+            input = .grpcAccessLog(receiver)
+        } else {
+            switch (files, journald) {
+            case (let files?, nil):
+                try require(
+                    !files.isEmpty && files.allSatisfy { !$0.isEmpty }, .files, in: container,
+                    "give at least one path or pattern")
+                input = .files(files)
+            case (nil, let journal?):
+                input = .journald(matches: journal.matches, directory: journal.directory)
+            case (.some, .some):
+                throw DecodingError.dataCorruptedError(
+                    forKey: .journald, in: container,
+                    debugDescription: "a source has either files or journald, not both")
+            case (nil, nil):
+                throw DecodingError.keyNotFound(
+                    CodingKeys.files,
+                    .init(
+                        codingPath: container.codingPath,
+                        debugDescription: "a source needs files, journald or grpc_access_log"))
+            }
         }
         format = try container.decodeIfPresent(String.self, forKey: .format) ?? format
         jsonKeys = try container.decodeIfPresent([String: String].self, forKey: .jsonKeys) ?? [:]
@@ -272,6 +396,12 @@ public struct ListenAddress: Sendable, Equatable {
         guard !hostPart.isEmpty, let port = UInt16(portPart) else { return nil }
         host = String(hostPart)
         self.port = port
+    }
+
+    /// A dotted IPv4 address such as 127.0.0.1 (not a name, not IPv6).
+    public var isIPv4Literal: Bool {
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in !part.isEmpty && part.count <= 3 && UInt8(part) != nil }
     }
 }
 
@@ -338,6 +468,16 @@ extension FlagwatchConfig {
         sources.compactMap { source in
             guard case .files(let patterns) = source.input else { return nil }
             return FileSourceSpec(name: source.name, patterns: patterns, startAt: source.startAt)
+        }
+    }
+
+    /// The receiving sources (`grpc_access_log:`), in config order.
+    public var receiverSourceSpecs: [ReceiverSourceSpec] {
+        sources.compactMap { source in
+            guard case .grpcAccessLog(let settings) = source.input else { return nil }
+            return ReceiverSourceSpec(
+                name: source.name, host: settings.listen.host, port: Int(settings.listen.port), limits: settings.limits,
+                tls: settings.tls)
         }
     }
 

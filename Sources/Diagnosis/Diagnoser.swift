@@ -78,18 +78,7 @@ public enum Diagnoser {
         let total = tally.total
         let tls = tally.count(of: .tls)
         let connect = tally.count(of: [.connectionRefused, .connectTimeout, .unreachable, .connectionFailure])
-        if tls > 0 && tls >= connect {
-            let example = tally.example(of: .tls).map { " (\($0))" } ?? ""
-            let sds = tally.examples(of: .tls).contains { $0.containsText("SDS") }
-            let hint =
-                sds
-                ? "the sidecar has no certificate from SDS yet (istiod unreachable, or a Secret for a DestinationRule's credentialName missing)"
-                : "PeerAuthentication STRICT vs a DestinationRule with tls mode DISABLE/SIMPLE, or the server has no sidecar"
-            return Diagnosis(
-                flag: flag, cause: .mtlsMismatch,
-                likelyCause: "mTLS mismatch: \(tls) of \(total) UF were TLS handshake failures\(example); \(hint)",
-                nextSteps: target.mtlsSteps(sds: sds))
-        }
+        if tls > 0 && tls >= connect { return tlsFailure(tally, target) }
         let dominant = FailureTally.dominantConnectFailure(
             refused: tally.count(of: .connectionRefused), timedOut: tally.count(of: .connectTimeout),
             unreachable: tally.count(of: .unreachable))
@@ -534,6 +523,35 @@ struct Target {
         }
         if sds { steps.append("istioctl proxy-config secret <pod>") }
         return steps
+    }
+
+    /// A certificate was refused: the trust settings on both sides and the certificates
+    /// themselves (chain, dates, SANs).
+    func trustSteps() -> [String] {
+        let hostPort = istio.port.isEmpty ? istio.host : istio.host + ":" + istio.port
+        if isMeshService || istio.isExternalHost {
+            return [
+                "kubectl get destinationrule -A | grep \(isMeshService ? istio.service : istio.host)  # then its trafficPolicy.tls: caCertificates, subjectAltNames, credentialName",
+                "istioctl proxy-config secret <pod>  # the client's certificate and root CA, with their dates",
+                "istioctl proxy-config cluster <pod> --fqdn \(istio.host) -o json | grep -A8 -i validationContext",
+                "openssl s_client -connect \(hostPort) -servername \(istio.host) -showcerts </dev/null  # the server's chain, dates and SANs",
+            ]
+        }
+        if !istio.direction.isEmpty {
+            return genericSteps() + [
+                "istioctl proxy-config secret <pod>  # the certificates and root CA, with their dates",
+                "openssl s_client -connect <upstream host> -showcerts </dev/null  # the server's chain, dates and SANs",
+            ]
+        }
+        return genericSteps() + [
+            "curl -s localhost:15000/certs  # the certificates Envoy holds, with their dates and SANs",
+            "openssl s_client -connect <upstream host> -showcerts </dev/null  # the server's chain, dates and SANs",
+        ]
+    }
+
+    /// A TLS failure of no known kind: the TLS settings on both sides, and the handshake itself.
+    func tlsFailureSteps() -> [String] {
+        mtlsSteps(sds: false) + trustSteps().filter { $0.hasPrefix("openssl ") }
     }
 
     func noEndpointsSteps() -> [String] {

@@ -22,7 +22,11 @@ public struct Diagnosis: Sendable, Equatable {
 
 /// The causes flagwatch can name; the raw value is the short label shown in tables and alerts.
 public enum LikelyCause: String, Sendable, CaseIterable {
+    /// TLS spoken to a plaintext port (PeerAuthentication / DestinationRule modes, a server
+    /// without sidecar), or no certificate from SDS yet.
     case mtlsMismatch = "mTLS mismatch"
+    /// A certificate was refused: a wrong CA, an expired certificate or a SAN mismatch.
+    case tlsTrustFailure = "TLS trust failure"
     case backendDown = "backend down"
     case noHealthyUpstream = "no ready endpoints"
     case noRoute = "no route"
@@ -37,7 +41,8 @@ public enum LikelyCause: String, Sendable, CaseIterable {
     case upstreamReset = "upstream reset"
     /// UPE: the upstream's answer is not the protocol Envoy expects (port protocol declared wrong).
     case protocolError = "upstream protocol error"
-    /// nginx or HAProxy: the TLS handshake with the upstream server failed.
+    /// The TLS handshake with the upstream failed for a reason no other cause names (Envoy),
+    /// or any TLS failure (nginx, HAProxy, whose texts do not tell the kinds apart).
     case upstreamTLSFailure = "upstream TLS failure"
     /// nginx or HAProxy: connects timed out rather than being refused, so something drops the
     /// packets (a firewall, a NetworkPolicy) or the host is gone.

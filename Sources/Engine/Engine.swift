@@ -1,3 +1,5 @@
+import AccessLogParser
+import AccessLogReceiver
 import FlagCounting
 import LogSources
 import Logging
@@ -22,6 +24,8 @@ public final class Engine {
     private var loop: PollLoop?
     private var fileFollower: FileFollower?
     private var journalFollower: JournalFollower?
+    /// One per receiving source, in the configured order.
+    private var receivers: [AccessLogReceiver] = []
     /// The sources each follower was made with (its statistics are by index into them); they
     /// differ from ``sources`` when a reload could not replace a follower.
     private var followedFiles: [FileSourceSpec] = []
@@ -32,6 +36,8 @@ public final class Engine {
         /// The file follower could not use the state directory.
         case fileSources(Errno)
         case journalSources(JournalError)
+        /// A receiving source could not listen (address in use, unreadable certificate...).
+        case receiver(source: String, reason: String)
     }
 
     /// - Parameter counts: where lines are counted (its windows, limits and flag groups are the
@@ -63,6 +69,14 @@ public final class Engine {
         }
         fileFollower?.start(on: loop)
         journalFollower?.start(on: loop)
+        for spec in sources.receivers {
+            do {
+                receivers.append(try startReceiver(spec, on: loop))
+            } catch {
+                stopReceivers()
+                throw .receiver(source: spec.name, reason: "\(error)")
+            }
+        }
         // File followers save their own positions; journal followers are told to (at the
         // interval the engine started with; a reload does not change it, as before the engine).
         loop.every(sources.options.checkpointInterval) { [unowned self] in
@@ -73,8 +87,10 @@ public final class Engine {
     /// Applies new sources without losing counts or positions: when any source changed, both
     /// followers are replaced (a changed follow option replaces the file follower only); each
     /// source kept by name resumes exactly where the old follower stood, so no line is lost or
-    /// counted twice, and keeps its line counts. Failures are logged; the engine goes on with
-    /// what it has. The line-length cap and the state directory stay as started.
+    /// counted twice, and keeps its line counts. A receiving source whose settings are unchanged
+    /// keeps its listener and streams; a changed one is stopped and started anew (its senders
+    /// reconnect), a removed one stopped, an added one started. Failures are logged; the engine
+    /// goes on with what it has. The line-length cap and the state directory stay as started.
     public func reload(_ new: FollowedSources) {
         var new = new
         new.options.maxLineLength = sources.options.maxLineLength
@@ -83,6 +99,11 @@ public final class Engine {
         sources = new
         sink.parsing = new.parsing
         guard let loop else { return }
+        if new.receivers != previous.receivers
+            || new.receivers.contains(where: { new.parsing[$0.name] != previous.parsing[$0.name] })
+        {
+            replaceReceivers(on: loop)
+        }
         let sourcesChanged = new.sourcesDiffer(from: previous)
         if sourcesChanged || new.options != previous.options {
             replaceFileFollower(on: loop)
@@ -90,6 +111,21 @@ public final class Engine {
         if sourcesChanged {
             replaceJournalFollower(on: loop)
         }
+    }
+
+    /// Stops the receiving sources' listeners (their streams end; Envoy reconnects to another
+    /// replica or retries) after counting what they had received.
+    public func stopReceivers() {
+        guard let loop else { return }
+        for receiver in receivers { receiver.stop(on: loop) }
+        receivers = []
+    }
+
+    /// The port each receiving source listens on (by source name), for tests and the log.
+    public var receiverPorts: [String: Int] {
+        Dictionary(
+            uniqueKeysWithValues: receivers.compactMap { receiver in receiver.boundPort.map { (receiver.spec.name, $0) }
+            })
     }
 
     /// Reads what every source holds now (bounded), e.g. before a last report.
@@ -121,6 +157,9 @@ public final class Engine {
         public var statistics: SourceStatistics?
         /// The source's lines and malformed ones; nil before its first stream opened.
         public var lines: LineTally?
+        /// What a receiving source dropped because the poll loop fell behind; nil for files
+        /// and journals.
+        public var receivedDrops: HandoffDrops? = nil
     }
 
     /// Every source now followed, files then journals, each in the configured order.
@@ -133,7 +172,12 @@ public final class Engine {
                 spec.name, followedJournals.firstIndex { $0.name == spec.name }, journalFollower?.statistics(forSource:)
             )
         }
-        return files + journals
+        let received = sources.receivers.map { spec in
+            SourceActivity(
+                name: spec.name, statistics: nil, lines: sink.tallies[spec.name],
+                receivedDrops: receivers.first { $0.spec.name == spec.name }?.queue.drops ?? HandoffDrops())
+        }
+        return files + journals + received
     }
 
     /// A source's statistics from its follower (at its index there) and its line tally.
@@ -143,6 +187,68 @@ public final class Engine {
         SourceActivity(
             name: name, statistics: index.flatMap { index in statistics.map { $0(index) } }, lines: sink.tallies[name])
     }
+
+    // MARK: - Receivers
+
+    /// A receiving source counting into its source's tally (kept by name across reloads).
+    private func startReceiver(_ spec: ReceiverSourceSpec, on loop: PollLoop) throws -> AccessLogReceiver {
+        let counter = ReceivedEntryCounter(counts: counts, tally: sink.tally(forSource: spec.name))
+        // The source's format parses OTLP log records whose body is an access-log line.
+        let receiver = try AccessLogReceiver(spec: spec, counter: counter, bodyFormat: bodyFormat(of: spec))
+        try receiver.start(on: loop)
+        return receiver
+    }
+
+    private func bodyFormat(of spec: ReceiverSourceSpec) -> LogFormat {
+        sources.parsing[spec.name]?.format ?? .auto
+    }
+
+    /// Keeps the receivers whose settings did not change, stops the others and starts those of
+    /// ``sources`` not running yet. A changed source may listen on the address its old listener
+    /// is still releasing (grpc-swift closes it asynchronously), so its start is retried for a
+    /// bounded time; a source that still cannot start is logged and not received until the
+    /// next reload or restart (the old settings are not brought back: they were replaced).
+    private func replaceReceivers(on loop: PollLoop) {
+        var running: [String: AccessLogReceiver] = [:]
+        for receiver in receivers {
+            if sources.receivers.contains(receiver.spec) && receiver.bodyFormat == bodyFormat(of: receiver.spec) {
+                running[receiver.spec.name] = receiver
+            } else {
+                receiver.stop(on: loop)
+                logger.info("reload: grpc_access_log source \(receiver.spec.name) stopped")
+            }
+        }
+        receivers = []
+        for spec in sources.receivers {
+            if let receiver = running[spec.name], receiver.spec == spec, receiver.bodyFormat == bodyFormat(of: spec) {
+                receivers.append(receiver)
+                continue
+            }
+            if let receiver = startReceiverRetrying(spec, on: loop) {
+                receivers.append(receiver)
+                logger.info("reload: grpc_access_log source \(spec.name) listening on port \(receiver.boundPort ?? 0)")
+            }
+        }
+    }
+
+    private func startReceiverRetrying(_ spec: ReceiverSourceSpec, on loop: PollLoop) -> AccessLogReceiver? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(Self.receiverRestartBudgetSeconds)
+        while true {
+            do {
+                return try startReceiver(spec, on: loop)
+            } catch {
+                guard clock.now < deadline else {
+                    logger.error("reload: grpc_access_log source \(spec.name) not started: \(error)")
+                    return nil
+                }
+                pauseThread(milliseconds: 100)
+            }
+        }
+    }
+
+    /// How long a reload waits for a changed receiver's address to be free again.
+    static let receiverRestartBudgetSeconds = 3
 
     // MARK: - Followers
 

@@ -1,4 +1,5 @@
 import AccessLogParser
+import AccessLogReceiver
 import LineFraming
 import LogSources
 
@@ -21,17 +22,21 @@ public struct FollowedSources: Sendable, Equatable {
     public var files: [FileSourceSpec]
     /// Journald sources, in the configured order.
     public var journals: [JournalSourceSpec]
+    /// Receiving sources (`grpc_access_log:`), in the configured order. Not changed by a
+    /// reload: their listeners and open streams stay as started.
+    public var receivers: [ReceiverSourceSpec]
     /// Per source name. A stream of a source without an entry is followed but not counted.
     public var parsing: [String: SourceParsing]
     /// How files are followed; its state directory also keeps the journals' checkpoints.
     public var options: FollowOptions
 
     public init(
-        files: [FileSourceSpec] = [], journals: [JournalSourceSpec] = [], parsing: [String: SourceParsing] = [:],
-        options: FollowOptions = FollowOptions()
+        files: [FileSourceSpec] = [], journals: [JournalSourceSpec] = [], receivers: [ReceiverSourceSpec] = [],
+        parsing: [String: SourceParsing] = [:], options: FollowOptions = FollowOptions()
     ) {
         self.files = files
         self.journals = journals
+        self.receivers = receivers
         self.parsing = parsing
         self.options = options
     }

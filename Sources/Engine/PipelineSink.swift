@@ -25,6 +25,14 @@ final class PipelineSink: LineSink {
         self.logger = logger
     }
 
+    /// The source's tally, made on first use (a receiving source counts into it directly).
+    func tally(forSource name: String) -> LineTally {
+        if let tally = tallies[name] { return tally }
+        let tally = LineTally()
+        tallies[name] = tally
+        return tally
+    }
+
     func streamOpened(_ stream: StreamID, info: StreamInfo) {
         guard let settings = parsing[info.source] else { return }
         let tally = tallies[info.source] ?? LineTally()

@@ -9,6 +9,12 @@ public struct SourceMetrics: Sendable {
     public var bytesRead: UInt64 = 0
     public var files = 0
     public var errors: [String: UInt64] = [:]
+    /// A receiving source's messages and entries dropped at the handoff to the poll loop; nil
+    /// for files and journals (they are not lossy: a slow reader reads later).
+    public var receivedDrops: (messages: UInt64, entries: UInt64)? = nil
+    /// A receiving source's messages its transport rejected (the stream was reset); nil for
+    /// files and journals.
+    public var receivedRejected: UInt64? = nil
 
     public init(name: String) { self.name = name }
 }
@@ -217,6 +223,24 @@ extension MetricsWriter {
         for source in sources {
             for (kind, value) in source.errors.sorted(by: { $0.key < $1.key }) {
                 sample(.sourceErrors, [source.name, kind], Double(value))
+            }
+        }
+        family(.receivedMessagesDropped)
+        for source in sources {
+            if let drops = source.receivedDrops {
+                sample(.receivedMessagesDropped, [source.name], Double(drops.messages))
+            }
+        }
+        family(.receivedEntriesDropped)
+        for source in sources {
+            if let drops = source.receivedDrops {
+                sample(.receivedEntriesDropped, [source.name], Double(drops.entries))
+            }
+        }
+        family(.receivedMessagesRejected)
+        for source in sources {
+            if let rejected = source.receivedRejected {
+                sample(.receivedMessagesRejected, [source.name], Double(rejected))
             }
         }
     }

@@ -66,6 +66,20 @@ extension MetricFamily {
             "Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...)."
     )
 
+    public static let receivedMessagesDropped = MetricFamily(
+        "flagwatch_received_messages_dropped_total", .counter, ["source"],
+        help:
+            "gRPC access-log messages a receiving source dropped because flagwatch fell behind the senders (docs/formats.md §10.2)."
+    )
+    public static let receivedEntriesDropped = MetricFamily(
+        "flagwatch_received_entries_dropped_total", .counter, ["source"],
+        help: "Access-log entries in the messages a receiving source dropped (docs/formats.md §10.2).")
+    public static let receivedMessagesRejected = MetricFamily(
+        "flagwatch_received_messages_rejected_total", .counter, ["source"],
+        help:
+            "gRPC messages a receiving source's transport rejected, resetting the stream: over max_message_size, compressed without grpc-encoding, or broken framing (docs/formats.md §10.2)."
+    )
+
     // Alerting.
     public static let alerts = MetricFamily(
         "flagwatch_alerts", .gauge, ["alertname", "state"],
@@ -103,7 +117,8 @@ extension MetricFamily {
     /// Every family, in the order the daemon's page lists them.
     public static let all: [MetricFamily] = [
         responses, responseFlags, responseFlagsWindow, responsesWindow, upstreamClusterInfo, clusters, clustersDropped,
-        lines, linesMalformed, bytesRead, sourceFiles, sourceErrors,
+        lines, linesMalformed, bytesRead, sourceFiles, sourceErrors, receivedMessagesDropped, receivedEntriesDropped,
+        receivedMessagesRejected,
         alerts, notifications, notificationQueueLength,
         connectionsEvicted, buildInfo,
         processCPUSeconds, processResidentMemory, processVirtualMemory, processOpenDescriptors, processMaxDescriptors,

@@ -1,7 +1,11 @@
 import AccessLogParser
 import FlagCounting
 
-/// The daemon's `/` page: the clusters with the most flags, and links.
+/// The daemon's `/` page, what an SRE opens first: the failing clusters with their likely cause
+/// and next steps, then the alerts with their diagnosis, the clusters with the most flags and
+/// the sources. Every string that comes from a log line, a peer, the config or a source name is
+/// escaped (``escape(_:)``); the page loads nothing (inline CSS, no script) and fits a 1,280 px
+/// window and a phone's width without scrolling sideways.
 public enum StatusPage {
     /// One alert as the page lists it.
     public struct AlertRow: Sendable {
@@ -11,12 +15,16 @@ public enum StatusPage {
         public var state: String
         public var since: String
         public var summary: String
+        /// The cause's short label (`backend down`); empty without a diagnosis.
+        public var cause: String
         public var likelyCause: String
         public var nextSteps: String
+        /// Rising, steady or falling; nil until alerts carry it (issue 17, item 4).
+        public var trend: Trend?
 
         public init(
             alertname: String, cluster: String, flag: String, state: String, since: String, summary: String,
-            likelyCause: String, nextSteps: String
+            cause: String = "", likelyCause: String, nextSteps: String, trend: Trend? = nil
         ) {
             self.alertname = alertname
             self.cluster = cluster
@@ -24,89 +32,190 @@ public enum StatusPage {
             self.state = state
             self.since = since
             self.summary = summary
+            self.cause = cause
             self.likelyCause = likelyCause
             self.nextSteps = nextSteps
+            self.trend = trend
         }
     }
 
+    /// A cluster's diagnosis as the page shows it. The executable makes it from the Diagnosis
+    /// module's value in one function (`StatusPage.ClusterDiagnosis.init(_:)` there), as it does
+    /// ``ScanDiagnosis`` for scan; the optional fields are shown only when they are set.
+    public struct ClusterDiagnosis: Sendable, Equatable {
+        /// The flag the diagnosis is about.
+        public var flag: ResponseFlag
+        /// The cause's short label (`backend down`).
+        public var cause: String
+        /// One sentence with the evidence.
+        public var likelyCause: String
+        /// Commands to run, one per entry.
+        public var nextSteps: [String]
+        /// `one host`, `all hosts` or `unknown`.
+        public var scope: String?
+        /// The upstream hosts with the most flagged lines, most first.
+        public var hosts: [HostCount]?
+        /// Whether the flagged rate is rising, and since when the cluster fails.
+        public var trend: Trend?
+
+        public init(
+            flag: ResponseFlag, cause: String, likelyCause: String, nextSteps: [String], scope: String? = nil,
+            hosts: [HostCount]? = nil, trend: Trend? = nil
+        ) {
+            self.flag = flag
+            self.cause = cause
+            self.likelyCause = likelyCause
+            self.nextSteps = nextSteps
+            self.scope = scope
+            self.hosts = hosts
+            self.trend = trend
+        }
+    }
+
+    /// One upstream host (`10.8.3.14:8080`) and its flagged lines.
+    public struct HostCount: Sendable, Equatable {
+        public var host: String
+        public var count: Int
+
+        public init(host: String, count: Int) {
+            self.host = host
+            self.count = count
+        }
+    }
+
+    /// The flagged rate's direction (`rising`, `steady`, `falling`) and when the cluster was
+    /// first seen failing, as text.
+    public struct Trend: Sendable, Equatable {
+        public var direction: String
+        public var firstSeenFailing: String?
+
+        public init(direction: String, firstSeenFailing: String? = nil) {
+            self.direction = direction
+            self.firstSeenFailing = firstSeenFailing
+        }
+    }
+
+    /// At most this many failing clusters get a panel (the table below lists more).
+    static let maxFailingShown = 10
+    /// At most this many clusters are diagnosed per page: each diagnosis reads the cluster's
+    /// failure details, and the page must stay cheap with thousands of flagged clusters.
+    static let maxDiagnosed = 50
+    /// Rows of the table of clusters with the most flags.
+    static let maxTableRows = 50
+
+    /// The page.
+    /// - Parameters:
+    ///   - alerts: the pending and firing alerts; nil when alerting is not configured.
+    ///   - diagnose: a cluster id's diagnosis among the upstream failure flags, if it has one.
     public static func html(
         counts: FlagCounts, windowNames: [String], sources: [SourceMetrics], version: String,
-        alerts: [AlertRow]? = nil
+        alerts: [AlertRow]? = nil, diagnose: (Int) -> ClusterDiagnosis? = { _ in nil }
     ) -> String {
-        struct Row {
-            var name: String
-            var requests: Int
-            var flagged: Int
-            var flags: String
-            var recent: UInt64
-        }
-        var rows: [Row] = []
+        let rows = clusterRows(counts)
+        let recentName = windowNames.first ?? "window"
+        let failing = failingClusters(rows, counts: counts, alerts: alerts ?? [], diagnose: diagnose)
+        var html = head(version: version)
+        html += summary(failing: failing, alerts: alerts, sources: sources, recentName: recentName)
+        html += failingSection(failing, recentName: recentName, windowed: counts.rings != nil)
+        html += alertsSection(alerts, failing: failing)
+        html += clustersSection(rows, recentName: recentName)
+        html += sourcesSection(sources)
+        return html + "</main>\n</body></html>\n"
+    }
+
+    // MARK: what the page shows
+
+    /// One cluster's counts as the table lists them.
+    struct ClusterRow {
+        var id: Int
+        var name: String
+        var requests: Int
+        var flagged: Int
+        /// `UF=37 URX=6`, most first.
+        var flags: String
+        /// Flagged lines in the first (shortest) window.
+        var recent: UInt64
+    }
+
+    /// A cluster failing now: flagged lines of its diagnosis's flag in the first window (or
+    /// since start when no window is kept), or an alert on it.
+    struct FailingCluster {
+        var row: ClusterRow
+        var diagnosis: ClusterDiagnosis
+        /// Lines with the diagnosis's flag, and all responses, in the first window.
+        var recentFlagged: UInt64
+        var recentResponses: UInt64
+        /// The count of each failure detail of the flag, most first.
+        var details: [FailureDetail]
+        var alerts: [AlertRow]
+        /// The panel's anchor (`failing-1`): cluster names are not safe ids.
+        var anchor: String
+    }
+
+    static func clusterRows(_ counts: FlagCounts) -> [ClusterRow] {
+        var rows: [ClusterRow] = []
         for cluster in 0..<counts.clusters.count {
             var flagged = 0
             var parts: [(String, Int)] = []
+            var recent: UInt64 = 0
             for flag in ResponseFlag.allCases {
                 let value = counts.flagTotal(cluster: cluster, flag: flag)
-                if value > 0 {
-                    flagged += value
-                    parts.append((flag.shortName, value))
-                }
+                guard value > 0 else { continue }
+                flagged += value
+                parts.append((flag.shortName, value))
+                recent += counts.windowCount(cluster: cluster, flag: flag, window: 0)
             }
             for (code, value) in counts.unknownFlagTotals(cluster: cluster) {
                 flagged += value
                 parts.append((code, value))
             }
             parts.sort { ($0.1, $1.0) > ($1.1, $0.0) }
-            var recent: UInt64 = 0
-            if counts.rings != nil {
-                for flag in ResponseFlag.allCases where counts.flagTotal(cluster: cluster, flag: flag) > 0 {
-                    recent += counts.windowCount(cluster: cluster, flag: flag, window: 0)
-                }
-            }
             rows.append(
-                Row(
-                    name: counts.clusters.names[cluster], requests: counts.requests(cluster: cluster), flagged: flagged,
-                    flags: parts.map { "\($0.0)=\($0.1)" }.joined(separator: " "), recent: recent))
+                ClusterRow(
+                    id: cluster, name: counts.clusters.names[cluster], requests: counts.requests(cluster: cluster),
+                    flagged: flagged, flags: parts.map { "\($0.0)=\($0.1)" }.joined(separator: " "), recent: recent))
         }
         rows.sort { ($0.recent, $0.flagged, $0.requests, $1.name) > ($1.recent, $1.flagged, $1.requests, $0.name) }
-        let recentName = windowNames.first ?? "window"
-        var html = """
-            <!doctype html>
-            <html><head><meta charset="utf-8"><title>flagwatch</title>
-            <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right}</style>
-            </head><body>
-            <h1>flagwatch \(escape(version))</h1>
-            <p><a href="/metrics">/metrics</a> · <a href="/api/v1/alerts">/api/v1/alerts</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
-            \(alertsSection(alerts))<h2>Upstream clusters with the most response flags</h2>
-            <table><tr><th>upstream cluster</th><th>flags (last \(escape(recentName)))</th><th>flags (since start)</th><th>requests</th><th>by flag</th></tr>
-
-            """
-        for row in rows.prefix(50) {
-            html += "<tr><td>\(escape(row.name))</td><td class=n>\(row.recent)</td><td class=n>\(row.flagged)</td>"
-            html += "<td class=n>\(row.requests)</td><td>\(escape(row.flags))</td></tr>\n"
-        }
-        html +=
-            "</table>\n<h2>Sources</h2>\n<table><tr><th>source</th><th>lines</th><th>malformed</th><th>open</th><th>errors</th></tr>\n"
-        for source in sources {
-            let malformed = source.malformed.values.reduce(0, +)
-            let errors = source.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            html += "<tr><td>\(escape(source.name))</td><td class=n>\(source.lines)</td><td class=n>\(malformed)</td>"
-            html += "<td class=n>\(source.files)</td><td>\(escape(errors))</td></tr>\n"
-        }
-        return html + "</table>\n</body></html>\n"
+        return rows
     }
 
-    static func alertsSection(_ alerts: [AlertRow]?) -> String {
-        guard let alerts else { return "" }
-        guard !alerts.isEmpty else { return "<h2 id=alerts>Alerts</h2>\n<p>None pending or firing.</p>\n" }
-        var html =
-            "<h2 id=alerts>Alerts</h2>\n<table><tr><th>alert</th><th>state</th><th>since</th><th>upstream cluster</th><th>flag</th><th>summary</th><th>likely cause</th><th>next steps</th></tr>\n"
-        for alert in alerts {
-            html +=
-                "<tr><td>\(escape(alert.alertname))</td><td>\(escape(alert.state))</td><td>\(escape(alert.since))</td>"
-            html += "<td>\(escape(alert.cluster))</td><td>\(escape(alert.flag))</td><td>\(escape(alert.summary))</td>"
-            html += "<td>\(escape(alert.likelyCause))</td><td><pre>\(escape(alert.nextSteps))</pre></td></tr>\n"
+    /// The failing clusters, those with a firing alert first, then pending, then the most
+    /// flagged lines in the first window; at most ``maxFailingShown``.
+    static func failingClusters(
+        _ rows: [ClusterRow], counts: FlagCounts, alerts: [AlertRow], diagnose: (Int) -> ClusterDiagnosis?
+    ) -> [FailingCluster] {
+        let windowed = counts.rings != nil
+        var alertsByCluster: [String: [AlertRow]] = [:]
+        for alert in alerts { alertsByCluster[alert.cluster, default: []].append(alert) }
+        func alertRank(_ name: String) -> Int {
+            let states = alertsByCluster[name]?.map(\.state) ?? []
+            return states.contains("firing") ? 2 : (states.isEmpty ? 0 : 1)
         }
-        return html + "</table>\n"
+        // Rows are sorted by recent flags already; a stable sort puts alerted clusters first.
+        let candidates = rows.enumerated()
+            .filter {
+                (windowed ? $0.element.recent : UInt64($0.element.flagged)) > 0 || alertRank($0.element.name) > 0
+            }
+            .sorted { (alertRank($0.element.name), $1.offset) > (alertRank($1.element.name), $0.offset) }
+            .map(\.element)
+        var failing: [FailingCluster] = []
+        for row in candidates.prefix(maxDiagnosed) {
+            guard let diagnosis = diagnose(row.id) else { continue }
+            let recentFlagged =
+                windowed
+                ? counts.windowCount(cluster: row.id, flag: diagnosis.flag, window: 0)
+                : UInt64(counts.flagTotal(cluster: row.id, flag: diagnosis.flag))
+            let alerted = alertsByCluster[row.name] ?? []
+            guard recentFlagged > 0 || !alerted.isEmpty else { continue }
+            failing.append(
+                FailingCluster(
+                    row: row, diagnosis: diagnosis, recentFlagged: recentFlagged,
+                    recentResponses: counts.windowCount(cluster: row.id, flag: nil, window: 0),
+                    details: counts.failureDetails(cluster: row.id, flag: diagnosis.flag), alerts: alerted,
+                    anchor: "failing-\(failing.count + 1)"))
+            if failing.count == maxFailingShown { break }
+        }
+        return failing
     }
 
     /// HTML escaping on Unicode scalars (see ``UntrustedText/html(_:)``).

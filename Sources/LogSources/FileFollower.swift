@@ -184,9 +184,14 @@ public final class FileFollower {
             logger.error("inotify unavailable (\(error)); falling back to rescans every \(options.rescanInterval) s")
             inotify = nil
         }
-        checkpoints = try options.stateDirectory.map { (directory) throws(Errno) in
-            CheckpointKeeper(store: try CheckpointStore(directory: directory))
-        }
+        // Without file sources there is nothing to checkpoint: a daemon that only receives over
+        // gRPC needs no state directory (a reload that adds files opens it then).
+        checkpoints =
+            sources.isEmpty
+            ? nil
+            : try options.stateDirectory.map { (directory) throws(Errno) in
+                CheckpointKeeper(store: try CheckpointStore(directory: directory))
+            }
         let size = max(options.readBufferSize, options.maxLineLength + 2)
         buffer = .allocate(byteCount: size, alignment: 64)
         descriptorBudget = max(1, options.maxOpenFiles ?? Self.defaultDescriptorBudget())

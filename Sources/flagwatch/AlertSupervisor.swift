@@ -227,10 +227,18 @@ final class AlertSupervisor {
         engine.activeAlerts.map { alert in
             StatusPage.AlertRow(
                 alertname: alert.rule, cluster: alert.cluster, flag: alert.label("response_flag") ?? "",
-                state: alert.state.rawValue, since: Self.timestamp(alert.firedAt ?? alert.activeAt),
-                summary: alert.annotation("summary") ?? "", likelyCause: alert.annotation("likely_cause") ?? "",
-                nextSteps: alert.annotation("next_steps") ?? "")
+                state: alert.state.rawValue, since: Self.pageTime(alert.firedAt ?? alert.activeAt),
+                summary: alert.annotation("summary") ?? "", cause: alert.diagnosis?.cause.rawValue ?? "",
+                likelyCause: alert.annotation("likely_cause") ?? "", nextSteps: alert.annotation("next_steps") ?? "",
+                // Issue 17 item 4 (an alert's trend), when merged: trend: StatusPage.Trend(...)
+                trend: nil)
         }
+    }
+
+    /// `2026-12-06 23:28:45 UTC`: to the second, for people (the JSON keeps milliseconds).
+    static func pageTime(_ seconds: Double) -> String {
+        let text = Date(timeIntervalSince1970: seconds.rounded(.down)).formatted(Date.ISO8601FormatStyle())
+        return text.replacing("T", with: " ").replacing("Z", with: " UTC")
     }
 
     func metrics() -> AlertingMetrics {

@@ -15,6 +15,7 @@ struct CheckConfigCommand: ParsableCommand {
         let config: FlagwatchConfig
         do {
             config = try ConfigLoader.load(path: file)
+            try ConfigLoader.checkFiles(of: config, file: file)
         } catch {
             throw CommandFailure(message: error.description)
         }
@@ -24,6 +25,9 @@ struct CheckConfigCommand: ParsableCommand {
             switch source.input {
             case .files(let patterns):
                 "\(source.name): \(patterns.count) pattern\(patterns.count == 1 ? "" : "s"), format \(source.format)"
+            case .grpcAccessLog(let settings):
+                "\(source.name): grpc_access_log on \(settings.listen.host):\(settings.listen.port), "
+                    + "OTLP bodies as format \(source.format)"
             case .journald(let matches, _):
                 "\(source.name): journald \(matches.joined(separator: " ")), format \(source.format)"
             }

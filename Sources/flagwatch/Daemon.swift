@@ -96,6 +96,8 @@ final class Daemon {
             throw CommandFailure(message: "state_dir \(config.stateDirectory): \(error)")
         } catch .journalSources(let error) {
             throw CommandFailure(message: "journald: \(error)")
+        } catch .receiver(let source, let reason) {
+            throw CommandFailure(message: "source \(source): grpc_access_log: \(reason)")
         }
     }
 
@@ -165,6 +167,18 @@ final class Daemon {
 
     /// After the loop: positions saved, the last alerts delivered.
     private func finish() {
+        engine.stopReceivers()
+        // A receiving source keeps nothing across a restart (no position to resume from): its
+        // last counts, including what arrived after the last scrape, are logged here.
+        for source in engine.sourceActivity() {
+            guard let drops = source.receivedDrops else { continue }
+            let received = source.lines?.lines ?? 0
+            logger.info(
+                """
+                source \(source.name): received \(received) entries in this run, dropped \(drops.entries) at the \
+                handoff; not kept across a restart
+                """)
+        }
         let saved = engine.saveCheckpoints()
         alerts?.beginShutdown(within: Self.alertDeliveryBudget)  // no-op if SIGTERM began it already
         alerts?.finishShutdown()
@@ -334,11 +348,15 @@ final class Daemon {
         case "/-/ready":
             return isReady ? .text(200, "ready") : .text(503, "not ready: sources are being opened")
         default:
+            // The page's windows count up to now, as /metrics' do.
+            counts.now = Int(monotonicSeconds())
+            let counts = counts
             return HTTPResponse(
                 status: 200, contentType: "text/html; charset=utf-8",
                 body: StatusPage.html(
                     counts: counts, windowNames: windowNames, sources: sourceMetrics(), version: BuildInfo.version,
-                    alerts: alerts?.statusRows()))
+                    alerts: alerts?.statusRows(), diagnose: { StatusPage.ClusterDiagnosis.current(counts, cluster: $0) }
+                ))
         }
     }
 
@@ -349,6 +367,10 @@ final class Daemon {
                 metrics.bytesRead = statistics.bytesRead
                 metrics.files = statistics.openStreams
                 metrics.errors = Dictionary(uniqueKeysWithValues: statistics.errors.map { ($0.key.rawValue, $0.value) })
+            }
+            if let drops = source.receivedDrops {
+                metrics.receivedDrops = (messages: drops.messages, entries: drops.entries)
+                metrics.receivedRejected = drops.rejectedMessages
             }
             if let lines = source.lines {
                 metrics.lines = lines.lines

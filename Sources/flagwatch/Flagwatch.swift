@@ -18,7 +18,7 @@ struct Flagwatch: ParsableCommand {
         commandName: "flagwatch",
         abstract: "Counts Envoy / Istio response flags per upstream cluster from access logs.",
         version: BuildInfo.version,
-        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self]
+        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self, ExplainCommand.self]
     )
 }
 

@@ -119,6 +119,8 @@ struct FollowScan {
                 message: "cannot use state directory \(sources.options.stateDirectory ?? ""): \(error)")
         } catch .journalSources(let error) {
             throw CommandFailure(message: error.description)
+        } catch .receiver(let source, let reason) {
+            throw CommandFailure(message: "source \(source): grpc_access_log: \(reason)")
         }
 
         let writer = ReportWriter(loop: loop)

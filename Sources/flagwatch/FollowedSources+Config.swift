@@ -10,6 +10,7 @@ extension FlagwatchConfig {
             parsing[source.name] = SourceParsing(format: source.logFormat, containerFormat: source.containerFormat)
         }
         return FollowedSources(
-            files: fileSourceSpecs, journals: journalSourceSpecs, parsing: parsing, options: followOptions)
+            files: fileSourceSpecs, journals: journalSourceSpecs, receivers: receiverSourceSpecs, parsing: parsing,
+            options: followOptions)
     }
 }

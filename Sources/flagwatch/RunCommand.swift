@@ -50,6 +50,7 @@ struct RunCommand: ParsableCommand {
         var loaded: FlagwatchConfig
         do {
             loaded = try ConfigLoader.load(path: config)
+            try ConfigLoader.checkFiles(of: loaded, file: config)
         } catch {
             throw CommandFailure(message: error.description)
         }

@@ -16,6 +16,16 @@ enum FileManagerless {
     }
 }
 
+/// The error `text` (as the file `f.yaml`) gives, or nil when it loads.
+func configError(_ text: String) -> ConfigError? {
+    do {
+        _ = try ConfigLoader.parse(text, file: "f.yaml")
+        return nil
+    } catch {
+        return error
+    }
+}
+
 @Suite struct ConfigLoaderTests {
     private let valid = """
         listen: "127.0.0.1:9817"
@@ -50,14 +60,7 @@ enum FileManagerless {
         #expect(config.windows.map(\.seconds) == [30])
     }
 
-    private func error(_ text: String) -> ConfigError? {
-        do {
-            _ = try ConfigLoader.parse(text, file: "f.yaml")
-            return nil
-        } catch {
-            return error
-        }
-    }
+    private func error(_ text: String) -> ConfigError? { configError(text) }
 
     @Test func unknownKeyNamesKeyAndLine() {
         let found = error(

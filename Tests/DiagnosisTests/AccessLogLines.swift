@@ -22,6 +22,15 @@ enum Real {
         #"[2026-11-22T02:34:27.926Z] "GET /cart HTTP/1.1" 503 UO upstream_reset_before_response_started{overflow} - "-" 0 81 0 - "-" "flag-harness/uo" "0047cd87-48ca-447c-b962-fe3f4b8ba1b6" "checkout.default.svc.cluster.local:8080" "-" outbound|8080||checkout.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:57224 - checkout-default"#
     static let authUntrustedCA =
         #"[2026-11-22T02:34:28.577Z] "GET /token HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_X509_verify_cert:_certificate_verification_error_at_depth_0:_unable_to_get_local_issuer_certificate:TLS_error_end} - "TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_X509_verify_cert:_certificate_verification_error_at_depth_0:_unable_to_get_local_issuer_certificate:TLS_error_end" 0 98 3 - "-" "flag-harness/uf_tls_ca" "d6f67779-f4cc-46ba-b3cb-dcb98635d9d6" "auth.default.svc.cluster.local:443" "127.0.0.1:18014" outbound|443||auth.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:57252 - auth-default"#
+    /// Not from the harness: Envoy 1.40.0 (the same Istio TEXT format) in front of a TLS server
+    /// whose certificate, signed by the CA Envoy trusts, had expired the day before.
+    static let authExpiredCertificate =
+        #"[2026-12-06T23:08:35.112Z] "GET /token HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_X509_verify_cert:_certificate_verification_error_at_depth_0:_certificate_has_expired:TLS_error_end} - "TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_X509_verify_cert:_certificate_verification_error_at_depth_0:_certificate_has_expired:TLS_error_end" 0 98 10 - "-" "curl/7.88.1" "8600ff04-ccd2-4d83-b3ab-05bdde19f169" "auth.default.svc.cluster.local:443" "127.0.0.1:28111" outbound|443||auth.default.svc.cluster.local - 127.0.0.1:28100 127.0.0.1:41710 - -"#
+    /// Not from the harness: Envoy 1.40.0 whose cluster requires the URI SAN
+    /// `spiffe://cluster.local/ns/default/sa/billing` (`match_typed_subject_alt_names`), in
+    /// front of a server whose valid certificate names `.../sa/auth`.
+    static let billingSANMismatch =
+        #"[2026-12-06T23:08:42.691Z] "GET /invoice HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_SAN_matcher,_certificate_SANs_are_[auth.default.svc.cluster.local,_spiffe://cluster.local/ns/default/sa/auth]:TLS_error_end} - "TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:verify_cert_failed:_SAN_matcher,_certificate_SANs_are_[auth.default.svc.cluster.local,_spiffe://cluster.local/ns/default/sa/auth]:TLS_error_end" 0 98 12 - "-" "curl/7.88.1" "f5b857ff-5733-4267-8913-4e81c28e9a0d" "billing.default.svc.cluster.local:443" "127.0.0.1:28112" outbound|443||billing.default.svc.cluster.local - 127.0.0.1:28100 127.0.0.1:49544 - -"#
     static let legacyPlainText =
         #"[2026-11-22T02:34:28.584Z] "GET / HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end} - "TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end" 0 98 1 - "-" "flag-harness/uf_tls_plain" "cdef7adc-ea91-4e54-a904-de50a9ffa815" "legacy.default.svc.cluster.local:443" "127.0.0.1:18010" outbound|443||legacy.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:57280 - legacy-default"#
     static let vaultConnectTimeout =
@@ -57,6 +66,17 @@ enum Written {
     /// DestinationRule says ISTIO_MUTUAL: the plain-text server's answer fails the handshake.
     static let cartPlainTextServer =
         #"[2026-11-22T02:40:03.003Z] "GET /cart HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end} - "TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end" 0 190 2 - "-" "python-requests/2.32" "a1b2c3d4-0000-4000-8000-000000000003" "cart.shop.svc.cluster.local:8080" "10.0.5.9:8080" outbound|8080||cart.shop.svc.cluster.local - 10.96.7.7:8080 10.0.1.5:50600 - default"#
+
+    /// Istio (istio/istio#46619, old Envoy's spaces): the server refused the client's expired
+    /// certificate with an alert, reason `268436501:...:SSLV3_ALERT_CERTIFICATE_EXPIRED`.
+    static let ordersPeerRejectsExpired =
+        #"[2026-11-22T02:40:08.008Z] "POST /orders HTTP/1.1" 503 UF upstream_reset_before_response_started{connection_failure,TLS_error:_268436501:SSL_routines:OPENSSL_internal:SSLV3_ALERT_CERTIFICATE_EXPIRED} - "TLS error: 268436501:SSL routines:OPENSSL_internal:SSLV3_ALERT_CERTIFICATE_EXPIRED" 0 159 0 - "-" "okhttp/4.12.0" "7f3b2a10-8c55-4d6e-a1f2-0c9d8e7f6a08" "orders.shop.svc.cluster.local:8080" "10.0.4.21:8080" outbound|8080||orders.shop.svc.cluster.local - 10.96.40.2:8080 10.0.1.5:50500 - default"#
+
+    /// A TLS reason that is neither a refused certificate nor plain text: the server's
+    /// handshake_failure alert (no common cipher or version), BoringSSL's
+    /// `SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE` (1040, so 268436496) in Envoy 1.40's shape.
+    static let cartHandshakeFailure =
+        #"[2026-11-22T02:40:09.009Z] "GET /cart HTTP/1.1" 503 UF upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268436496:SSL_routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE:TLS_error_end} - "TLS_error:|268436496:SSL_routines:OPENSSL_internal:SSLV3_ALERT_HANDSHAKE_FAILURE:TLS_error_end" 0 190 2 - "-" "python-requests/2.32" "a1b2c3d4-0000-4000-8000-000000000009" "cart.shop.svc.cluster.local:8080" "10.0.5.9:8080" outbound|8080||cart.shop.svc.cluster.local - 10.96.7.7:8080 10.0.1.5:50600 - default"#
 
     /// An external API behind a ServiceEntry closing idle keep-alive connections.
     static let externalTerminated =

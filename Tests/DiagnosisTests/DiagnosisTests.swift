@@ -85,16 +85,16 @@ let cases: [DiagnosisCase] = [
         sentence: ["3 of 3 UF were connect timeouts (connection_timeout)"],
         steps: ["kubectl get networkpolicy -n default"]),
     DiagnosisCase(
-        name: "UF, CERTIFICATE_VERIFY_FAILED (real): mTLS mismatch",
+        name: "UF, CERTIFICATE_VERIFY_FAILED (real): TLS trust failure, wrong CA",
         lines: repeated(Real.authUntrustedCA, 5), cluster: "outbound|443||auth.default.svc.cluster.local",
-        among: ruleFlagsUF, flag: .upstreamConnectionFailure, cause: .mtlsMismatch,
+        among: ruleFlagsUF, flag: .upstreamConnectionFailure, cause: .tlsTrustFailure,
         sentence: [
-            "mTLS mismatch: 5 of 5 UF were TLS handshake failures (CERTIFICATE_VERIFY_FAILED)",
-            "PeerAuthentication STRICT",
+            "TLS trust failure (wrong CA): 5 of 5 UF failed certificate verification (CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate)",
+            "caCertificates and subjectAltNames",
         ],
         steps: [
-            "kubectl get peerauthentication -A", "istioctl x describe pod <pod>",
-            "istioctl proxy-config cluster <pod> --fqdn auth.default.svc.cluster.local",
+            "kubectl get destinationrule -A | grep auth", "istioctl proxy-config secret <pod>",
+            "openssl s_client -connect auth.default.svc.cluster.local:443 -servername auth.default.svc.cluster.local -showcerts",
         ]),
     DiagnosisCase(
         name: "UF, WRONG_VERSION_NUMBER (real): mTLS mismatch",
@@ -318,7 +318,7 @@ struct DiagnosisTests {
         "the cause labels are the contract",
         arguments: [
             (LikelyCause.backendDown, "backend down"), (.noHealthyUpstream, "no ready endpoints"),
-            (.mtlsMismatch, "mTLS mismatch"),
+            (.mtlsMismatch, "mTLS mismatch"), (.tlsTrustFailure, "TLS trust failure"),
             (.noRoute, "no route"), (.staleKeepAlive, "stale keep-alive connection"),
             (.retriesExhausted, "retries exhausted"),
             (.circuitBreaker, "circuit breaker"),

@@ -170,7 +170,11 @@ def test_table_output():
 DIAGNOSES = [
     (PAYMENTS, "UF", "backend down", "10 of 10 UF were connection refused (delayed_connect_error:_Connection_refused)",
      "kubectl get endpointslice -n default -l kubernetes.io/service-name=payments"),
-    ("outbound|443||auth.default.svc.cluster.local", "UF", "mTLS mismatch", "(CERTIFICATE_VERIFY_FAILED)",
+    ("outbound|443||auth.default.svc.cluster.local", "UF", "TLS trust failure",
+     "TLS trust failure (wrong CA): 10 of 10 UF failed certificate verification (CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate)",
+     "openssl s_client -connect auth.default.svc.cluster.local:443 -servername auth.default.svc.cluster.local -showcerts"),
+    ("outbound|443||legacy.default.svc.cluster.local", "UF", "mTLS mismatch",
+     "UF were TLS handshake failures (WRONG_VERSION_NUMBER); TLS spoken to a plaintext port",
      "kubectl get peerauthentication -A"),
     ("outbound|8080||inventory.default.svc.cluster.local", "UH", "no ready endpoints", "10 of 10 UH were no_healthy_upstream",
      "kubectl get endpointslice -n default -l kubernetes.io/service-name=inventory"),

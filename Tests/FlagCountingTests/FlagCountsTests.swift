@@ -177,7 +177,7 @@ struct FlagCountsTests {
         #expect(
             LineDefect.allCases.map(\.rawValue) == [
                 "empty_line", "not_access_log", "format_mismatch", "no_flags_field", "bad_flags", "bad_response_code",
-                "bad_json", "too_long", "bad_cri_line", "bad_docker_line",
+                "bad_json", "bad_protobuf", "too_long", "bad_cri_line", "bad_docker_line",
             ])
     }
 }

@@ -48,6 +48,7 @@ struct MetricFamilyTests {
             flagwatch_lines_malformed_total{source="scan",reason="bad_flags"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_response_code"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_json"} 0
+            flagwatch_lines_malformed_total{source="scan",reason="bad_protobuf"} 0
             flagwatch_lines_malformed_total{source="scan",reason="too_long"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_cri_line"} 0
             flagwatch_lines_malformed_total{source="scan",reason="bad_docker_line"} 0
@@ -104,6 +105,7 @@ struct MetricFamilyTests {
             flagwatch_lines_malformed_total{source="envoy",reason="bad_flags"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_response_code"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_json"} 0
+            flagwatch_lines_malformed_total{source="envoy",reason="bad_protobuf"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="too_long"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_cri_line"} 0
             flagwatch_lines_malformed_total{source="envoy",reason="bad_docker_line"} 0
@@ -116,6 +118,15 @@ struct MetricFamilyTests {
             # HELP \(family("flagwatch_source_errors_total")) Errors per source and kind (permission_denied, not_found, read_error, watch_limit, fd_limit, journal_error, checkpoint_corrupt, checkpoint_write, ...).
             # TYPE \(family("flagwatch_source_errors_total")) counter
             flagwatch_source_errors_total{source="envoy",kind="permission_denied"} 1
+            # HELP \(family("flagwatch_received_messages_dropped_total")) gRPC access-log messages a receiving source dropped because flagwatch fell behind the senders (docs/formats.md §10.2).
+            # TYPE \(family("flagwatch_received_messages_dropped_total")) counter
+            flagwatch_received_messages_dropped_total{source="envoy"} 2
+            # HELP \(family("flagwatch_received_entries_dropped_total")) Access-log entries in the messages a receiving source dropped (docs/formats.md §10.2).
+            # TYPE \(family("flagwatch_received_entries_dropped_total")) counter
+            flagwatch_received_entries_dropped_total{source="envoy"} 7
+            # HELP \(family("flagwatch_received_messages_rejected_total")) gRPC messages a receiving source's transport rejected, resetting the stream: over max_message_size, compressed without grpc-encoding, or broken framing (docs/formats.md §10.2).
+            # TYPE \(family("flagwatch_received_messages_rejected_total")) counter
+            flagwatch_received_messages_rejected_total{source="envoy"} 1
             # HELP flagwatch_alerts Alerts per rule and state (pending, firing) now.
             # TYPE flagwatch_alerts gauge
             flagwatch_alerts{alertname="UpstreamDown",state="pending"} 0
@@ -203,6 +214,9 @@ struct MetricFamilyTests {
         source.bytesRead = 1234
         source.files = 2
         source.errors = ["permission_denied": 1]
+        // A file source has no drops; set here so that every family of the table has a sample.
+        source.receivedDrops = (messages: 2, entries: 7)
+        source.receivedRejected = 1
         var alerting = AlertingMetrics()
         alerting.alerts = [("UpstreamDown", "pending", 0), ("UpstreamDown", "firing", 1)]
         alerting.receivers = [.init(name: "pager", queueLength: 1, results: [("success", 4), ("dropped", 0)])]

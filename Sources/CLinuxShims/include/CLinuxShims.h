@@ -2,6 +2,7 @@
 #pragma once
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/eventfd.h>
 #include <malloc.h>
 
 /// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): needs _GNU_SOURCE, set in shims.c.

@@ -19,6 +19,8 @@ conftest imports `from harness.<module> import ...`, whichever subset pytest run
   listener    raw-socket HTTP/1.1 client and the exposition validator of daemon/
   alerting    the alerting scenario shared by alerting/ and full/ (Traffic thread, am_alert)
   container   podman, the image and the pod of container/; daemonset: the manifest -> podman
+  browser     headless Chromium over the DevTools pipe: exact viewport, evaluate, screenshot
+  manifests   StrictLoader, load, load_all: deploy/ YAML with duplicate keys as errors
   boot        the systemd-nspawn machine of systemd-boot/
   proxies     nginx and HAProxy in front of failing upstreams, and flagwatch on their logs, for
               nginx/ and haproxy/

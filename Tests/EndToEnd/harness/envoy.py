@@ -4,10 +4,19 @@
                          client sees, and the Envoy admin counters that count such lines
   Procs                  harness.processes.Processes (stopped by PID: SIGTERM, then SIGKILL)
   start_envoy            backends.py + a real Envoy 1.40 on 127.0.0.1 (kernel-chosen ports)
-                         writing the Istio TEXT log and the Istio JSON log to the given paths
+                         writing the Istio TEXT log and the Istio JSON log to the given paths,
+                         and streaming every entry to each of its `receivers` (LogReceiver)
+  LogReceiver            where Envoy streams its access log besides the files: an HTTP/2
+                         cluster and the loggers per listener kind; grpc_als_receiver (http_grpc
+                         on the HTTP listener, tcp_grpc on the tcp_proxy listeners). The hook
+                         for another streamed logger (OpenTelemetry): one more LogReceiver
+  streamed_log_counters  Envoy's counters of its gRPC access loggers (written, dropped, flushed)
   send_chunk             sends N requests of one scenario; returns what the client saw
   send_rounds            every scenario, interleaved in rounds, within a time budget
   expected_counts        the `flagwatch scan --output json` object Envoy's counters predict
+                         (with STREAMED_WITHOUT_HOST: as received over gRPC, where an entry
+                         without an upstream host has no cluster)
+  counts_from_metrics    flagwatch's /metrics of one source in the `--output json` shape
   count_log              a deliberately simple, independent parser of the logs
   normalize/differences  compares two `--output json` objects
 
@@ -32,6 +41,7 @@ import pytest
 
 from harness import E2E, REPO  # noqa: F401 - REPO: importers take it from here
 from harness.flagwatch import flagwatch_binary
+from harness.metrics import parse_exposition, select
 from harness.net import LOOPBACK
 from harness.processes import Processes, tail
 
@@ -406,10 +416,119 @@ class EnvoyStack:
     envoy_log: Path          # Envoy's own log (-l warning)
 
 
-def start_envoy(procs, work, envoy_bin, text_log, json_log, backends_lifetime=120):
+@dataclass(frozen=True)
+class LogReceiver:
+    """Where Envoy streams its access log besides the two files: an HTTP/2 cluster `cluster` to
+    127.0.0.1:`port`, and the access loggers pointing at it, per listener kind: `http` on the
+    HTTP listener, `tcp` on the tcp_proxy listeners (each a list of Envoy AccessLog objects).
+    start_envoy takes any number of them, so each streamed logger sees every scenario.
+
+    The hook for OpenTelemetry: a function like grpc_als_receiver that returns a LogReceiver
+    whose `http` and `tcp` hold an `envoy.access_loggers.open_telemetry` logger (its own
+    cluster name and port: a second flagwatch source). Two sources in one flagwatch add up in
+    the per-cluster families (counts_from_metrics), so expect twice the counts there, or give
+    each receiver its own flagwatch; and an OTel logger that sends %UPSTREAM_CLUSTER_RAW% names
+    the route's cluster, so its expectations need no STREAMED_WITHOUT_HOST."""
+    cluster: str
+    port: int
+    http: tuple
+    tcp: tuple
+
+    def cluster_config(self):
+        """The receiver's cluster: HTTP/2 (gRPC), one static endpoint."""
+        return {
+            "name": self.cluster, "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}},
+            "load_assignment": {"cluster_name": self.cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": LOOPBACK, "port_value": self.port}}}}]}]},
+        }
+
+
+GRPC_ALS_CONFIG = "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.%sGrpcAccessLogConfig"
+
+
+def grpc_als_receiver(port, cluster="flagwatch_als", flush_interval="0.1s"):
+    """Envoy's gRPC access-log service to 127.0.0.1:`port`: `envoy.access_loggers.http_grpc` on
+    the HTTP listener (log_name "<cluster>_http") and `envoy.access_loggers.tcp_grpc` on the
+    tcp_proxy listeners ("<cluster>_tcp"), flushing every `flush_interval` (the default 1 s would
+    only slow the tests down), with Envoy's default 16 KiB buffer."""
+    def logger(kind):
+        return {"name": "envoy.access_loggers.%s_grpc" % kind.lower(), "typed_config": {
+            "@type": GRPC_ALS_CONFIG % kind, "common_config": {
+                "log_name": "%s_%s" % (cluster, kind.lower()), "transport_api_version": "V3",
+                "buffer_flush_interval": flush_interval,
+                "grpc_service": {"envoy_grpc": {"cluster_name": cluster}}}}}
+    return LogReceiver(cluster=cluster, port=port, http=(logger("Http"),), tcp=(logger("Tcp"),))
+
+
+OTEL_ACCESS_LOG_CONFIG = \
+    "type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig"
+# The fields as OTLP attributes under Istio's JSON keys (what flagwatch reads from attributes);
+# %UPSTREAM_CLUSTER_RAW%: the route's cluster without Istio 1.23+'s trailing ";".
+OTEL_ATTRIBUTES = (
+    ("response_code", "%RESPONSE_CODE%"),
+    ("response_flags", "%RESPONSE_FLAGS%"),
+    ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+    ("upstream_transport_failure_reason", "%UPSTREAM_TRANSPORT_FAILURE_REASON%"),
+    ("upstream_cluster", "%UPSTREAM_CLUSTER_RAW%"),
+    ("upstream_host", "%UPSTREAM_HOST%"),
+)
+
+
+def otel_receiver(port, cluster="flagwatch_otlp", flush_interval="0.1s"):
+    """Envoy's OpenTelemetry access logger (`envoy.access_loggers.open_telemetry`, OTLP
+    LogsService/Export) to 127.0.0.1:`port`, on the HTTP listener and the tcp_proxy listeners
+    alike, with the fields as attributes (OTEL_ATTRIBUTES). Its entries name the route's
+    cluster, so they need no STREAMED_WITHOUT_HOST."""
+    def logger(kind):
+        return {"name": "envoy.access_loggers.open_telemetry", "typed_config": {
+            "@type": OTEL_ACCESS_LOG_CONFIG, "log_name": "%s_%s" % (cluster, kind),
+            "buffer_flush_interval": flush_interval, "grpc_service": {"envoy_grpc": {"cluster_name": cluster}},
+            "body": {"string_value": "%REQ(:METHOD)% %REQ(:PATH)%"},
+            "attributes": {"values": [{"key": key, "value": {"string_value": value}}
+                                      for key, value in OTEL_ATTRIBUTES]}}}
+    return LogReceiver(cluster=cluster, port=port, http=(logger("http"),), tcp=(logger("tcp"),))
+
+
+def otel_log_counters(counters):
+    """Envoy's counters of its OpenTelemetry access loggers: {"written", "dropped"}
+    (access_logs.open_telemetry_access_log.logs_written / logs_dropped)."""
+    prefix = "access_logs.open_telemetry_access_log."
+    return {"written": counters.get(prefix + "logs_written", 0), "dropped": counters.get(prefix + "logs_dropped", 0)}
+
+
+def yaml_items(objects):
+    """Block-sequence items, one JSON object (valid YAML flow) per line; a comment when none."""
+    return "\n".join("- " + json.dumps(o, separators=(",", ":")) for o in objects) or "# (none)"
+
+
+def receiver_values(receivers):
+    """The bootstrap's streamed-access-log placeholders for `receivers`."""
+    return {"HTTP_STREAMED_ACCESS_LOGS": yaml_items([log for r in receivers for log in r.http]),
+            "TCP_STREAMED_ACCESS_LOGS": yaml_items([log for r in receivers for log in r.tcp]),
+            "RECEIVER_CLUSTERS": yaml_items([r.cluster_config() for r in receivers])}
+
+
+def streamed_log_counters(counters):
+    """Envoy's counters of its gRPC access loggers, {"written", "dropped", "flushed",
+    "flush_failed"}: access_logs.grpc_access_log.logs_written / logs_dropped /
+    grpc_entries_flushed / grpc_entries_flush_failed. The http_grpc and tcp_grpc loggers share
+    them, but Envoy 1.40 counts only HTTP entries in logs_written and logs_dropped (its TCP path
+    skips the buffer check that counts them); grpc_entries_flushed counts both: entries handed
+    to a gRPC stream (not acknowledged: a stream that fails later loses them uncounted)."""
+    prefix = "access_logs.grpc_access_log."
+    names = {"written": "logs_written", "dropped": "logs_dropped", "flushed": "grpc_entries_flushed",
+             "flush_failed": "grpc_entries_flush_failed"}
+    return {key: counters.get(prefix + name, 0) for key, name in names.items()}
+
+
+def start_envoy(procs, work, envoy_bin, text_log, json_log, backends_lifetime=120, receivers=()):
     """Starts backends.py and Envoy (both through `procs`, so the caller's teardown stops them by
     PID), with the bootstrap rendered into `work`; returns when Envoy is ready (listeners up, the
-    inventory endpoint failed its health check). Envoy writes every request to both logs."""
+    inventory endpoint failed its health check). Envoy writes every request to both logs and
+    streams it to each of `receivers` (LogReceiver)."""
     backends = procs.start([sys.executable, str(HERE / "backends.py"), "--lifetime", str(backends_lifetime)],
                            work / "backends.log", stdout=subprocess.PIPE, cwd=work)
     line = read_line(backends.stdout, 10.0)
@@ -420,6 +539,7 @@ def start_envoy(procs, work, envoy_bin, text_log, json_log, backends_lifetime=12
 
     values = {"TEXT_LOG": str(text_log), "JSON_LOG": str(json_log)}
     values.update({role.upper() + "_PORT": str(port) for role, port in backend_ports.items()})
+    values.update(receiver_values(receivers))
     envoy, addr_file, envoy_log = launch_envoy(procs, work, envoy_bin, E2E / "envoy-bootstrap.yaml.in", values,
                                                concurrency=2, cwd=work)
     admin, ports = wait_envoy_ready(envoy, addr_file, envoy_log)
@@ -434,23 +554,73 @@ def counter_value(counters, expr, scn):
     return None if None in vals else sum(vals)
 
 
-def expected_counts(scenarios, sent, counters):
+# Envoy's gRPC access log (ALS) sets AccessLogCommon.upstream_cluster from the upstream HOST
+# (stream_info's upstream host's cluster), not from the route: an entry for which Envoy selected
+# no host has no cluster, "-" for flagwatch, where the file log's %UPSTREAM_CLUSTER_RAW% names the
+# route's cluster. Per scenario: None = all its flagged entries; a counter = that many of them.
+STREAMED_WITHOUT_HOST = {
+    "uh_hc": None,       # no healthy host to select
+    "uh_empty": None,    # no host at all
+    "fi": None,          # the fault filter answers before the router picks a host
+    # the circuit breaker's pending-queue overflow comes before a host; its max_requests
+    # overflow (upstream_rq_active_overflow) after one, so those keep the cluster
+    "uo": "{c}.upstream_rq_pending_overflow",
+}
+
+
+def expected_counts(scenarios, sent, counters, without_host=None):
     """The counts `flagwatch scan --output json` must print, in its own shape: every scenario's
-    lines carry its flags and code class, as many as its first Envoy counter says."""
+    lines carry its flags and code class, as many as its first Envoy counter says. With
+    `without_host` (STREAMED_WITHOUT_HOST for entries received over gRPC), those scenarios'
+    flagged lines that Envoy logged without an upstream host count under cluster "-"."""
     clusters = {}
-    for scn in scenarios:
-        c = clusters.setdefault(scn.cluster, {"requests": 0, "codes": collections.Counter(),
-                                              "flags": collections.Counter()})
-        n = counter_value(counters, scn.stats[0], scn) or 0
-        c["requests"] += sent[scn.name]
-        c["codes"][scn.code_class] += n
-        for f in scn.flags:
+
+    def add(cluster, requests, code_class, flags, n):
+        c = clusters.setdefault(cluster, {"requests": 0, "codes": collections.Counter(),
+                                          "flags": collections.Counter()})
+        c["requests"] += requests
+        c["codes"][code_class] += n
+        for f in flags:
             c["flags"][f] += n
+
+    for scn in scenarios:
+        n = counter_value(counters, scn.stats[0], scn) or 0
+        hostless = 0
+        if without_host and scn.name in without_host:
+            expr = without_host[scn.name]
+            hostless = n if expr is None else (counter_value(counters, expr, scn) or 0)
+        add(scn.cluster, sent[scn.name] - hostless, scn.code_class, scn.flags, n - hostless)
+        if hostless:
+            add("-", hostless, scn.code_class, scn.flags, hostless)
         if scn.kind == "uo":  # the requests that got through the circuit breaker
-            c["codes"]["2xx"] += sent[scn.name] - n
+            add(scn.cluster, 0, "2xx", (), sent[scn.name] - n)
     return {"lines": sum(sent[scn.name] for scn in scenarios), "malformed": {},
             "clusters": {k: {"requests": v["requests"], "codes": dict(+v["codes"]), "flags": dict(+v["flags"])}
-                         for k, v in clusters.items()}}
+                         for k, v in clusters.items() if v["requests"]}}
+
+
+def counts_from_metrics(body, source):
+    """flagwatch's /metrics (text format) as the `--output json` object of one source: its
+    lines_total and malformed reasons, and per cluster the responses by code class (their sum
+    is the cluster's requests) and the flags. The cluster families are the daemon's totals, so
+    this is one source's only when it is the daemon's only source."""
+    samples = parse_exposition(body if isinstance(body, bytes) else body.encode())
+    clusters = {}
+
+    def cluster(name):
+        return clusters.setdefault(name, {"requests": 0, "codes": {}, "flags": {}})
+
+    for labels, value in select(samples, "flagwatch_responses_total"):
+        c = cluster(labels["upstream_cluster"])
+        c["codes"][labels["code_class"]] = int(value)
+        c["requests"] += int(value)
+    for labels, value in select(samples, "flagwatch_response_flags_total"):
+        cluster(labels["upstream_cluster"])["flags"][labels["response_flag"]] = int(value)
+    lines = select(samples, "flagwatch_lines_total", source=source)
+    return {"lines": int(lines[0][1]) if lines else None,
+            "malformed": {labels["reason"]: int(value)
+                          for labels, value in select(samples, "flagwatch_lines_malformed_total", source=source)},
+            "clusters": clusters}
 
 
 # --------------------------------------------------------------------------- independent parser
@@ -541,12 +711,21 @@ def flagwatch_path():
     return Path(flagwatch_binary())
 
 
+def render_template(template, values):
+    """@@NAME@@ -> values[NAME]; the lines after the first of a multi-line value are indented to
+    the placeholder's column (YAML block items)."""
+    def one(m):
+        column = m.start() - (template.rfind("\n", 0, m.start()) + 1)
+        return values[m.group(1)].replace("\n", "\n" + " " * column)
+    return re.sub(r"@@([A-Z0-9_]+)@@", one, template)
+
+
 def launch_envoy(procs, work, envoy_bin, template_path, values, concurrency, cwd=None):
     """Renders `template_path` (@@NAME@@ -> values[NAME]) into work/envoy.yaml and starts Envoy
     through `procs`; returns (process, admin address file, Envoy's log)."""
     template = Path(template_path).read_text()
     config = work / "envoy.yaml"
-    config.write_text(re.sub(r"@@([A-Z0-9_]+)@@", lambda m: values[m.group(1)], template))
+    config.write_text(render_template(template, values))
     addr_file = work / "admin-address"
     envoy_log = work / "envoy.log"
     # --disable-hot-restart: no shared memory / base id, so several Envoys (other tests, other

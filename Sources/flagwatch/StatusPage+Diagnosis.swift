@@ -1,0 +1,31 @@
+import AccessLogParser
+import Diagnosis
+import Exposition
+import FlagCounting
+
+extension StatusPage.ClusterDiagnosis {
+    /// The Diagnosis module's value as the status page shows it: the one place where its fields
+    /// are read for the page (Exposition does not import Diagnosis; ScanDiagnosis is made the
+    /// same way). Issue 17 adds fields to the diagnosis on other branches; each is one line here
+    /// once it lands, and the page shows it when it is set.
+    init(_ diagnosis: Diagnosis) {
+        self.init(
+            flag: diagnosis.flag, cause: diagnosis.cause.rawValue, likelyCause: diagnosis.likelyCause,
+            nextSteps: diagnosis.nextSteps)
+        // Issue 17 item 1 (`Diagnosis.scope`, `Diagnosis.hosts`), when merged:
+        // scope = diagnosis.scope
+        // hosts = diagnosis.hosts.map { StatusPage.HostCount(host: $0.host, count: $0.count) }
+        // Issue 17 item 4 (`Diagnosis.trend`), when merged (times as AlertSupervisor.pageTime
+        // writes them):
+        // trend = StatusPage.Trend(direction: ..., firstSeenFailing: ...)
+    }
+
+    /// The diagnosis the page shows for a cluster: of the upstream failures in the first window
+    /// when it has some (the diagnoser ranks flags by their counts since start, so a cluster
+    /// that had 100 UH an hour ago and has UF now is diagnosed on its UF), else of all of them.
+    static func current(_ counts: FlagCounts, cluster id: Int) -> StatusPage.ClusterDiagnosis? {
+        let recent = Diagnoser.upstreamFailureFlags.filter { counts.windowCount(cluster: id, flag: $0, window: 0) > 0 }
+        let flags = recent.isEmpty ? Diagnoser.upstreamFailureFlags : recent
+        return Diagnoser.diagnose(counts, cluster: id, among: flags).map(StatusPage.ClusterDiagnosis.init)
+    }
+}

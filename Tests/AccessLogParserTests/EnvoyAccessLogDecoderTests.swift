@@ -1,0 +1,219 @@
+import AccessLogParser
+import Testing
+
+/// Decodes one message with `decoder`, each entry copied out into plain values.
+func decodeMessage(
+    _ bytes: [UInt8], decoder: EnvoyAccessLogDecoder = EnvoyAccessLogDecoder(fields: .all)
+) -> (summary: StreamAccessLogsSummary?, defect: ProtobufWireDefect?, entries: [Outcome]) {
+    bytes.withUnsafeBytes { buffer in
+        var entries: [Outcome] = []
+        do throws(ProtobufWireDefect) {
+            let summary = try decoder.decodeStreamAccessLogsMessage(buffer) { result in
+                switch result {
+                case .record(let record): entries.append(.record(Parsed(record)))
+                case .malformed(let reason): entries.append(.malformed(reason))
+                }
+            }
+            return (summary, nil, entries)
+        } catch {
+            return (nil, error, entries)
+        }
+    }
+}
+
+/// Appends a length-delimited field: the tag, the length as a varint, the bytes.
+func lengthDelimitedField(_ number: Int, _ body: [UInt8]) -> [UInt8] {
+    precondition(body.count < 128, "one-byte lengths only")
+    return [UInt8(number << 3 | 2), UInt8(body.count)] + body
+}
+
+@Suite("Envoy gRPC access-log service messages (docs/formats.md §10)")
+struct EnvoyAccessLogDecoderTests {
+    @Test("a stream's first message gives its log name and its 3 HTTP entries with every field read")
+    func firstMessage() throws {
+        let decoded = decodeMessage(EnvoyALSFixtures.firstMessageHttp)
+        let summary = try #require(decoded.summary)
+        #expect(summary.hasIdentifier)
+        #expect(summary.logName == "flagwatch_als")
+        #expect(summary.httpEntryCount == 3)
+        #expect(summary.tcpEntryCount == 0)
+        #expect(decoded.entries.count == 3)
+
+        let ok = try #require(decoded.entries[0].record)
+        #expect(ok.code == 200)
+        #expect(ok.flags == [])
+        #expect(ok.cluster == "outbound|8080||reviews.default.svc.cluster.local")
+        #expect(ok.host == "10.1.2.3")
+        #expect(ok.route == "default")
+        #expect(ok.details == "via_upstream")
+        #expect(ok.transportFailure == nil)
+        #expect(ok.flagsText == nil)
+        #expect(ok.unknownFlagCount == 0)
+
+        let refused = try #require(decoded.entries[1].record)
+        #expect(refused.code == 503)
+        #expect(refused.shortFlags == ["UF"])
+        #expect(refused.cluster == "outbound|9001||payments.default.svc.cluster.local")
+        #expect(refused.host == "127.0.0.1")
+        #expect(refused.route == "payments")
+        #expect(refused.details == "upstream_reset_before_response_started{remote_connection_failure}")
+        #expect(refused.transportFailure == "delayed connect error: Connection refused")
+
+        let retried = try #require(decoded.entries[2].record)
+        #expect(retried.code == 503)
+        #expect(Set(retried.shortFlags) == ["UF", "URX"])
+        #expect(retried.cluster == "outbound|9002||ledger.default.svc.cluster.local")
+        #expect(retried.host == nil)
+    }
+
+    @Test("a later message has no identifier; NR without a cluster, DC without a code (0), UAEX from its message")
+    func laterMessage() throws {
+        let decoded = decodeMessage(EnvoyALSFixtures.noRouteAndNoResponse)
+        let summary = try #require(decoded.summary)
+        #expect(!summary.hasIdentifier)
+        #expect(summary.logName == nil)
+        #expect(summary.httpEntryCount == 3)
+        let records = decoded.entries.compactMap(\.record)
+        #expect(records.count == 3)
+        #expect(records.map(\.code) == [404, 0, 403])
+        #expect(records.map(\.shortFlags) == [["NR"], ["DC"], ["UAEX"]])
+        let reviews = "outbound|8080||reviews.default.svc.cluster.local"
+        #expect(records.map(\.cluster) == [nil, reviews, reviews])
+        #expect(records.map(\.details) == ["route_not_found", "downstream_remote_disconnect", "ext_authz_denied"])
+        // A pipe address is not a host.
+        #expect(records[1].host == nil)
+    }
+
+    @Test("each of the 28 ResponseFlags fields of Envoy 1.40 gives its own flag, in field order")
+    func everyFlagField() throws {
+        let decoded = decodeMessage(EnvoyALSFixtures.everyFlag)
+        #expect(decoded.summary?.httpEntryCount == 29)
+        let records = decoded.entries.compactMap(\.record)
+        #expect(records.count == 29)
+        let expected = [
+            "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX",
+            "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DR",
+        ]
+        #expect(records.prefix(28).map(\.shortFlags) == expected.map { [$0] })
+        #expect(
+            records.prefix(28).map(\.code) == [
+                503, 503, 504, 503, 503, 503, 503, 503, 404, 200, 503, 429, 403, 500, 0, 503, 408, 400, 400, 408,
+                200, 500, 0, 502, 503, 503, 503, 0,
+            ])
+        // A flag from a newer Envoy (field 40) is skipped; the known flag beside it still counts.
+        #expect(records[28].shortFlags == ["UO"])
+        #expect(records[28].unknownFlagCount == 0)
+    }
+
+    @Test("Envoy 1.40's ResponseFlags cover every core flag but DO and UDO")
+    func flagsWithoutAField() {
+        let decoded = decodeMessage(EnvoyALSFixtures.everyFlag)
+        var seen = ResponseFlagSet()
+        for entry in decoded.entries { for flag in entry.record?.flags ?? [] { seen.insert(ResponseFlagSet(flag)) } }
+        let missing = ResponseFlag.allCases.filter { !seen.contains($0) }
+        #expect(missing.map(\.shortName) == ["DO", "UDO"])
+    }
+
+    @Test("2 TCP entries count under code 0, the second with UF")
+    func tcpEntries() throws {
+        let decoded = decodeMessage(EnvoyALSFixtures.tcpLogs)
+        let summary = try #require(decoded.summary)
+        #expect(summary.tcpEntryCount == 2)
+        #expect(summary.httpEntryCount == 0)
+        let records = decoded.entries.compactMap(\.record)
+        #expect(records.map(\.code) == [0, 0])
+        #expect(records.map(\.shortFlags) == [[], ["UF"]])
+        #expect(
+            records.map(\.cluster) == [
+                "outbound|5432||db.default.svc.cluster.local", "outbound|5433||db.default.svc.cluster.local",
+            ])
+        #expect(records.map(\.host) == ["10.1.2.4", nil])
+    }
+
+    @Test("a response code of 1000 is bad_response_code and the 2 entries around it are read")
+    func badResponseCode() {
+        let decoded = decodeMessage(EnvoyALSFixtures.badResponseCode)
+        #expect(decoded.entries.count == 3)
+        #expect(decoded.entries[0].record?.code == 200)
+        #expect(decoded.entries[1] == .malformed(.badResponseCode))
+        #expect(decoded.entries[2].record?.code == 503)
+        #expect(decoded.entries[2].record?.cluster == "c")
+    }
+
+    @Test("the counting fields leave the route and host absent; details only on flagged entries")
+    func onlyTheFieldsAsked() {
+        let decoder = EnvoyAccessLogDecoder(fields: .countingWithFailureDetails)
+        let records = decodeMessage(EnvoyALSFixtures.firstMessageHttp, decoder: decoder).entries.compactMap(\.record)
+        #expect(records.count == 3)
+        #expect(records.map(\.route) == [nil, nil, nil])
+        #expect(records.map(\.host) == [nil, nil, nil])
+        #expect(records[0].details == nil)
+        #expect(records[1].details == "upstream_reset_before_response_started{remote_connection_failure}")
+        #expect(records[1].transportFailure == "delayed connect error: Connection refused")
+        #expect(records.map(\.code) == [200, 503, 503])
+    }
+
+    @Test("an entry with broken bytes is bad_protobuf and the next entry is still read")
+    func brokenEntry() {
+        // http_logs { log_entry { <a varint tag with no value> } log_entry { upstream_cluster "b" } }
+        let broken = lengthDelimitedField(1, [0x08])
+        let good = lengthDelimitedField(1, lengthDelimitedField(1, lengthDelimitedField(15, Array("b".utf8))))
+        let message = lengthDelimitedField(2, broken + good)
+        let decoded = decodeMessage(message)
+        #expect(decoded.defect == nil)
+        #expect(decoded.summary?.httpEntryCount == 2)
+        #expect(decoded.entries.count == 2)
+        #expect(decoded.entries[0] == .malformed(.badProtobuf))
+        #expect(decoded.entries[1].record?.cluster == "b")
+    }
+
+    @Test("a message cut short reports the entries before the cut and then its defect")
+    func truncatedMessage() {
+        let message = EnvoyALSFixtures.firstMessageHttp
+        // Cut inside the http_logs field: its length runs past the end.
+        let decoded = decodeMessage(Array(message.dropLast(10)))
+        #expect(decoded.defect == .truncated)
+        #expect(decoded.entries.count == 0)
+    }
+
+    @Test("every prefix of every fixture decodes or fails without trapping, and garbage does too")
+    func hostileBytes() {
+        let fixtures = [
+            EnvoyALSFixtures.firstMessageHttp, EnvoyALSFixtures.noRouteAndNoResponse, EnvoyALSFixtures.everyFlag,
+            EnvoyALSFixtures.tcpLogs, EnvoyALSFixtures.badResponseCode,
+        ]
+        var decodedPrefixes = 0
+        for fixture in fixtures {
+            for length in 0...fixture.count {
+                _ = decodeMessage(Array(fixture.prefix(length)))
+                decodedPrefixes += 1
+            }
+        }
+        #expect(decodedPrefixes == fixtures.map { $0.count + 1 }.reduce(0, +))
+        // An 11-byte varint, a group (wire type 3), field number 0, a length past the end.
+        #expect(decodeMessage([0x08] + [UInt8](repeating: 0xFF, count: 10) + [0x01]).defect == .overlongVarint)
+        #expect(decodeMessage([0x0B]).defect == .unsupportedWireType)
+        #expect(decodeMessage([0x02, 0x00]).defect == .invalidFieldNumber)
+        #expect(decodeMessage([0x12, 0x7F, 0x00]).defect == .truncated)
+        // Fields of the wrong wire type where a message is expected are skipped, not misread.
+        #expect(decodeMessage([0x10, 0x01, 0x1D, 0x01, 0x02, 0x03, 0x04]).entries.count == 0)
+        #expect(decodeMessage([0x10, 0x01, 0x1D, 0x01, 0x02, 0x03, 0x04]).defect == nil)
+    }
+}
+
+@Suite("Counting a message's entries without decoding them")
+struct EnvoyAccessLogEntryCountTests {
+    @Test("entryCount gives 3, 3, 29, 2 and 3 for the fixtures, and 0 for garbage")
+    func entryCounts() {
+        let fixtures = [
+            EnvoyALSFixtures.firstMessageHttp, EnvoyALSFixtures.noRouteAndNoResponse, EnvoyALSFixtures.everyFlag,
+            EnvoyALSFixtures.tcpLogs, EnvoyALSFixtures.badResponseCode,
+        ]
+        let counts = fixtures.map { fixture in
+            fixture.withUnsafeBytes { EnvoyAccessLogDecoder.entryCount(in: $0) }
+        }
+        #expect(counts == [3, 3, 29, 2, 3])
+        let garbage: [UInt8] = [0xFF, 0xFF, 0xFF]
+        #expect(garbage.withUnsafeBytes { EnvoyAccessLogDecoder.entryCount(in: $0) } == 0)
+    }
+}
