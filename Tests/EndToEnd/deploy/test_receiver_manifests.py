@@ -48,7 +48,7 @@ import pytest
 import yaml
 
 from harness import REPO
-from harness.envoy import find_envoy
+from harness.envoy import envoy_counter, find_envoy
 from harness.flagwatch import flagwatch_binary
 from harness.manifests import load, load_all
 from harness.net import LOOPBACK, free_port, http_get
@@ -171,16 +171,6 @@ def metric(page, name, **labels):
     label_text = ",".join('%s="%s"' % kv for kv in labels.items())
     match = re.search(re.escape(name + ("{%s}" % label_text if labels else "")) + r" (\S+)$", page, re.M)
     return float(match.group(1)) if match else None
-
-
-def envoy_counter(admin_port, name):
-    status, body = http_get("http://%s:%d/stats?filter=%s" % (LOOPBACK, admin_port, re.escape(name)))
-    assert status == 200
-    for line in body.decode().splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
 
 
 def mesh_providers():

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.envoy import find_envoy
+from harness.envoy import envoy_counter, find_envoy
 from harness.flagwatch import flagwatch_binary
 from harness.net import LOOPBACK, free_port, http_get
+from harness.polling import poll_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,16 +30,6 @@ REFUSED_REQUESTS = 7
 READY_TIMEOUT = 15.0
 SETTLE_TIMEOUT = 10.0
 SEND_SECONDS = 8
-
-
-def wait_until(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail("%s not within %.0f s" % (what, timeout), pytrace=False)
 
 
 def ready(url):
@@ -56,16 +47,6 @@ def metric(page, name, **labels):
     return float(match.group(1)) if match else 0.0
 
 
-def envoy_counter(admin_port, name):
-    status, body = http_get("http://%s:%d/stats?filter=%s" % (LOOPBACK, admin_port, re.escape(name)))
-    assert status == 200
-    for line in body.decode().splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
-
-
 def start_flagwatch_and_envoy(tmp_path, procs, receiver_options=""):
     """flagwatch run with one grpc_access_log source `mesh` (plus `receiver_options`, YAML flow
     keys) and Envoy 1.40 streaming to it (envoy-als.yaml.in); returns the ports and the metrics URL."""
@@ -78,7 +59,7 @@ def start_flagwatch_and_envoy(tmp_path, procs, receiver_options=""):
     (tmp_path / "state").mkdir()
     procs.start([flagwatch_binary(), "run", "--config", str(config)], tmp_path / "flagwatch.log")
     metrics_url = "http://%s:%d" % (LOOPBACK, ports["METRICS"])
-    wait_until(lambda: ready(metrics_url + "/-/ready"), READY_TIMEOUT, "flagwatch ready")
+    poll_until(lambda: ready(metrics_url + "/-/ready"), READY_TIMEOUT, "flagwatch ready")
 
     bootstrap = (HERE / "envoy-als.yaml.in").read_text()
     for name, port in ports.items():
@@ -86,7 +67,7 @@ def start_flagwatch_and_envoy(tmp_path, procs, receiver_options=""):
     (tmp_path / "envoy.yaml").write_text(bootstrap)
     procs.start([find_envoy(), "-c", str(tmp_path / "envoy.yaml"), "--concurrency", "1", "-l", "warning",
                  "--base-id", str(ports["ADMIN"])], tmp_path / "envoy.log")
-    wait_until(lambda: ready("http://%s:%d/ready" % (LOOPBACK, ports["ADMIN"])), READY_TIMEOUT, "Envoy ready")
+    poll_until(lambda: ready("http://%s:%d/ready" % (LOOPBACK, ports["ADMIN"])), READY_TIMEOUT, "Envoy ready")
     return ports, metrics_url
 
 
@@ -98,10 +79,10 @@ def test_flags_per_cluster_received_over_grpc_equal_envoys_counters(tmp_path, pr
     assert codes == [200] * OK_REQUESTS + [503] * REFUSED_REQUESTS
 
     total = OK_REQUESTS + REFUSED_REQUESTS
-    written = wait_until(
+    written = poll_until(
         lambda: envoy_counter(ports["ADMIN"], "access_logs.grpc_access_log.logs_written") >= total and
         envoy_counter(ports["ADMIN"], "access_logs.grpc_access_log.logs_written"), SETTLE_TIMEOUT, "Envoy's ALS flush")
-    page = wait_until(
+    page = poll_until(
         lambda: (lambda text: text if metric(text, "flagwatch_lines_total", source="mesh") >= written else None)(
             http_get(metrics_url + "/metrics")[1].decode()), SETTLE_TIMEOUT, "flagwatch counting Envoy's entries")
 
@@ -130,7 +111,7 @@ def test_max_connection_age_moves_envoys_stream_to_new_connections_and_every_ent
         assert http_get("http://%s:%d/ok" % (LOOPBACK, ports["HTTP"]))[0] == 200
         sent += 1
         time.sleep(0.02)
-    flushed = wait_until(
+    flushed = poll_until(
         lambda: (lambda n: n >= sent and n)(
             envoy_counter(ports["ADMIN"], "access_logs.grpc_access_log.grpc_entries_flushed")),
         SETTLE_TIMEOUT, "Envoy's last flush")

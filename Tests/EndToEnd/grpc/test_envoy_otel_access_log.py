@@ -15,12 +15,11 @@ upstream_rq_pending_failure_eject, the 2xx, nothing dropped on either side, noth
 
 Only 127.0.0.1; every process is stopped by PID (the procs fixture); every wait is bounded.
 """
-import re
 from pathlib import Path
 
 import pytest
 
-from harness.envoy import find_envoy
+from harness.envoy import envoy_counter, find_envoy
 from harness.flagwatch import flagwatch_binary
 from harness.metrics import parse_exposition, select
 from harness.net import LOOPBACK, free_port, http_get
@@ -86,16 +85,6 @@ def ready(url):
 def metric(samples, name, **labels):
     """The sum of one metric's samples whose labels include `labels` (0 when none)."""
     return sum(value for _, value in select(samples, name, **labels))
-
-
-def envoy_counter(admin_port, name):
-    status, body = http_get("http://%s:%d/stats?filter=%s" % (LOOPBACK, admin_port, re.escape(name)))
-    assert status == 200
-    for line in body.decode().splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
 
 
 def start_flagwatch_and_envoy(tmp_path, procs, variant):

@@ -9,7 +9,6 @@ contract written in docs/formats.md §10.2 and docs/configuration.md.
 Only 127.0.0.1; every process is stopped by PID (the processes fixture); every wait is bounded.
 """
 import os
-import re
 import ssl
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.envoy import find_envoy
+from harness.envoy import envoy_counter, find_envoy
 from harness.flagwatch import FlagwatchProcess, FlagwatchRun, flagwatch_binary, run_argv
 from harness.grpc_sender import (GrpcConnection, als_message, field_bytes, grpc_frame, grpc_module, http_entry,
                                  send_streams, send_streams_threaded)
@@ -418,16 +417,6 @@ def test_a_connection_without_an_open_stream_for_idle_timeout_is_closed_with_goa
     assert conn.goaway == H2_NO_ERROR
     assert 0.9 <= time.monotonic() - started < 6
     receiver.wait_lines(1)
-
-
-def envoy_counter(admin_port, name):
-    status, body = http_get("http://%s:%d/stats?filter=%s" % (LOOPBACK, admin_port, re.escape(name)))
-    assert status == 200
-    for line in body.decode().splitlines():
-        key, _, value = line.partition(": ")
-        if key == name:
-            return int(value)
-    return 0
 
 
 class EnvoyWithALS:

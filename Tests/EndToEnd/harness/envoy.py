@@ -223,6 +223,11 @@ def fetch_counters(admin):
     return {e["name"]: e["value"] for e in json.loads(body)["stats"] if "name" in e and "value" in e}
 
 
+def envoy_counter(admin_port, name):
+    """One counter of the Envoy whose admin listens on 127.0.0.1:`admin_port` (0 when absent)."""
+    return fetch_counters((LOOPBACK, admin_port)).get(name, 0)
+
+
 # --------------------------------------------------------------------------- client
 
 def http_get(port, host_hdr, path, ua, timeout=5.0):
