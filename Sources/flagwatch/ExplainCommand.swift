@@ -3,12 +3,7 @@ import ArgumentParser
 import Diagnosis
 import Exposition
 import LineFraming
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
+import SystemCalls
 
 enum ExplainOutput: String, ExpressibleByArgument, CaseIterable {
     case text, json
@@ -117,8 +112,9 @@ struct ExplainCommand: ParsableCommand {
                 return String(decoding: bytes[..<newline], as: UTF8.self)
             }
             if ended || bytes.count >= 64 * 1024 { break }
-            let count = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-            if count <= 0 { ended = true } else { bytes += buffer[0..<count] }
+            // A read error ends the input like its end does: what was read is the line.
+            let count = buffer.withUnsafeMutableBytes { (try? FileDescriptor.standardInput.read(into: $0)) ?? 0 }
+            if count == 0 { ended = true } else { bytes += buffer[0..<count] }
         }
         return isBlank(bytes[...]) ? nil : String(decoding: bytes, as: UTF8.self)
     }
