@@ -2,6 +2,7 @@ import AccessLogParser
 import AccessLogReceiver
 import Dispatch
 import FlagCounting
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SystemCalls
@@ -34,7 +35,15 @@ func stream(_ messages: [[UInt8]], to port: Int) async throws -> [UInt8] {
     }
 }
 
-/// Starts `receiver` from a Dispatch thread. `start(on:)` waits (bounded) for the server to
+/// Runs `body` on a thread of its own. Not on Dispatch's global queues: on a 2-core machine,
+/// tests that block their thread (a synchronous test running a poll loop, a receiver start
+/// waiting for its server) could hold every thread of that pool, and a wake-up or a start
+/// queued there waited out its test's deadline (seen in `make test`, on an idle machine).
+func onOwnThread(_ body: @escaping @Sendable () -> Void) {
+    Thread.detachNewThread(body)
+}
+
+/// Starts `receiver` from a thread of its own. `start(on:)` waits (bounded) for the server to
 /// listen; waiting on one of the few cooperative threads that the server's own tasks need could
 /// starve them (the daemon calls it from its main thread, which is not one of them).
 func start(_ receiver: AccessLogReceiver, on loop: PollLoop) async throws {
@@ -42,7 +51,7 @@ func start(_ receiver: AccessLogReceiver, on loop: PollLoop) async throws {
     nonisolated(unsafe) let loop = loop
     nonisolated(unsafe) let receiver = receiver
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        DispatchQueue.global().async {
+        onOwnThread {
             do {
                 // Other suites' tests may hold the cooperative threads the server's tasks need.
                 try receiver.start(on: loop, startupBudgetSeconds: 120)

@@ -2,6 +2,7 @@ import AccessLogParser
 import AccessLogReceiver
 import Dispatch
 import FlagCounting
+import Foundation
 import SystemCalls
 import Testing
 
@@ -156,9 +157,11 @@ struct ReceivedMessageDrainTests {
         drain.start(on: loop)
         let producers = DispatchGroup()
         for thread in 0..<4 {
-            DispatchQueue.global().async(group: producers) {
+            producers.enter()
+            onOwnThread {
                 let message = alsMessage(cluster: "c\(thread)", entries: 2)
                 for _ in 0..<500 { queue.offer(message) { 2 } }
+                producers.leave()
             }
         }
         // The loop runs until the producers are done and the queue is empty, or 20 s.
@@ -194,7 +197,8 @@ struct ReceivedMessageDrainTests {
             drain.drainOnce()
             if counts.lines == 5 { loop.stop() }
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) {
+        onOwnThread {
+            Thread.sleep(forTimeInterval: 0.05)
             queue.offer(alsMessage(cluster: "a", entries: 5)) { 5 }
         }
         loop.run()
