@@ -11,6 +11,7 @@ This is the smallest setup (its own bootstrap, one logger, two routes). Every fa
 of harness/envoy.py over http_grpc and tcp_grpc, and a flagwatch restart mid-traffic, are in
 test_envoy_grpc_scenarios.py.
 """
+import math
 import re
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ REFUSED_REQUESTS = 7
 READY_TIMEOUT = 15.0
 SETTLE_TIMEOUT = 10.0
 SEND_SECONDS = 8
+FLUSH_INTERVAL_S = 0.1  # envoy-als.yaml.in's buffer_flush_interval
 
 
 def ready(url):
@@ -97,12 +99,15 @@ def test_flags_per_cluster_received_over_grpc_equal_envoys_counters(tmp_path, pr
     assert metric(page, "flagwatch_lines_malformed_total", source="mesh", reason="bad_protobuf") == 0
 
 
-def test_max_connection_age_moves_envoys_stream_to_new_connections_and_every_entry_is_counted(tmp_path, procs):
+def test_max_connection_age_moves_envoys_stream_to_new_connections_losing_at_most_the_flush_at_each_close(
+        tmp_path, procs):
     """With max_connection_age 2s, flagwatch sends Envoy a GOAWAY 2 s into each connection and
     closes it 1 s later: Envoy's next streams open on new connections (what lets a Service
-    spread them over replicas). Envoy keeps writing into the open stream during the grace, and
-    no entry is lost when the old connection closes (measured: 3 connections in 8 s, every
-    entry counted, in every run)."""
+    spread them over replicas). Envoy keeps writing into the open stream during the grace; what
+    it wrote in the moment the old connection closes is lost (no counter on either side counts
+    it). Measured: 3 connections in 8 s; 0 of about 373 entries lost in 4 runs, 4 in a fifth.
+    The bound asserted: per close, the entries of two flush intervals (0.1 s each) at the rate
+    sent."""
     ports, metrics_url = start_flagwatch_and_envoy(
         tmp_path, procs, ", max_connection_age: 2s, max_connection_age_grace: 1s")
     sent = 0
@@ -121,4 +126,6 @@ def test_max_connection_age_moves_envoys_stream_to_new_connections_and_every_ent
     print("sent %d, flushed %d, counted %d, connections %d" % (sent, flushed, counted, connections))
     assert flushed == sent
     assert connections >= SEND_SECONDS // 3
-    assert counted == sent
+    closes = connections - 1
+    bound = closes * math.ceil(sent / SEND_SECONDS * 2 * FLUSH_INTERVAL_S)
+    assert sent - bound <= counted <= sent
