@@ -11,13 +11,43 @@ public struct Diagnosis: Sendable, Equatable {
     public var likelyCause: String
     /// Commands with the cluster's real names filled in.
     public var nextSteps: [String]
+    /// Whether one upstream host carries the failures or all of them do.
+    public var scope: DiagnosisScope
+    /// The upstream hosts of the flag's lines with the most lines, most first (at most 8, plus
+    /// ``FlagCounts/otherUpstreamHost`` for the rest); empty when the lines name no host.
+    public var hosts: [UpstreamHostCount]
+    /// Whether the flagged rate is rising, steady or falling; nil without trailing windows
+    /// (`scan`, `explain`).
+    public var trend: FlaggedRateTrend?
+    /// When the cluster was first seen failing, in seconds since the epoch (the daemon's clock),
+    /// for the failure going on now; nil without trailing windows.
+    public var firstSeenFailing: Int?
 
-    public init(flag: ResponseFlag, cause: LikelyCause, likelyCause: String, nextSteps: [String]) {
+    public init(
+        flag: ResponseFlag, cause: LikelyCause, likelyCause: String, nextSteps: [String],
+        scope: DiagnosisScope = .unknown, hosts: [UpstreamHostCount] = [], trend: FlaggedRateTrend? = nil,
+        firstSeenFailing: Int? = nil
+    ) {
         self.flag = flag
         self.cause = cause
         self.likelyCause = likelyCause
         self.nextSteps = nextSteps
+        self.scope = scope
+        self.hosts = hosts
+        self.trend = trend
+        self.firstSeenFailing = firstSeenFailing
     }
+}
+
+/// How far a failure reaches within a cluster. The raw value is what JSON, metrics and the page
+/// show.
+public enum DiagnosisScope: String, Sendable, CaseIterable {
+    /// One host carries at least 80 % of the flagged lines while another host answered 2xx.
+    case oneHost = "one host"
+    /// The failures are spread over the hosts, or no host answered 2xx.
+    case allHosts = "all hosts"
+    /// The lines name no upstream host (the format has no `%UPSTREAM_HOST%`).
+    case unknown
 }
 
 /// The causes flagwatch can name; the raw value is the short label shown in tables and alerts.

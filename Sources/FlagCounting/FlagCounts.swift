@@ -271,6 +271,8 @@ public final class FlagCounts {
 
     /// Counts the pairs beyond a breakdown's bounds (see ``failureDetails(cluster:flag:)``).
     public static let otherFailureDetail = "__other__"
+    /// Stands for the upstream hosts beyond a (cluster, flag)'s host breakdown's bound.
+    public static let otherUpstreamHost = "__other__"
 
     /// What the lines of a cluster's flag said about the failure: their
     /// `%RESPONSE_CODE_DETAILS%` / `%UPSTREAM_TRANSPORT_FAILURE_REASON%` pairs with counts, most
