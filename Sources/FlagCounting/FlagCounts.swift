@@ -30,6 +30,15 @@ public final class FlagCounts {
     private var ringTable: [Int32] = []
     /// Per cluster, the last second it had a line (for idle expiry).
     private var lastSeen: [Int] = []
+    /// Per cluster, the second of the first line with a ``failureFlags`` flag of the failure
+    /// going on now, and of the latest such line (`Int.min`: none); see
+    /// ``firstSeenFailing(cluster:)``.
+    private var failingSince: [Int] = []
+    private var lastFailing: [Int] = []
+    /// What to add to a second of ``now``'s clock to get seconds since the epoch: the daemon
+    /// counts on a monotonic clock and sets this from the wall clock as it sets `now`; 0 when
+    /// `now` already is epoch seconds.
+    public var epochOffset = 0
     /// Distinct clusters that got no row of their own (approximately: a bitmap of name hashes).
     public private(set) var droppedClusters: UInt64 = 0
     private var droppedBitmap: [UInt64] = []
@@ -160,12 +169,21 @@ public final class FlagCounts {
         let base = cluster * ringsPerCluster
         rings.add(ring(base, rings), now: now)
         guard !flags.isEmpty else { return }
+        if flags.rawValue & Self.failureFlags.rawValue != 0 { noteFailing(cluster, longest: rings.length) }
         flags.forEach { flag in
             rings.add(ring(base + 1 + Int(flag.rawValue), rings), now: now)
         }
         for (index, group) in flagGroups.enumerated() where group & flags.rawValue != 0 {
             rings.add(ring(base + 1 + Self.flagCount + index, rings), now: now)
         }
+    }
+
+    /// A failure starts with a flagged line after at least the longest window without one.
+    @inline(__always)
+    private func noteFailing(_ cluster: Int, longest: Int) {
+        let last = lastFailing[cluster]
+        if last == Int.min || now - last >= longest { failingSince[cluster] = now }
+        lastFailing[cluster] = max(last, now)
     }
 
     @inline(__always)
@@ -236,6 +254,8 @@ public final class FlagCounts {
             if rings != nil {
                 ringTable.append(contentsOf: repeatElement(-1, count: (id + 1) * ringsPerCluster - ringTable.count))
                 lastSeen.append(contentsOf: repeatElement(now, count: id + 1 - lastSeen.count))
+                failingSince.append(contentsOf: repeatElement(Int.min, count: id + 1 - failingSince.count))
+                lastFailing.append(contentsOf: repeatElement(Int.min, count: id + 1 - lastFailing.count))
             }
         }
     }
@@ -265,6 +285,19 @@ public final class FlagCounts {
             }
         }
         failureDetailTable.merge(other.failureDetailTable) { localIDs[$0] }
+        // With windows on both (one clock): failures less than the longest window apart are one
+        // failure, from the earlier start; otherwise the later failure is the one going on.
+        guard let rings else { return }
+        for (otherID, id) in localIDs.enumerated()
+        where otherID < other.lastFailing.count && id < lastFailing.count && other.lastFailing[otherID] != Int.min {
+            let (since, last) = (other.failingSince[otherID], other.lastFailing[otherID])
+            if lastFailing[id] == Int.min || since - lastFailing[id] >= rings.length {
+                failingSince[id] = since
+            } else if failingSince[id] - last < rings.length {
+                failingSince[id] = min(failingSince[id], since)
+            }
+            lastFailing[id] = max(lastFailing[id], last)
+        }
     }
 
     // MARK: failure details
@@ -357,6 +390,40 @@ public final class FlagCounts {
         return ring < 0 ? 0 : rings.sum(Int(ring), window: index, now: now)
     }
 
+    /// The ring of a cluster's responses (`flag` nil) or one flag's; nil when it has none now.
+    func ring(cluster id: Int, flag: ResponseFlag?) -> Int? {
+        guard rings != nil, id >= 0, id < clusters.count else { return nil }
+        let ring = ringTable[id * ringsPerCluster + (flag.map { 1 + Int($0.rawValue) } ?? 0)]
+        return ring < 0 ? nil : Int(ring)
+    }
+
+    /// The ring of a cluster's lines with a flag of group `group`; nil when it has none now.
+    func ring(cluster id: Int, flagGroup group: Int) -> Int? {
+        guard rings != nil, id >= 0, id < clusters.count, group >= 0, group < flagGroups.count else { return nil }
+        let ring = ringTable[id * ringsPerCluster + 1 + Self.flagCount + group]
+        return ring < 0 ? nil : Int(ring)
+    }
+
+    /// The flags that say a cluster is failing (an upstream or the routing to it failed): the
+    /// flags the diagnosis calls upstream failures. Downstream (DC, DR, DPE, IH), policy (RL,
+    /// UAEX, FI, DI) and cache flags do not start a failure.
+    public static let failureFlags = ResponseFlagSet([
+        .upstreamConnectionFailure, .upstreamRetryLimitExceeded, .noHealthyUpstream, .upstreamConnectionTermination,
+        .upstreamOverflow, .upstreamRequestTimeout, .upstreamRemoteReset, .upstreamProtocolError, .noRouteFound,
+        .noClusterFound, .localReset,
+    ])
+
+    /// When the cluster was first seen failing, in seconds since the epoch (``now`` plus
+    /// ``epochOffset``): the second of the first line with a ``failureFlags`` flag after at
+    /// least the longest window without one. Nil without windows, or when the cluster has had
+    /// no such line for the longest window (the failure is over).
+    public func firstSeenFailing(cluster id: Int) -> Int? {
+        guard let rings, id >= 0, id < lastFailing.count else { return nil }
+        let last = lastFailing[id]
+        guard last != Int.min, now - last < rings.length, failingSince[id] != Int.min else { return nil }
+        return failingSince[id] + epochOffset
+    }
+
     /// The last second a cluster had a line (with windows configured).
     public func lastSeenSecond(cluster id: Int) -> Int? {
         id < lastSeen.count ? lastSeen[id] : nil
@@ -377,6 +444,8 @@ public final class FlagCounts {
         newCounters.reserveCapacity(survivors.count * Self.stride)
         var newRings: [Int32] = []
         var newLastSeen: [Int] = []
+        var newFailingSince: [Int] = []
+        var newLastFailing: [Int] = []
         var newUnknown: [Int: [Int: Int]] = [:]
         let surviving = Set(survivors)
         for id in 0..<clusters.count where !surviving.contains(id) {
@@ -388,6 +457,8 @@ public final class FlagCounts {
             newCounters.append(contentsOf: counters[(id * Self.stride)..<((id + 1) * Self.stride)])
             newRings.append(contentsOf: ringTable[(id * ringsPerCluster)..<((id + 1) * ringsPerCluster)])
             newLastSeen.append(lastSeen[id])
+            newFailingSince.append(failingSince[id])
+            newLastFailing.append(lastFailing[id])
             if let unknown = unknownFlags[id] { newUnknown[newID] = unknown }
         }
         let overflowName = overflowID.map { clusters.names[$0] }
@@ -397,6 +468,8 @@ public final class FlagCounts {
         counters = newCounters
         ringTable = newRings
         lastSeen = newLastSeen
+        failingSince = newFailingSince
+        lastFailing = newLastFailing
         unknownFlags = newUnknown
         overflowID = overflowName.flatMap { clusters.lookUp($0) }
         releaseIdleRings()

@@ -249,6 +249,18 @@ public final class WindowRings {
         return sums[ring * windows.count + index]
     }
 
+    /// The count in the last `seconds` seconds ending at `now` (at most the longest window),
+    /// added up from the buckets: for the rare reads that no configured window answers (the
+    /// trend of a single window compares its halves), not for the hot path.
+    public func sum(_ ring: Int, lastSeconds seconds: Int, now: Int) -> UInt64 {
+        advance(ring, to: now)
+        var total: UInt64 = 0
+        for second in stride(from: now, to: now - min(seconds, length), by: -1) {
+            total += UInt64(bucket(ring, second: second))
+        }
+        return total
+    }
+
     /// Whether nothing was added to `ring` in the longest window before `now`.
     public func isEmpty(_ ring: Int, now: Int) -> Bool {
         advance(ring, to: now)
