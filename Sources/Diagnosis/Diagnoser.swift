@@ -20,7 +20,7 @@ public enum Diagnoser {
                 flag = underlying
                 retried = true
             } else {
-                return retriesExhausted(evidence, target)
+                return retriesExhausted(evidence, target).withTrend(counts, cluster: cluster, flags: flags)
             }
         }
         var diagnosis = diagnose(flag, evidence, target)
@@ -29,7 +29,7 @@ public enum Diagnoser {
             diagnosis.likelyCause =
                 "retries exhausted (\(retries) URX), each try failing with \(flag.shortName): " + diagnosis.likelyCause
         }
-        return diagnosis
+        return diagnosis.withTrend(counts, cluster: cluster, flags: flags)
     }
 
     /// The diagnosis of a cluster whatever its flags (`flagwatch scan`): of its dominant

@@ -39,6 +39,18 @@ public struct Diagnosis: Sendable, Equatable {
     }
 }
 
+extension Diagnosis {
+    /// This diagnosis with the trend of the cluster's lines with any of `flags` (the flags asked
+    /// about: an alert rule's, or the page's recent failures) and when the cluster was first seen
+    /// failing; both stay nil when the counts keep no windows (`scan`, `explain`).
+    func withTrend(_ counts: FlagCounts, cluster: Int, flags: [ResponseFlag]) -> Diagnosis {
+        var diagnosis = self
+        diagnosis.trend = counts.flaggedRateTrend(cluster: cluster, flags: ResponseFlagSet(flags))
+        diagnosis.firstSeenFailing = counts.firstSeenFailing(cluster: cluster)
+        return diagnosis
+    }
+}
+
 /// How far a failure reaches within a cluster. The raw value is what JSON, metrics and the page
 /// show.
 public enum DiagnosisScope: String, Sendable, CaseIterable {

@@ -299,6 +299,52 @@ struct DiagnosisTests {
         #expect(diagnosis.likelyCause.contains("3 of 3 UF"))
     }
 
+    @Test("with windows the diagnosis carries the trend of the flags asked about and the first failing second")
+    func trendAndFirstSeen() throws {
+        let counts = FlagCounts(windows: [60, 300])
+        counts.epochOffset = 1_700_000_000
+        let pipeline = try StreamPipeline(format: .istio, containerFormat: .none, counts: counts)
+        func feed(_ lines: [String], at second: Int) {
+            counts.now = second
+            Array(lines.map { $0 + "\n" }.joined().utf8).withUnsafeBytes { pipeline.feed($0) }
+        }
+        feed(repeated(Real.paymentsRefused, 2), at: 1000)
+        feed(repeated(Real.paymentsRefused, 24) + repeated(Real.reviewsOK, 5), at: 1250)
+        let id = try #require(counts.clusters.lookUp(payments))
+        let rising = try #require(Diagnoser.diagnose(counts, cluster: id, among: ruleFlagsUF))
+        #expect(rising.cause == .backendDown)
+        #expect(rising.trend == .rising)
+        #expect(rising.firstSeenFailing == 1_700_001_000)
+        // Two minutes on without a failure: the last minute has none of the 24 (the four before it
+        // all), so falling; the failure still goes on (less than the longest window without one).
+        counts.now = 1370
+        let falling = try #require(Diagnoser.diagnose(counts, cluster: id, among: ruleFlagsUF))
+        #expect(falling.trend == .falling)
+        #expect(falling.firstSeenFailing == 1_700_001_000)
+        // URX alone (no underlying flag) takes the same path.
+        let ledger = Real.ledgerRetried.replacing(" URX,UF ", with: " URX ")
+        feed(repeated(ledger, 6), at: 1371)
+        let retries = try #require(counts.clusters.lookUp("outbound|9002||ledger.default.svc.cluster.local"))
+        let exhausted = try #require(
+            Diagnoser.diagnose(counts, cluster: retries, among: [.upstreamRetryLimitExceeded]))
+        #expect(exhausted.cause == .retriesExhausted)
+        #expect(exhausted.trend == .rising && exhausted.firstSeenFailing == 1_700_001_371)
+    }
+
+    @Test("without windows (scan) there is no trend and no first failing second")
+    func noTrendInScan() throws {
+        let counts = try counted(repeated(Real.paymentsRefused, 10))
+        let id = try #require(counts.clusters.lookUp(payments))
+        let diagnosis = try #require(Diagnoser.diagnose(counts, cluster: id))
+        #expect(diagnosis.trend == nil && diagnosis.firstSeenFailing == nil)
+    }
+
+    @Test("the flags that start a failure are the diagnosis's upstream failure flags")
+    func failureFlags() {
+        #expect(FlagCounts.failureFlags == ResponseFlagSet(Diagnoser.upstreamFailureFlags))
+        #expect(!FlagCounts.failureFlags.contains(.downstreamConnectionTermination))
+    }
+
     @Test("scan's diagnosis of a cluster prefers upstream failures to other flags")
     func scanPrefersUpstreamFailures() throws {
         let disconnect = Real.reviewsOK.replacing(" 200 - via_upstream ", with: " 0 DC downstream_remote_disconnect ")
