@@ -332,9 +332,16 @@ public final class RuleEngine {
         if let diagnosis = alert.diagnosis {
             result.append(("likely_cause", diagnosis.likelyCause))
             result.append(("next_steps", diagnosis.nextSteps.joined(separator: "\n")))
+            if let trend = diagnosis.trend { result.append(("trend", trend.rawValue)) }
+            if let first = diagnosis.firstSeenFailing { result.append(("first_seen_failing", Self.rfc3339(first))) }
         }
         if let runbook = rule.runbookURL { result.append(("runbook_url", runbook)) }
         return result
+    }
+
+    /// Seconds since the epoch as RFC 3339 in UTC, to the second (`2026-12-07T02:18:04Z`).
+    public static func rfc3339(_ seconds: Int) -> String {
+        Date(timeIntervalSince1970: Double(seconds)).formatted(Date.ISO8601FormatStyle())
     }
 
     static func duration(_ seconds: Int) -> String {

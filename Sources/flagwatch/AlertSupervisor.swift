@@ -113,6 +113,10 @@ final class AlertSupervisor {
                 "response_flag": "\(alert.label("response_flag") ?? "")",
             ]
             if let cause = alert.diagnosis?.cause { metadata["likely_cause"] = "\(cause.rawValue)" }
+            if let trend = alert.diagnosis?.trend { metadata["trend"] = "\(trend.rawValue)" }
+            if let first = alert.diagnosis?.firstSeenFailing {
+                metadata["first_seen_failing"] = "\(RuleEngine.rfc3339(first))"
+            }
             let from = transition.from?.rawValue ?? "inactive"
             metadata["previous_state"] = "\(from)"
             switch alert.state {
@@ -198,6 +202,10 @@ final class AlertSupervisor {
             var ratePerMinute: Double
             var baselinePerMinute: Double?
             var likelyCause: String?
+            /// `rising`, `steady` or `falling`.
+            var trend: String?
+            /// RFC 3339 in UTC, to the second.
+            var firstSeenFailing: String?
         }
         struct Body: Encodable {
             var status = "success"
@@ -214,7 +222,8 @@ final class AlertSupervisor {
                 figures: Figures(
                     count: alert.figures.count, total: alert.figures.total, ratio: alert.figures.ratio,
                     ratePerMinute: alert.figures.rate * 60, baselinePerMinute: alert.figures.baseline.map { $0 * 60 },
-                    likelyCause: alert.diagnosis?.cause.rawValue))
+                    likelyCause: alert.diagnosis?.cause.rawValue, trend: alert.diagnosis?.trend?.rawValue,
+                    firstSeenFailing: alert.diagnosis?.firstSeenFailing.map(RuleEngine.rfc3339)))
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -230,8 +239,7 @@ final class AlertSupervisor {
                 state: alert.state.rawValue, since: Self.pageTime(alert.firedAt ?? alert.activeAt),
                 summary: alert.annotation("summary") ?? "", cause: alert.diagnosis?.cause.rawValue ?? "",
                 likelyCause: alert.annotation("likely_cause") ?? "", nextSteps: alert.annotation("next_steps") ?? "",
-                // Issue 17 item 4 (an alert's trend), when merged: trend: StatusPage.Trend(...)
-                trend: nil)
+                trend: alert.diagnosis.flatMap { StatusPage.Trend($0) })
         }
     }
 

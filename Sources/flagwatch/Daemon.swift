@@ -78,7 +78,9 @@ final class Daemon {
         let listeners = try openListeners()
         boundPort = listeners.compactMap(\.localPort).first.map(Int.init)
         alerts = try AlertSupervisor(config: config, logger: logger, boundPort: boundPort)
-        counts.now = Int(monotonicSeconds())
+        let monotonic = monotonicSeconds()
+        counts.now = Int(monotonic)
+        counts.epochOffset = Int((wallClockSeconds() - monotonic).rounded())
         try startEngine()
         startServer(on: listeners)
         announceReady(ports: listeners.compactMap(\.localPort).map(String.init).joined(separator: ","))
@@ -139,7 +141,10 @@ final class Daemon {
     private func scheduleCountMaintenance() {
         // Every loop iteration, before lines are counted.
         loop.whileBusy { [unowned self] in
-            counts.now = Int(monotonicSeconds())
+            let monotonic = monotonicSeconds()
+            counts.now = Int(monotonic)
+            // When a cluster was first seen failing is told in wall-clock time.
+            counts.epochOffset = Int((wallClockSeconds() - monotonic).rounded())
             return false
         }
         // The likely-cause breakdown covers the last one to two minutes, not everything since start.

@@ -3,6 +3,17 @@ import Diagnosis
 import Exposition
 import FlagCounting
 
+extension StatusPage.Trend {
+    /// The diagnosis's trend as the page shows it, times as ``AlertSupervisor/pageTime(_:)``
+    /// writes them; nil without one (no windows).
+    init?(_ diagnosis: Diagnosis) {
+        guard let trend = diagnosis.trend else { return nil }
+        self.init(
+            direction: trend.rawValue,
+            firstSeenFailing: diagnosis.firstSeenFailing.map { AlertSupervisor.pageTime(Double($0)) })
+    }
+}
+
 extension StatusPage.ClusterDiagnosis {
     /// The Diagnosis module's value as the status page shows it: the one place where its fields
     /// are read for the page (Exposition does not import Diagnosis; ScanDiagnosis is made the
@@ -15,9 +26,7 @@ extension StatusPage.ClusterDiagnosis {
         // Issue 17 item 1 (`Diagnosis.scope`, `Diagnosis.hosts`), when merged:
         // scope = diagnosis.scope
         // hosts = diagnosis.hosts.map { StatusPage.HostCount(host: $0.host, count: $0.count) }
-        // Issue 17 item 4 (`Diagnosis.trend`), when merged (times as AlertSupervisor.pageTime
-        // writes them):
-        // trend = StatusPage.Trend(direction: ..., firstSeenFailing: ...)
+        trend = StatusPage.Trend(diagnosis)
     }
 
     /// The diagnosis the page shows for a cluster: of the upstream failures in the first window

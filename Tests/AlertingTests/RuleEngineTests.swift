@@ -232,6 +232,7 @@ struct RuleEngineTests {
         #expect(alert.label("severity") == "critical")
         #expect(alert.annotation("likely_cause") == diagnosis.likelyCause)
         #expect(alert.annotation("next_steps") == "kubectl get endpointslice -n default")
+        #expect(alert.annotation("trend") == nil && alert.annotation("first_seen_failing") == nil)
         let description = try #require(alert.annotation("description"))
         #expect(description.contains("12 of 15 responses"))
         #expect(description.contains("80.0 %"))
@@ -240,6 +241,28 @@ struct RuleEngineTests {
         plain.write(3, flags: "URX")
         plain.write(1, flags: "UF")
         #expect(plain.evaluate().active.first?.label("response_flag") == "URX")
+    }
+
+    @Test("an alert carries the trend and when the cluster was first seen failing, and follows them")
+    func trendAnnotations() throws {
+        let world = try World(rule(minCount: 10), windows: [60, 300], diagnose: Diagnoser.diagnose)
+        let started = world.now
+        world.write(12)
+        var alert = try #require(world.evaluate().active.first)
+        #expect(alert.diagnosis?.trend == .rising)
+        #expect(alert.diagnosis?.firstSeenFailing == started)
+        #expect(alert.annotation("trend") == "rising")
+        #expect(alert.annotation("first_seen_failing") == "1970-01-12T13:46:40Z")
+        #expect(alert.annotation("likely_cause") != nil)
+        // The same 12 a minute for four minutes: as many in the last minute as in each before.
+        for _ in 0..<4 {
+            world.now += 60
+            world.counts.now = world.now
+            world.write(12)
+            alert = try #require(world.evaluate().active.first)
+        }
+        #expect(alert.annotation("trend") == "steady")
+        #expect(alert.annotation("first_seen_failing") == "1970-01-12T13:46:40Z")
     }
 
     @Test("figures in annotations have a fixed number of decimals, rounded like printf's %.Nf")

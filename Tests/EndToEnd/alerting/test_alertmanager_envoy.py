@@ -7,7 +7,10 @@ requests per second to each service for the whole test.
 
   test_backend_down_fires_and_resolves  the api backend is stopped: UF spike -> the alert
         UpstreamConnectFailures (response_flag UF, service api, namespace default) is in
-        Alertmanager's /api/v2/alerts with likely cause "backend down" within the deadline;
+        Alertmanager's /api/v2/alerts with likely cause "backend down" within the deadline,
+        trend "rising" (the spike has just started) and first_seen_failing (RFC 3339 UTC) between
+        the backend's stop and now, in the annotations, in the daemon's /api/v1/alerts figures,
+        on the status page and in the transition's log line;
         the backend is started again on the same port -> the alert leaves Alertmanager
         (resolved), and the daemon logged firing -> resolved.
   test_no_healthy_upstream_fires_and_resolves  the inventory backend fails Envoy's health check:
@@ -15,6 +18,7 @@ requests per second to each service for the whole test.
   test_counts_equal_envoy  after the traffic stops: the daemon's counters equal Envoy's own per
         cluster (2xx responses, UF, UH), and every notification was delivered.
 """
+import datetime
 import http.client
 import json
 import os
@@ -98,6 +102,12 @@ def daemon_alerts(stack):
     return json.loads(body)["data"]["alerts"]
 
 
+def rfc3339_utc(text):
+    """Seconds since the epoch of an RFC 3339 time in UTC to the second (`2026-12-07T02:18:04Z`)."""
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def wait_healthy_baseline(stack):
     """Some healthy traffic first: no alert anywhere."""
     assert stack.fwd.poll(lambda: stack.traffic.sent["api"] >= 40, 30), "no traffic through Envoy"
@@ -108,6 +118,7 @@ def wait_healthy_baseline(stack):
 def test_backend_down_fires_and_resolves(stack):
     wait_healthy_baseline(stack)
     # The api backend goes away: Envoy's connections are refused (UF).
+    stopped_at = time.time()
     os.kill(stack.api.pid, signal.SIGTERM)
     stack.api.wait(timeout=10)
     started = time.monotonic()
@@ -125,6 +136,22 @@ def test_backend_down_fires_and_resolves(stack):
     assert alert["generatorURL"].startswith("http://127.0.0.1:%d/" % stack.daemon.port)
     assert alert["status"]["state"] == "active"
     print("alert in Alertmanager %.1f s after the backend stopped" % fired_after)
+
+    # The spike has just started: the last 10 s hold the UF, the 50 s before them none.
+    assert annotations["trend"] == "rising", annotations
+    first_seen = rfc3339_utc(annotations["first_seen_failing"])
+    assert stopped_at - 1 <= first_seen <= time.time() + 1, (annotations, stopped_at)
+    entry = next(a for a in daemon_alerts(stack) if a["labels"]["alertname"] == "UpstreamConnectFailures")
+    figures = entry["figures"]
+    assert figures["likelyCause"] == "backend down", figures
+    assert figures["trend"] in ("rising", "steady", "falling"), figures
+    assert abs(rfc3339_utc(figures["firstSeenFailing"]) - first_seen) <= 1, (figures, annotations)
+    assert entry["annotations"]["trend"] == figures["trend"], entry
+    status, _, page = stack.fwd.http_get(stack.daemon.port, "/")
+    assert status == 200
+    assert '<dd class="trend">rising, first seen failing <time>' in page.decode(), page.decode()[:4000]
+    log = (stack.work / "daemon" / "flagwatch.stderr.log").read_text()
+    assert "trend=rising" in log and "first_seen_failing=" in log, log[-3000:]
 
     # The backend comes back on the same port: the alert resolves and leaves Alertmanager.
     stack.api, _ = start_backend(stack.procs, stack.work, "api-again", stack.api_port)
