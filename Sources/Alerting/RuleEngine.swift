@@ -332,6 +332,7 @@ public final class RuleEngine {
         if let diagnosis = alert.diagnosis {
             result.append(("likely_cause", diagnosis.likelyCause))
             result.append(("next_steps", diagnosis.nextSteps.joined(separator: "\n")))
+            result.append(("scope", diagnosis.scope.rawValue))
             if let trend = diagnosis.trend { result.append(("trend", trend.rawValue)) }
             if let first = diagnosis.firstSeenFailing { result.append(("first_seen_failing", Self.rfc3339(first))) }
         }

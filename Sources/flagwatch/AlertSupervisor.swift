@@ -202,10 +202,17 @@ final class AlertSupervisor {
             var ratePerMinute: Double
             var baselinePerMinute: Double?
             var likelyCause: String?
+            /// `one host`, `all hosts` or `unknown`, and the flagged lines' hosts, most first.
+            var scope: String?
+            var hosts: [Host]?
             /// `rising`, `steady` or `falling`.
             var trend: String?
             /// RFC 3339 in UTC, to the second.
             var firstSeenFailing: String?
+        }
+        struct Host: Encodable {
+            var host: String
+            var count: Int
         }
         struct Body: Encodable {
             var status = "success"
@@ -222,7 +229,9 @@ final class AlertSupervisor {
                 figures: Figures(
                     count: alert.figures.count, total: alert.figures.total, ratio: alert.figures.ratio,
                     ratePerMinute: alert.figures.rate * 60, baselinePerMinute: alert.figures.baseline.map { $0 * 60 },
-                    likelyCause: alert.diagnosis?.cause.rawValue, trend: alert.diagnosis?.trend?.rawValue,
+                    likelyCause: alert.diagnosis?.cause.rawValue, scope: alert.diagnosis?.scope.rawValue,
+                    hosts: alert.diagnosis?.hosts.map { Host(host: $0.host, count: $0.count) },
+                    trend: alert.diagnosis?.trend?.rawValue,
                     firstSeenFailing: alert.diagnosis?.firstSeenFailing.map(RuleEngine.rfc3339)))
         }
         let encoder = JSONEncoder()
