@@ -1,11 +1,12 @@
 """A network namespace a test creates for its "pods", joined to the host by a veth pair.
 
-  PodNetwork.create(prefix)   `ip netns add`, a veth pair, 198.18.N.1/24 on the host side and
-                              the pod addresses 198.18.N.2-.9 inside (RFC 2544's benchmarking
-                              range, never routed off the machine; N is a /24 no route of
-                              this machine covers yet). Skips the test, with the reason, when
-                              the machine cannot create a network namespace (no root, no CAP_NET_ADMIN)
-  (No default route inside: the pods reach only the host end, on link.)
+  PodNetwork.create(prefix)   deletes what a killed earlier run left (its pid gone), then
+                              `ip netns add`, a veth pair, 198.18.N.1/24 on the host end and the
+                              pod addresses 198.18.N.2-.9 inside (RFC 2544's benchmarking range,
+                              never routed off the machine; N: a /24 no route here covers yet).
+                              No default route inside: the pods reach only the host end, on link.
+                              Skips the test, with the reason, when the machine cannot create a
+                              network namespace (no root, no CAP_NET_ADMIN)
   net.pod(i)                  the i-th pod address inside the namespace (i = 0 .. 7)
   net.exec_argv(argv)         `ip netns exec NS argv...` (ip execs it: the PID is the command's)
   net.drop_tcp_port(port)     nftables, inside the namespace: drop every TCP packet to `port`,
@@ -49,6 +50,16 @@ def _free_subnet():
     pytest.fail("no free 198.18.N.0/24 for the test's network namespace: %s" % routes, pytrace=False)
 
 
+def _delete_stale(prefix):
+    """Deletes the namespaces (and host veth ends) an earlier test process left behind when it
+    was killed before its teardown: named <prefix><pid>-ns, with that pid gone."""
+    listing = run(["ip", "netns", "list"], check=False).stdout
+    for name, pid in re.findall(r"^(%s(\d+)-ns)\b" % re.escape(prefix), listing, re.M):
+        if not os.path.exists("/proc/%s" % pid):
+            run(["ip", "netns", "del", name], check=False)
+            run(["ip", "link", "del", "%s%sh" % (prefix, pid)], check=False)
+
+
 class PodNetwork:
     def __init__(self, name, host_if, subnet):
         self.name, self.host_if, self.subnet = name, host_if, subnet
@@ -61,7 +72,8 @@ class PodNetwork:
         if missing:
             pytest.fail("%s not installed: run `scripts/install-deps.sh test` (apt packages iproute2, nftables)"
                         % " and ".join(missing), pytrace=False)
-        tag = "%s%d" % (prefix, os.getpid() % 10_000_000)          # interface names: at most 15 bytes
+        _delete_stale(prefix)
+        tag = "%s%d" % (prefix, os.getpid())          # pid_max <= 4194304: interface names stay <= 15 bytes
         net = cls("%s-ns" % tag, "%sh" % tag, _free_subnet())
         probe = run(["ip", "netns", "add", net.name], check=False)
         if probe.returncode != 0:
