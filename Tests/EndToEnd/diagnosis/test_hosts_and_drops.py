@@ -20,8 +20,8 @@ The module fixture `diag_run` (about 15 s, most of it Istio's 10 s connect timeo
   ut       outbound|8080||search   route timeout 2s, the pod needs 3 s
   urx      outbound|8080||ledger   2 pods, both refuse, retry_on connect-failure, 2 retries
 
-What Envoy 1.40 writes (docs: /work/notes/diag-lines.md of the session; capture_lines.py prints
-it again): refused is `503 UF upstream_reset_before_response_started{remote_connection_failure|
+What Envoy 1.40 writes (`python3 capture_lines.py --slow` prints every line with the counters):
+refused is `503 UF upstream_reset_before_response_started{remote_connection_failure|
 delayed_connect_error:_Connection_refused}`, reason `delayed_connect_error:_Connection_refused`,
 0-2 ms; dropped is `503 UF upstream_reset_before_response_started{connection_timeout}` with NO
 transport failure reason (`-`) and a duration at the connect timeout (995-1000 ms, 10001 ms):
