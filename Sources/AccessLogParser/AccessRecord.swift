@@ -46,6 +46,8 @@ public struct AccessRecord {
     public var authority: FieldView = .absent
     /// `%DURATION%` in milliseconds; nil when absent.
     public var durationMilliseconds: Int? = nil
+    /// `%UPSTREAM_REQUEST_ATTEMPT_COUNT%`: tries made upstream (1 + retries); nil when absent.
+    public var upstreamRequestAttempts: Int? = nil
     public var routeName: FieldView = .absent
     public var requestMethod: FieldView = .absent
 
@@ -78,8 +80,11 @@ extension AccessRecord {
         if !fields.contains(.startTime) { startTime = .absent }
         if !fields.contains(.authority) { authority = .absent }
         if !fields.contains(.duration) { durationMilliseconds = nil }
+        if !fields.contains(.upstreamRequestAttemptCount) { upstreamRequestAttempts = nil }
         if !fields.contains(.requestMethod) { requestMethod = .absent }
         let detailsWanted = !fields.contains(.failureDetailsOnlyWhenFlagged) || !responseFlags.isEmpty
+        if !detailsWanted { durationMilliseconds = nil }
+        if !detailsWanted { upstreamRequestAttempts = nil }
         if !detailsWanted || !fields.contains(.responseCodeDetails) { responseCodeDetails = .absent }
         if !detailsWanted || !fields.contains(.upstreamTransportFailureReason) {
             upstreamTransportFailureReason = .absent
@@ -106,8 +111,9 @@ public struct RecordFieldSet: OptionSet, Sendable {
     public static let duration = RecordFieldSet(.duration)
     public static let routeName = RecordFieldSet(.routeName)
     public static let requestMethod = RecordFieldSet(.requestMethod)
+    public static let upstreamRequestAttemptCount = RecordFieldSet(.upstreamRequestAttemptCount)
 
-    public static let all = RecordFieldSet(rawValue: (1 << 11) - 1)
+    public static let all = RecordFieldSet(rawValue: (1 << 12) - 1)
     /// What counting codes and flags per cluster needs.
     public static let counting: RecordFieldSet = [.responseCode, .responseFlags, .upstreamCluster]
 
@@ -116,10 +122,15 @@ public struct RecordFieldSet: OptionSet, Sendable {
     /// absent). Most lines have none, and a text plan then stops reading right after the flags,
     /// as it does for ``counting``.
     public static let failureDetailsOnlyWhenFlagged = RecordFieldSet(rawValue: 1 << 15)
-    /// Counting plus the failure details of flagged lines: what the per-cluster breakdown of
-    /// details and transport failure reasons (and so the diagnosis) needs.
-    public static let countingWithFailureDetails: RecordFieldSet = counting.union(
-        [.responseCodeDetails, .upstreamTransportFailureReason, .failureDetailsOnlyWhenFlagged])
+    /// Counting plus the failure details of flagged lines (details, transport failure reason,
+    /// duration, attempts) and every line's upstream host: what the per-cluster breakdowns (and
+    /// so the diagnosis) need. The host is read on every line since hosts answering 2xx tell one
+    /// bad host from a bad service; Envoy's and Istio's formats put it at the right end, next to
+    /// the cluster, where reading it costs one field more.
+    public static let countingWithFailureDetails: RecordFieldSet = counting.union([
+        .responseCodeDetails, .upstreamTransportFailureReason, .duration, .upstreamRequestAttemptCount,
+        .upstreamHost, .failureDetailsOnlyWhenFlagged,
+    ])
 }
 
 /// Why a line was not turned into a record. The raw values are the `reason` label values.

@@ -3,6 +3,7 @@
 enum RecordField: UInt8, Sendable, CaseIterable {
     case startTime, responseCode, responseFlags, responseCodeDetails, transportFailureReason
     case upstreamCluster, upstreamHost, authority, duration, routeName, requestMethod
+    case upstreamRequestAttemptCount
 }
 
 /// What bytes an operator's value can hold, which decides whether the literal after it (or
@@ -251,6 +252,8 @@ struct ParsedFormatString: Sendable {
             return FormatOperator(text: text, field: .upstreamHost, valueClass: .token, check: .unquoted)
         case "DURATION":
             return FormatOperator(text: text, field: .duration, valueClass: .token, check: .number)
+        case "UPSTREAM_REQUEST_ATTEMPT_COUNT":
+            return FormatOperator(text: text, field: .upstreamRequestAttemptCount, valueClass: .token, check: .number)
         case "ROUTE_NAME":
             return FormatOperator(text: text, field: .routeName, valueClass: .token, check: .unquoted)
         case "START_TIME", "START_TIME_LOCAL":

@@ -12,6 +12,7 @@ public struct JSONKeyMap: Sendable, Equatable {
     public var duration = "duration"
     public var routeName = "route_name"
     public var requestMethod = "method"
+    public var upstreamRequestAttemptCount = "upstream_request_attempt_count"
 
     public init() {}
 
@@ -19,7 +20,7 @@ public struct JSONKeyMap: Sendable, Equatable {
     public static let fieldNames = [
         "start_time", "response_code", "response_flags", "response_code_details",
         "upstream_transport_failure_reason", "upstream_cluster", "upstream_host", "authority",
-        "duration", "route_name", "method",
+        "duration", "route_name", "method", "upstream_request_attempt_count",
     ]
 
     /// Renames the key for a field named as in ``fieldNames``; false for an unknown field.
@@ -36,6 +37,7 @@ public struct JSONKeyMap: Sendable, Equatable {
         case "duration": duration = key
         case "route_name": routeName = key
         case "method": requestMethod = key
+        case "upstream_request_attempt_count": upstreamRequestAttemptCount = key
         default: return false
         }
         return true
@@ -47,6 +49,7 @@ public struct JSONKeyMap: Sendable, Equatable {
             (responseCodeDetails, .responseCodeDetails), (upstreamTransportFailureReason, .transportFailureReason),
             (upstreamCluster, .upstreamCluster), (upstreamHost, .upstreamHost), (authority, .authority),
             (duration, .duration), (routeName, .routeName), (requestMethod, .requestMethod),
+            (upstreamRequestAttemptCount, .upstreamRequestAttemptCount),
         ]
     }
 }
@@ -119,7 +122,7 @@ public final class JSONRecordParser: @unchecked Sendable {
             return RecordAssignment.assign(field, textValue: bytes, hasJSONEscapes: hasEscapes, into: &record)
         case .number(let bytes):
             switch field {
-            case .responseCode, .duration:
+            case .responseCode, .duration, .upstreamRequestAttemptCount:
                 // Typed JSON: an integer; accept "503.0"-style renderings by their integer part.
                 let integer = JSONScanner.integerPart(bytes)
                 return RecordAssignment.assign(field, textValue: integer, into: &record)

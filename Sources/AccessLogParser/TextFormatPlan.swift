@@ -197,7 +197,9 @@ public final class TextFormatPlan: @unchecked Sendable {
         isNeeded: (Int) -> Bool
     ) -> (leftStop: Int, flagsOperator: Int) {
         let flagsIndex = parsed.operators.firstIndex { $0.field == .responseFlags } ?? -1
-        let detailFields: [RecordField] = [.responseCodeDetails, .transportFailureReason]
+        let detailFields: [RecordField] = [
+            .responseCodeDetails, .transportFailureReason, .duration, .upstreamRequestAttemptCount,
+        ]
         func isNeededWhenUnflagged(_ index: Int) -> Bool {
             guard let field = parsed.operators[index].field else { return false }
             return fields.contains(RecordFieldSet(field)) && !detailFields.contains(field)
@@ -461,6 +463,8 @@ enum RecordAssignment {
             record.responseCode = code
         case .duration:
             record.durationMilliseconds = parseUnsigned(value)
+        case .upstreamRequestAttemptCount:
+            record.upstreamRequestAttempts = parseUnsigned(value)
         case .responseFlags:
             guard !hasJSONEscapes, let decoded = ResponseFlagsField.decode(value) else { return .badFlags }
             record.responseFlags = decoded.flags

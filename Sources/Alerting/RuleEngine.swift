@@ -332,6 +332,7 @@ public final class RuleEngine {
         if let diagnosis = alert.diagnosis {
             result.append(("likely_cause", diagnosis.likelyCause))
             result.append(("next_steps", diagnosis.nextSteps.joined(separator: "\n")))
+            result.append(("scope", diagnosis.scope.rawValue))
         }
         if let runbook = rule.runbookURL { result.append(("runbook_url", runbook)) }
         return result

@@ -110,10 +110,17 @@ public enum Explainer {
                     unknownFlags: unknown, upstreamCluster: counts.clusters.count > 0 ? counts.clusters.names[0] : "-",
                     upstreamHost: text(record.upstreamHost), responseCodeDetails: text(record.responseCodeDetails),
                     upstreamTransportFailureReason: text(record.upstreamTransportFailureReason),
-                    diagnosis: flags.isEmpty ? nil : Diagnoser.diagnose(counts, cluster: 0),
+                    diagnosis: flags.isEmpty ? nil : Diagnoser.diagnose(counts, cluster: 0).map(oneLine),
                     explanations: flags.map(FlagExplanation.init)))
         }
         return try result.get()
+    }
+
+    /// One line cannot tell one bad host from all of them.
+    private static func oneLine(_ diagnosis: Diagnosis) -> Diagnosis {
+        var diagnosis = diagnosis
+        diagnosis.scope = .unknown
+        return diagnosis
     }
 
     /// A field as text, JSON escapes decoded; nil when absent.

@@ -53,8 +53,13 @@ enum FlagGuide {
                     FlagCause(
                         cause: LikelyCause.backendDown.rawValue,
                         evidence:
-                            "the transport failure reason (also in the details after `|` or `,`) says the connect was refused (delayed_connect_error:_Connection_refused, older delayed_connect_error:_111), timed out (connection_timeout) or found no route (_113, Network_is_unreachable): nothing listens there, the Service's targetPort is wrong, or a NetworkPolicy drops the packets",
+                            "the transport failure reason (also in the details after `|` or `,`) says the connect was refused (delayed_connect_error:_Connection_refused, older delayed_connect_error:_111) or found no route (_113, Network_is_unreachable): nothing listens there or the Service's targetPort is wrong. When one host carries the failures while others answer 2xx (scope \"one host\"), that pod is down",
                         nextSteps: mesh.backendDownSteps()),
+                    FlagCause(
+                        cause: LikelyCause.packetsDropped.rawValue,
+                        evidence:
+                            "the connects timed out (connection_timeout, delayed_connect_error:_Connection_timed_out) rather than being refused, each after the connect timeout (%DURATION%; Istio's default is 10 s): a NetworkPolicy, a firewall or a dead node drops the packets",
+                        nextSteps: mesh.droppedSteps()),
                     FlagCause(
                         cause: LikelyCause.tlsTrustFailure.rawValue,
                         evidence:

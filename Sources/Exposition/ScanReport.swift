@@ -10,12 +10,21 @@ public struct ScanDiagnosis: Sendable, Equatable {
     /// One sentence with the evidence.
     public var likelyCause: String
     public var nextSteps: [String]
+    /// `one host`, `all hosts` or `unknown`.
+    public var scope: String
+    /// The upstream hosts of the flag's lines, most lines first.
+    public var hosts: [UpstreamHostCount]
 
-    public init(flag: String, cause: String, likelyCause: String, nextSteps: [String]) {
+    public init(
+        flag: String, cause: String, likelyCause: String, nextSteps: [String], scope: String = "unknown",
+        hosts: [UpstreamHostCount] = []
+    ) {
         self.flag = flag
         self.cause = cause
         self.likelyCause = likelyCause
         self.nextSteps = nextSteps
+        self.scope = scope
+        self.hosts = hosts
     }
 }
 
@@ -45,7 +54,8 @@ public struct ScanReport {
     /// Exactly one JSON object:
     /// `{"lines":N,"malformed":{"reason":N},"clusters":{"name":{"requests":N,"codes":{"2xx":N},"flags":{"UF":N}}}}`;
     /// a cluster with a diagnosis also has
-    /// `"diagnosis":{"flag":"UF","cause":"backend down","likely_cause":"...","next_steps":["..."]}`.
+    /// `"diagnosis":{"flag":"UF","cause":"backend down","likely_cause":"...","next_steps":["..."],`
+    /// `"scope":"one host","hosts":[{"host":"10.8.3.14:8080","count":18}]}`.
     /// Clusters and counts are sorted and zero counts left out, so the output is stable and diffable.
     public func json() -> String {
         var out = "{\"lines\":\(counts.lines),\"malformed\":{"
@@ -65,7 +75,11 @@ public struct ScanReport {
                 entry +=
                     ",\"diagnosis\":{\"flag\":\(jsonString(diagnosis.flag)),\"cause\":\(jsonString(diagnosis.cause)),"
                 entry += "\"likely_cause\":\(jsonString(diagnosis.likelyCause)),\"next_steps\":["
-                entry += diagnosis.nextSteps.map(jsonString).joined(separator: ",") + "]}"
+                entry += diagnosis.nextSteps.map(jsonString).joined(separator: ",") + "],"
+                entry += "\"scope\":\(jsonString(diagnosis.scope)),\"hosts\":["
+                entry +=
+                    diagnosis.hosts.map { "{\"host\":\(jsonString($0.host)),\"count\":\($0.count)}" }
+                    .joined(separator: ",") + "]}"
             }
             return entry + "}"
         }.joined(separator: ",")

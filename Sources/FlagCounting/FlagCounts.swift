@@ -48,6 +48,9 @@ public final class FlagCounts {
     /// Per cluster and flag: the response code details and transport failure reasons of the
     /// flagged lines (what the diagnosis reads).
     private let failureDetailTable = FailureDetailTable()
+    /// Per cluster and flag: the upstream hosts, durations and tries of the flagged lines; per
+    /// cluster, the hosts that answered 2xx while it had flagged lines.
+    private let upstreamHostTable = UpstreamHostTable()
 
     /// The cluster that counts lines of clusters beyond ``maxClusters``.
     public static let overflowCluster = "__overflow__"
@@ -131,6 +134,11 @@ public final class FlagCounts {
             failureDetailTable.count(
                 cluster: cluster, flags: flags, details: record.responseCodeDetails,
                 reason: record.upstreamTransportFailureReason)
+            upstreamHostTable.countFlagged(
+                cluster: cluster, flags: flags, host: record.upstreamHost, duration: record.durationMilliseconds,
+                attempts: record.upstreamRequestAttempts)
+        } else if codeClass == 2 {
+            upstreamHostTable.countAnswered(cluster: cluster, host: record.upstreamHost)
         }
         if record.unknownFlagCount > 0 {
             record.forEachUnknownFlag { code in
@@ -265,6 +273,7 @@ public final class FlagCounts {
             }
         }
         failureDetailTable.merge(other.failureDetailTable) { localIDs[$0] }
+        upstreamHostTable.merge(other.upstreamHostTable) { localIDs[$0] }
     }
 
     // MARK: failure details
@@ -292,6 +301,26 @@ public final class FlagCounts {
     /// period, and what the one before held is dropped.
     public func rotateFailureDetails() {
         failureDetailTable.rotate()
+        upstreamHostTable.rotate()
+    }
+
+    /// The upstream hosts (`%UPSTREAM_HOST%`) of a cluster's flag's lines, most lines first,
+    /// over the failure details' periods: the first 8 distinct hosts of a period, then
+    /// ``otherUpstreamHost`` for the rest. Empty when the lines named no host.
+    public func upstreamHosts(cluster id: Int, flag: ResponseFlag) -> [UpstreamHostCount] {
+        upstreamHostTable.hosts(cluster: id, flag: flag)
+    }
+
+    /// The durations and tries of a cluster's flag's lines, over the failure details' periods;
+    /// nil when it had none.
+    public func flaggedLineStats(cluster id: Int, flag: ResponseFlag) -> FlaggedLineStats? {
+        upstreamHostTable.lineStats(cluster: id, flag: flag)
+    }
+
+    /// The distinct upstream hosts that answered a cluster's requests with 2xx, counted from its
+    /// first flagged line of the failure details' periods on (at most 16 per period), sorted.
+    public func answeredHosts(cluster id: Int) -> [String] {
+        upstreamHostTable.answeredHosts(cluster: id)
     }
 
     // MARK: reading the counts
@@ -392,6 +421,7 @@ public final class FlagCounts {
         }
         let overflowName = overflowID.map { clusters.names[$0] }
         failureDetailTable.keepClusters(survivors)
+        upstreamHostTable.keepClusters(survivors)
         clusters.compact(keeping: survivors)
         generation += 1
         counters = newCounters

@@ -198,6 +198,13 @@ final class AlertSupervisor {
             var ratePerMinute: Double
             var baselinePerMinute: Double?
             var likelyCause: String?
+            /// `one host`, `all hosts` or `unknown`, and the flagged lines' hosts, most first.
+            var scope: String?
+            var hosts: [Host]?
+        }
+        struct Host: Encodable {
+            var host: String
+            var count: Int
         }
         struct Body: Encodable {
             var status = "success"
@@ -214,7 +221,8 @@ final class AlertSupervisor {
                 figures: Figures(
                     count: alert.figures.count, total: alert.figures.total, ratio: alert.figures.ratio,
                     ratePerMinute: alert.figures.rate * 60, baselinePerMinute: alert.figures.baseline.map { $0 * 60 },
-                    likelyCause: alert.diagnosis?.cause.rawValue))
+                    likelyCause: alert.diagnosis?.cause.rawValue, scope: alert.diagnosis?.scope.rawValue,
+                    hosts: alert.diagnosis?.hosts.map { Host(host: $0.host, count: $0.count) }))
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

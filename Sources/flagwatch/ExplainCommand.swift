@@ -201,7 +201,10 @@ enum ExplainReport {
         if let diagnosis = line.diagnosis {
             out += "{\"flag\":\(string(diagnosis.flag.shortName)),\"cause\":\(string(diagnosis.cause.rawValue))"
             out += ",\"likely_cause\":\(string(diagnosis.likelyCause))"
-            out += ",\"next_steps\":[\(diagnosis.nextSteps.map(string).joined(separator: ","))]}"
+            out += ",\"next_steps\":[\(diagnosis.nextSteps.map(string).joined(separator: ","))]"
+            out += ",\"scope\":\(string(diagnosis.scope.rawValue)),\"hosts\":["
+            out += diagnosis.hosts.map { "{\"host\":\(string($0.host)),\"count\":\($0.count)}" }.joined(separator: ",")
+            out += "]}"
         } else {
             out += "null"
         }

@@ -286,7 +286,8 @@ extension FlagCounts {
     func scanDiagnosis(cluster id: Int) -> ScanDiagnosis? {
         Diagnoser.diagnose(self, cluster: id).map {
             ScanDiagnosis(
-                flag: $0.flag.shortName, cause: $0.cause.rawValue, likelyCause: $0.likelyCause, nextSteps: $0.nextSteps)
+                flag: $0.flag.shortName, cause: $0.cause.rawValue, likelyCause: $0.likelyCause, nextSteps: $0.nextSteps,
+                scope: $0.scope.rawValue, hosts: $0.hosts)
         }
     }
 }

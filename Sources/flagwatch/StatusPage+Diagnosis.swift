@@ -12,9 +12,9 @@ extension StatusPage.ClusterDiagnosis {
         self.init(
             flag: diagnosis.flag, cause: diagnosis.cause.rawValue, likelyCause: diagnosis.likelyCause,
             nextSteps: diagnosis.nextSteps)
-        // Issue 17 item 1 (`Diagnosis.scope`, `Diagnosis.hosts`), when merged:
-        // scope = diagnosis.scope
-        // hosts = diagnosis.hosts.map { StatusPage.HostCount(host: $0.host, count: $0.count) }
+        scope = diagnosis.scope.rawValue
+        hosts =
+            diagnosis.hosts.isEmpty ? nil : diagnosis.hosts.map { StatusPage.HostCount(host: $0.host, count: $0.count) }
         // Issue 17 item 4 (`Diagnosis.trend`), when merged (times as AlertSupervisor.pageTime
         // writes them):
         // trend = StatusPage.Trend(direction: ..., firstSeenFailing: ...)

@@ -140,13 +140,13 @@ struct EnvoyAccessLogDecoderTests {
         #expect(decoded.entries[2].record?.cluster == "c")
     }
 
-    @Test("the counting fields leave the route and host absent; details only on flagged entries")
+    @Test("the counting fields leave the route absent and read the host; details only on flagged entries")
     func onlyTheFieldsAsked() {
         let decoder = EnvoyAccessLogDecoder(fields: .countingWithFailureDetails)
         let records = decodeMessage(EnvoyALSFixtures.firstMessageHttp, decoder: decoder).entries.compactMap(\.record)
         #expect(records.count == 3)
         #expect(records.map(\.route) == [nil, nil, nil])
-        #expect(records.map(\.host) == [nil, nil, nil])
+        #expect(records.map(\.host) == ["10.1.2.3", "127.0.0.1", nil])
         #expect(records[0].details == nil)
         #expect(records[1].details == "upstream_reset_before_response_started{remote_connection_failure}")
         #expect(records[1].transportFailure == "delayed connect error: Connection refused")

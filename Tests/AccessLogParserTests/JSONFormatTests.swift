@@ -171,7 +171,7 @@ struct JSONFormatTests {
         ]
         #expect(accepted == [true, true, true, true, true, false, false])
         #expect(keys.upstreamCluster == "upstreamCluster" && keys.responseCode == "resStatusCode")
-        #expect(JSONKeyMap.fieldNames.count == 11)
+        #expect(JSONKeyMap.fieldNames.count == 12)
         for field in JSONKeyMap.fieldNames {
             var map = JSONKeyMap()
             let known = map.setKey("k_" + field, forField: field)

@@ -79,9 +79,9 @@ let cases: [DiagnosisCase] = [
         sentence: ["6 of 6 UF were connection refused (delayed_connect_error:_Connection_refused)"],
         steps: ["kubectl get endpointslice -n default -l kubernetes.io/service-name=redis"]),
     DiagnosisCase(
-        name: "UF, connect timeout (real): backend down",
+        name: "UF, connect timeout (real): packets dropped",
         lines: repeated(Real.vaultConnectTimeout, 3), cluster: "outbound|8443||vault.default.svc.cluster.local",
-        among: ruleFlagsUF, flag: .upstreamConnectionFailure, cause: .backendDown,
+        among: ruleFlagsUF, flag: .upstreamConnectionFailure, cause: .packetsDropped,
         sentence: ["3 of 3 UF were connect timeouts (connection_timeout)"],
         steps: ["kubectl get networkpolicy -n default"]),
     DiagnosisCase(

@@ -32,7 +32,7 @@ struct ExplainerTests {
         #expect(Explainer.flags(named: "UF,") == .failure(Explainer.UnknownFlag(name: "")))
     }
 
-    @Test("UF's explanation: Envoy's table row, its codes, and the four causes the diagnosis tells apart")
+    @Test("UF's explanation: Envoy's table row, its codes, and the five causes the diagnosis tells apart")
     func upstreamConnectionFailure() {
         let explanation = FlagExplanation(.upstreamConnectionFailure)
         #expect(explanation.flag.meaning == "Upstream connection failure, in addition to 503")
@@ -40,13 +40,14 @@ struct ExplainerTests {
         #expect(explanation.statusCodes == "503; 0 on TCP proxy lines")
         #expect(
             explanation.causes.map(\.cause) == [
-                "backend down", "TLS trust failure", "mTLS mismatch", "upstream TLS failure",
+                "backend down", "packets dropped", "TLS trust failure", "mTLS mismatch", "upstream TLS failure",
             ])
         #expect(
             explanation.causes[0].nextSteps.first
                 == "kubectl get endpointslice -n <namespace> -l kubernetes.io/service-name=<service>")
-        #expect(explanation.causes[1].evidence.contains("CERTIFICATE_VERIFY_FAILED"))
-        #expect(explanation.causes[2].evidence.contains("WRONG_VERSION_NUMBER"))
+        #expect(explanation.causes[1].evidence.contains("connection_timeout"))
+        #expect(explanation.causes[2].evidence.contains("CERTIFICATE_VERIFY_FAILED"))
+        #expect(explanation.causes[3].evidence.contains("WRONG_VERSION_NUMBER"))
     }
 
     @Test("every flag has a meaning and a release; those without a cause say so by an empty list")
@@ -76,7 +77,9 @@ struct ExplainerTests {
             line.responseCodeDetails
                 == "upstream_reset_before_response_started{remote_connection_failure|" + reason + "}")
         let counts = try counted([Real.authUntrustedCA])
-        #expect(line.diagnosis == Diagnoser.diagnose(counts, cluster: 0))
+        var scanned = try #require(Diagnoser.diagnose(counts, cluster: 0))
+        scanned.scope = .unknown  // one line cannot tell one host from all
+        #expect(line.diagnosis == scanned)
         #expect(line.diagnosis?.cause == .tlsTrustFailure)
         #expect(line.explanations == [FlagExplanation(.upstreamConnectionFailure)])
     }

@@ -52,7 +52,7 @@ def test_a_short_flag_prints_its_meaning_codes_and_the_causes_told_apart():
     ]
     assert lines[4] == "  Causes, and how to tell them apart:"
     causes = [line.split(":")[0] for line in lines if line.startswith("  - ")]
-    assert causes == ["  - backend down", "  - TLS trust failure", "  - mTLS mismatch", "  - upstream TLS failure"]
+    assert causes == ["  - backend down", "  - packets dropped", "  - TLS trust failure", "  - mTLS mismatch", "  - upstream TLS failure"]
     trust = next(line for line in lines if line.startswith("  - TLS trust failure: "))
     assert "CERTIFICATE_VERIFY_FAILED" in trust and "SAN mismatch" in trust
     assert "      istioctl proxy-config secret <pod>  # the client's certificate and root CA, with their dates" in lines
@@ -155,7 +155,7 @@ def test_json_output_of_flags_is_one_stable_object():
     assert (uf["short"], uf["long"], uf["since_envoy"], uf["tcp"], uf["status_codes"]) == (
         "UF", "UpstreamConnectionFailure", "≤1.5", True, "503; 0 on TCP proxy lines")
     assert uf["meaning"] == "Upstream connection failure, in addition to 503"
-    assert [c["cause"] for c in uf["causes"]] == ["backend down", "TLS trust failure", "mTLS mismatch", "upstream TLS failure"]
+    assert [c["cause"] for c in uf["causes"]] == ["backend down", "packets dropped", "TLS trust failure", "mTLS mismatch", "upstream TLS failure"]
     assert all(set(c) == {"cause", "evidence", "next_steps"} for c in uf["causes"])
     assert (di["short"], di["tcp"], di["status_codes"], di["causes"]) == ("DI", False, None, [])
 
@@ -175,7 +175,12 @@ def test_json_output_of_a_line_has_its_fields_scans_diagnosis_and_its_flags():
         "upstream_transport_failure_reason": reason,
         "upstream_host": "127.0.0.1:18010",
     }
-    assert report["diagnosis"] == scan_diagnosis(line, "outbound|443||legacy.default.svc.cluster.local")
+    scanned = scan_diagnosis(line, "outbound|443||legacy.default.svc.cluster.local")
+    # One line cannot tell one host from all of them: explain says unknown where scan, which
+    # sees no other host answer, says all hosts. Everything else is scan's.
+    assert (report["diagnosis"]["scope"], scanned["scope"]) == ("unknown", "all hosts")
+    assert {**report["diagnosis"], "scope": "all hosts"} == scanned
+    assert report["diagnosis"]["hosts"] == [{"host": "127.0.0.1:18010", "count": 1}]
     assert report["diagnosis"]["cause"] == "mTLS mismatch"
     assert [flag["short"] for flag in report["flags"]] == ["UF"]
     ok_line = demo_line("outbound|8080||reviews.default.svc.cluster.local", '" 200 - via_upstream')

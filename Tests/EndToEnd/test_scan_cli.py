@@ -188,10 +188,26 @@ DIAGNOSES = [
 @pytest.mark.parametrize("cluster,flag,cause,sentence,step", DIAGNOSES, ids=[d[2] + " " + d[1] for d in DIAGNOSES])
 def test_json_diagnosis(cluster, flag, cause, sentence, step):
     diagnosis = scan_json(str(DEMO))["clusters"][cluster]["diagnosis"]
-    assert set(diagnosis) == {"flag", "cause", "likely_cause", "next_steps"}
+    assert set(diagnosis) == {"flag", "cause", "likely_cause", "next_steps", "scope", "hosts"}
     assert (diagnosis["flag"], diagnosis["cause"]) == (flag, cause), diagnosis
     assert sentence in diagnosis["likely_cause"], diagnosis
     assert any(step in s for s in diagnosis["next_steps"]), diagnosis
+
+
+def test_json_diagnosis_scope_and_hosts():
+    """The demo's backends each sit on one host that answers nothing else: every failure is
+    'all hosts' (no other host answered 2xx); NR lines name no host: 'unknown'; UH lines name
+    none because none was healthy: 'all hosts'."""
+    clusters = scan_json(str(DEMO))["clusters"]
+    payments = clusters[PAYMENTS]["diagnosis"]
+    assert payments["scope"] == "all hosts"
+    assert payments["hosts"] == [{"host": "127.0.0.1:18019", "count": 10}]
+    assert clusters["-"]["diagnosis"]["scope"] == "unknown" and clusters["-"]["diagnosis"]["hosts"] == []
+    inventory = clusters["outbound|8080||inventory.default.svc.cluster.local"]["diagnosis"]
+    assert (inventory["scope"], inventory["hosts"]) == ("all hosts", [])
+    vault = clusters["outbound|8443||vault.default.svc.cluster.local"]["diagnosis"]
+    assert vault["cause"] == "packets dropped", vault
+    assert "10 of 10 UF were connect timeouts (connection_timeout), after" in vault["likely_cause"], vault
 
 
 def test_no_diagnosis_without_flags():

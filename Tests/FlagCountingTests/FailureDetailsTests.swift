@@ -200,7 +200,7 @@ struct FailureDetailsTests {
         #expect(rows[2].hasSuffix("  -      -"))
         #expect(
             report.json().contains(
-                #""outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1},"diagnosis":{"flag":"UF","cause":"backend down","likely_cause":"a \"quoted\" sentence","next_steps":["one","two"]}}"#
+                #""outbound|9001||payments.default.svc.cluster.local":{"requests":1,"codes":{"5xx":1},"flags":{"UF":1},"diagnosis":{"flag":"UF","cause":"backend down","likely_cause":"a \"quoted\" sentence","next_steps":["one","two"],"scope":"unknown","hosts":[]}}"#
             ))
         #expect(
             report.json().contains(
