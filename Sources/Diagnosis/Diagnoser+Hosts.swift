@@ -60,7 +60,8 @@ extension Diagnoser {
             if let stats, let range = durations(stats) {
                 evidence += ", after \(range)"
                 if let perTry, perTry != stats, let each = durations(perTry) {
-                    evidence += " (\(each) per try of \(oneDecimal(Double(stats.attempts) / Double(stats.attemptLines))))"
+                    evidence +=
+                        " (\(each) per try of \(oneDecimal(Double(stats.attempts) / Double(stats.attemptLines))))"
                 }
             }
         } else if tally.count(of: [.tls, .connectionRefused, .connectTimeout, .unreachable, .connectionFailure]) == 0,

@@ -177,7 +177,10 @@ struct DurationRuleTests {
             result.likelyCause.contains(
                 "2 of 2 UF were connect timeouts (connection_timeout), after 30.0 s (10.0 s per try of 3.0)"))
         #expect(result.likelyCause.contains("(10 s is Istio's default connect timeout)"))
-        #expect(result.likelyCause.hasSuffix("; retries exhausted on 2 URX, 3.0 tries per request (6 tries upstream for 2 requests: retry amplification)"))
+        #expect(
+            result.likelyCause.hasSuffix(
+                "; retries exhausted on 2 URX, 3.0 tries per request (6 tries upstream for 2 requests: retry amplification)"
+            ))
     }
 
     @Test("Refusals outnumbering timeouts stay backend down")
