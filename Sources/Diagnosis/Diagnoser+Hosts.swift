@@ -50,26 +50,48 @@ extension Diagnoser {
         _ tally: FailureTally, timedOut: Int, _ stats: FlaggedLineStats?, _ target: Target
     ) -> Diagnosis? {
         let flag = ResponseFlag.upstreamConnectionFailure
+        // With retries (Istio retries connect failures twice by default) a line lasts all its
+        // tries: the connect timeout is the duration per try.
+        let perTry = stats.map(perTryStats)
         var evidence: String
         if timedOut > 0 {
             let example = tally.example(of: .connectTimeout).map { " (\($0))" } ?? ""
             evidence = "\(timedOut) of \(tally.total) UF were connect timeouts\(example)"
-            if let stats, let durations = durations(stats) { evidence += ", after \(durations)" }
+            if let stats, let range = durations(stats) {
+                evidence += ", after \(range)"
+                if let perTry, perTry != stats, let each = durations(perTry) {
+                    evidence +=
+                        " (\(each) per try of \(oneDecimal(Double(stats.attempts) / Double(stats.attemptLines))))"
+                }
+            }
         } else if tally.count(of: [.tls, .connectionRefused, .connectTimeout, .unreachable, .connectionFailure]) == 0,
-            let stats, let timeout = connectTimeout(stats)
+            let perTry, let timeout = connectTimeout(perTry)
         {
             evidence =
-                "\(tally.total) UF without a transport failure reason, all after \(timeout.durations): the connect timeout struck"
+                "\(tally.total) UF without a transport failure reason, all after \(timeout.durations) per try: the connect timeout struck"
         } else {
             return nil
         }
         var sentence =
             "packets dropped (NetworkPolicy, firewall or a dead node): " + evidence
             + "; nothing answered the connect, not even with a refusal"
-        if let stats, let timeout = connectTimeout(stats), timeout.seconds == 10 {
+        if let perTry, let timeout = connectTimeout(perTry), timeout.seconds == 10 {
             sentence += " (10 s is Istio's default connect timeout)"
         }
         return Diagnosis(flag: flag, cause: .packetsDropped, likelyCause: sentence, nextSteps: target.droppedSteps())
+    }
+
+    /// The durations divided by the mean tries per line, when every line gave its tries and
+    /// some made more than one; else the durations as they are.
+    static func perTryStats(_ stats: FlaggedLineStats) -> FlaggedLineStats {
+        guard stats.attemptLines == stats.lines, stats.attempts > stats.attemptLines,
+            let low = stats.minDurationMilliseconds, let high = stats.maxDurationMilliseconds
+        else { return stats }
+        var perTry = stats
+        let tries = Double(stats.attempts) / Double(stats.attemptLines)
+        perTry.minDurationMilliseconds = Int((Double(low) / tries).rounded())
+        perTry.maxDurationMilliseconds = Int((Double(high) / tries).rounded())
+        return perTry
     }
 
     /// The durations' range as text ("10.0 s", "0.9 to 10.0 s"); nil without durations.

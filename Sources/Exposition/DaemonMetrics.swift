@@ -102,12 +102,13 @@ public struct AlertingMetrics: Sendable {
 }
 
 /// The daemon's `/metrics` page. Metric names and labels are a contract (docs/metrics.md); each
-/// family's name, type, HELP text and labels come from ``MetricFamily``.
+/// family's name, type, HELP text and labels come from ``MetricFamily``. `diagnoses` are the
+/// `flagwatch_diagnosis_info` series (``DiagnosisInfo/current(_:flags:limit:diagnose:)``).
 public enum DaemonMetrics {
     public static func render(
         counts: FlagCounts, windowNames: [String], labels: ClusterLabelCache, sources: [SourceMetrics],
         process: ProcessMetrics?, version: String, format: ExpositionFormat, expectedBytes: Int = 0,
-        alerting: AlertingMetrics? = nil, connectionsEvicted: UInt64? = nil
+        alerting: AlertingMetrics? = nil, connectionsEvicted: UInt64? = nil, diagnoses: [DiagnosisInfo] = []
     ) -> [UInt8] {
         labels.refresh(counts)
         // The previous page's size (plus room to grow) when known: growing a 2 MB buffer by
@@ -117,6 +118,7 @@ public enum DaemonMetrics {
         writer.writeResponseTotals(counts, labels: labels)
         if counts.rings != nil { writer.writeWindows(counts, windowNames: windowNames, labels: labels) }
         writer.writeClusterInfo(counts, labels: labels)
+        writer.writeDiagnosisInfo(diagnoses, labels: labels)
         writer.writeLineTotals(sources)
         writer.writeSourceHealth(sources)
         if let alerting { writer.writeAlerting(alerting) }

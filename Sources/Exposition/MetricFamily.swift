@@ -46,6 +46,13 @@ extension MetricFamily {
         help:
             "Distinct upstream clusters counted under __overflow__ because limits.max_clusters was reached (approximate beyond a few hundred thousand)."
     )
+    /// One series per (cluster, upstream-failure flag) in the first window, with the likely
+    /// cause's short label and its scope (``DiagnosisInfo``); at most ``DiagnosisInfo/maxSeries``.
+    public static let diagnosisInfo = MetricFamily(
+        "flagwatch_diagnosis_info", .gauge, ["upstream_cluster", "response_flag", "cause", "scope"],
+        help:
+            "The likely cause and scope flagwatch diagnoses for each upstream-failure flag of a cluster in its first window (1 while diagnosed)."
+    )
 
     // Per source (scan has one, `scan`).
     public static let lines = MetricFamily(
@@ -117,7 +124,8 @@ extension MetricFamily {
     /// Every family, in the order the daemon's page lists them.
     public static let all: [MetricFamily] = [
         responses, responseFlags, responseFlagsWindow, responsesWindow, upstreamClusterInfo, clusters, clustersDropped,
-        lines, linesMalformed, bytesRead, sourceFiles, sourceErrors, receivedMessagesDropped, receivedEntriesDropped,
+        diagnosisInfo, lines, linesMalformed, bytesRead, sourceFiles, sourceErrors, receivedMessagesDropped,
+        receivedEntriesDropped,
         receivedMessagesRejected,
         alerts, notifications, notificationQueueLength,
         connectionsEvicted, buildInfo,

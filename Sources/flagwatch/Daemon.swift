@@ -29,6 +29,7 @@ final class Daemon {
     /// The followers and the counting of their lines.
     private let engine: Engine
     private let labels = ClusterLabelCache()
+    private let diagnoses = DiagnosisInfoCache()
     private var windowNames: [String]
     private var socketActivated = false
     /// The listener's port (the config may ask for 0): the default base of alerts' links.
@@ -338,7 +339,7 @@ final class Daemon {
                 counts: counts, windowNames: windowNames, labels: labels, sources: sourceMetrics(),
                 process: processMetrics(), version: BuildInfo.version, format: format,
                 expectedBytes: lastMetricsPageBytes, alerting: alerts?.metrics(),
-                connectionsEvicted: server?.evictedIdleTotal ?? 0)
+                connectionsEvicted: server?.evictedIdleTotal ?? 0, diagnoses: diagnoses.current(counts))
             lastMetricsPageBytes = body.count
             return HTTPResponse(status: 200, headers: [("Content-Type", format.contentType)], body: body)
         case "/api/v1/alerts":

@@ -165,6 +165,24 @@ struct DurationRuleTests {
         #expect(result.likelyCause.hasSuffix("(10 s is Istio's default connect timeout)"))
     }
 
+    @Test("Connects dropped under Istio's retries (URX,UF, 3 tries of 10 s: real Envoy 1.40) give the per-try timeout")
+    func droppedUnderRetries() throws {
+        // Envoy 1.40, a route retrying connect-failure twice, an nftables rule dropping the SYNs.
+        let line =
+            #"{"authority":"ratings.default.svc.cluster.local","bytes_received":0,"bytes_sent":91,"connection_termination_details":null,"downstream_local_address":"127.0.0.1:39283","downstream_remote_address":"127.0.0.1:46270","duration":30030,"method":"GET","path":"/","protocol":"HTTP/1.1","request_id":"5f2f1726-e700-464d-8698-2d133f15d9ee","requested_server_name":null,"response_code":503,"response_code_details":"upstream_reset_before_response_started{connection_timeout}","response_flags":"URX,UF","route_name":"ratings-default","start_time":"2026-12-07T02:20:53.248Z","upstream_cluster":"outbound|9080||ratings.default.svc.cluster.local","upstream_host":"198.18.82.8:9080","upstream_local_address":null,"upstream_request_attempt_count":3,"upstream_service_time":null,"upstream_transport_failure_reason":null,"user_agent":"flagwatch-e2e-diagnosis","x_forwarded_for":null}"#
+        let result = try diagnosis(
+            [line, line], "outbound|9080||ratings.default.svc.cluster.local", format: .json(JSONKeyMap()))
+        #expect(result.cause == .packetsDropped)
+        #expect(
+            result.likelyCause.contains(
+                "2 of 2 UF were connect timeouts (connection_timeout), after 30.0 s (10.0 s per try of 3.0)"))
+        #expect(result.likelyCause.contains("(10 s is Istio's default connect timeout)"))
+        #expect(
+            result.likelyCause.hasSuffix(
+                "; retries exhausted on 2 URX, 3.0 tries per request (6 tries upstream for 2 requests: retry amplification)"
+            ))
+    }
+
     @Test("Refusals outnumbering timeouts stay backend down")
     func refusalsWin() throws {
         let lines =

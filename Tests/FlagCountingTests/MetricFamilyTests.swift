@@ -93,6 +93,10 @@ struct MetricFamilyTests {
             # HELP \(family("flagwatch_clusters_dropped_total")) Distinct upstream clusters counted under __overflow__ because limits.max_clusters was reached (approximate beyond a few hundred thousand).
             # TYPE \(family("flagwatch_clusters_dropped_total")) counter
             flagwatch_clusters_dropped_total 0
+            # HELP flagwatch_diagnosis_info The likely cause and scope flagwatch diagnoses for each upstream-failure flag of a cluster in its first window (1 while diagnosed).
+            # TYPE flagwatch_diagnosis_info gauge
+            flagwatch_diagnosis_info{upstream_cluster="\(Self.ledger)",response_flag="UF",cause="backend down",scope="unknown"} 1
+            flagwatch_diagnosis_info{upstream_cluster="\(Self.ledger)",response_flag="URX",cause="backend down",scope="unknown"} 1
             # HELP \(family("flagwatch_lines_total")) Complete log lines read, parsed or malformed, per source.
             # TYPE \(family("flagwatch_lines_total")) counter
             flagwatch_lines_total{source="envoy"} 3
@@ -198,7 +202,7 @@ struct MetricFamilyTests {
     }
 
     /// The daemon's page for one cluster (ledger, two `URX,UF` lines 40 s apart, windows 1m and
-    /// 5m), one source, one alert rule and receiver, and process figures.
+    /// 5m, diagnosed "backend down"), one source, one alert rule and receiver, and process figures.
     static func daemonPage(_ format: ExpositionFormat) throws -> String {
         let counts = FlagCounts(windows: [60, 300])
         var parser = try AccessLogParser(format: .istio)
@@ -225,7 +229,10 @@ struct MetricFamilyTests {
             maxDescriptors: 1024, startTimeSeconds: 1_790_000_000)
         let bytes = DaemonMetrics.render(
             counts: counts, windowNames: ["1m", "5m"], labels: ClusterLabelCache(), sources: [source], process: process,
-            version: "1.2.3", format: format, alerting: alerting, connectionsEvicted: 3)
+            version: "1.2.3", format: format, alerting: alerting, connectionsEvicted: 3,
+            diagnoses: DiagnosisInfo.current(counts, flags: [.upstreamConnectionFailure, .upstreamRetryLimitExceeded]) {
+                _, _ in ("backend down", "unknown")
+            })
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -22,6 +22,8 @@ conftest imports `from harness.<module> import ...`, whichever subset pytest run
   browser     headless Chromium over the DevTools pipe: exact viewport, evaluate, screenshot
   manifests   StrictLoader, load, load_all: deploy/ YAML with duplicate keys as errors
   boot        the systemd-nspawn machine of systemd-boot/
+  netns       PodNetwork: a network namespace + veth pair the test creates, nftables drops in it
+  podlab      PodLab: pods in a PodNetwork behind a real Envoy 1.40 (diagnosis/)
   proxies     nginx and HAProxy in front of failing upstreams, and flagwatch on their logs, for
               nginx/ and haproxy/
 

@@ -45,14 +45,18 @@ def _yaml(value):
 class Prometheus:
     """A real Prometheus on 127.0.0.1 (kernel-chosen port), tmp config and TSDB."""
 
-    def __init__(self, procs, work, jobs, scrape_interval="1s", ready_timeout=30.0):
-        """jobs: {job name: ["127.0.0.1:port", ...]}."""
+    def __init__(self, procs, work, jobs, scrape_interval="1s", ready_timeout=30.0, rule_files=()):
+        """jobs: {job name: ["127.0.0.1:port", ...]}; rule_files: paths of rule files to load
+        (evaluated every scrape_interval)."""
         if not os.access(PROMETHEUS_BIN, os.X_OK):
             pytest.fail("prometheus not found at %s (Debian: apt-get install prometheus; or set PROMETHEUS_BIN)"
                         % PROMETHEUS_BIN, pytrace=False)
         work.mkdir(parents=True, exist_ok=True)
         config = ["global:", "  scrape_interval: %s" % scrape_interval, "  scrape_timeout: %s" % scrape_interval,
-                  "  evaluation_interval: %s" % scrape_interval, "scrape_configs:"]
+                  "  evaluation_interval: %s" % scrape_interval]
+        if rule_files:
+            config += ["rule_files: %s" % _yaml([str(path) for path in rule_files])]
+        config += ["scrape_configs:"]
         for job, targets in jobs.items():
             config += ["  - job_name: %s" % _yaml(job), "    static_configs:",
                        "      - targets: %s" % _yaml(list(targets))]

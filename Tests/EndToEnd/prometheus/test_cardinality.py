@@ -14,7 +14,7 @@ test_million_clusters
 
 test_idle_series_expiry
     idle_series_expiry 2s, max_clusters 3: clusters that stop getting lines disappear from
-    every family of /metrics (counters, windows, info), a cluster that keeps getting lines stays,
+    every family of /metrics (counters, windows, info, diagnosis), a cluster that keeps getting lines stays,
     the capacity they held is given to new clusters, and flagwatch_clusters_dropped_total never
     goes down.
 
@@ -45,7 +45,7 @@ RSS_GROWTH_LIMIT_MIB = 10
 CATCH_UP_TIMEOUT_S = 300.0
 OVERFLOW = "__overflow__"
 CLUSTER_FAMILIES = ("flagwatch_responses_total", "flagwatch_response_flags_total", "flagwatch_response_flags_window",
-                    "flagwatch_responses_window", "flagwatch_upstream_cluster_info")
+                    "flagwatch_responses_window", "flagwatch_upstream_cluster_info", "flagwatch_diagnosis_info")
 
 
 def code_class(code):
@@ -196,6 +196,12 @@ def test_million_clusters(tmp_path, procs, fwd):
     if wrong:
         problems.append("%d clusters with wrong counts, e.g. %s: got %s, expected %s"
                         % (len(wrong), wrong[0], got.get(wrong[0]), expected[wrong[0]]))
+    # flagwatch_diagnosis_info: at most 1,000 series (docs/metrics.md), each 1, of kept clusters.
+    diagnosed = fwd.select(samples, "flagwatch_diagnosis_info")
+    if not 0 < len(diagnosed) <= 1000 or any(v != 1 for _, v in diagnosed) \
+            or not {labels["upstream_cluster"] for labels, _ in diagnosed} <= kept | {OVERFLOW}:
+        problems.append("flagwatch_diagnosis_info: %d series (1 to 1,000 expected), e.g. %s"
+                        % (len(diagnosed), diagnosed[:2]))
     clusters_gauge = fwd.by(samples, "flagwatch_clusters").get(())
     if clusters_gauge != MAX_CLUSTERS + 1:
         problems.append("flagwatch_clusters = %s, expected %d (+1 for %s)" % (clusters_gauge, MAX_CLUSTERS + 1, OVERFLOW))

@@ -21,9 +21,15 @@ test_envoy_scan.py compares `flagwatch scan`), the daemon's own page agrees (lin
 cluster info), both targets are up without scrape errors, Prometheus asked for OpenMetrics and
 got it, both formats are served on request, the text body passes `promtool check metrics`, the
 OpenMetrics body ends with `# EOF`, and SIGTERM stops the daemon with status 0.
+
+test_diagnosis_info_in_prometheus has a stack of its own (a daemon with a 10 s first window on a
+log of real Envoy UF lines, a Prometheus loading deploy/prometheus/flagwatch-rules.yml, about
+20 s): flagwatch_diagnosis_info reaches Prometheus with cause "backend down", the rules' pending
+alert carries it as likely_cause, and the series goes stale once the first window is empty.
 """
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +93,21 @@ def stack(tmp_path_factory, fwd):
         if proxy is not None:
             proxy.stop()
         procs.stop_all()
+
+
+RULES_FILE = Path(__file__).resolve().parents[3] / "deploy" / "prometheus" / "flagwatch-rules.yml"
+# Real Envoy 1.40 lines (the harness's Istio TEXT log): payments refused the connection (UF), and
+# one good response from reviews.
+PAYMENTS = "outbound|9001||payments.default.svc.cluster.local"
+UF_LINE = ('[2026-11-22T02:34:27.561Z] "GET /api/pay HTTP/1.1" 503 UF upstream_reset_before_response_started'
+           '{remote_connection_failure|delayed_connect_error:_Connection_refused} - '
+           '"delayed_connect_error:_Connection_refused" 0 98 0 - "-" "flag-harness/uf" '
+           '"daad7b68-4bb4-4f21-9762-5f4f56c34fee" "payments.default.svc.cluster.local:9001" "127.0.0.1:18019" '
+           'outbound|9001||payments.default.svc.cluster.local - 127.0.0.1:18000 127.0.0.1:56936 - payments-default')
+OK_LINE = ('[2026-11-22T02:34:27.532Z] "GET /reviews/1 HTTP/1.1" 200 - via_upstream - "-" 0 14 11 10 "-" '
+           '"flag-harness/ok" "0d8e5a88-130d-4223-9294-7eee8276b7f5" "reviews.default.svc.cluster.local:8080" '
+           '"127.0.0.1:18010" outbound|8080||reviews.default.svc.cluster.local 127.0.0.1:55718 127.0.0.1:18000 '
+           '127.0.0.1:56922 - reviews-default')
 
 
 # --------------------------------------------------------------------------- expectations
@@ -333,7 +354,7 @@ def test_both_formats_hold_the_same_samples(stack):
     fwd = stack.fwd
     _, text = stack.daemon.scrape(ACCEPT_PROMETHEUS)
     _, om = stack.daemon.scrape(ACCEPT_OPENMETRICS)
-    volatile = ("process_", "flagwatch_responses_window", "flagwatch_response_flags_window")
+    volatile = ("process_", "flagwatch_responses_window", "flagwatch_response_flags_window", "flagwatch_diagnosis_info")
     a = sorted((n, sorted(l.items()), v) for n, l, v in fwd.parse_exposition(text) if not n.startswith(volatile))
     b = sorted((n, sorted(l.items()), v) for n, l, v in fwd.parse_exposition(om) if not n.startswith(volatile))
     assert a == b
@@ -359,3 +380,63 @@ def test_daemon_stops_cleanly_on_sigterm(stack):
     assert code == 0, "exit status %s after SIGTERM\n%s" % (code, stack.daemon.stderr())
     assert "checkpoints saved" in stack.daemon.stderr()
     assert list((stack.work / "state").iterdir()), "no checkpoint file in state_dir"
+
+
+def test_diagnosis_info_in_prometheus(tmp_path, procs, fwd):
+    """A real Prometheus scrapes flagwatch_diagnosis_info{cause="backend down"} 1 for the cluster
+    whose connections were refused, the rules' alert carries it as likely_cause, and the series
+    vanishes (goes stale) once the daemon's first window holds no UF."""
+    log = tmp_path / "access-istio.log"
+    log.write_text("")
+    config = fwd.daemon_config([{"name": "envoy", "files": [str(log)], "format": "istio", "start_at": "beginning"}],
+                               tmp_path / "state", windows=("10s", "1m"))
+    daemon = fwd.Daemon(procs, tmp_path / "daemon", config)
+    prom = fwd.Prometheus(procs, tmp_path / "prometheus", {JOB: ["%s:%d" % (LOOPBACK, daemon.port)]},
+                          rule_files=[RULES_FILE])
+    selector = 'flagwatch_diagnosis_info{job="%s"}' % JOB
+    assert fwd.poll(lambda: prom.query('up{job="%s"} == 1' % JOB), 15.0, 0.25), prom.targets()
+    assert not prom.query(selector), "a diagnosis before any line"
+    # The lines arrive now: the 10 s window holds them from here (the daemon counts arrival time).
+    with log.open("a") as out:
+        out.write((UF_LINE + "\n") * 12 + OK_LINE + "\n")
+
+    def diagnosed():
+        series = prom.query(selector)
+        return series if series else None
+
+    series = fwd.poll(diagnosed, 8.0, 0.25)
+    assert series, "no %s in Prometheus within 8 s of the lines; the daemon's page:\n%s\n%s" % (
+        selector, [s for s in daemon.samples() if s[0] == "flagwatch_diagnosis_info"], daemon.stderr())
+    [(labels, value)] = series
+    print("\n%s %s" % (labels, value))
+    assert value == 1
+    assert {k: labels[k] for k in ("upstream_cluster", "response_flag", "cause")} == {
+        "upstream_cluster": PAYMENTS, "response_flag": "UF", "cause": "backend down"}, labels
+    assert labels["scope"] in ("one host", "all hosts", "unknown"), labels
+
+    # The rules join it: the recorded cause, and the pending alert's likely_cause annotation.
+    def recorded():
+        return prom.query('flagwatch:rule_diagnosis:window1m{rule="UpstreamConnectFailures"}') or None
+
+    [(record, lines)] = fwd.poll(recorded, 8.0, 0.25) or [({}, 0)]
+    assert (record.get("upstream_cluster"), record.get("cause"), lines) == (PAYMENTS, "backend down", 12), record
+
+    def alerted():
+        return [a for a in prom.api("alerts")["alerts"] if a["labels"].get("alertname") == "UpstreamConnectFailures"] or None
+
+    alerts = fwd.poll(alerted, 8.0, 0.25) or []
+    assert len(alerts) == 1, prom.api("alerts")
+    assert alerts[0]["labels"]["upstream_cluster"] == PAYMENTS
+    assert alerts[0]["annotations"]["likely_cause"] == "backend down (scope: %s)" % labels["scope"], alerts[0]
+
+    # The first window (10 s) empties: the daemon drops the series, Prometheus marks it stale,
+    # while the 1m window still holds the lines.
+    def vanished():
+        page = daemon.samples()
+        return not fwd.select(page, "flagwatch_diagnosis_info") and not prom.query(selector) and page
+
+    page = fwd.poll(vanished, 20.0, 0.5)
+    assert page, "still diagnosed 20 s later: %s" % prom.query(selector)
+    assert fwd.by(page, "flagwatch_response_flags_window", "upstream_cluster", "response_flag", window="1m") == {
+        (PAYMENTS, "UF"): 12}
+    assert daemon.terminate() == 0
