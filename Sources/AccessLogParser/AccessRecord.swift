@@ -123,10 +123,9 @@ public struct RecordFieldSet: OptionSet, Sendable {
     /// as it does for ``counting``.
     public static let failureDetailsOnlyWhenFlagged = RecordFieldSet(rawValue: 1 << 15)
     /// Counting plus the failure details of flagged lines (details, transport failure reason,
-    /// duration, attempts) and every line's upstream host: what the per-cluster breakdowns (and
-    /// so the diagnosis) need. The host is read on every line since hosts answering 2xx tell one
-    /// bad host from a bad service; Envoy's and Istio's formats put it at the right end, next to
-    /// the cluster, where reading it costs one field more.
+    /// duration, attempts, upstream host): what the per-cluster breakdowns (and so the
+    /// diagnosis) need. Text plans read those fields only on flagged lines; JSON and the
+    /// received entries read them on every line.
     public static let countingWithFailureDetails: RecordFieldSet = counting.union([
         .responseCodeDetails, .upstreamTransportFailureReason, .duration, .upstreamRequestAttemptCount,
         .upstreamHost, .failureDetailsOnlyWhenFlagged,

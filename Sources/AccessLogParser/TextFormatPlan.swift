@@ -38,6 +38,9 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// when the option is off or it would change nothing.
     private let leftStopUnflagged: Int
     private let flagsOperator: Int
+    /// Where the right pass stops on a line without flags (Envoy's and Istio's
+    /// `%UPSTREAM_HOST%` sits on the right: read for flagged lines only).
+    private let rightStopUnflagged: Int
     /// For operator i: how many operators from i on (left pass: i, i+1, ...; right pass: i,
     /// i-1, ...) are neither decoded nor checked-worthy and are delimited by single spaces. Such
     /// a run is crossed by counting spaces, eight bytes at a time, instead of field by field;
@@ -99,6 +102,7 @@ public final class TextFormatPlan: @unchecked Sendable {
         let unflagged = Self.unflaggedStop(
             parsed, fields: fields, passes: passes, neededStops: neededStops, isNeeded: isNeeded)
         leftStopUnflagged = unflagged.leftStop
+        rightStopUnflagged = unflagged.rightStop
         flagsOperator = unflagged.flagsOperator
         let runs = Self.spaceRuns(parsed, skipsFields: fields != .all, isNeeded: isNeeded)
         leftRun = runs.left
@@ -189,16 +193,17 @@ public final class TextFormatPlan: @unchecked Sendable {
         }
     }
 
-    /// Flagged-only failure details: only worth it when they are read by the left pass after
-    /// the flags (Istio's layout); a line without flags then stops where `counting` would.
-    /// `flagsOperator` is -1 when that changes nothing.
+    /// Flagged-only failure details: only worth it when the flags are read by the left pass
+    /// and the details after them on the left (Istio's layout) or on the right (the upstream
+    /// host in Envoy's and Istio's formats); a line without flags then stops where `counting`
+    /// would. `flagsOperator` is -1 when that changes nothing.
     private static func unflaggedStop(
         _ parsed: ParsedFormatString, fields: RecordFieldSet, passes: Passes, neededStops: (left: Int, right: Int),
         isNeeded: (Int) -> Bool
-    ) -> (leftStop: Int, flagsOperator: Int) {
+    ) -> (leftStop: Int, rightStop: Int, flagsOperator: Int) {
         let flagsIndex = parsed.operators.firstIndex { $0.field == .responseFlags } ?? -1
         let detailFields: [RecordField] = [
-            .responseCodeDetails, .transportFailureReason, .duration, .upstreamRequestAttemptCount,
+            .responseCodeDetails, .transportFailureReason, .duration, .upstreamRequestAttemptCount, .upstreamHost,
         ]
         func isNeededWhenUnflagged(_ index: Int) -> Bool {
             guard let field = parsed.operators[index].field else { return false }
@@ -206,12 +211,12 @@ public final class TextFormatPlan: @unchecked Sendable {
         }
         let unflagged = passes.stops(isNeededWhenUnflagged)
         if fields.contains(.failureDetailsOnlyWhenFlagged), flagsIndex >= 0, flagsIndex < neededStops.left,
-            unflagged.right == neededStops.right, !(passes.left..<passes.middleEnd).contains(where: isNeeded),
-            unflagged.left < neededStops.left, unflagged.left > flagsIndex
+            !(passes.left..<passes.middleEnd).contains(where: isNeeded), unflagged.left > flagsIndex,
+            unflagged.left < neededStops.left || unflagged.right > neededStops.right
         {
-            return (unflagged.left, flagsIndex)
+            return (unflagged.left, unflagged.right, flagsIndex)
         }
-        return (neededStops.left, -1)
+        return (neededStops.left, neededStops.right, -1)
     }
 
     /// Runs are only worth it in plans that skip fields; a plan decoding every field (the
@@ -262,7 +267,9 @@ public final class TextFormatPlan: @unchecked Sendable {
         var end = lineEnd - suffix.count
         if let reason = matchPrefixAndSuffix(base, lineEnd: lineEnd, start: pos, end: end) { return reason }
         if let reason = readLeft(base, pos: &pos, end: end, into: &record) { return reason }
-        if let reason = readRight(base, pos: pos, end: &end, into: &record) { return reason }
+        let flagged = flagsOperator < 0 || !record.responseFlags.isEmpty || record.unknownFlagCount > 0
+        let stop = flagged ? rightStop : rightStopUnflagged
+        if let reason = readRight(base, pos: pos, end: &end, stop: stop, into: &record) { return reason }
         guard middleMatters else { return nil }
         return readMiddle(base, pos: pos, end: end, into: &record)
     }
@@ -338,9 +345,9 @@ public final class TextFormatPlan: @unchecked Sendable {
     /// Right to left from the line's end, each value starting after its preceding literal,
     /// down to `rightStop`.
     @inline(__always)
-    private func readRight(_ base: UnsafeRawPointer, pos: Int, end: inout Int, into record: inout AccessRecord)
-        -> MalformedReason?
-    {
+    private func readRight(
+        _ base: UnsafeRawPointer, pos: Int, end: inout Int, stop rightStop: Int, into record: inout AccessRecord
+    ) -> MalformedReason? {
         let literals = UnsafeRawPointer(literalBytes.baseAddress.unsafelyUnwrapped)
         let ops = operators.baseAddress.unsafelyUnwrapped
         var index = operators.count - 1

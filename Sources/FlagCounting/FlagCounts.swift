@@ -129,6 +129,7 @@ public final class FlagCounts {
     public func count(_ record: borrowing AccessRecord) {
         lines += 1
         let cluster = clusterID(record.upstreamCluster)
+        lastCountedCluster = cluster
         let row = cluster * Self.stride
         let codeClass = record.codeClass
         let flags = record.responseFlags
@@ -348,6 +349,23 @@ public final class FlagCounts {
     /// nil when it had none.
     public func flaggedLineStats(cluster id: Int, flag: ResponseFlag) -> FlaggedLineStats? {
         upstreamHostTable.lineStats(cluster: id, flag: flag)
+    }
+
+    /// The cluster id of the last line ``count(_:)`` counted.
+    public private(set) var lastCountedCluster = 0
+
+    /// Whether the upstream host of a 2xx line of `cluster` is wanted: the cluster had flagged
+    /// lines in the failure details' periods and fewer than 16 hosts answered it this period.
+    /// A text parser reads the host only on flagged lines; ``StreamPipeline`` reads it again on
+    /// some of these lines and gives it to ``countAnsweredHost(cluster:host:)``.
+    @inline(__always)
+    public func wantsAnsweredHost(cluster id: Int) -> Bool {
+        upstreamHostTable.wantsAnswered(cluster: id)
+    }
+
+    /// Notes that `host` answered a 2xx line of cluster `id` (see ``wantsAnsweredHost(cluster:)``).
+    public func countAnsweredHost(cluster id: Int, host: FieldView) {
+        upstreamHostTable.countAnswered(cluster: id, host: host)
     }
 
     /// The distinct upstream hosts that answered a cluster's requests with 2xx, counted from its

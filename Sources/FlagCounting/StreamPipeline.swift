@@ -14,6 +14,16 @@ public final class StreamPipeline {
     private let tally: LineTally
     /// Reused for every line: the parser fills it in place.
     private var record = AccessRecord()
+    /// Reads the upstream host of unflagged lines, which `parser` skips (text formats read it
+    /// only on flagged lines): for the hosts that answered 2xx while a cluster fails. Nil when
+    /// the fields asked for do not include the host.
+    private var hostParser: AccessLogParser?
+    /// Unflagged 2xx lines without a host of clusters that want one; every
+    /// ``answeredHostSampling``th of them, the first included, is parsed again for its host.
+    private var answeredLines = 0
+    /// One in 8: a host answering a failing cluster's 2xx is seen within its first few lines,
+    /// and parsing a line twice costs a sampled line about what parsing it once does.
+    static let answeredHostSampling = 8
 
     /// - Parameter fields: what the parser decodes: ``RecordFieldSet/counting`` for the counts,
     ///   plus the failure details of flagged lines (the default) for
@@ -28,6 +38,9 @@ public final class StreamPipeline {
         framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
         unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)
         parser = try AccessLogParser(format: format, fields: fields)
+        if fields.contains(.upstreamHost) && fields.contains(.failureDetailsOnlyWhenFlagged) {
+            hostParser = try AccessLogParser(format: format, fields: [.responseCode, .upstreamCluster, .upstreamHost])
+        }
         self.counts = counts
         self.tally = tally
     }
@@ -79,6 +92,16 @@ public final class StreamPipeline {
         tally.count(defect)
     }
 
+    /// Parses a sampled line again, this time for its upstream host.
+    private func countAnsweredHost(_ payload: UnsafeRawBufferPointer) {
+        answeredLines &+= 1
+        guard answeredLines % Self.answeredHostSampling == 1, hostParser != nil else { return }
+        var hostRecord = AccessRecord()
+        // Optional chaining flattens: nil is a parsed line here, the parser being there.
+        guard hostParser?.parse(payload, into: &hostRecord) == nil else { return }
+        counts.countAnsweredHost(cluster: counts.lastCountedCluster, host: hostRecord.upstreamHost)
+    }
+
     private func handle(_ framed: FramedLine) {
         switch framed {
         case .tooLong:
@@ -95,6 +118,11 @@ public final class StreamPipeline {
                 } else {
                     counts.count(record)
                     tally.countParsed()
+                    if record.responseFlags.isEmpty && record.codeClass == 2 && record.upstreamHost.isAbsent
+                        && counts.wantsAnsweredHost(cluster: counts.lastCountedCluster)
+                    {
+                        countAnsweredHost(payload)
+                    }
                 }
             }
         }

@@ -119,6 +119,13 @@ final class UpstreamHostTable {
         }
     }
 
+    /// Whether a 2xx line of `cluster` would add to its hosts that answered: it is tracked and
+    /// has room left this period.
+    @inline(__always)
+    func wantsAnswered(cluster: Int) -> Bool {
+        cluster < tracked.count && tracked[cluster] && Int(answeredUsed[cluster * 2]) < Self.answeredHostsPerCluster
+    }
+
     /// Notes that `host` answered a line of `cluster` with 2xx, if the cluster is tracked.
     @inline(__always)
     func countAnswered(cluster: Int, host: FieldView) {

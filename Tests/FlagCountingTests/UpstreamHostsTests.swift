@@ -36,7 +36,8 @@ struct UpstreamHostsTests {
     @Test("beyond 8 hosts a flag's lines count as __other__; beyond 16 answering hosts a period notes no more")
     func bounds() throws {
         var lines = (0..<20).map { ufLine(host: "10.0.1.\($0):80") }
-        lines += (0..<30).map { okLine(host: "10.0.2.\($0):80") }
+        // Text lines give their host on every 8th unflagged 2xx line (the sampling): 240 lines, 30 samples.
+        lines += (0..<240).map { okLine(host: "10.0.2.\($0):80") }
         let counts = try pipelineCounts(lines)
         let id = try #require(counts.clusters.lookUp(paymentsCluster))
         let hosts = counts.upstreamHosts(cluster: id, flag: uf)
@@ -44,6 +45,33 @@ struct UpstreamHostsTests {
         #expect(hosts[0] == UpstreamHostCount(host: FlagCounts.otherUpstreamHost, count: 12))
         #expect(hosts.dropFirst().allSatisfy { $0.count == 1 })
         #expect(counts.answeredHosts(cluster: id).count == 16)
+    }
+
+    @Test("a text format's unflagged 2xx lines give their host one in 8, the first included; JSON lines every time")
+    func answeredSampling() throws {
+        let text = try pipelineCounts([ufLine(host: "10.0.0.1:80")] + (0..<17).map { okLine(host: "10.0.3.\($0):80") })
+        let id = try #require(text.clusters.lookUp(paymentsCluster))
+        #expect(text.answeredHosts(cluster: id) == ["10.0.3.0:80", "10.0.3.16:80", "10.0.3.8:80"])
+        let ok = Lines.jsonURXUF.replacing("\"response_code\":503", with: "\"response_code\":200")
+            .replacing("\"response_flags\":\"URX,UF\"", with: "\"response_flags\":\"-\"")
+        let json = try pipelineCounts(
+            [Lines.jsonURXUF] + (0..<3).map { ok.replacing("127.0.0.1:18019", with: "10.0.4.\($0):80") },
+            format: .json(JSONKeyMap()))
+        let ledger = try #require(json.clusters.lookUp("outbound|9002||ledger.default.svc.cluster.local"))
+        #expect(json.answeredHosts(cluster: ledger) == ["10.0.4.0:80", "10.0.4.1:80", "10.0.4.2:80"])
+    }
+
+    @Test("the counting fields read an Istio line's host and duration only when it has a flag")
+    func hostOnlyOnFlaggedTextLines() throws {
+        var parser = try AccessLogParser(format: .istio, fields: .countingWithFailureDetails)
+        var record = AccessRecord()
+        var line = Array(Lines.istioUF.utf8)
+        #expect(line.withUnsafeBytes { parser.parse($0, into: &record) } == nil)
+        #expect(record.upstreamHost.rawString == "127.0.0.1:18019" && record.durationMilliseconds == 0)
+        line = Array(Lines.istioOK.utf8)
+        #expect(line.withUnsafeBytes { parser.parse($0, into: &record) } == nil)
+        #expect(record.upstreamHost.isAbsent && record.durationMilliseconds == nil)
+        #expect(record.upstreamCluster.rawString == "outbound|8080||reviews.default.svc.cluster.local")
     }
 
     @Test("durations: min, max and buckets; tries from %UPSTREAM_REQUEST_ATTEMPT_COUNT% in JSON")
