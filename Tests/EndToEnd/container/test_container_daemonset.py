@@ -143,8 +143,10 @@ def test_the_image_has_the_stripped_binary_the_default_config_and_the_oci_labels
     print("\nimage %s: %.1f MB on a %.1f MB base (adds %.1f MB; binary %.1f MB)" % (
         image, image_size(image) / 1e6, image_size(base_image) / 1e6, added / 1e6, staged.stat().st_size / 1e6))
     # A regression guard, not the goal (see docs/deployment.md, "What the binary is made of"): an
-    # unstripped binary alone would be 141 MB.
-    assert added < 100e6
+    # unstripped binary alone would be 185 MB. 100.0 MB measured on 2026-12-07 (the gRPC receiver
+    # and issue 17's diagnosis); 110 MB leaves room for features and still catches an unstripped
+    # binary or a stray toolchain layer.
+    assert added < 110e6
 
 
 def test_the_daemonset_container_counts_exactly_across_a_kubelet_rotation_and_stops_with_0(
