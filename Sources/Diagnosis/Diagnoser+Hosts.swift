@@ -146,14 +146,9 @@ extension Target {
         return host
     }
 
-    /// A value quoted for a shell: hosts and names come from log lines.
-    static func shellQuoted(_ text: String) -> String {
-        "'" + text.replacing("'", with: "'\\''") + "'"
-    }
-
     /// One host fails: find its pod, read its logs, and let outlier detection eject it.
     func oneHostSteps(_ host: String) -> [String] {
-        let address = Self.shellQuoted(Self.address(of: host))
+        let address = ShellWord.quoted(Self.address(of: host))
         if isMeshService || isInbound || istio.isExternalHost || !istio.direction.isEmpty {
             let namespace = istio.namespace.isEmpty ? "<namespace>" : istio.namespace
             return [
@@ -163,7 +158,7 @@ extension Target {
             ]
         }
         return [
-            "curl -s localhost:15000/clusters | grep -F \(Self.shellQuoted(host))  # its health flags and failures",
+            "curl -s localhost:15000/clusters | grep -F \(ShellWord.quoted(host))  # its health flags and failures",
             "curl -s localhost:15000/config_dump | grep -A6 outlier_detection  # ejects a failing host automatically",
         ]
     }

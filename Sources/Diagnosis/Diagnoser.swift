@@ -502,20 +502,30 @@ struct Target {
     let cluster: String
     let istio: IstioClusterName
 
-    init(cluster: String) {
+    /// - Parameter placeholders: the name holds `<service>`-style placeholders (`explain`'s
+    ///   guide), left as they are; else every part is one shell word.
+    init(cluster: String, placeholders: Bool = false) {
         self.cluster = cluster
-        istio = IstioClusterName(cluster)
+        var istio = IstioClusterName(cluster)
+        guard !placeholders else {
+            self.istio = istio
+            return
+        }
+        // The parts go into commands as they are: each one word, quoted when a hostile name
+        // holds more than DNS names do.
+        istio.port = ShellWord.word(istio.port)
+        istio.subset = ShellWord.word(istio.subset)
+        istio.host = ShellWord.word(istio.host)
+        istio.service = ShellWord.word(istio.service)
+        istio.namespace = ShellWord.word(istio.namespace)
+        self.istio = istio
     }
 
     /// `outbound|8080||api.default.svc.cluster.local`: a Kubernetes service in the mesh.
     var isMeshService: Bool { istio.direction == "outbound" && !istio.namespace.isEmpty }
     var isInbound: Bool { istio.direction.hasPrefix("inbound") }
     /// The cluster name quoted for a shell (Istio names hold `|`).
-    var quoted: String {
-        // Names rarely hold a quote; the generic replacing costs a search per report and cluster.
-        let escaped = cluster.utf8.contains(UInt8(ascii: "'")) ? cluster.replacing("'", with: "'\\''") : cluster
-        return "'" + escaped + "'"
-    }
+    var quoted: String { ShellWord.quoted(cluster) }
 
     private var endpointSlices: String {
         "kubectl get endpointslice -n \(istio.namespace) -l kubernetes.io/service-name=\(istio.service)"
@@ -675,7 +685,7 @@ struct Target {
         }
         return [
             "curl -s localhost:15000/clusters | grep \(quoted)",
-            "curl -s localhost:15000/stats | grep 'cluster.\(cluster).'",
+            "curl -s localhost:15000/stats | grep \(ShellWord.quoted("cluster." + cluster + "."))",
         ]
     }
 }

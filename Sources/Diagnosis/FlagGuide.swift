@@ -38,9 +38,10 @@ public struct FlagExplanation: Sendable, Equatable {
 /// The next steps are the diagnosis's own (``Target``), for an Istio service with placeholders.
 enum FlagGuide {
     /// An Istio service cluster with placeholders where a line's cluster gives the names.
-    static let meshService = Target(cluster: "outbound|<port>||<service>.<namespace>.svc.cluster.local")
+    static let meshService = Target(
+        cluster: "outbound|<port>||<service>.<namespace>.svc.cluster.local", placeholders: true)
     /// A ServiceEntry host outside the mesh.
-    static let externalHost = Target(cluster: "outbound|443||<host>")
+    static let externalHost = Target(cluster: "outbound|443||<host>", placeholders: true)
 
     static func entry(_ flag: ResponseFlag) -> (statusCodes: String?, causes: [FlagCause]) {
         let tcp = flag.isSetForTCP ? "; 0 on TCP proxy lines" : ""

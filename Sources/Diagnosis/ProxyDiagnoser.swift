@@ -201,10 +201,10 @@ struct ProxySteps {
     let cluster: String
 
     /// The cluster quoted for a shell.
-    private var quoted: String { "'" + cluster.replacing("'", with: "'\\''") + "'" }
+    private var quoted: String { ShellWord.quoted(cluster) }
     private var stats: String { "socat stdio /run/haproxy/admin.sock" }
     private var serversState: String {
-        "echo 'show servers state \(cluster)' | \(stats)  # each server's address, port, state and check result"
+        "echo \(ShellWord.quoted("show servers state " + cluster)) | \(stats)  # each server's address, port, state and check result"
     }
     private var backendConfig: String {
         "haproxy -c -f /etc/haproxy/haproxy.cfg && grep -A15 \(quoted) /etc/haproxy/haproxy.cfg"
@@ -213,7 +213,9 @@ struct ProxySteps {
         "nginx -T 2>/dev/null | grep -n -B2 -A8 \(quoted)  # the upstream block, its server lines"
     }
     /// nginx's cluster is a server's address except for `no live upstreams` and ingress-nginx.
-    private var curlServer: String { "curl -sv -o /dev/null http://\(cluster)/" }
+    private var curlServer: String { "curl -sv -o /dev/null \(url)" }
+    /// `http://<cluster>/`, one shell word.
+    private var url: String { ShellWord.word("http://" + cluster + "/") }
 
     /// The steps for the proxy the lines came from.
     private func either(nginx: [String], haproxy: [String]) -> [String] { proxy == .nginx ? nginx : haproxy }
@@ -230,7 +232,7 @@ struct ProxySteps {
     func droppedSteps() -> [String] {
         either(
             nginx: [
-                "curl -sv --connect-timeout 5 -o /dev/null http://\(cluster)/  # hangs: packets are dropped",
+                "curl -sv --connect-timeout 5 -o /dev/null \(url)  # hangs: packets are dropped",
                 "nginx -T 2>/dev/null | grep -n proxy_connect_timeout", nginxConfig, firewallSteps,
             ],
             haproxy: [
@@ -246,7 +248,7 @@ struct ProxySteps {
     func tlsSteps() -> [String] {
         either(
             nginx: [
-                "openssl s_client -connect \(cluster) -servername <name> </dev/null  # the certificate and the protocol",
+                "openssl s_client -connect \(ShellWord.word(cluster)) -servername <name> </dev/null  # the certificate and the protocol",
                 "nginx -T 2>/dev/null | grep -n -E 'proxy_ssl_(verify|trusted_certificate|name|server_name|protocols)'",
             ],
             haproxy: [
@@ -281,7 +283,7 @@ struct ProxySteps {
         either(
             nginx: [
                 "nginx -T 2>/dev/null | grep -n proxy_read_timeout",
-                "curl -s -o /dev/null -w '%{time_starttransfer}\\n' http://\(cluster)/  # how long the backend takes",
+                "curl -s -o /dev/null -w '%{time_starttransfer}\\n' \(url)  # how long the backend takes",
             ],
             haproxy: [
                 "grep -n 'timeout server' /etc/haproxy/haproxy.cfg", serversState,

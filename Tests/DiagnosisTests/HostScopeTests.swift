@@ -234,3 +234,27 @@ struct DurationRuleTests {
         #expect(Diagnoser.diagnose(withoutCount, cluster: ledger)?.likelyCause.contains("tries") == false)
     }
 }
+
+@Suite("Names from log lines stay one shell word in the next steps")
+struct ShellWordTests {
+    @Test("a hostile Istio service name is quoted wherever a command uses it; plain names are not")
+    func hostileIstioName() throws {
+        let hostile = "outbound|9001||x;reboot.default.svc.cluster.local"
+        let result = try diagnosis(repeated(Real.paymentsRefused.replacing(payments, with: hostile), 3), hostile)
+        #expect(
+            result.nextSteps.contains(
+                "kubectl get endpointslice -n default -l kubernetes.io/service-name='x;reboot'"))
+        #expect(!result.nextSteps.contains { $0.contains("=x;reboot") || $0.contains(" x;reboot") })
+        let plain = try diagnosis(repeated(Real.paymentsRefused, 3))
+        #expect(plain.nextSteps.contains("kubectl get endpointslice -n default -l kubernetes.io/service-name=payments"))
+    }
+
+    @Test("ShellWord: plain words stay, others are single-quoted with their quotes escaped")
+    func words() {
+        #expect(ShellWord.word("reviews.default.svc.cluster.local") == "reviews.default.svc.cluster.local")
+        #expect(ShellWord.word("") == "")
+        #expect(ShellWord.word("a b") == "'a b'")
+        #expect(ShellWord.word("it's") == "'it'\\''s'")
+        #expect(ShellWord.word("$(reboot)") == "'$(reboot)'")
+    }
+}

@@ -16,7 +16,6 @@
 """
 import collections
 import concurrent.futures
-import http.client
 import json
 import subprocess
 import sys
@@ -27,9 +26,8 @@ from pathlib import Path
 import pytest
 
 from harness import E2E
-from harness.envoy import admin_request, fetch_counters, find_envoy, launch_envoy, read_line, wait_envoy_ready, \
-    wait_for_stable_logs
-from harness.net import LOOPBACK
+from harness.envoy import admin_request, fetch_counters, find_envoy, http_get, launch_envoy, read_line, \
+    wait_envoy_ready, wait_for_stable_logs
 from harness.netns import PodNetwork
 from harness.processes import tail
 
@@ -82,16 +80,7 @@ class PodLab:
         self.net.delete()
 
     def get(self, vhost, path="/", timeout=40.0):
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
-        try:
-            conn.request("GET", path, headers={"Host": fqdn(vhost), "User-Agent": "flagwatch-e2e-diagnosis"})
-            r = conn.getresponse()
-            r.read()
-            return str(r.status)
-        except (OSError, http.client.HTTPException) as e:
-            return "error:" + type(e).__name__
-        finally:
-            conn.close()
+        return http_get(self.port, fqdn(vhost), path, "flagwatch-e2e-diagnosis", timeout=timeout)
 
     def get_many(self, vhost, n, concurrency=1, path="/"):
         if concurrency <= 1:
