@@ -127,20 +127,20 @@ extension StatusPage {
         return html + "</article>\n"
     }
 
-    /// Issue 17 item 1: shown once the diagnosis carries a scope.
+    /// One host or all of them; nil (not shown) where the caller has no scope.
     static func scopeItem(_ scope: String?) -> String {
         guard let scope else { return "" }
         return "<dt>Scope</dt><dd class=\"scope\">\(escape(scope))</dd>\n"
     }
 
-    /// Issue 17 item 1: shown once the diagnosis carries the top hosts.
+    /// The hosts with the most flagged lines, most first; not shown when the lines name none.
     static func hostsItem(_ hosts: [HostCount]?) -> String {
         guard let hosts, !hosts.isEmpty else { return "" }
         let items = hosts.map { "<li><code>\(escape($0.host))</code> <span class=\"n\">\($0.count)</span></li>" }
         return "<dt>Top hosts</dt><dd class=\"hosts\"><ol>" + items.joined() + "</ol></dd>\n"
     }
 
-    /// Issue 17 item 4: shown once the diagnosis (or alert) carries a trend.
+    /// Rising, steady or falling, and since when; not shown without windows.
     static func trendItem(_ trend: Trend?) -> String {
         guard let trend else { return "" }
         var text = escape(trend.direction)

@@ -19,7 +19,7 @@ public enum StatusPage {
         public var cause: String
         public var likelyCause: String
         public var nextSteps: String
-        /// Rising, steady or falling; nil until alerts carry it (issue 17, item 4).
+        /// Rising, steady or falling, and since when; nil without windows.
         public var trend: Trend?
 
         public init(

@@ -17,8 +17,7 @@ extension StatusPage.Trend {
 extension StatusPage.ClusterDiagnosis {
     /// The Diagnosis module's value as the status page shows it: the one place where its fields
     /// are read for the page (Exposition does not import Diagnosis; ScanDiagnosis is made the
-    /// same way). Issue 17 adds fields to the diagnosis on other branches; each is one line here
-    /// once it lands, and the page shows it when it is set.
+    /// same way). The page shows scope, hosts and trend when they are set.
     init(_ diagnosis: Diagnosis) {
         self.init(
             flag: diagnosis.flag, cause: diagnosis.cause.rawValue, likelyCause: diagnosis.likelyCause,
