@@ -49,12 +49,9 @@ public enum Diagnoser {
             ?? diagnose(counts, cluster: cluster, among: ResponseFlag.allCases)
     }
 
-    /// The flags that say an upstream (or the routing to it) failed; earlier ones win a tie.
-    public static let upstreamFailureFlags: [ResponseFlag] = [
-        .upstreamConnectionFailure, .upstreamRetryLimitExceeded, .noHealthyUpstream, .upstreamConnectionTermination,
-        .upstreamOverflow, .upstreamRequestTimeout, .upstreamRemoteReset, .upstreamProtocolError, .noRouteFound,
-        .noClusterFound, .localReset,
-    ]
+    /// The flags that say an upstream (or the routing to it) failed; earlier ones win a tie. The
+    /// same flags start a failure in the counts (first seen failing).
+    public static let upstreamFailureFlags = FlagCounts.failureFlagOrder
 
     /// The flags a retry can end on, i.e. what URX lines carry next to it.
     static let retriedFailures: [ResponseFlag] = [

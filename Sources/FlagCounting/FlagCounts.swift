@@ -451,14 +451,17 @@ public final class FlagCounts {
         return ring < 0 ? nil : Int(ring)
     }
 
-    /// The flags that say a cluster is failing (an upstream or the routing to it failed): the
-    /// flags the diagnosis calls upstream failures. Downstream (DC, DR, DPE, IH), policy (RL,
-    /// UAEX, FI, DI) and cache flags do not start a failure.
-    public static let failureFlags = ResponseFlagSet([
+    /// The flags that say a cluster is failing (an upstream or the routing to it failed), in the
+    /// order the diagnosis ranks them (earlier ones win a tie; `Diagnoser.upstreamFailureFlags`
+    /// is this list). Downstream (DC, DR, DPE, IH), policy (RL, UAEX, FI, DI) and cache flags do
+    /// not start a failure.
+    public static let failureFlagOrder: [ResponseFlag] = [
         .upstreamConnectionFailure, .upstreamRetryLimitExceeded, .noHealthyUpstream, .upstreamConnectionTermination,
         .upstreamOverflow, .upstreamRequestTimeout, .upstreamRemoteReset, .upstreamProtocolError, .noRouteFound,
         .noClusterFound, .localReset,
-    ])
+    ]
+    /// ``failureFlagOrder`` as a set, for the hot path's one bit test.
+    public static let failureFlags = ResponseFlagSet(failureFlagOrder)
 
     /// When the cluster was first seen failing, in seconds since the epoch (``now`` plus
     /// ``epochOffset``): the second of the first line with a ``failureFlags`` flag after at
