@@ -124,12 +124,12 @@ public final class FlagCounts {
         return true
     }
 
-    /// Counts one parsed line.
+    /// Counts one parsed line; returns its cluster's id.
     @inline(__always)
-    public func count(_ record: borrowing AccessRecord) {
+    @discardableResult
+    public func count(_ record: borrowing AccessRecord) -> Int {
         lines += 1
         let cluster = clusterID(record.upstreamCluster)
-        lastCountedCluster = cluster
         let row = cluster * Self.stride
         let codeClass = record.codeClass
         let flags = record.responseFlags
@@ -156,6 +156,7 @@ public final class FlagCounts {
             }
         }
         if let rings { countInWindows(cluster, flags: flags, rings: rings) }
+        return cluster
     }
 
     /// Distinct codes outside Envoy's table that get a series of their own; the rest are
@@ -350,9 +351,6 @@ public final class FlagCounts {
     public func flaggedLineStats(cluster id: Int, flag: ResponseFlag) -> FlaggedLineStats? {
         upstreamHostTable.lineStats(cluster: id, flag: flag)
     }
-
-    /// The cluster id of the last line ``count(_:)`` counted.
-    public private(set) var lastCountedCluster = 0
 
     /// Whether the upstream host of a 2xx line of `cluster` is wanted: the cluster had flagged
     /// lines in the failure details' periods and fewer than 16 hosts answered it this period.

@@ -93,13 +93,13 @@ public final class StreamPipeline {
     }
 
     /// Parses a sampled line again, this time for its upstream host.
-    private func countAnsweredHost(_ payload: UnsafeRawBufferPointer) {
+    private func countAnsweredHost(_ payload: UnsafeRawBufferPointer, cluster: Int) {
         answeredLines &+= 1
         guard answeredLines % Self.answeredHostSampling == 1, hostParser != nil else { return }
         var hostRecord = AccessRecord()
         // Optional chaining flattens: nil is a parsed line here, the parser being there.
         guard hostParser?.parse(payload, into: &hostRecord) == nil else { return }
-        counts.countAnsweredHost(cluster: counts.lastCountedCluster, host: hostRecord.upstreamHost)
+        counts.countAnsweredHost(cluster: cluster, host: hostRecord.upstreamHost)
     }
 
     private func handle(_ framed: FramedLine) {
@@ -116,12 +116,12 @@ public final class StreamPipeline {
                 if let reason = parser.parse(payload, into: &record) {
                     count(LineDefect(reason))
                 } else {
-                    counts.count(record)
+                    let cluster = counts.count(record)
                     tally.countParsed()
                     if record.responseFlags.isEmpty && record.codeClass == 2 && record.upstreamHost.isAbsent
-                        && counts.wantsAnsweredHost(cluster: counts.lastCountedCluster)
+                        && counts.wantsAnsweredHost(cluster: cluster)
                     {
-                        countAnsweredHost(payload)
+                        countAnsweredHost(payload, cluster: cluster)
                     }
                 }
             }

@@ -129,9 +129,7 @@ final class UpstreamHostTable {
     /// Notes that `host` answered a line of `cluster` with 2xx, if the cluster is tracked.
     @inline(__always)
     func countAnswered(cluster: Int, host: FieldView) {
-        guard cluster < tracked.count, tracked[cluster], !host.isAbsent else { return }
-        let used = Int(answeredUsed[cluster * 2])
-        guard used < Self.answeredHostsPerCluster else { return }
+        guard !host.isAbsent, wantsAnswered(cluster: cluster) else { return }
         let id = hostID(host)
         guard id != Self.otherID else { return }
         addAnswered(cluster: cluster, period: 0, id)
