@@ -65,7 +65,7 @@ extension Diagnoser {
                 }
             }
         } else if tally.count(of: [.tls, .connectionRefused, .connectTimeout, .unreachable, .connectionFailure]) == 0,
-            let perTry, let timeout = connectTimeout(perTry)
+            let perTry, let timeout = wholeSecondTimeout(perTry)
         {
             evidence =
                 "\(tally.total) UF without a transport failure reason, all after \(timeout.durations) per try: the connect timeout struck"
@@ -75,7 +75,7 @@ extension Diagnoser {
         var sentence =
             "packets dropped (NetworkPolicy, firewall or a dead node): " + evidence
             + "; nothing answered the connect, not even with a refusal"
-        if let perTry, let timeout = connectTimeout(perTry), timeout.seconds == 10 {
+        if let perTry, let timeout = wholeSecondTimeout(perTry), timeout.seconds == 10 {
             sentence += " (10 s is Istio's default connect timeout)"
         }
         return Diagnosis(flag: flag, cause: .packetsDropped, likelyCause: sentence, nextSteps: target.droppedSteps())
@@ -103,8 +103,9 @@ extension Diagnoser {
     }
 
     /// Every duration within 0.1 s (or 2 %) of one whole number of seconds, at least one: a
-    /// timeout of that many seconds struck each line. Nil otherwise.
-    static func routeTimeout(_ stats: FlaggedLineStats?) -> (seconds: Int, durations: String)? {
+    /// timeout of that many seconds (a route's, a connect's, which Envoy may overshoot by a few
+    /// milliseconds) struck each line. Nil otherwise.
+    static func wholeSecondTimeout(_ stats: FlaggedLineStats?) -> (seconds: Int, durations: String)? {
         guard let stats, stats.timedLines == stats.lines, let low = stats.minDurationMilliseconds,
             let high = stats.maxDurationMilliseconds, let text = durations(stats)
         else { return nil }
@@ -113,11 +114,6 @@ extension Diagnoser {
         let slack = max(100, seconds * 20)
         guard low >= seconds * 1000 - slack, high <= seconds * 1000 + slack else { return nil }
         return (seconds, text)
-    }
-
-    /// The same test for connects (whose timeout Envoy may overshoot by a few milliseconds).
-    static func connectTimeout(_ stats: FlaggedLineStats) -> (seconds: Int, durations: String)? {
-        routeTimeout(stats)
     }
 
     /// Milliseconds as seconds with one decimal ("10.0").

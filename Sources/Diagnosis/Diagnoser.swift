@@ -202,7 +202,7 @@ public enum Diagnoser {
             perTry * 2 > tally.total
             ? "\(perTry) of \(tally.total) UT were upstream_per_try_timeout (the retry policy's perTryTimeout)"
             : tally.describe(flag, as: "response_timeout")
-        if let timeout = routeTimeout(evidence.lineStats(flag)) {
+        if let timeout = wholeSecondTimeout(evidence.lineStats(flag)) {
             let what = perTry * 2 > tally.total ? "per-try timeout" : "route timeout"
             description +=
                 "; they lasted \(timeout.durations), a \(what) of \(timeout.seconds) s"

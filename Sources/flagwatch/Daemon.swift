@@ -79,9 +79,7 @@ final class Daemon {
         let listeners = try openListeners()
         boundPort = listeners.compactMap(\.localPort).first.map(Int.init)
         alerts = try AlertSupervisor(config: config, logger: logger, boundPort: boundPort)
-        let monotonic = monotonicSeconds()
-        counts.now = Int(monotonic)
-        counts.epochOffset = Int((wallClockSeconds() - monotonic).rounded())
+        advanceClock()
         try startEngine()
         startServer(on: listeners)
         announceReady(ports: listeners.compactMap(\.localPort).map(String.init).joined(separator: ","))
@@ -138,21 +136,26 @@ final class Daemon {
         }
     }
 
+    /// Moves the counts' clock to now: windows count in monotonic seconds, and when a cluster was
+    /// first seen failing is told in wall-clock time (the offset between the two).
+    private func advanceClock() {
+        let monotonic = monotonicSeconds()
+        counts.now = Int(monotonic)
+        counts.epochOffset = Int((wallClockSeconds() - monotonic).rounded())
+    }
+
     /// The windows' clock, the failure-detail breakdown's age and idle clusters' expiry.
     private func scheduleCountMaintenance() {
         // Every loop iteration, before lines are counted.
         loop.whileBusy { [unowned self] in
-            let monotonic = monotonicSeconds()
-            counts.now = Int(monotonic)
-            // When a cluster was first seen failing is told in wall-clock time.
-            counts.epochOffset = Int((wallClockSeconds() - monotonic).rounded())
+            advanceClock()
             return false
         }
         // The likely-cause breakdown covers the last one to two minutes, not everything since start.
         loop.every(60) { [unowned self] in counts.rotateFailureDetails() }
         let idle = config.limits.idleSeriesExpiry.seconds
         loop.every(min(60, max(1, idle / 4))) { [unowned self] in
-            counts.now = Int(monotonicSeconds())
+            advanceClock()
             let removed = counts.expireClusters(idleSeconds: Int(idle))
             if removed > 0 { logger.info("removed \(removed) cluster(s) idle for \(config.limits.idleSeriesExpiry)") }
         }
@@ -235,7 +238,7 @@ final class Daemon {
         evaluationTimer = nil
         guard let alerts else { return }
         evaluationTimer = loop.every(alerts.evaluateEvery) { [unowned self] in
-            counts.now = Int(monotonicSeconds())
+            advanceClock()
             self.alerts?.evaluate(counts, now: wallClockSeconds())
         }
         logger.info("alerting: \(alerts.engine.rules.count) rule(s), evaluated every \(alerts.evaluateEvery) s")
@@ -334,7 +337,7 @@ final class Daemon {
         switch request.path {
         case "/metrics":
             let format = ExpositionFormat(accept: request.header("accept"))
-            counts.now = Int(monotonicSeconds())
+            advanceClock()
             let body = DaemonMetrics.render(
                 counts: counts, windowNames: windowNames, labels: labels, sources: sourceMetrics(),
                 process: processMetrics(), version: BuildInfo.version, format: format,
@@ -355,7 +358,7 @@ final class Daemon {
             return isReady ? .text(200, "ready") : .text(503, "not ready: sources are being opened")
         default:
             // The page's windows count up to now, as /metrics' do.
-            counts.now = Int(monotonicSeconds())
+            advanceClock()
             let counts = counts
             return HTTPResponse(
                 status: 200, contentType: "text/html; charset=utf-8",
