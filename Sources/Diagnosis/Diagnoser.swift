@@ -10,33 +10,27 @@ public enum Diagnoser {
     public static func diagnose(_ counts: FlagCounts, cluster: Int, among flags: [ResponseFlag]) -> Diagnosis? {
         guard cluster >= 0, cluster < counts.clusters.count else { return nil }
         let evidence = FlagEvidence(counts: counts, cluster: cluster)
-        guard var flag = evidence.dominant(among: flags) else { return nil }
+        guard let flag = evidence.dominant(among: flags) else { return nil }
         let target = Target(cluster: counts.clusters.names[cluster])
-        var retried = false
-        if flag == .upstreamRetryLimitExceeded {
-            // URX says only that retries ran out; the flag set with it says why each try failed.
-            let underlying = evidence.dominant(among: Self.retriedFailures)
-            if let underlying {
-                flag = underlying
-                retried = true
-            } else {
-                return retriesExhausted(evidence, target).withTrend(counts, cluster: cluster, flags: flags)
-            }
-        }
-        var diagnosis = diagnose(flag, evidence, target)
-        if retried {
+        // URX says only that retries ran out; the flag set with it says why each try failed.
+        let underlying = flag == .upstreamRetryLimitExceeded ? evidence.dominant(among: Self.retriedFailures) : nil
+        var diagnosis: Diagnosis
+        if let underlying {
+            diagnosis = diagnose(underlying, evidence, target)
             let retries = evidence.count(.upstreamRetryLimitExceeded)
             diagnosis.likelyCause =
-                "retries exhausted (\(retries) URX\(evidence.retryAmplification() ?? "")), each try failing with \(flag.shortName): "
+                "retries exhausted (\(retries) URX\(evidence.retryAmplification() ?? "")), each try failing with \(underlying.shortName): "
                 + diagnosis.likelyCause
-        }
-        if !retried, diagnosis.flag != .upstreamRetryLimitExceeded, flags.contains(.upstreamRetryLimitExceeded),
-            let amplification = evidence.retryAmplification()
-        {
-            // URX,UF lines are diagnosed on their UF; their tries still say how much load the
-            // retries added.
-            diagnosis.likelyCause +=
-                "; retries exhausted on \(evidence.count(.upstreamRetryLimitExceeded)) URX\(amplification)"
+        } else if flag == .upstreamRetryLimitExceeded {
+            diagnosis = retriesExhausted(evidence, target)
+        } else {
+            diagnosis = diagnose(flag, evidence, target)
+            if flags.contains(.upstreamRetryLimitExceeded), let amplification = evidence.retryAmplification() {
+                // URX,UF lines are diagnosed on their UF; their tries still say how much load
+                // the retries added.
+                diagnosis.likelyCause +=
+                    "; retries exhausted on \(evidence.count(.upstreamRetryLimitExceeded)) URX\(amplification)"
+            }
         }
         scope(&diagnosis, evidence, target)
         return diagnosis.withTrend(counts, cluster: cluster, flags: flags)

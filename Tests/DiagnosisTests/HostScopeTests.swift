@@ -128,6 +128,15 @@ struct HostScopeTests {
                 == true)
     }
 
+    @Test("URX alone (no underlying flag) carries its hosts and scope like any other diagnosis")
+    func retriesAloneHaveHosts() throws {
+        let line = Real.paymentsRefusedJSON.replacing("\"response_flags\":\"UF\"", with: "\"response_flags\":\"URX\"")
+        let result = try diagnosis(repeated(line, 3), format: .json(JSONKeyMap()))
+        #expect(result.cause == .retriesExhausted)
+        #expect(result.hosts == [UpstreamHostCount(host: "127.0.0.1:18019", count: 3)])
+        #expect(result.scope == .allHosts)
+    }
+
     @Test("A one-line explanation leaves the scope unknown: one line cannot tell")
     func explainedLine() throws {
         let explanation = try Explainer.explain(line: Real.paymentsRefused, format: .auto)
