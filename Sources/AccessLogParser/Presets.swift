@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The format strings flagwatch knows by name (docs/formats.md §2 and §3.1).
 public enum FormatPreset {
     /// Envoy's default format. It has no upstream cluster: such lines count under `-`.
@@ -26,12 +28,31 @@ public enum FormatPreset {
         ("istio (1.9+)", istio), ("istio (1.8)", istio1_8), ("istio (1.3-1.7)", istio1_3), ("istio (<=1.2)", istio1_2),
     ]
 
+    /// The presets compiled so far, by name and field set. A plan is immutable, so every parser
+    /// of a preset shares one: the daemon makes a parser per followed file (a pod's log appears,
+    /// a file rotates), and compiling the five text presets each time cost more than parsing a
+    /// short file. At most 5 names × the few field sets the program asks for.
+    private static let compiled = Mutex<[CompiledKey: TextFormatPlan]>([:])
+
+    private struct CompiledKey: Hashable {
+        let name: String
+        let fields: UInt16
+    }
+
     static func compile(_ format: String, name: String, fields: RecordFieldSet) -> TextFormatPlan {
+        let key = CompiledKey(name: name, fields: fields.rawValue)
+        if let plan = compiled.withLock({ $0[key] }) { return plan }
+        let plan: TextFormatPlan
         do {
-            return try TextFormatPlan(formatString: format, name: name, fields: fields)
+            plan = try TextFormatPlan(formatString: format, name: name, fields: fields)
         } catch {
             // The presets are constants checked by the unit tests; failing here is a bug.
             preconditionFailure("built-in format \(name) does not compile: \(error)")
+        }
+        return compiled.withLock { table in
+            if let earlier = table[key] { return earlier }
+            table[key] = plan
+            return plan
         }
     }
 }
