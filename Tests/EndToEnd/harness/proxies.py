@@ -60,10 +60,15 @@ class FailingBackends:
         self.ok = self._listen(lambda connection: self._answer(
             connection, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"))
 
-    @staticmethod
-    def refused_port():
-        """A port the kernel just handed out and nobody listens on: connects are refused."""
-        return free_port()
+    def refused_port(self):
+        """A port nobody listens on: connects are refused. The socket stays bound (without
+        listen) until `stop`, so no later `free_port`, listener or connect's own source port can
+        take the number while the test runs: a port merely free a moment ago was, and then a
+        "refused" backend answered or a proxy connected to itself."""
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.bind((LOOPBACK, 0))
+        self._listeners.append(held)
+        return held.getsockname()[1]
 
     def _listen(self, handle):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -267,8 +272,10 @@ def drive(url, count, timeout=10.0, parallel=False):
                 codes[index] = response.status
         except urllib.error.HTTPError as error:
             codes[index] = error.code
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
             codes[index] = None
+            # Shown with the test's output when it fails: which request got no answer, and why.
+            print("drive: %s request %d: no HTTP answer: %r" % (url, index, error), flush=True)
 
     if not parallel:
         for index in range(count):
