@@ -136,13 +136,28 @@ public struct EnvoyAccessLogDecoder: Sendable {
         return name
     }
 
-    /// `AccessLogCommon`: the cluster, the flags, the transport failure, the route and the
-    /// upstream address.
+    /// `AccessLogCommon`: the cluster, the flags, the transport failure, the route, the
+    /// upstream address, the duration and the upstream attempt count.
     static func readCommon(_ bytes: UnsafeRawBufferPointer, into record: inout AccessRecord) throws(ProtobufWireDefect)
     {
         var reader = ProtobufWireReader(bytes)
+        // `duration` is %DURATION%; an Envoy older than the field sends the same interval as
+        // `time_to_last_downstream_tx_byte` (start to last byte out), so that one stands in.
+        var duration: Int? = nil
+        var lastDownstreamTxByte: Int? = nil
+        defer { record.durationMilliseconds = duration ?? lastDownstreamTxByte }
         while let field = try reader.nextField() {
             switch field.number {
+            case AccessLogCommonField.duration:
+                guard let value = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
+                duration = try durationMilliseconds(in: value)
+            case AccessLogCommonField.timeToLastDownstreamTxByte:
+                guard let value = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
+                lastDownstreamTxByte = try durationMilliseconds(in: value)
+            case AccessLogCommonField.upstreamRequestAttemptCount:
+                guard let value = try reader.varint(ifWireType: field.wireType) else { continue }
+                // A uint32 on the wire; clamped so that a hostile varint cannot trap.
+                record.upstreamRequestAttempts = Int(min(value, UInt64(UInt32.max)))
             case AccessLogCommonField.upstreamRemoteAddress:
                 guard let address = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
                 if let host = try socketAddressHost(in: address) { record.upstreamHost = FieldView(host) }
@@ -217,6 +232,26 @@ public struct EnvoyAccessLogDecoder: Sendable {
         }
     }
 
+    /// `google.protobuf.Duration` (`seconds` 1, int64; `nanos` 2, int32) in whole milliseconds,
+    /// as `%DURATION%` prints it; nil for a negative one. A hostile value is clamped (a year at
+    /// most), never trapped on.
+    static func durationMilliseconds(in duration: UnsafeRawBufferPointer) throws(ProtobufWireDefect) -> Int? {
+        var reader = ProtobufWireReader(duration)
+        var seconds: UInt64 = 0
+        var nanos: UInt64 = 0
+        while let field = try reader.nextField() {
+            switch field.number {
+            case 1: seconds = try reader.varint(ifWireType: field.wireType) ?? seconds
+            case 2: nanos = try reader.varint(ifWireType: field.wireType) ?? nanos
+            default: try reader.skip(field.wireType)
+            }
+        }
+        // Negative int64/int32 values arrive as 10-byte varints with the top bit set.
+        guard seconds < 1 << 63, nanos < 1 << 31 else { return nil }
+        let maxSeconds: UInt64 = 366 * 86_400
+        return Int(min(seconds, maxSeconds)) * 1_000 + Int(min(nanos, 999_999_999)) / 1_000_000
+    }
+
     /// `envoy.config.core.v3.Address`: the host of its `socket_address` (field 1, whose
     /// `address` is field 2). A pipe or internal address gives nil; the port is not kept (it
     /// is a number on the wire, not text a view could show).
@@ -289,9 +324,12 @@ enum StreamAccessLogsMessageField {
 
 /// `AccessLogCommon`'s field numbers that are read.
 enum AccessLogCommonField {
+    static let timeToLastDownstreamTxByte = 12
     static let upstreamRemoteAddress = 13
     static let upstreamCluster = 15
     static let responseFlags = 16
     static let upstreamTransportFailureReason = 18
     static let routeName = 19
+    static let duration = 23
+    static let upstreamRequestAttemptCount = 24
 }

@@ -27,6 +27,38 @@ func lengthDelimitedField(_ number: Int, _ body: [UInt8]) -> [UInt8] {
     return [UInt8(number << 3 | 2), UInt8(body.count)] + body
 }
 
+/// A varint field: the tag, then the value in 7-bit groups, low first.
+func varintField(_ number: Int, _ value: UInt64) -> [UInt8] {
+    var bytes: [UInt8] = [UInt8(number << 3)]
+    var rest = value
+    while rest >= 0x80 {
+        bytes.append(UInt8(rest & 0x7F) | 0x80)
+        rest >>= 7
+    }
+    return bytes + [UInt8(rest)]
+}
+
+/// A two-byte tag for field numbers 16...2047 (AccessLogCommon's 23 and 24).
+func tag(_ number: Int, wireType: Int) -> [UInt8] {
+    let key = number << 3 | wireType
+    return key < 0x80 ? [UInt8(key)] : [UInt8(key & 0x7F) | 0x80, UInt8(key >> 7)]
+}
+
+/// One HTTP entry in a StreamAccessLogsMessage whose AccessLogCommon holds `common` (already
+/// encoded) plus the UF flag and the cluster `c`.
+func messageWithCommon(_ common: [UInt8]) -> [UInt8] {
+    let flags = tag(16, wireType: 2) + [2] + varintField(6, 1)  // response_flags { upstream_connection_failure }
+    let cluster = lengthDelimitedField(15, Array("c".utf8))
+    return lengthDelimitedField(2, lengthDelimitedField(1, lengthDelimitedField(1, cluster + flags + common)))
+}
+
+/// `google.protobuf.Duration` as AccessLogCommon field `number`.
+func durationField(_ number: Int, seconds: UInt64, nanos: UInt64) -> [UInt8] {
+    let body = varintField(1, seconds) + varintField(2, nanos)
+    precondition(body.count < 128)
+    return tag(number, wireType: 2) + [UInt8(body.count)] + body
+}
+
 @Suite("Envoy gRPC access-log service messages (docs/formats.md §10)")
 struct EnvoyAccessLogDecoderTests {
     @Test("a stream's first message gives its log name and its 3 HTTP entries with every field read")
@@ -151,6 +183,56 @@ struct EnvoyAccessLogDecoderTests {
         #expect(records[1].details == "upstream_reset_before_response_started{remote_connection_failure}")
         #expect(records[1].transportFailure == "delayed connect error: Connection refused")
         #expect(records.map(\.code) == [200, 503, 503])
+    }
+
+    @Test("duration (23) gives %DURATION%'s milliseconds and upstream_request_attempt_count (24) the tries")
+    func durationAndAttempts() throws {
+        // 10 s 1.9 ms: Istio's connect timeout, as Envoy 1.40 reports a dropped SYN's UF.
+        let common = durationField(23, seconds: 10, nanos: 1_900_000) + tag(24, wireType: 0) + [3]
+        let entry = try #require(decodeMessage(messageWithCommon(common)).entries.first?.record)
+        #expect(entry.shortFlags == ["UF"])
+        #expect(entry.duration == 10_001)
+        #expect(entry.attempts == 3)
+    }
+
+    @Test("without duration, time_to_last_downstream_tx_byte (12) stands in; with both, duration wins")
+    func durationFallback() throws {
+        let older = durationField(12, seconds: 0, nanos: 998_000_000)
+        #expect(decodeMessage(messageWithCommon(older)).entries.first?.record?.duration == 998)
+        let both = durationField(12, seconds: 0, nanos: 998_000_000) + durationField(23, seconds: 1, nanos: 0)
+        #expect(decodeMessage(messageWithCommon(both)).entries.first?.record?.duration == 1_000)
+        // Field order on the wire does not matter.
+        let reversed = durationField(23, seconds: 1, nanos: 0) + durationField(12, seconds: 0, nanos: 998_000_000)
+        #expect(decodeMessage(messageWithCommon(reversed)).entries.first?.record?.duration == 1_000)
+        // Neither: no duration, as for a text line without %DURATION%.
+        let none = try #require(decodeMessage(messageWithCommon([])).entries.first?.record)
+        #expect(none.duration == nil && none.attempts == nil)
+    }
+
+    @Test("a negative duration is absent; a huge one and a huge attempt count are clamped, not trapped on")
+    func hostileDurations() throws {
+        let negative = durationField(23, seconds: UInt64(bitPattern: -5), nanos: 0)
+        #expect(decodeMessage(messageWithCommon(negative)).entries.first?.record?.duration == nil)
+        let huge = durationField(23, seconds: UInt64(Int64.max), nanos: UInt64(Int32.max))
+            + tag(24, wireType: 0) + Array(varintField(1, UInt64.max).dropFirst())
+        let entry = try #require(decodeMessage(messageWithCommon(huge)).entries.first?.record)
+        #expect(entry.duration == 366 * 86_400 * 1_000 + 999)
+        #expect(entry.attempts == Int(UInt32.max))
+        // A duration whose wire type is wrong is skipped, like any other field.
+        let wrongType = tag(23, wireType: 0) + [7]
+        #expect(decodeMessage(messageWithCommon(wrongType)).entries.first?.record?.duration == nil)
+    }
+
+    @Test("with the counting fields, duration and tries are kept on flagged entries only")
+    func durationOnlyWhenFlagged() throws {
+        let decoder = EnvoyAccessLogDecoder(fields: .countingWithFailureDetails)
+        let common = durationField(23, seconds: 2, nanos: 0) + tag(24, wireType: 0) + [2]
+        let flagged = try #require(decodeMessage(messageWithCommon(common), decoder: decoder).entries.first?.record)
+        #expect(flagged.duration == 2_000 && flagged.attempts == 2)
+        let cluster = lengthDelimitedField(15, Array("c".utf8))
+        let unflagged = lengthDelimitedField(2, lengthDelimitedField(1, lengthDelimitedField(1, cluster + common)))
+        let plain = try #require(decodeMessage(unflagged, decoder: decoder).entries.first?.record)
+        #expect(plain.duration == nil && plain.attempts == nil)
     }
 
     @Test("an entry with broken bytes is bad_protobuf and the next entry is still read")

