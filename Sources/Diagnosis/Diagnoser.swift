@@ -25,9 +25,9 @@ public enum Diagnoser {
             diagnosis = retriesExhausted(evidence, target)
         } else {
             diagnosis = diagnose(flag, evidence, target)
-            if flags.contains(.upstreamRetryLimitExceeded), let amplification = evidence.retryAmplification() {
-                // URX,UF lines are diagnosed on their UF; their tries still say how much load
-                // the retries added.
+            if Self.retriedFailures.contains(flag), let amplification = evidence.retryAmplification() {
+                // URX,UF lines are diagnosed on their UF (also by a rule that asks about UF
+                // alone); their tries still say how much load the retries added.
                 diagnosis.likelyCause +=
                     "; retries exhausted on \(evidence.count(.upstreamRetryLimitExceeded)) URX\(amplification)"
             }

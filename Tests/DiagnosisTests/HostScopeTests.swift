@@ -219,7 +219,7 @@ struct DurationRuleTests {
         #expect(!spread.likelyCause.contains("route timeout of"), "durations apart are no one timeout")
     }
 
-    @Test("URX with %UPSTREAM_REQUEST_ATTEMPT_COUNT% reports the retry amplification")
+    @Test("URX with %UPSTREAM_REQUEST_ATTEMPT_COUNT% reports the retry amplification, also to a rule on UF alone")
     func retryAmplification() throws {
         let line = Real.paymentsRefusedJSON.replacing(
             "\"response_flags\":\"UF\"", with: "\"response_flags\":\"URX,UF\""
@@ -238,6 +238,9 @@ struct DurationRuleTests {
             scan.likelyCause.hasSuffix(
                 "; retries exhausted on 4 URX, 3.0 tries per request (12 tries upstream for 4 requests: retry amplification)"
             ))
+        // A rule that asks about UF alone (the default UpstreamConnectFailures) gets it too.
+        let ufRule = try #require(Diagnoser.diagnose(counts, cluster: id, among: [.upstreamConnectionFailure]))
+        #expect(ufRule.likelyCause == scan.likelyCause)
         let withoutCount = try counted(repeated(Real.ledgerRetried, 2))
         let ledger = try #require(withoutCount.clusters.lookUp("outbound|9002||ledger.default.svc.cluster.local"))
         #expect(Diagnoser.diagnose(withoutCount, cluster: ledger)?.likelyCause.contains("tries") == false)
