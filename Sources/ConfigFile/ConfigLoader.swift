@@ -174,19 +174,72 @@ extension ConfigLoader {
                 } catch {
                     throw ConfigError(file: file, line: nil, key: keyPath, reason: "cannot read \(path): \(error)")
                 }
-                // "-----BEGIN PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----", ...: the label ends the line.
                 let text = String(decoding: bytes, as: UTF8.self)
-                let hasBlock = text.split(separator: "\n").contains { line in
-                    line.hasPrefix("-----BEGIN ")
-                        && line.trimmingSuffix(while: \.isWhitespace).hasSuffix("\(label)-----")
-                }
-                guard hasBlock else {
+                switch pemBlock(labelled: label, in: text) {
+                case .none:
                     throw ConfigError(
                         file: file, line: nil, key: keyPath,
                         reason: "\(path) holds no PEM \(label.lowercased()) (a '-----BEGIN ...\(label)-----' line)")
+                case .damaged(let line):
+                    throw ConfigError(
+                        file: file, line: nil, key: keyPath,
+                        reason: "\(path) line \(line): the PEM \(label.lowercased()) is damaged (not base64 of DER "
+                            + "up to its '-----END' line)")
+                case .whole:
+                    break
                 }
             }
         }
+    }
+}
+
+extension ConfigLoader {
+    enum PEMBlock: Equatable {
+        /// No `-----BEGIN ...LABEL-----` line.
+        case none
+        /// The first such block is not base64 of DER up to an `-----END` line; `line` (from 1)
+        /// is where it goes wrong.
+        case damaged(line: Int)
+        case whole
+    }
+
+    /// Finds the first block whose BEGIN line ends with `LABEL-----` ("-----BEGIN PRIVATE
+    /// KEY-----", "-----BEGIN EC PRIVATE KEY-----", ...) and checks that its body is base64 of
+    /// one whole DER SEQUENCE, closed by an END line. TLS libraries reject a
+    /// damaged block only when the listener starts, in words that name neither file nor line.
+    static func pemBlock(labelled label: String, in text: String) -> PEMBlock {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.trimmingSuffix(while: \.isWhitespace)
+        }
+        guard
+            let begin = lines.firstIndex(where: { $0.hasPrefix("-----BEGIN ") && $0.hasSuffix("\(label)-----") })
+        else { return .none }
+        var body = ""
+        var index = begin + 1
+        while index < lines.count, !lines[index].hasPrefix("-----END ") {
+            let line = lines[index]
+            // Legacy encrypted keys carry "Proc-Type:" / "DEK-Info:" headers, then a blank line.
+            if !line.contains(":") { body += line }
+            index += 1
+        }
+        guard index < lines.count else { return .damaged(line: lines.count) }
+        guard let der = Data(base64Encoded: body), isOneDERSequence([UInt8](der)) else {
+            return .damaged(line: begin + 2)
+        }
+        return .whole
+    }
+
+    /// Whether `der` is exactly one DER SEQUENCE: the tag 0x30, then a length (short form, or
+    /// long form in 1 to 4 bytes) that covers the rest. A block cut short, or with bytes
+    /// pasted after it, fails here.
+    static func isOneDERSequence(_ der: [UInt8]) -> Bool {
+        guard der.count >= 2, der[0] == 0x30 else { return false }
+        let first = Int(der[1])
+        guard first >= 0x80 else { return 2 + first == der.count }
+        let lengthBytes = first & 0x7F
+        guard (1...4).contains(lengthBytes), der.count >= 2 + lengthBytes else { return false }
+        let length = der[2..<(2 + lengthBytes)].reduce(0) { $0 << 8 | Int($1) }
+        return 2 + lengthBytes + length == der.count
     }
 }
 

@@ -599,12 +599,19 @@ def flagwatch_command(*args):
     ("certificate", "missing.pem", "cannot read {dir}/missing.pem: No such file or directory"),
     ("key", "server.pem", "{dir}/server.pem holds no PEM private key"),
     ("client_ca", "server.key", "{dir}/server.key holds no PEM certificate"),
+    # A certificate cut short in the middle of its base64 (as a bad copy-paste leaves it).
+    ("certificate", "cut.pem", "{dir}/cut.pem line 2: the PEM certificate is damaged"),
 ])
 def test_a_tls_file_that_is_missing_or_not_what_its_key_says_is_a_config_error_naming_the_key(
         tmp_path, processes, key, wrong, says):
     pki = make_pki(tmp_path / "pki")
     files = {"certificate": pki / "server.pem", "key": pki / "server.key", "client_ca": pki / "ca.pem"}
     files[key] = pki / wrong
+    if wrong == "cut.pem":
+        lines = (pki / "server.pem").read_text().splitlines()
+        body = "".join(lines[1:-1])
+        # Cut at a multiple of 4 characters: still base64, but the DER inside is short.
+        (pki / wrong).write_text("%s\n%s\n%s\n" % (lines[0], body[:len(body) // 8 * 4], lines[-1]))
     config = receiver_config(tmp_path, free_port(),
                              tls="{ %s }" % ", ".join("%s: %s" % kv for kv in files.items()))
     want = "sources[0].grpc_access_log.tls.%s: %s" % (key, says.format(dir=pki))
