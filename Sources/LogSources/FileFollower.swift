@@ -80,6 +80,8 @@ public final class FileFollower {
     private var fileWatches: [Int32: [StreamID]] = [:]
     private var nextStream: Int
     private var initialScanDone = false
+    /// The duplicates (``FollowedSource/duplicates``) the running rescan matched.
+    private var duplicatesSeen = Set<FileIdentity>()
     /// `fstat` of a followed file; replaced by tests to make it fail.
     var statusOfOpenFile: (FileDescriptor) throws(Errno) -> FileStatus = { descriptor throws(Errno) in
         try descriptor.status()
@@ -104,6 +106,10 @@ public final class FileFollower {
         var hadSavedState = false
         /// Errors already logged, by path, so each is logged once until it clears.
         var reportedErrors: Set<String> = []
+        /// Matched files another source read first: skipped for as long as this source's
+        /// patterns match them, also once the other source is done with them (a rotated file
+        /// it read to its end), so that their lines are never read a second time.
+        var duplicates: Set<FileIdentity> = []
 
         init(spec: FileSourceSpec) { self.spec = spec }
     }
@@ -362,6 +368,8 @@ public final class FileFollower {
     /// Expands the source's patterns: opens new files, notes files no longer matched, watches
     /// the directories that decide what matches.
     private func rescan(_ index: Int) {
+        duplicatesSeen.removeAll(keepingCapacity: true)
+        defer { sources[index].duplicates.formIntersection(duplicatesSeen) }
         var seen = Set<FileIdentity>()
         var directories = Set<String>()
         var currentErrors = Set<String>()
@@ -443,6 +451,7 @@ public final class FileFollower {
         }
         guard pathStatus.isRegularFile else { return nil }
         let known = FileIdentity(device: pathStatus.device, inode: pathStatus.inode)
+        if skipsAsDuplicate(known, path: path, source: index, errors: &errors) { return nil }
         if let file = sources[index].files[known] {
             if file.path != path { file.path = path }
             return known
@@ -489,12 +498,43 @@ public final class FileFollower {
             descriptor.close()
             return identity
         }
+        if identity != known && skipsAsDuplicate(identity, path: path, source: index, errors: &errors) {
+            descriptor.close()
+            return nil
+        }
         let fingerprint = fingerprintOrEmpty(descriptor, path: path, source: index)
         let offset = startOffset(index, path: path, identity: identity, size: status.size, descriptor: descriptor)
         follow(
             descriptor, path: path, source: index, identity: identity, fingerprint: fingerprint, offset: offset,
             quietly: resumed != nil)
         return identity
+    }
+
+    /// Whether another source already reads (or holds parked) the file `identity`: then this
+    /// source leaves it alone, so that overlapping patterns never count a line twice. Rescans
+    /// run in config order, so the first source that matches a file reads it. Counted and
+    /// logged once per path as `duplicate_file`.
+    private func skipsAsDuplicate(
+        _ identity: FileIdentity, path: String, source index: Int, errors: inout Set<String>
+    ) -> Bool {
+        if sources[index].duplicates.contains(identity) {
+            duplicatesSeen.insert(identity)
+            errors.insert(path)
+            return true
+        }
+        guard
+            let owner = sources.indices.first(where: {
+                $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
+            })
+        else { return false }
+        sources[index].duplicates.insert(identity)
+        duplicatesSeen.insert(identity)
+        errors.insert(path)
+        report(
+            index, path: path, kind: .duplicateFile,
+            "\(path) is already read by source \(sources[owner].spec.name), whose patterns match it too; "
+                + "its lines are counted by that source only", retried: false)
+        return true
     }
 
     private func nextWaitSequence() -> UInt64 {

@@ -24,6 +24,9 @@ public enum SourceErrorKind: String, Sendable, Hashable, CaseIterable {
     case checkpointWrite = "checkpoint_write"
     /// libsystemd failed: watching, seeking in or reading the journal.
     case journalError = "journal_error"
+    /// A matched file is already read by another source (patterns that overlap): the first
+    /// source in the config that matches a file reads it, so no line is counted twice.
+    case duplicateFile = "duplicate_file"
 
     /// The kind of a failure to open or look at a file or directory.
     init(opening error: Errno) {

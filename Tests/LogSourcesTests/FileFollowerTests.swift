@@ -33,6 +33,49 @@ import Testing
         #expect(sink.lines == ["partial end", "new", "no newline yet"])
     }
 
+    @Test("a file matched by two sources' patterns is read by the first one only, also once it is rotated")
+    func overlappingPatternsReadEachFileOnce() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanUp() }
+        try directory.write("a.log", "one\ntwo\n")
+        try directory.write("b.txt", "three\n")
+        var options = FollowOptions()
+        options.readBufferSize = 4096
+        options.rotatedFileGrace = 0.2
+        options.checkpointInterval = 0.1
+        options.rescanInterval = 0.1
+        let sink = CollectingSink()
+        let loop = PollLoop()
+        // "all" matches a.log too; "envoy" comes first in the config, so it reads a.log.
+        let follower = try FileFollower(
+            sources: [
+                FileSourceSpec(name: "envoy", patterns: [directory.path + "/*.log"], startAt: .beginning),
+                FileSourceSpec(name: "all", patterns: [directory.path + "/*"], startAt: .beginning),
+            ],
+            options: options, sink: sink, logger: quietLogger)
+        follower.start(on: loop)
+        run(loop) { sink.lines.count >= 3 }
+        #expect(sink.lines.sorted() == ["one", "three", "two"])
+        #expect(Set(sink.opened.values.map { "\($0.source) \($0.path.split(separator: "/").last ?? "")" })
+            == ["envoy a.log", "all b.txt"])
+        #expect(follower.statistics(forSource: 1).errors[.duplicateFile] == 1)
+        #expect(follower.statistics(forSource: 0).errors[.duplicateFile] == nil)
+
+        // Rotated: a.log.1 is no longer "envoy"'s, but it read it; "all" must not read it
+        // again once "envoy" has closed it.
+        try FileManager.default.moveItem(atPath: directory.path + "/a.log", toPath: directory.path + "/a.log.1")
+        try directory.write("a.log.1", "four\n")
+        try directory.write("a.log", "five\n")
+        run(loop) { sink.lines.count >= 5 && sink.closed.count >= 1 }
+        run(loop, timeout: 1) { false }  // several rescans after the close
+        #expect(sink.lines.sorted() == ["five", "four", "one", "three", "two"])
+        #expect(sink.closed.count == 1)
+        // Counted once per file: a.log.1 is the file counted as a.log, and the new a.log's path
+        // is already reported.
+        #expect(follower.statistics(forSource: 1).errors[.duplicateFile] == 1)
+        _ = follower.stop(on: loop)
+    }
+
     @Test func beginningReadsExistingLines() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }

@@ -33,7 +33,7 @@ import Testing
         #expect(
             SourceErrorKind.allCases.map(\.rawValue) == [
                 "permission_denied", "not_found", "open_error", "read_error", "watch_limit", "watch_error", "fd_limit",
-                "checkpoint_corrupt", "checkpoint_write", "journal_error",
+                "checkpoint_corrupt", "checkpoint_write", "journal_error", "duplicate_file",
             ])
         #expect(SourceErrorKind(opening: .permissionDenied) == .permissionDenied)
         #expect(SourceErrorKind(opening: .noSuchFile) == .notFound)
