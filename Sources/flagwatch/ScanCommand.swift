@@ -145,6 +145,9 @@ struct ScanCommand: ParsableCommand {
         if follow { return try runFollowing(logFormat) }
         // Open everything first: an unreadable file is an error before any output.
         var inputs: [(name: String, descriptor: FileDescriptor)] = []
+        // A file named twice (a shell glob overlapping a path, or /var/log/containers/*.log
+        // beside the /var/log/pods files those links point to) is read once.
+        var pathOfFile: [FileIdentity: String] = [:]
         for path in files.isEmpty ? ["-"] : files {
             if path == "-" {
                 inputs.append(("standard input", .standardInput))
@@ -155,6 +158,14 @@ struct ScanCommand: ParsableCommand {
                 if try descriptor.isDirectory() {
                     throw CommandFailure(message: "cannot read \(path): Is a directory")
                 }
+                let status = try descriptor.status()
+                let identity = FileIdentity(device: status.device, inode: status.inode)
+                if let first = pathOfFile[identity] {
+                    descriptor.close()
+                    FlagwatchMain.printError("\(path) is the same file as \(first): read once")
+                    continue
+                }
+                pathOfFile[identity] = path
                 inputs.append((path, descriptor))
             } catch let error as Errno {
                 throw CommandFailure(message: "cannot read \(path): \(error)")
@@ -290,4 +301,10 @@ extension FlagCounts {
                 scope: $0.scope.rawValue, hosts: $0.hosts)
         }
     }
+}
+
+/// A file's device and inode: what tells two paths of one file apart from two files.
+private struct FileIdentity: Hashable {
+    var device: UInt64
+    var inode: UInt64
 }

@@ -61,6 +61,21 @@ def test_json_shape_and_counts():
     assert sum(c["requests"] for c in report["clusters"].values()) == 330
 
 
+def test_a_file_named_twice_or_through_a_link_is_read_once(tmp_path):
+    """As /var/log/containers/*.log (links) beside /var/log/pods/*/*/*.log would name it."""
+    log = tmp_path / "pods" / "0.log"
+    log.parent.mkdir()
+    shutil.copy(DEMO, log)
+    link = tmp_path / "containers.log"
+    link.symlink_to(log)
+    result = scan("--output", "json", str(log), str(link), str(log))
+    assert json.loads(result.stdout)["lines"] == 330
+    assert result.stderr.decode().splitlines() == [
+        "flagwatch: %s is the same file as %s: read once" % (link, log),
+        "flagwatch: %s is the same file as %s: read once" % (log, log),
+    ]
+
+
 def test_standard_input_dash_and_no_argument():
     data = DEMO.read_bytes()
     from_file = scan_json(str(DEMO))
