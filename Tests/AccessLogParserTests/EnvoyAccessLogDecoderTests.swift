@@ -213,7 +213,8 @@ struct EnvoyAccessLogDecoderTests {
     func hostileDurations() throws {
         let negative = durationField(23, seconds: UInt64(bitPattern: -5), nanos: 0)
         #expect(decodeMessage(messageWithCommon(negative)).entries.first?.record?.duration == nil)
-        let huge = durationField(23, seconds: UInt64(Int64.max), nanos: UInt64(Int32.max))
+        let huge =
+            durationField(23, seconds: UInt64(Int64.max), nanos: UInt64(Int32.max))
             + tag(24, wireType: 0) + Array(varintField(1, UInt64.max).dropFirst())
         let entry = try #require(decodeMessage(messageWithCommon(huge)).entries.first?.record)
         #expect(entry.duration == 366 * 86_400 * 1_000 + 999)

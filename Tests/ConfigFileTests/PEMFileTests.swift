@@ -50,9 +50,12 @@ struct PEMFileTests {
     func wholeFilesPass() throws {
         let certificate = Self.pem("CERTIFICATE", Self.derBody)
         #expect(try check(certificate: certificate, key: Self.pem("PRIVATE KEY", Self.derBody)) == nil)
-        #expect(try check(certificate: certificate, key: Self.pem("EC PRIVATE KEY", Self.derBody), clientCA: certificate) == nil)
+        #expect(
+            try check(certificate: certificate, key: Self.pem("EC PRIVATE KEY", Self.derBody), clientCA: certificate)
+                == nil)
         // Text before the block and a legacy encrypted key's headers are fine.
-        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n"
+        let legacy =
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n"
             + "\(Self.derBody)\n-----END RSA PRIVATE KEY-----\n"
         #expect(try check(certificate: "subject=CN=x\n" + certificate, key: legacy) == nil)
     }
@@ -63,7 +66,8 @@ struct PEMFileTests {
         let error = try check(certificate: damaged, key: Self.pem("PRIVATE KEY", Self.derBody))
         #expect(
             error?.contains(
-                "sources[0].grpc_access_log.tls.certificate: DIR/tls.crt line 2: the PEM certificate is damaged") == true,
+                "sources[0].grpc_access_log.tls.certificate: DIR/tls.crt line 2: the PEM certificate is damaged")
+                == true,
             "\(error ?? "no error")")
     }
 
@@ -72,11 +76,13 @@ struct PEMFileTests {
         let certificate = Self.pem("CERTIFICATE", Self.derBody)
         // "hello": base64, but not a DER SEQUENCE.
         let notDER = try check(certificate: certificate, key: Self.pem("PRIVATE KEY", "aGVsbG8="))
-        #expect(notDER?.contains("tls.key: DIR/tls.key line 2: the PEM private key is damaged") == true, "\(notDER ?? "")")
+        #expect(
+            notDER?.contains("tls.key: DIR/tls.key line 2: the PEM private key is damaged") == true, "\(notDER ?? "")")
         // A SEQUENCE that says 5 bytes and holds 3 (cut short), and one with a byte after it.
         for body in ["MAUCAQE=", "MAMCAQEA"] {
             let cut = try check(certificate: Self.pem("CERTIFICATE", body), key: Self.pem("PRIVATE KEY", Self.derBody))
-            #expect(cut?.contains("DIR/tls.crt line 2: the PEM certificate is damaged") == true, "\(body): \(cut ?? "")")
+            #expect(
+                cut?.contains("DIR/tls.crt line 2: the PEM certificate is damaged") == true, "\(body): \(cut ?? "")")
         }
         let unclosed = try check(certificate: certificate, key: "-----BEGIN PRIVATE KEY-----\n\(Self.derBody)\n")
         #expect(unclosed?.contains("DIR/tls.key line 3: the PEM private key is damaged") == true, "\(unclosed ?? "")")

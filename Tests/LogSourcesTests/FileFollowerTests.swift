@@ -56,8 +56,9 @@ import Testing
         follower.start(on: loop)
         run(loop) { sink.lines.count >= 3 }
         #expect(sink.lines.sorted() == ["one", "three", "two"])
-        #expect(Set(sink.opened.values.map { "\($0.source) \($0.path.split(separator: "/").last ?? "")" })
-            == ["envoy a.log", "all b.txt"])
+        #expect(
+            Set(sink.opened.values.map { "\($0.source) \($0.path.split(separator: "/").last ?? "")" })
+                == ["envoy a.log", "all b.txt"])
         #expect(follower.statistics(forSource: 1).errors[.duplicateFile] == 1)
         #expect(follower.statistics(forSource: 0).errors[.duplicateFile] == nil)
 
