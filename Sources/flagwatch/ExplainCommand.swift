@@ -12,7 +12,8 @@ enum ExplainOutput: String, ExpressibleByArgument, CaseIterable {
 struct ExplainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "explain",
-        abstract: "Explain response flags (meaning, causes, how to tell them apart) or diagnose one access-log line.",
+        abstract:
+            "Explain response flags (meaning, causes, how to tell them apart), or diagnose one access-log line or one reply body of Envoy's.",
         discussion: """
             Examples:
               flagwatch explain UF
@@ -20,12 +21,14 @@ struct ExplainCommand: ParsableCommand {
               flagwatch explain UF,URX
               flagwatch explain '[2026-11-22T02:34:28.577Z] "GET /token HTTP/1.1" 503 UF ...'
               kubectl logs deploy/api -c istio-proxy | grep ' UF ' | head -1 | flagwatch explain -
+              flagwatch explain 'upstream connect error or disconnect/reset before headers. reset reason: connection termination'
+              curl -s http://api.default:8080/ | flagwatch explain -
             """
     )
 
     @Argument(
         help: ArgumentHelp(
-            "A flag (UF, UpstreamConnectionFailure, any case), a comma list (UF,URX), a whole access-log line, or '-' to read the line from standard input.",
+            "A flag (UF, UpstreamConnectionFailure, any case), a comma list (UF,URX), a whole access-log line, the body of a reply Envoy made itself (what curl or a gRPC error shows: 'no healthy upstream', 'upstream connect error or disconnect/reset before headers. ...'), or '-' to read the line or body from standard input.",
             valueName: "flag|line|-"))
     var input: String
 
@@ -54,6 +57,12 @@ struct ExplainCommand: ParsableCommand {
             line = nil
         }
         guard let line else { return try explainFlags() }
+        // What a client saw (curl's body, a gRPC error message) is no log line: Envoy's words
+        // for its own replies are recognised first.
+        if let reply = Explainer.explain(replyBody: line) {
+            print(output == .json ? ExplainReport.json(reply) : ExplainReport.text(reply), terminator: "")
+            return
+        }
         let explanation: LineExplanation
         do {
             explanation = try Explainer.explain(
@@ -198,17 +207,58 @@ enum ExplainReport {
         out += ",\"response_code_details\":\(line.responseCodeDetails.map(string) ?? "null")"
         out += ",\"upstream_transport_failure_reason\":\(line.upstreamTransportFailureReason.map(string) ?? "null")"
         out += ",\"upstream_host\":\(line.upstreamHost.map(string) ?? "null")},\"diagnosis\":"
-        if let diagnosis = line.diagnosis {
-            out += "{\"flag\":\(string(diagnosis.flag.shortName)),\"cause\":\(string(diagnosis.cause.rawValue))"
-            out += ",\"likely_cause\":\(string(diagnosis.likelyCause))"
-            out += ",\"next_steps\":[\(diagnosis.nextSteps.map(string).joined(separator: ","))]"
-            out += ",\"scope\":\(string(diagnosis.scope.rawValue)),\"hosts\":["
-            out += diagnosis.hosts.map { "{\"host\":\(string($0.host)),\"count\":\($0.count)}" }.joined(separator: ",")
-            out += "]}"
-        } else {
-            out += "null"
-        }
+        out += json(line.diagnosis)
         return out + ",\"flags\":[" + line.explanations.map(json).joined(separator: ",") + "]}\n"
+    }
+
+    private static func json(_ diagnosis: Diagnosis?) -> String {
+        guard let diagnosis else { return "null" }
+        var out = "{\"flag\":\(string(diagnosis.flag.shortName)),\"cause\":\(string(diagnosis.cause.rawValue))"
+        out += ",\"likely_cause\":\(string(diagnosis.likelyCause))"
+        out += ",\"next_steps\":[\(diagnosis.nextSteps.map(string).joined(separator: ","))]"
+        out += ",\"scope\":\(string(diagnosis.scope.rawValue)),\"hosts\":["
+        out += diagnosis.hosts.map { "{\"host\":\(string($0.host)),\"count\":\($0.count)}" }.joined(separator: ",")
+        return out + "]}"
+    }
+
+    static func text(_ reply: ReplyBodyExplanation) -> String {
+        func field(_ name: String, _ value: String?) -> String {
+            "  " + (name + ":").padding(toLength: 27, withPad: " ", startingAt: 0)
+                + UntrustedText.printable(value ?? "-") + "\n"
+        }
+        let body = reply.body
+        var out = "Envoy's own reply (not the upstream's):\n"
+        out += "  " + UntrustedText.printable(body.text) + "\n"
+        out += "  " + UntrustedText.printable(body.meaning) + ".\n\n"
+        out += field("flags", body.flags.isEmpty ? "-" : body.flags.map(\.shortName).joined(separator: ","))
+        out += field("status (Envoy's default)", String(body.defaultStatus))
+        out += field("response code details", body.responseCodeDetails)
+        out += field("transport failure reason", body.transportFailureReason)
+        if let diagnosis = reply.diagnosis {
+            out += "\nDiagnosis: \(diagnosis.cause.rawValue) (\(diagnosis.flag.shortName))\n"
+            out += "  " + UntrustedText.printable(diagnosis.likelyCause) + "\n"
+            out +=
+                "  The access log line of the request names the upstream cluster and host: "
+                + "'flagwatch explain <line>' or 'flagwatch scan' on the log say which one.\n"
+            if !diagnosis.nextSteps.isEmpty {
+                out += "  Next steps:\n"
+                for step in diagnosis.nextSteps { out += "    " + UntrustedText.printable(step) + "\n" }
+            }
+        }
+        if !reply.explanations.isEmpty { out += "\n" + text(reply.explanations) }
+        return out
+    }
+
+    static func json(_ reply: ReplyBodyExplanation) -> String {
+        let body = reply.body
+        var out = "{\"reply_body\":{\"text\":\(string(body.text)),\"meaning\":\(string(body.meaning))"
+        out += ",\"response_flags\":[\(body.flags.map { string($0.shortName) }.joined(separator: ","))]"
+        out += ",\"default_status\":\(body.defaultStatus),\"retried\":\(body.retried)"
+        out += ",\"reset_reason\":\(body.resetReason.map(string) ?? "null")"
+        out += ",\"upstream_transport_failure_reason\":\(body.transportFailureReason.map(string) ?? "null")"
+        out += ",\"response_code_details\":\(string(body.responseCodeDetails))},\"diagnosis\":"
+        out += json(reply.diagnosis)
+        return out + ",\"flags\":[" + reply.explanations.map(json).joined(separator: ",") + "]}\n"
     }
 
     private static func string(_ value: String) -> String { UntrustedText.jsonLiteral(value) }

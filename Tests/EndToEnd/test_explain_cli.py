@@ -196,3 +196,26 @@ def test_text_from_the_line_is_escaped_in_both_outputs():
     report = json.loads(ok("--output", "json", line))
     assert report["line"]["upstream_cluster"] == "outbound|443||au\x1b[31mth\x07.default.svc.cluster.local"
     assert "\\u001b" in ok("--output", "json", line)
+
+
+def test_a_reply_body_is_explained_with_its_flags_and_diagnosis_from_standard_input_too():
+    body = "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+    out = ok(body)
+    assert out.splitlines()[:2] == ["Envoy's own reply (not the upstream's):", "  " + body]
+    assert "  flags:                     UC" in out
+    assert "Diagnosis: upstream closed connection (UC)" in out
+    # curl's output piped in: the same.
+    assert ok("-", stdin=body.encode()) == out
+
+
+def test_text_from_a_reply_body_is_escaped_in_both_outputs():
+    body = ("upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, "
+            "transport failure reason: TLS_error:\x1b[31m\x07WRONG_VERSION_NUMBER")
+    out = ok(body)
+    assert "\x1b" not in out and "\x07" not in out
+    assert "TLS_error:\ufffd[31m\ufffdWRONG_VERSION_NUMBER" in out
+    text = ok("--output", "json", body)
+    assert "\\u001b" in text
+    report = json.loads(text)
+    assert report["reply_body"]["upstream_transport_failure_reason"] == "TLS_error:\x1b[31m\x07WRONG_VERSION_NUMBER"
+    assert report["diagnosis"]["cause"] == "mTLS mismatch"
