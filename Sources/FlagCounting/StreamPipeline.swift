@@ -24,20 +24,29 @@ public final class StreamPipeline {
     /// One in 8: a host answering a failing cluster's 2xx is seen within its first few lines,
     /// and parsing a line twice costs a sampled line about what parsing it once does.
     static let answeredHostSampling = 8
+    /// Only lines whose start time falls in it are counted (`scan --since/--until`); nil: all.
+    private let window: TimeWindow?
+    /// Parsed lines left out because their start time is outside ``window``.
+    public private(set) var linesOutsideWindow = 0
+    /// Parsed lines left out because ``window`` is set and their start time cannot be read.
+    public private(set) var linesWithoutTime = 0
 
     /// - Parameter fields: what the parser decodes: ``RecordFieldSet/counting`` for the counts,
     ///   plus the failure details of flagged lines (the default) for
     ///   ``FlagCounts/failureDetails(cluster:flag:)`` and so the diagnosis.
     /// - Parameter tally: where the stream's source counts its own lines (a fresh one when
     ///   nobody asks per source).
+    /// - Parameter window: when set, a parsed line counts only if its start time is in it; the
+    ///   others are tallied in ``linesOutsideWindow`` and ``linesWithoutTime``.
     public init(
         format: LogFormat, containerFormat: ContainerFormat, maxLineLength: Int = 64 * 1024,
         bufferSize: Int = 4 * 1024 * 1024, fields: RecordFieldSet = .countingWithFailureDetails,
-        counts: FlagCounts, tally: LineTally = LineTally()
+        counts: FlagCounts, tally: LineTally = LineTally(), window: TimeWindow? = nil
     ) throws(FormatStringError) {
         framer = LineFramer(maxLineLength: maxLineLength, bufferSize: bufferSize)
         unwrapper = ContainerUnwrapper(format: containerFormat, maxLineLength: maxLineLength)
-        parser = try AccessLogParser(format: format, fields: fields)
+        self.window = window
+        parser = try AccessLogParser(format: format, fields: window == nil ? fields : fields.union(.startTime))
         if fields.contains(.upstreamHost) && fields.contains(.failureDetailsOnlyWhenFlagged) {
             hostParser = try AccessLogParser(format: format, fields: [.responseCode, .upstreamCluster, .upstreamHost])
         }
@@ -92,6 +101,19 @@ public final class StreamPipeline {
         tally.count(defect)
     }
 
+    /// Whether the parsed line's start time is in `window`; tallies it when it is not.
+    private func isInside(_ window: TimeWindow) -> Bool {
+        guard let seconds = LogTimestamp.epochSeconds(record.startTime.bytes) else {
+            linesWithoutTime += 1
+            return false
+        }
+        guard window.contains(seconds) else {
+            linesOutsideWindow += 1
+            return false
+        }
+        return true
+    }
+
     /// Parses a sampled line again, this time for its upstream host.
     private func countAnsweredHost(_ payload: UnsafeRawBufferPointer, cluster: Int) {
         answeredLines &+= 1
@@ -115,6 +137,8 @@ public final class StreamPipeline {
             case .line(let payload):
                 if let reason = parser.parse(payload, into: &record) {
                     count(LineDefect(reason))
+                } else if let window, !isInside(window) {
+                    return
                 } else {
                     let cluster = counts.count(record)
                     tally.countParsed()
@@ -126,5 +150,24 @@ public final class StreamPipeline {
                 }
             }
         }
+    }
+}
+
+/// Start times from `since` (inclusive) to `until` (exclusive), in seconds since the Unix
+/// epoch; an absent end is open.
+public struct TimeWindow: Sendable, Equatable {
+    public var since: Int?
+    public var until: Int?
+
+    public init(since: Int? = nil, until: Int? = nil) {
+        self.since = since
+        self.until = until
+    }
+
+    @inlinable
+    public func contains(_ seconds: Int) -> Bool {
+        if let since, seconds < since { return false }
+        if let until, seconds >= until { return false }
+        return true
     }
 }

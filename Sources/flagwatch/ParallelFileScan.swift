@@ -17,6 +17,8 @@ struct ParallelFileScan {
     let format: LogFormat
     let containerFormat: ContainerFormat
     let maxLineLength: Int
+    /// `--since/--until`; nil: every line.
+    var window: TimeWindow? = nil
 
     /// Chunks smaller than this are not worth a thread.
     static let minimumChunkSize = 64 * 1024 * 1024
@@ -66,8 +68,10 @@ struct ParallelFileScan {
     }
 
     /// Runs the chunks in parallel and merges their counts into `counts`; returns the formats
-    /// recognised.
-    func run(_ descriptor: FileDescriptor, workers: Int, into counts: FlagCounts) throws -> [String] {
+    /// recognised. The chunks' lines left out of ``window`` are added to `leftOut`.
+    func run(
+        _ descriptor: FileDescriptor, workers: Int, into counts: FlagCounts, leftOut: inout WindowLeftOut
+    ) throws -> [String] {
         let starts = try chunkStarts(descriptor, workers: workers)
         let results = ChunkResults(count: starts.count)
         DispatchQueue.concurrentPerform(iterations: starts.count) { chunk in
@@ -78,8 +82,9 @@ struct ParallelFileScan {
         var recognized: [String] = []
         for chunk in 0..<starts.count {
             switch results.take(chunk) {
-            case .success(let chunkCounts, let format):
+            case .success(let chunkCounts, let format, let chunkLeftOut):
                 counts.merge(chunkCounts)
+                leftOut.add(chunkLeftOut)
                 if let format, !recognized.contains(format) { recognized.append(format) }
             case .failure(let message):
                 throw CommandFailure(message: message)
@@ -92,7 +97,8 @@ struct ParallelFileScan {
         let chunkCounts = FlagCounts()
         do {
             let pipeline = try StreamPipeline(
-                format: format, containerFormat: containerFormat, maxLineLength: maxLineLength, counts: chunkCounts)
+                format: format, containerFormat: containerFormat, maxLineLength: maxLineLength, counts: chunkCounts,
+                window: window)
             // Mapped in pieces, so memory stays bounded however large the chunk.
             let piece = 16 * 1024 * 1024
             var offset = start
@@ -103,7 +109,7 @@ struct ParallelFileScan {
                 offset += length
             }
             let parsed = chunkCounts.lines > chunkCounts.malformedTotal
-            return .success(chunkCounts, parsed ? pipeline.recognizedFormat : nil)
+            return .success(chunkCounts, parsed ? pipeline.recognizedFormat : nil, WindowLeftOut(pipeline))
         } catch {
             return .failure("cannot read \(path): \(error)")
         }
@@ -111,8 +117,26 @@ struct ParallelFileScan {
 }
 
 enum ChunkResult {
-    case success(FlagCounts, String?)
+    case success(FlagCounts, String?, WindowLeftOut)
     case failure(String)
+}
+
+/// The parsed lines `scan --since/--until` left out, over all inputs.
+struct WindowLeftOut {
+    var outside = 0
+    var withoutTime = 0
+
+    init() {}
+
+    init(_ pipeline: StreamPipeline) {
+        outside = pipeline.linesOutsideWindow
+        withoutTime = pipeline.linesWithoutTime
+    }
+
+    mutating func add(_ other: WindowLeftOut) {
+        outside += other.outside
+        withoutTime += other.withoutTime
+    }
 }
 
 /// One slot per chunk, each written by exactly one worker and read after all have finished

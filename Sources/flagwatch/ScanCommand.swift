@@ -10,6 +10,10 @@ import LogSources
 import Logging
 import SystemCalls
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json, prometheus
 }
@@ -27,6 +31,8 @@ struct ScanCommand: ParsableCommand {
               flagwatch scan /var/log/envoy/access.log
               kubectl logs --timestamps deploy/istio-ingressgateway -n istio-system | flagwatch scan -
               flagwatch scan --output json /var/log/pods/*/istio-proxy/*.log
+              flagwatch scan --since 2026-12-07T05:00:00Z --until 2026-12-07T05:20:00Z access.log
+              flagwatch scan --since 15m /var/log/envoy/access.log
               flagwatch scan --follow --file '/var/log/envoy/*.log' --state-dir /tmp/flagwatch-state
             """
     )
@@ -53,6 +59,17 @@ struct ScanCommand: ParsableCommand {
                 + JSONKeyMap.fieldNames.joined(separator: ", "),
             valueName: "field=key"))
     var jsonKeys: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "Count only lines whose start time is at or after this: an RFC 3339 time (2026-12-07T05:00:00Z, 2026-12-07T06:00:00+01:00) or a time ago (90s, 15m, 2h, 1d).",
+            valueName: "time"))
+    var since: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Count only lines whose start time is before this (the same forms as --since).", valueName: "time"))
+    var until: String?
 
     @Argument(help: "Files to read; '-' or nothing for standard input. With --follow: paths or patterns to follow.")
     var files: [String] = []
@@ -138,6 +155,31 @@ struct ScanCommand: ParsableCommand {
             throw ValidationError("--rotated-file-grace must be between 0 and 86400 seconds")
         }
         if follow && files.contains("-") { throw ValidationError("--follow reads files, not standard input") }
+        if follow && (since != nil || until != nil) {
+            throw ValidationError("--since and --until take a time window of files read once, not --follow")
+        }
+        let window = try timeWindow()
+        if let since = window?.since, let until = window?.until, since >= until {
+            throw ValidationError("--since must be before --until")
+        }
+    }
+
+    /// `--since`/`--until` as a window of epoch seconds; nil when neither is given.
+    func timeWindow(now: Int = Int(time(nil))) throws -> TimeWindow? {
+        guard since != nil || until != nil else { return nil }
+        func seconds(_ text: String?, _ option: String) throws -> Int? {
+            guard let text else { return nil }
+            if let absolute = LogTimestamp.epochSeconds(text) { return absolute }
+            let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+            if let unit = text.last.flatMap({ units[$0] }), let amount = Int(text.dropLast()), amount >= 0,
+                amount <= 3650 * 86_400 / unit
+            {
+                return now - amount * unit
+            }
+            throw ValidationError(
+                "\(option) \(text): expected an RFC 3339 time (2026-12-07T05:00:00Z) or a time ago (90s, 15m, 2h, 1d)")
+        }
+        return TimeWindow(since: try seconds(since, "--since"), until: try seconds(until, "--until"))
     }
 
     func run() throws {
@@ -173,10 +215,14 @@ struct ScanCommand: ParsableCommand {
         }
 
         let counts = FlagCounts()
+        let window = try timeWindow()
+        var leftOut = WindowLeftOut()
         var recognized: [String] = []
         for input in inputs {
-            if let parallel = try parallelScan(for: input, format: logFormat) {
-                for format in try parallel.scan.run(input.descriptor, workers: parallel.workers, into: counts)
+            if var parallel = try parallelScan(for: input, format: logFormat) {
+                parallel.scan.window = window
+                for format in try parallel.scan.run(
+                    input.descriptor, workers: parallel.workers, into: counts, leftOut: &leftOut)
                 where !recognized.contains(format) {
                     recognized.append(format)
                 }
@@ -186,7 +232,8 @@ struct ScanCommand: ParsableCommand {
             let pipeline: StreamPipeline
             do {
                 pipeline = try StreamPipeline(
-                    format: logFormat, containerFormat: containerFormat, maxLineLength: maxLineLength, counts: counts)
+                    format: logFormat, containerFormat: containerFormat, maxLineLength: maxLineLength, counts: counts,
+                    window: window)
             } catch {
                 throw CommandFailure(message: "--format: \(error)")
             }
@@ -198,11 +245,20 @@ struct ScanCommand: ParsableCommand {
                 throw CommandFailure(message: "cannot read \(input.name): \(error)")
             }
             if input.descriptor.rawValue != FileDescriptor.standardInput.rawValue { input.descriptor.close() }
+            leftOut.add(WindowLeftOut(pipeline))
             if counts.lines > counts.malformedTotal && !recognized.contains(pipeline.recognizedFormat) {
                 recognized.append(pipeline.recognizedFormat)
             }
         }
 
+        if window != nil {
+            // The output keeps its shape: what the window left out is said here.
+            FlagwatchMain.printError(
+                "--since/--until: \(counts.lines - counts.malformedTotal) lines in the window counted, "
+                    + "\(leftOut.outside) before or after it left out"
+                    + (leftOut.withoutTime > 0
+                        ? ", \(leftOut.withoutTime) without a start time it can read left out (see docs/cli.md)" : ""))
+        }
         let report = ScanReport(counts: counts, diagnose: counts.scanDiagnosis)
         switch output {
         case .json: print(report.json())

@@ -76,6 +76,45 @@ def test_a_file_named_twice_or_through_a_link_is_read_once(tmp_path):
     ]
 
 
+def test_since_and_until_count_only_the_lines_that_started_in_the_window():
+    lines = [line.decode() for line in demo_lines()]
+    second = [line for line in lines if line.startswith("[2026-11-22T02:34:28")]
+    assert len(second) == 18
+    result = scan("--output", "json", "--since", "2026-11-22T02:34:28Z", "--until", "2026-11-22T03:34:29+01:00",
+                  str(DEMO))
+    report = json.loads(result.stdout)
+    assert report["lines"] == len(second)
+    flags = {}
+    for line in second:
+        for flag in line.split('"')[2].split()[1].split(","):
+            if flag != "-":
+                flags[flag] = flags.get(flag, 0) + 1
+    counted = {}
+    for cluster in report["clusters"].values():
+        for flag, n in cluster["flags"].items():
+            counted[flag] = counted.get(flag, 0) + n
+    assert counted == flags and flags, (counted, flags)
+    assert result.stderr.decode() == (
+        "flagwatch: --since/--until: %d lines in the window counted, %d before or after it left out\n"
+        % (len(second), len(lines) - len(second)))
+    # A time ago: the demo's lines are older than an hour.
+    old = scan("--output", "json", "--since", "1h", str(DEMO))
+    assert json.loads(old.stdout)["lines"] == 0
+    assert "0 lines in the window counted, 330 before or after it left out" in old.stderr.decode()
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--since", "yesterday"], "--since yesterday: expected an RFC 3339 time"),
+    (["--until", "2026-11-31T00:00:00Z"], "--until 2026-11-31T00:00:00Z: expected an RFC 3339 time"),
+    (["--since", "2026-11-22T02:35:00Z", "--until", "2026-11-22T02:34:00Z"], "--since must be before --until"),
+    (["--since", "15m", "--follow", "--file", "/tmp/x.log"], "--since and --until take a time window"),
+])
+def test_a_bad_time_window_exits_2_naming_the_option(args, says):
+    result = scan(*args, str(DEMO), check=False)
+    assert result.returncode == 2, result.stderr.decode()
+    assert says in result.stderr.decode()
+
+
 def test_standard_input_dash_and_no_argument():
     data = DEMO.read_bytes()
     from_file = scan_json(str(DEMO))
@@ -294,3 +333,13 @@ def test_large_file_parallel_scan_matches_stream(tmp_path):
         )
     assert from_file == from_stdin
     assert from_file["lines"] == written // len(block) * len(lines)
+    # A time window: the chunks read on several cores leave out what one stream leaves out.
+    window = ["--since", "2026-11-22T02:34:28Z", "--until", "2026-11-22T02:34:29Z"]
+    windowed = scan("--output", "json", *window, str(path))
+    with open(path, "rb") as handle:
+        windowed_stdin = subprocess.run([BIN, "scan", "--output", "json", *window, "-"], stdin=handle,
+                                        capture_output=True, timeout=120)
+    assert json.loads(windowed.stdout) == json.loads(windowed_stdin.stdout)
+    assert windowed.stderr == windowed_stdin.stderr
+    per_block = sum(1 for line in lines if line.startswith(b"[2026-11-22T02:34:28"))
+    assert json.loads(windowed.stdout)["lines"] == written // len(block) * per_block

@@ -59,6 +59,33 @@ struct StreamPipelineTests {
         #expect(pipeline.recognizedFormat == "istio (1.9+)")
     }
 
+    @Test("with a time window only lines that started in it count; the others are tallied by why")
+    func timeWindow() throws {
+        // istioOK starts at 02:34:27.532, istioUF at 02:34:27.561, jsonNR at 02:34:27.647:
+        // all in second 1_795_314_867. A line of another second, and one without a time.
+        let later = Lines.istioUF.replacing("2026-11-22T02:34:27.561Z", with: "2026-11-22T02:35:00.000Z")
+        let untimed = Lines.istioOK.replacing("2026-11-22T02:34:27.532Z", with: "yesterday")
+        let input = bytes([Lines.istioOK, Lines.istioUF, Lines.jsonNR, later, untimed, "not an access log line"])
+        let counts = FlagCounts()
+        let pipeline = try StreamPipeline(
+            format: .auto, containerFormat: .none, counts: counts,
+            window: TimeWindow(since: 1_795_314_867, until: 1_795_314_868))
+        input.withUnsafeBytes { pipeline.feed($0) }
+        // Three in the window, and the malformed line, which has no time to judge.
+        #expect(counts.lines == 4)
+        #expect(counts.malformedTotal == 1)
+        #expect(pipeline.linesOutsideWindow == 1)
+        #expect(pipeline.linesWithoutTime == 1)
+        #expect(report(counts).contains(#""outbound|9001||payments.default.svc.cluster.local":{"requests":1,"#))
+        // An open end: since alone.
+        let sinceCounts = FlagCounts()
+        let since = try StreamPipeline(
+            format: .auto, containerFormat: .none, counts: sinceCounts, window: TimeWindow(since: 1_795_314_868))
+        input.withUnsafeBytes { since.feed($0) }
+        #expect(sinceCounts.lines - sinceCounts.malformedTotal == 1)
+        #expect(since.linesOutsideWindow == 3)
+    }
+
     @Test("CRLF line endings count the same as LF")
     func crlf() throws {
         try expectSameReportForEverySplit(
