@@ -164,6 +164,24 @@ struct ScanCommand: ParsableCommand {
         }
     }
 
+    /// A rotated log a compressor wrote (kubelet's and logrotate's `.gz`, `.zst`, ...) would be
+    /// read as binary garbage, every "line" malformed: its magic bytes say so first.
+    static func compression(of descriptor: FileDescriptor) throws -> (name: String, tool: String)? {
+        var head = [UInt8](repeating: 0, count: 6)
+        let count = try head.withUnsafeMutableBytes { (buffer) throws(Errno) in
+            try descriptor.read(into: buffer, atOffset: 0)
+        }
+        let magics: [(bytes: [UInt8], name: String, tool: String)] = [
+            ([0x1F, 0x8B], "gzip", "zcat"),
+            ([0x28, 0xB5, 0x2F, 0xFD], "zstd", "zstdcat"),
+            ([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00], "xz", "xzcat"),
+            ([0x42, 0x5A, 0x68], "bzip2", "bzcat"),
+            ([0x04, 0x22, 0x4D, 0x18], "lz4", "lz4cat"),
+        ]
+        return magics.first { count >= $0.bytes.count && Array(head[0..<$0.bytes.count]) == $0.bytes }
+            .map { ($0.name, $0.tool) }
+    }
+
     /// `--since`/`--until` as a window of epoch seconds; nil when neither is given.
     func timeWindow(now: Int = Int(time(nil))) throws -> TimeWindow? {
         guard since != nil || until != nil else { return nil }
@@ -208,6 +226,13 @@ struct ScanCommand: ParsableCommand {
                     continue
                 }
                 pathOfFile[identity] = path
+                if let compression = try Self.compression(of: descriptor) {
+                    descriptor.close()
+                    throw CommandFailure(
+                        message:
+                            "cannot read \(path): it is \(compression.name)-compressed; decompress it into standard input: "
+                            + "\(compression.tool) \(path) | flagwatch scan -")
+                }
                 inputs.append((path, descriptor))
             } catch let error as Errno {
                 throw CommandFailure(message: "cannot read \(path): \(error)")

@@ -115,6 +115,21 @@ def test_a_bad_time_window_exits_2_naming_the_option(args, says):
     assert says in result.stderr.decode()
 
 
+@pytest.mark.parametrize("name,suffix,tool", [("gzip", "gz", "zcat"), ("bzip2", "bz2", "bzcat"), ("xz", "xz", "xzcat")])
+def test_a_compressed_rotated_log_exits_2_saying_how_to_read_it(tmp_path, name, suffix, tool):
+    import bz2
+    import gzip
+    import lzma
+    compress = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[name]
+    path = tmp_path / ("0.log.20261207-053000." + suffix)
+    path.write_bytes(compress(DEMO.read_bytes()))
+    result = scan(str(DEMO), str(path), check=False)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    assert result.stderr.decode() == "flagwatch: cannot read %s: it is %s-compressed; decompress it into standard " \
+        "input: %s %s | flagwatch scan -\n" % (path, name, tool, path)
+
+
 def test_standard_input_dash_and_no_argument():
     data = DEMO.read_bytes()
     from_file = scan_json(str(DEMO))
