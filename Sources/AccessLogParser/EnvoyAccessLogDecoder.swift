@@ -37,6 +37,23 @@ public struct EnvoyAccessLogDecoder: Sendable {
     public func decodeStreamAccessLogsMessage(
         _ message: UnsafeRawBufferPointer, entry: (ParseResult) -> Void
     ) throws(ProtobufWireDefect) -> StreamAccessLogsSummary {
+        // Where an entry's `host:port` is written, as `%UPSTREAM_HOST%` prints it: on the stack,
+        // valid while `entry` runs (the counts intern what they keep).
+        var scratch = HostScratch()
+        var result: Result<StreamAccessLogsSummary, ProtobufWireDefect> = .success(StreamAccessLogsSummary())
+        withUnsafeMutableBytes(of: &scratch) { hostScratch in
+            do throws(ProtobufWireDefect) {
+                result = .success(try decodeMessage(message, hostScratch: hostScratch, entry: entry))
+            } catch {
+                result = .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private func decodeMessage(
+        _ message: UnsafeRawBufferPointer, hostScratch: UnsafeMutableRawBufferPointer, entry: (ParseResult) -> Void
+    ) throws(ProtobufWireDefect) -> StreamAccessLogsSummary {
         var summary = StreamAccessLogsSummary()
         var reader = ProtobufWireReader(message)
         while let field = try reader.nextField() {
@@ -59,7 +76,7 @@ public struct EnvoyAccessLogDecoder: Sendable {
                         continue
                     }
                     if isHTTP { summary.httpEntryCount += 1 } else { summary.tcpEntryCount += 1 }
-                    entry(decodeEntry(entryBytes, isHTTP: isHTTP))
+                    entry(decodeEntry(entryBytes, isHTTP: isHTTP, hostScratch: hostScratch))
                 }
             default:
                 try reader.skip(field.wireType)
@@ -97,8 +114,12 @@ public struct EnvoyAccessLogDecoder: Sendable {
     }
 
     /// Decodes one `HTTPAccessLogEntry` (or, with `isHTTP` false, one `TCPAccessLogEntry`, which
-    /// has no response: its code is 0, as Envoy prints for TCP in a file).
-    public func decodeEntry(_ bytes: UnsafeRawBufferPointer, isHTTP: Bool) -> ParseResult {
+    /// has no response: its code is 0, as Envoy prints for TCP in a file). With a `hostScratch`
+    /// (``decodeStreamAccessLogsMessage(_:entry:)`` passes one) the upstream host is written
+    /// there as `host:port`; without, it is the address alone.
+    public func decodeEntry(
+        _ bytes: UnsafeRawBufferPointer, isHTTP: Bool, hostScratch: UnsafeMutableRawBufferPointer? = nil
+    ) -> ParseResult {
         var record = AccessRecord()
         do throws(ProtobufWireDefect) {
             var reader = ProtobufWireReader(bytes)
@@ -106,7 +127,7 @@ public struct EnvoyAccessLogDecoder: Sendable {
                 switch field.number {
                 case 1:  // common_properties (both entry kinds)
                     guard let common = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
-                    try Self.readCommon(common, into: &record)
+                    try Self.readCommon(common, into: &record, hostScratch: hostScratch)
                 case 4 where isHTTP:  // HTTPAccessLogEntry.response
                     guard let response = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
                     try Self.readResponse(response, into: &record)
@@ -138,8 +159,10 @@ public struct EnvoyAccessLogDecoder: Sendable {
 
     /// `AccessLogCommon`: the cluster, the flags, the transport failure, the route, the
     /// upstream address, the duration and the upstream attempt count.
-    static func readCommon(_ bytes: UnsafeRawBufferPointer, into record: inout AccessRecord) throws(ProtobufWireDefect)
-    {
+    static func readCommon(
+        _ bytes: UnsafeRawBufferPointer, into record: inout AccessRecord,
+        hostScratch: UnsafeMutableRawBufferPointer? = nil
+    ) throws(ProtobufWireDefect) {
         var reader = ProtobufWireReader(bytes)
         // `duration` is %DURATION%; an Envoy older than the field sends the same interval as
         // `time_to_last_downstream_tx_byte` (start to last byte out), so that one stands in.
@@ -160,7 +183,9 @@ public struct EnvoyAccessLogDecoder: Sendable {
                 record.upstreamRequestAttempts = Int(min(value, UInt64(UInt32.max)))
             case AccessLogCommonField.upstreamRemoteAddress:
                 guard let address = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
-                if let host = try socketAddressHost(in: address) { record.upstreamHost = FieldView(host) }
+                if let (host, port) = try socketAddress(in: address) {
+                    record.upstreamHost = FieldView(hostAndPort(host, port, into: hostScratch) ?? host)
+                }
             case AccessLogCommonField.upstreamCluster:
                 guard let cluster = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
                 record.upstreamCluster = FieldView(cluster)
@@ -252,14 +277,14 @@ public struct EnvoyAccessLogDecoder: Sendable {
         return Int(min(seconds, maxSeconds)) * 1_000 + Int(min(nanos, 999_999_999)) / 1_000_000
     }
 
-    /// `envoy.config.core.v3.Address`: the host of its `socket_address` (field 1, whose
-    /// `address` is field 2). A pipe or internal address gives nil; the port is not kept (it
-    /// is a number on the wire, not text a view could show).
-    static func socketAddressHost(in address: UnsafeRawBufferPointer) throws(ProtobufWireDefect)
-        -> UnsafeRawBufferPointer?
+    /// `envoy.config.core.v3.Address`: the `address` (2) and `port_value` (3, 0 when absent) of
+    /// its `socket_address` (1). A pipe or internal address gives nil.
+    static func socketAddress(in address: UnsafeRawBufferPointer) throws(ProtobufWireDefect)
+        -> (host: UnsafeRawBufferPointer, port: UInt64)?
     {
         var reader = ProtobufWireReader(address)
         var host: UnsafeRawBufferPointer? = nil
+        var port: UInt64 = 0
         while let field = try reader.nextField() {
             guard field.number == 1 else {
                 try reader.skip(field.wireType)
@@ -268,16 +293,55 @@ public struct EnvoyAccessLogDecoder: Sendable {
             guard let socketAddress = try reader.lengthDelimited(ifWireType: field.wireType) else { continue }
             var socketReader = ProtobufWireReader(socketAddress)
             while let socketField = try socketReader.nextField() {
-                if socketField.number == 2,
-                    let value = try socketReader.lengthDelimited(ifWireType: socketField.wireType)
-                {
-                    host = value
-                } else {
-                    try socketReader.skip(socketField.wireType)
+                switch socketField.number {
+                case 2: host = try socketReader.lengthDelimited(ifWireType: socketField.wireType) ?? host
+                case 3: port = try socketReader.varint(ifWireType: socketField.wireType) ?? port
+                default: try socketReader.skip(socketField.wireType)
                 }
             }
         }
-        return host
+        return host.map { ($0, port) }
+    }
+
+    /// `host:port` as `%UPSTREAM_HOST%` prints it (`[::1]:8080` for IPv6), written into
+    /// `scratch`; nil (the host alone then) without a scratch, a port, or room for both.
+    static func hostAndPort(
+        _ host: UnsafeRawBufferPointer, _ port: UInt64, into scratch: UnsafeMutableRawBufferPointer?
+    ) -> UnsafeRawBufferPointer? {
+        guard let scratch, port > 0, port <= 65_535, !host.isEmpty else { return nil }
+        let bracketed = host.contains(UInt8(ascii: ":"))
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
+        var digitCount = 0
+        var rest = port
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[4 - digitCount] = UInt8(truncatingIfNeeded: 0x30 + rest % 10)
+                rest /= 10
+                digitCount += 1
+            } while rest > 0
+        }
+        let length = host.count + (bracketed ? 2 : 0) + 1 + digitCount
+        guard length <= scratch.count else { return nil }
+        var at = 0
+        if bracketed {
+            scratch[at] = UInt8(ascii: "[")
+            at += 1
+        }
+        UnsafeMutableRawBufferPointer(rebasing: scratch[at..<(at + host.count)]).copyMemory(from: host)
+        at += host.count
+        if bracketed {
+            scratch[at] = UInt8(ascii: "]")
+            at += 1
+        }
+        scratch[at] = UInt8(ascii: ":")
+        at += 1
+        withUnsafeBytes(of: &digits) { buffer in
+            for index in (5 - digitCount)..<5 {
+                scratch[at] = buffer[index]
+                at += 1
+            }
+        }
+        return UnsafeRawBufferPointer(rebasing: scratch[0..<at])
     }
 
     /// `ResponseFlags`' field numbers (Envoy 1.40) → flags; index = field number.
@@ -313,6 +377,16 @@ public struct EnvoyAccessLogDecoder: Sendable {
         .downstreamRemoteReset,  // 28 downstream_remote_reset
     ]
     static let unauthorizedDetailsField = 13
+}
+
+/// Room for `[` + the longest IPv6 text (45) + `]:65535`, and hostnames up to 120 bytes.
+struct HostScratch {
+    var bytes:
+        (
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64
+        ) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 }
 
 /// `StreamAccessLogsMessage`'s field numbers.

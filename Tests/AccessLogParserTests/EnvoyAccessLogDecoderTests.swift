@@ -75,7 +75,7 @@ struct EnvoyAccessLogDecoderTests {
         #expect(ok.code == 200)
         #expect(ok.flags == [])
         #expect(ok.cluster == "outbound|8080||reviews.default.svc.cluster.local")
-        #expect(ok.host == "10.1.2.3")
+        #expect(ok.host == "10.1.2.3:8080")
         #expect(ok.route == "default")
         #expect(ok.details == "via_upstream")
         #expect(ok.transportFailure == nil)
@@ -86,7 +86,7 @@ struct EnvoyAccessLogDecoderTests {
         #expect(refused.code == 503)
         #expect(refused.shortFlags == ["UF"])
         #expect(refused.cluster == "outbound|9001||payments.default.svc.cluster.local")
-        #expect(refused.host == "127.0.0.1")
+        #expect(refused.host == "127.0.0.1:9001")
         #expect(refused.route == "payments")
         #expect(refused.details == "upstream_reset_before_response_started{remote_connection_failure}")
         #expect(refused.transportFailure == "delayed connect error: Connection refused")
@@ -159,7 +159,7 @@ struct EnvoyAccessLogDecoderTests {
             records.map(\.cluster) == [
                 "outbound|5432||db.default.svc.cluster.local", "outbound|5433||db.default.svc.cluster.local",
             ])
-        #expect(records.map(\.host) == ["10.1.2.4", nil])
+        #expect(records.map(\.host) == ["10.1.2.4:5432", nil])
     }
 
     @Test("a response code of 1000 is bad_response_code and the 2 entries around it are read")
@@ -178,7 +178,7 @@ struct EnvoyAccessLogDecoderTests {
         let records = decodeMessage(EnvoyALSFixtures.firstMessageHttp, decoder: decoder).entries.compactMap(\.record)
         #expect(records.count == 3)
         #expect(records.map(\.route) == [nil, nil, nil])
-        #expect(records.map(\.host) == ["10.1.2.3", "127.0.0.1", nil])
+        #expect(records.map(\.host) == ["10.1.2.3:8080", "127.0.0.1:9001", nil])
         #expect(records[0].details == nil)
         #expect(records[1].details == "upstream_reset_before_response_started{remote_connection_failure}")
         #expect(records[1].transportFailure == "delayed connect error: Connection refused")
@@ -234,6 +234,32 @@ struct EnvoyAccessLogDecoderTests {
         let unflagged = lengthDelimitedField(2, lengthDelimitedField(1, lengthDelimitedField(1, cluster + common)))
         let plain = try #require(decodeMessage(unflagged, decoder: decoder).entries.first?.record)
         #expect(plain.duration == nil && plain.attempts == nil)
+    }
+
+    @Test("the upstream host is written host:port as %UPSTREAM_HOST% prints it, IPv6 in brackets")
+    func hostAndPort() throws {
+        /// A length-delimited field of any length (the length as a varint).
+        func field(_ number: Int, _ body: [UInt8]) -> [UInt8] {
+            tag(number, wireType: 2) + Array(varintField(1, UInt64(body.count)).dropFirst()) + body
+        }
+        func host(_ address: String, port: UInt64?) throws -> String? {
+            var socket = field(2, Array(address.utf8))
+            if let port { socket += varintField(3, port) }
+            let flags = tag(16, wireType: 2) + [2] + varintField(6, 1)
+            let common = field(15, Array("c".utf8)) + flags + field(13, field(1, socket))
+            let message = field(2, field(1, field(1, common)))
+            return try #require(decodeMessage(message).entries.first?.record).host
+        }
+        #expect(try host("10.8.3.14", port: 8080) == "10.8.3.14:8080")
+        #expect(try host("::1", port: 9080) == "[::1]:9080")
+        #expect(try host("fd00:10:244::1b", port: 65_535) == "[fd00:10:244::1b]:65535")
+        // No port (0 is proto3's absent), or one no TCP port can be: the address alone.
+        #expect(try host("10.8.3.14", port: nil) == "10.8.3.14")
+        #expect(try host("10.8.3.14", port: 70_000) == "10.8.3.14")
+        // A name too long for the scratch keeps its name without the port.
+        let long = String(repeating: "h", count: 125)
+        #expect(try host(long, port: 443) == long)
+        #expect(try host(String(repeating: "h", count: 100), port: 443) == String(repeating: "h", count: 100) + ":443")
     }
 
     @Test("an entry with broken bytes is bad_protobuf and the next entry is still read")

@@ -425,9 +425,9 @@ def test_the_daemon_alerts_name_the_refusing_pod_and_the_dropped_packets(diag_ru
 def test_over_grpc_the_daemon_diagnoses_as_from_the_log_files(diag_run):
     """The same requests streamed by Envoy's http_grpc access logger to a grpc_access_log
     source: every entry counted, and the alerts carry what the file logs give: the refusing pod
-    (its address; ALS sends the port as a number, which flagwatch does not keep), the dropped
-    packets' 1 s and 10 s (from AccessLogCommon.duration), the 2 s route timeout and the 3 tries
-    per request (from upstream_request_attempt_count)."""
+    (ip:port, as %UPSTREAM_HOST% prints it), the dropped packets' 1 s and 10 s (from
+    AccessLogCommon.duration), the 2 s route timeout and the 3 tries per request (from
+    upstream_request_attempt_count)."""
     run = diag_run
     if run.received_error:
         pytest.fail("the daemon receiving over gRPC: " + run.received_error, pytrace=False)
@@ -440,7 +440,7 @@ def test_over_grpc_the_daemon_diagnoses_as_from_the_log_files(diag_run):
     reviews = alerts[REVIEWS]
     assert reviews["figures"]["likelyCause"] == "backend down", json.dumps(reviews)
     assert reviews["figures"]["scope"] == "one host", json.dumps(reviews)
-    assert reviews["figures"]["hosts"] == [{"host": ip, "count": failed}], json.dumps(reviews)
+    assert reviews["figures"]["hosts"] == [{"host": run.refusing_host, "count": failed}], json.dumps(reviews)
     assert ip in reviews["annotations"]["likely_cause"], json.dumps(reviews)
     assert ip in reviews["annotations"]["next_steps"], json.dumps(reviews)
 
