@@ -35,6 +35,40 @@ public struct EnvoyReplyBody: Sendable, Equatable {
     /// Recognises Envoy's words anywhere in `pasted` (the first ones found); nil when it holds
     /// none of them.
     public static func recognize(_ pasted: String) -> EnvoyReplyBody? {
+        if let reply = recognizePlain(pasted) { return reply }
+        // A gRPC client that prints the raw `grpc-message` trailer shows it percent-encoded
+        // (`upstream%20connect%20error...`).
+        guard pasted.contains("%20"), let decoded = percentDecoded(pasted) else { return nil }
+        return recognizePlain(decoded)
+    }
+
+    /// `%XX` escapes decoded; nil when one is broken or the result is not UTF-8.
+    static func percentDecoded(_ text: String) -> String? {
+        var bytes: [UInt8] = []
+        var input = Array(text.utf8)[...]
+        func hex(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case 0x30...0x39: return byte - 0x30
+            case 0x41...0x46: return byte - 0x41 + 10
+            case 0x61...0x66: return byte - 0x61 + 10
+            default: return nil
+            }
+        }
+        while let byte = input.popFirst() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard input.count >= 2, let high = hex(input[input.startIndex]),
+                let low = hex(input[input.startIndex + 1])
+            else { return nil }
+            bytes.append(high << 4 | low)
+            input = input.dropFirst(2)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func recognizePlain(_ pasted: String) -> EnvoyReplyBody? {
         if let start = pasted.firstRange(of: resetPrefix) {
             return reset(String(pasted[start.lowerBound...]))
         }

@@ -55,6 +55,18 @@ struct EnvoyReplyBodyTests {
                 == [.noHealthyUpstream])
     }
 
+    @Test("a percent-encoded grpc-message, as a raw gRPC client prints it, is decoded first")
+    func percentEncoded() throws {
+        let raw = "upstream%20connect%20error%20or%20disconnect/reset%20before%20headers.%20reset%20reason:%20overflow"
+        let reply = try #require(EnvoyReplyBody.recognize("grpc-message: " + raw))
+        #expect(reply.flags == [.upstreamOverflow])
+        #expect(reply.text == Self.reset + "reset reason: overflow")
+        #expect(EnvoyReplyBody.recognize("no%20healthy%20upstream")?.flags == [.noHealthyUpstream])
+        // A broken escape or bytes that are not UTF-8: not decoded, so not recognised.
+        #expect(EnvoyReplyBody.recognize("no%20healthy%2upstream") == nil)
+        #expect(EnvoyReplyBody.recognize("no%20healthy%20upstream%FF") == nil)
+    }
+
     @Test("text that is not Envoy's reply is not taken for one")
     func notABody() {
         #expect(EnvoyReplyBody.recognize("ok /reviews/1") == nil)
