@@ -108,8 +108,13 @@ public final class FileFollower {
         var reportedErrors: Set<String> = []
         /// Matched files another source read first: skipped for as long as this source's
         /// patterns match them, also once the other source is done with them (a rotated file
-        /// it read to its end), so that their lines are never read a second time.
-        var duplicates: Set<FileIdentity> = []
+        /// it read to its end), so that their lines are never read a second time. Each with the
+        /// position this source saves for it: where the reading source is, and once that one
+        /// let it go, the file's end. After a restart this source, if it is then the only one
+        /// that matches the file, resumes there instead of reading it from its start.
+        var duplicates: [FileIdentity: FileCheckpoint] = [:]
+        /// The duplicates whose reading source let them go: their position is final.
+        var releasedDuplicates: Set<FileIdentity> = []
 
         init(spec: FileSourceSpec) { self.spec = spec }
     }
@@ -369,7 +374,10 @@ public final class FileFollower {
     /// the directories that decide what matches.
     private func rescan(_ index: Int) {
         duplicatesSeen.removeAll(keepingCapacity: true)
-        defer { sources[index].duplicates.formIntersection(duplicatesSeen) }
+        defer {
+            sources[index].duplicates = sources[index].duplicates.filter { duplicatesSeen.contains($0.key) }
+            sources[index].releasedDuplicates.formIntersection(duplicatesSeen)
+        }
         var seen = Set<FileIdentity>()
         var directories = Set<String>()
         var currentErrors = Set<String>()
@@ -451,7 +459,7 @@ public final class FileFollower {
         }
         guard pathStatus.isRegularFile else { return nil }
         let known = FileIdentity(device: pathStatus.device, inode: pathStatus.inode)
-        if skipsAsDuplicate(known, path: path, source: index, errors: &errors) { return nil }
+        if skipsAsDuplicate(known, path: path, size: pathStatus.size, source: index, errors: &errors) { return nil }
         if let file = sources[index].files[known] {
             if file.path != path { file.path = path }
             return known
@@ -498,7 +506,9 @@ public final class FileFollower {
             descriptor.close()
             return identity
         }
-        if identity != known && skipsAsDuplicate(identity, path: path, source: index, errors: &errors) {
+        if identity != known
+            && skipsAsDuplicate(identity, path: path, size: status.size, source: index, errors: &errors)
+        {
             descriptor.close()
             return nil
         }
@@ -515,19 +525,27 @@ public final class FileFollower {
     /// run in config order, so the first source that matches a file reads it. Counted and
     /// logged once per path as `duplicate_file`.
     private func skipsAsDuplicate(
-        _ identity: FileIdentity, path: String, source index: Int, errors: inout Set<String>
+        _ identity: FileIdentity, path: String, size: Int, source index: Int, errors: inout Set<String>
     ) -> Bool {
-        if sources[index].duplicates.contains(identity) {
+        let owner = sources.indices.first {
+            $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
+        }
+        if let known = sources[index].duplicates[identity] {
             duplicatesSeen.insert(identity)
             errors.insert(path)
+            if let owner {
+                sources[index].duplicates[identity] = position(of: identity, readBy: owner, path: path) ?? known
+            } else if sources[index].releasedDuplicates.insert(identity).inserted {
+                // The reading source closed it once read to its end: its end is where it stands.
+                var released = known
+                released.path = path
+                released.offset = max(known.offset, size)
+                sources[index].duplicates[identity] = released
+            }
             return true
         }
-        guard
-            let owner = sources.indices.first(where: {
-                $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
-            })
-        else { return false }
-        sources[index].duplicates.insert(identity)
+        guard let owner, let position = position(of: identity, readBy: owner, path: path) else { return false }
+        sources[index].duplicates[identity] = position
         duplicatesSeen.insert(identity)
         errors.insert(path)
         report(
@@ -535,6 +553,18 @@ public final class FileFollower {
             "\(path) is already read by source \(sources[owner].spec.name), whose patterns match it too; "
                 + "its lines are counted by that source only", retried: false)
         return true
+    }
+
+    /// Where source `owner` stands in the file `identity`, as a checkpoint of it at `path`.
+    private func position(of identity: FileIdentity, readBy owner: Int, path: String) -> FileCheckpoint? {
+        if let file = sources[owner].files[identity] {
+            return FileCheckpoint(
+                path: path, device: identity.device, inode: identity.inode, fingerprint: file.fingerprint,
+                offset: file.committedOffset)
+        }
+        guard var parked = sources[owner].parked[identity]?.checkpoint else { return nil }
+        parked.path = path
+        return parked
     }
 
     private func nextWaitSequence() -> UInt64 {
@@ -757,6 +787,14 @@ public final class FileFollower {
             let identity = FileIdentity(device: saved.device, inode: saved.inode)
             // Found again meanwhile: one file is never two streams.
             if sources[index].files[identity] != nil || sources[index].parked[identity] != nil { continue }
+            // Read by another source (a duplicate of this one's): its lines are counted there.
+            if sources[index].duplicates[identity] != nil
+                || sources.indices.contains(where: {
+                    $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
+                })
+            {
+                continue
+            }
             guard streams.count < descriptorBudget else {
                 sources[index].savedCheckpoints.append(saved)
                 continue
@@ -1057,6 +1095,7 @@ public final class FileFollower {
         entries += sources[index].parked.values.map(\.checkpoint).sorted {
             ($0.device, $0.inode) < ($1.device, $1.inode)
         }
+        entries += sources[index].duplicates.values.sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
         entries += sources[index].savedCheckpoints
         var identities = Set<FileIdentity>()
         return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }

@@ -77,6 +77,56 @@ import Testing
         _ = follower.stop(on: loop)
     }
 
+    @Test("after a restart the second source resumes a rotated duplicate where the first left it")
+    func overlappingPatternsAcrossARestart() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanUp() }
+        let state = directory.path + "/state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let logs = directory.path + "/logs"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        try directory.write("logs/a.log", "one\ntwo\n")
+        func follower(_ sink: CollectingSink) throws -> FileFollower {
+            var options = FollowOptions()
+            options.readBufferSize = 4096
+            options.rotatedFileGrace = 0.2
+            options.checkpointInterval = 0.1
+            options.rescanInterval = 0.1
+            options.stateDirectory = state
+            return try FileFollower(
+                sources: [
+                    FileSourceSpec(name: "envoy", patterns: [logs + "/*.log"], startAt: .beginning),
+                    FileSourceSpec(name: "all", patterns: [logs + "/*"], startAt: .beginning),
+                ],
+                options: options, sink: sink, logger: quietLogger)
+        }
+        let firstSink = CollectingSink()
+        let loop = PollLoop()
+        let first = try follower(firstSink)
+        first.start(on: loop)
+        run(loop) { firstSink.lines.count >= 2 }
+        try FileManager.default.moveItem(atPath: logs + "/a.log", toPath: logs + "/a.log.1")
+        try directory.write("logs/a.log.1", "three\n")
+        try directory.write("logs/a.log", "four\n")
+        run(loop) { firstSink.lines.count >= 4 && firstSink.closed.count >= 1 }
+        run(loop, timeout: 0.5) { false }
+        _ = first.stop(on: loop)
+        #expect(firstSink.lines.sorted() == ["four", "one", "three", "two"])
+
+        // Restarted: "envoy" resumes a.log, "all" alone matches a.log.1 and resumes it at its
+        // end, where "envoy" left it; a.log's new line is read once.
+        try directory.write("logs/a.log", "five\n")
+        let secondSink = CollectingSink()
+        let second = try follower(secondSink)
+        second.start(on: loop)
+        run(loop) { secondSink.lines.count >= 1 }
+        run(loop, timeout: 0.5) { false }
+        #expect(secondSink.lines == ["five"])
+        #expect(Set(secondSink.opened.values.map { "\($0.source) \($0.path.split(separator: "/").last ?? "")" })
+            == ["envoy a.log", "all a.log.1"])
+        _ = second.stop(on: loop)
+    }
+
     @Test func beginningReadsExistingLines() throws {
         let directory = try TemporaryDirectory()
         defer { directory.cleanUp() }
