@@ -122,8 +122,9 @@ import Testing
         run(loop) { secondSink.lines.count >= 1 }
         run(loop, timeout: 0.5) { false }
         #expect(secondSink.lines == ["five"])
-        #expect(Set(secondSink.opened.values.map { "\($0.source) \($0.path.split(separator: "/").last ?? "")" })
-            == ["envoy a.log", "all a.log.1"])
+        #expect(
+            Set(secondSink.opened.values.map { "\($0.source) \($0.path.split(separator: "/").last ?? "")" })
+                == ["envoy a.log", "all a.log.1"])
         _ = second.stop(on: loop)
     }
 
