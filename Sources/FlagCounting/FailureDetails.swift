@@ -41,18 +41,14 @@ final class FailureDetailTable {
         var previous: Int
     }
 
-    private let flagCount = ResponseFlag.allCases.count
     let texts = ClusterInterner(initialCapacity: 64)
     /// The id of ``FlagCounts/otherFailureDetail``: always 0, interned first and kept by compaction.
     private let otherID: Int32 = 0
-    /// Per cluster and flag (`cluster * flagCount + flag`): its block of entries, or -1.
-    private var blockOf: [Int32] = []
+    /// Per (cluster, flag): its block of entries.
+    private var blocks = FlagBlockIndex()
     /// Block b holds entries b * pairsPerFlag ..< b * pairsPerFlag + used[b].
     private var entries: [Entry] = []
     private var used: [Int] = []
-    /// Per block: the `cluster * flagCount + flag` it belongs to (for rotation's freeing).
-    private var owner: [Int] = []
-    private var freeBlocks: [Int] = []
     private var unescapeScratch: [UInt8] = []
 
     init() {
@@ -66,7 +62,7 @@ final class FailureDetailTable {
         let detailsID = textID(details)
         let reasonID = textID(reason)
         flags.forEach { flag in
-            add(key: cluster * flagCount + Int(flag.rawValue), detailsID, reasonID, current: 1, previous: 0)
+            add(key: blocks.key(cluster: cluster, flag: flag), detailsID, reasonID, current: 1, previous: 0)
         }
     }
 
@@ -96,14 +92,14 @@ final class FailureDetailTable {
     }
 
     private func add(key: Int, _ details: Int32, _ reason: Int32, current: Int, previous: Int) {
-        if blockOf.count <= key {
-            let clusters = key / flagCount + 1
-            blockOf.append(contentsOf: repeatElement(-1, count: clusters * flagCount - blockOf.count))
-        }
-        var block = Int(blockOf[key])
-        if block < 0 {
-            block = allocateBlock(owner: key)
-            blockOf[key] = Int32(block)
+        let (block, isNew, appended) = blocks.block(for: key)
+        if appended {
+            entries.append(
+                contentsOf: repeatElement(
+                    Entry(details: -1, reason: -1, current: 0, previous: 0), count: Self.pairsPerFlag))
+            used.append(0)
+        } else if isNew {
+            used[block] = 0
         }
         let start = block * Self.pairsPerFlag
         let count = used[block]
@@ -133,32 +129,9 @@ final class FailureDetailTable {
         used[block] = count + 1
     }
 
-    private func allocateBlock(owner key: Int) -> Int {
-        if let block = freeBlocks.popLast() {
-            used[block] = 0
-            owner[block] = key
-            return block
-        }
-        let block = used.count
-        entries.append(
-            contentsOf: repeatElement(Entry(details: -1, reason: -1, current: 0, previous: 0), count: Self.pairsPerFlag)
-        )
-        used.append(0)
-        owner.append(key)
-        return block
-    }
-
-    private func freeBlock(_ block: Int) {
-        used[block] = 0
-        owner[block] = -1
-        freeBlocks.append(block)
-    }
-
     /// The breakdown of one cluster's flag: current plus previous period, most frequent first.
     func details(cluster: Int, flag: ResponseFlag) -> [FailureDetail] {
-        let key = cluster * flagCount + Int(flag.rawValue)
-        guard key < blockOf.count, blockOf[key] >= 0 else { return [] }
-        let block = Int(blockOf[key])
+        guard let block = blocks.existingBlock(blocks.key(cluster: cluster, flag: flag)) else { return [] }
         let start = block * Self.pairsPerFlag
         var result: [FailureDetail] = []
         for entry in entries[start..<(start + used[block])] where entry.current + entry.previous > 0 {
@@ -177,10 +150,9 @@ final class FailureDetailTable {
     /// The lines counted in a cluster's flag's breakdown (current plus previous period), without
     /// making its Strings.
     func total(cluster: Int, flag: ResponseFlag) -> Int {
-        let key = cluster * flagCount + Int(flag.rawValue)
-        guard key < blockOf.count, blockOf[key] >= 0 else { return 0 }
-        let start = Int(blockOf[key]) * Self.pairsPerFlag
-        return entries[start..<(start + used[Int(blockOf[key])])].reduce(0) { $0 + $1.current + $1.previous }
+        guard let block = blocks.existingBlock(blocks.key(cluster: cluster, flag: flag)) else { return 0 }
+        let start = block * Self.pairsPerFlag
+        return entries[start..<(start + used[block])].reduce(0) { $0 + $1.current + $1.previous }
     }
 
     private func text(_ id: Int32) -> String? { id < 0 ? nil : texts.names[Int(id)] }
@@ -189,7 +161,7 @@ final class FailureDetailTable {
     /// left empty are freed, and texts no pair uses any more are forgotten once the text table
     /// is full, so new texts get names of their own again.
     func rotate() {
-        for block in used.indices where owner[block] >= 0 {
+        for block in used.indices where blocks.isInUse(block) {
             let start = block * Self.pairsPerFlag
             var kept = start
             for index in start..<(start + used[block]) {
@@ -202,10 +174,7 @@ final class FailureDetailTable {
                 }
             }
             used[block] = kept - start
-            if kept == start {
-                blockOf[owner[block]] = -1
-                freeBlock(block)
-            }
+            if kept == start { blocks.free(block) }
         }
         if texts.count >= Self.maxTexts { compactTexts() }
     }
@@ -213,7 +182,7 @@ final class FailureDetailTable {
     private func compactTexts() {
         var referenced = [Bool](repeating: false, count: texts.count)
         referenced[Int(otherID)] = true
-        for block in used.indices where owner[block] >= 0 {
+        for block in used.indices where blocks.isInUse(block) {
             let start = block * Self.pairsPerFlag
             for entry in entries[start..<(start + used[block])] {
                 if entry.details >= 0 { referenced[Int(entry.details)] = true }
@@ -225,7 +194,7 @@ final class FailureDetailTable {
         var newID = [Int32](repeating: Self.absent, count: texts.count)
         for (index, old) in survivors.enumerated() { newID[old] = Int32(index) }
         texts.compact(keeping: survivors)
-        for block in used.indices where owner[block] >= 0 {
+        for block in used.indices where blocks.isInUse(block) {
             let start = block * Self.pairsPerFlag
             for index in start..<(start + used[block]) {
                 if entries[index].details >= 0 { entries[index].details = newID[Int(entries[index].details)] }
@@ -236,8 +205,9 @@ final class FailureDetailTable {
 
     /// Adds `other`'s breakdowns, its cluster ids mapped through `localCluster`.
     func merge(_ other: FailureDetailTable, localCluster: (Int) -> Int) {
-        for block in other.used.indices where other.owner[block] >= 0 {
-            let key = other.owner[block]
+        let flagCount = blocks.flagCount
+        for block in other.used.indices where other.blocks.isInUse(block) {
+            let key = other.blocks.key(of: block)
             let localKey = localCluster(key / flagCount) * flagCount + key % flagCount
             let start = block * Self.pairsPerFlag
             for entry in other.entries[start..<(start + other.used[block])] {
@@ -255,22 +225,6 @@ final class FailureDetailTable {
 
     /// Keeps the rows of `survivors` (old cluster ids, in their new order) and frees the rest.
     func keepClusters(_ survivors: [Int]) {
-        let oldBlockOf = blockOf
-        blockOf = []
-        let clusters = oldBlockOf.count / flagCount
-        var newCluster = [Int](repeating: -1, count: clusters)
-        for (index, old) in survivors.enumerated() where old < clusters { newCluster[old] = index }
-        for block in used.indices where owner[block] >= 0 {
-            let key = owner[block]
-            let survivor = newCluster[key / flagCount]
-            if survivor < 0 {
-                freeBlock(block)
-            } else {
-                owner[block] = survivor * flagCount + key % flagCount
-            }
-        }
-        let rows = (newCluster.max() ?? -1) + 1
-        blockOf = [Int32](repeating: -1, count: rows * flagCount)
-        for block in used.indices where owner[block] >= 0 { blockOf[owner[block]] = Int32(block) }
+        _ = blocks.keepClusters(survivors, clusters: blocks.clusterRows) { used[$0] = 0 }
     }
 }

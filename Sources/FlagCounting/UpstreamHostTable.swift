@@ -78,18 +78,15 @@ final class UpstreamHostTable {
         static let perPeriod = 6 + FlaggedLineStats.durationBucketBounds.count + 1
     }
 
-    private let flagCount = ResponseFlag.allCases.count
     private let texts = ClusterInterner(initialCapacity: 64)
     private var scratch: [UInt8] = []
-    /// Per `cluster * flagCount + flag`: its block, or -1.
-    private var blockOf: [Int32] = []
+    /// Per (cluster, flag): its block.
+    private var blocks = FlagBlockIndex()
     /// Block b: host slots b * slotsPerBlock ..< + usedSlots[b] (the last one may be the other host).
     private var slots: [HostSlot] = []
     private var usedSlots: [Int] = []
     /// Block b: stats b * 2 * perPeriod ..< (current period, then previous).
     private var stats: [Int] = []
-    private var owner: [Int] = []
-    private var freeBlocks: [Int] = []
     private static let slotsPerBlock = hostsPerFlag + 1
 
     /// Per cluster: whether its 2xx hosts are counted (a flagged line in the two periods).
@@ -113,7 +110,7 @@ final class UpstreamHostTable {
         tracked[cluster] = true
         let hostID = host.isAbsent ? Int32(-1) : hostID(host)
         flags.forEach { flag in
-            let block = block(for: cluster * flagCount + Int(flag.rawValue))
+            let block = block(for: blocks.key(cluster: cluster, flag: flag))
             if hostID >= 0 { addHost(block: block, hostID, current: 1, previous: 0) }
             addLine(block: block, period: 0, duration: duration, attempts: attempts)
         }
@@ -182,27 +179,17 @@ final class UpstreamHostTable {
     }
 
     private func block(for key: Int) -> Int {
-        if blockOf.count <= key {
-            let clusters = key / flagCount + 1
-            blockOf.append(contentsOf: repeatElement(-1, count: clusters * flagCount - blockOf.count))
-        }
-        if blockOf[key] >= 0 { return Int(blockOf[key]) }
-        let block: Int
-        if let free = freeBlocks.popLast() {
-            block = free
-            owner[block] = key
-        } else {
-            block = usedSlots.count
+        let (block, isNew, appended) = blocks.block(for: key)
+        guard isNew else { return block }
+        if appended {
             slots.append(
                 contentsOf: repeatElement(HostSlot(host: -1, current: 0, previous: 0), count: Self.slotsPerBlock))
             stats.append(contentsOf: repeatElement(0, count: 2 * Stat.perPeriod))
             usedSlots.append(0)
-            owner.append(key)
         }
         usedSlots[block] = 0
         resetStats(block: block, period: 0)
         resetStats(block: block, period: 1)
-        blockOf[key] = Int32(block)
         return block
     }
 
@@ -322,9 +309,7 @@ final class UpstreamHostTable {
     }
 
     private func existingBlock(cluster: Int, flag: ResponseFlag) -> Int? {
-        let key = cluster * flagCount + Int(flag.rawValue)
-        guard key < blockOf.count, blockOf[key] >= 0 else { return nil }
-        return Int(blockOf[key])
+        blocks.existingBlock(blocks.key(cluster: cluster, flag: flag))
     }
 
     // MARK: periods, expiry, merging
@@ -333,7 +318,7 @@ final class UpstreamHostTable {
     /// are freed or no longer tracked; host texts nobody uses are forgotten once the table is full.
     func rotate() {
         for cluster in tracked.indices { tracked[cluster] = false }
-        for block in usedSlots.indices where owner[block] >= 0 {
+        for block in usedSlots.indices where blocks.isInUse(block) {
             let start = block * Self.slotsPerBlock
             var kept = start
             for index in start..<(start + usedSlots[block]) {
@@ -350,12 +335,10 @@ final class UpstreamHostTable {
             for index in 0..<Stat.perPeriod { stats[current + Stat.perPeriod + index] = stats[current + index] }
             resetStats(block: block, period: 0)
             if stats[current + Stat.perPeriod + Stat.lines] == 0 {
-                blockOf[owner[block]] = -1
-                owner[block] = -1
                 usedSlots[block] = 0
-                freeBlocks.append(block)
+                blocks.free(block)
             } else {
-                tracked[owner[block] / flagCount] = true
+                tracked[blocks.key(of: block) / blocks.flagCount] = true
             }
         }
         for cluster in tracked.indices {
@@ -373,7 +356,7 @@ final class UpstreamHostTable {
     private func compactTexts() {
         var referenced = [Bool](repeating: false, count: texts.count)
         referenced[Int(Self.otherID)] = true
-        for block in usedSlots.indices where owner[block] >= 0 {
+        for block in usedSlots.indices where blocks.isInUse(block) {
             let start = block * Self.slotsPerBlock
             for slot in slots[start..<(start + usedSlots[block])] { referenced[Int(slot.host)] = true }
         }
@@ -390,7 +373,7 @@ final class UpstreamHostTable {
         var newID = [Int32](repeating: -1, count: texts.count)
         for (index, old) in survivors.enumerated() { newID[old] = Int32(index) }
         texts.compact(keeping: survivors)
-        for block in usedSlots.indices where owner[block] >= 0 {
+        for block in usedSlots.indices where blocks.isInUse(block) {
             let start = block * Self.slotsPerBlock
             for index in start..<(start + usedSlots[block]) { slots[index].host = newID[Int(slots[index].host)] }
         }
@@ -399,8 +382,9 @@ final class UpstreamHostTable {
 
     /// Adds `other`'s counts, its cluster ids mapped through `localCluster` (a scan's chunks).
     func merge(_ other: UpstreamHostTable, localCluster: (Int) -> Int) {
-        for block in other.usedSlots.indices where other.owner[block] >= 0 {
-            let key = other.owner[block]
+        let flagCount = blocks.flagCount
+        for block in other.usedSlots.indices where other.blocks.isInUse(block) {
+            let key = other.blocks.key(of: block)
             let cluster = localCluster(key / flagCount)
             ensureCluster(cluster)
             let local = self.block(for: cluster * flagCount + key % flagCount)
@@ -438,22 +422,7 @@ final class UpstreamHostTable {
 
     /// Keeps the clusters of `survivors` (old ids, in their new order) and frees the rest.
     func keepClusters(_ survivors: [Int]) {
-        let clusters = max(blockOf.count / flagCount, tracked.count)
-        var newCluster = [Int](repeating: -1, count: clusters)
-        for (index, old) in survivors.enumerated() where old < clusters { newCluster[old] = index }
-        for block in usedSlots.indices where owner[block] >= 0 {
-            let survivor = newCluster[owner[block] / flagCount]
-            if survivor < 0 {
-                owner[block] = -1
-                usedSlots[block] = 0
-                freeBlocks.append(block)
-            } else {
-                owner[block] = survivor * flagCount + owner[block] % flagCount
-            }
-        }
-        let rows = (newCluster.max() ?? -1) + 1
-        blockOf = [Int32](repeating: -1, count: rows * flagCount)
-        for block in usedSlots.indices where owner[block] >= 0 { blockOf[owner[block]] = Int32(block) }
+        let (newCluster, rows) = blocks.keepClusters(survivors, clusters: tracked.count) { usedSlots[$0] = 0 }
         var newTracked = [Bool](repeating: false, count: rows)
         var newAnswered = [Int32](repeating: -1, count: rows * 2 * Self.answeredHostsPerCluster)
         var newUsed = [UInt8](repeating: 0, count: rows * 2)
