@@ -310,15 +310,11 @@ public struct EnvoyAccessLogDecoder: Sendable {
     ) -> UnsafeRawBufferPointer? {
         guard let scratch, port > 0, port <= 65_535, !host.isEmpty else { return nil }
         let bracketed = host.contains(UInt8(ascii: ":"))
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
-        var digitCount = 0
-        var rest = port
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            repeat {
-                buffer[4 - digitCount] = UInt8(truncatingIfNeeded: 0x30 + rest % 10)
-                rest /= 10
-                digitCount += 1
-            } while rest > 0
+        var digitCount = 1
+        var rest = port / 10
+        while rest > 0 {
+            digitCount += 1
+            rest /= 10
         }
         let length = host.count + (bracketed ? 2 : 0) + 1 + digitCount
         guard length <= scratch.count else { return nil }
@@ -334,12 +330,12 @@ public struct EnvoyAccessLogDecoder: Sendable {
             at += 1
         }
         scratch[at] = UInt8(ascii: ":")
-        at += 1
-        withUnsafeBytes(of: &digits) { buffer in
-            for index in (5 - digitCount)..<5 {
-                scratch[at] = buffer[index]
-                at += 1
-            }
+        at += digitCount + 1
+        // The port's digits, last one first.
+        rest = port
+        for position in stride(from: at - 1, to: at - 1 - digitCount, by: -1) {
+            scratch[position] = UInt8(truncatingIfNeeded: 0x30 + rest % 10)
+            rest /= 10
         }
         return UnsafeRawBufferPointer(rebasing: scratch[0..<at])
     }

@@ -216,11 +216,9 @@ extension Explainer {
                 }
             }
             diagnosis = Diagnoser.diagnose(counts, cluster: 0).map {
-                var one = $0
-                // One reply cannot tell one bad host from all of them.
-                one.scope = .unknown
-                // Nor does it name the cluster: the cause's next steps for an Istio service,
-                // with placeholders, instead of those of a line without a cluster (routing).
+                var one = oneLine($0)
+                // A reply names no cluster: the cause's next steps for an Istio service, with
+                // placeholders, instead of those of a line without a cluster (routing).
                 one.nextSteps =
                     FlagExplanation(one.flag).causes.first { $0.cause == one.cause.rawValue }?.nextSteps ?? []
                 return one

@@ -116,8 +116,8 @@ public enum Explainer {
         return try result.get()
     }
 
-    /// One line cannot tell one bad host from all of them.
-    private static func oneLine(_ diagnosis: Diagnosis) -> Diagnosis {
+    /// One line (or one reply body) cannot tell one bad host from all of them.
+    static func oneLine(_ diagnosis: Diagnosis) -> Diagnosis {
         var diagnosis = diagnosis
         diagnosis.scope = .unknown
         return diagnosis

@@ -112,9 +112,7 @@ public final class FileFollower {
         /// position this source saves for it: where the reading source is, and once that one
         /// let it go, the file's end. After a restart this source, if it is then the only one
         /// that matches the file, resumes there instead of reading it from its start.
-        var duplicates: [FileIdentity: FileCheckpoint] = [:]
-        /// The duplicates whose reading source let them go: their position is final.
-        var releasedDuplicates: Set<FileIdentity> = []
+        var duplicates: [FileIdentity: DuplicateFile] = [:]
 
         init(spec: FileSourceSpec) { self.spec = spec }
     }
@@ -128,6 +126,14 @@ public final class FileFollower {
         var sizeWhenParked: Int?
         /// Set while it has something to read and waits for a descriptor (a ``waitSequence``).
         var waitingSince: UInt64?
+    }
+
+    /// A file another source reads (``FollowedSource/duplicates``), with the position this
+    /// source saves for it; `released` once the reading source let it go (the position is then
+    /// final: the file's end).
+    private struct DuplicateFile {
+        var checkpoint: FileCheckpoint
+        var released = false
     }
 
     private struct DirectoryWatch {
@@ -173,6 +179,13 @@ public final class FileFollower {
             committedOffset = offset
             readOffset = offset
             lastActivity = now
+        }
+
+        /// Its position as a checkpoint saves it: just after the last complete line handed on.
+        var checkpoint: FileCheckpoint {
+            FileCheckpoint(
+                path: path, device: identity.device, inode: identity.inode, fingerprint: fingerprint,
+                offset: committedOffset)
         }
     }
 
@@ -376,7 +389,6 @@ public final class FileFollower {
         duplicatesSeen.removeAll(keepingCapacity: true)
         defer {
             sources[index].duplicates = sources[index].duplicates.filter { duplicatesSeen.contains($0.key) }
-            sources[index].releasedDuplicates.formIntersection(duplicatesSeen)
         }
         var seen = Set<FileIdentity>()
         var directories = Set<String>()
@@ -527,25 +539,23 @@ public final class FileFollower {
     private func skipsAsDuplicate(
         _ identity: FileIdentity, path: String, size: Int, source index: Int, errors: inout Set<String>
     ) -> Bool {
-        let owner = sources.indices.first {
-            $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
-        }
-        if let known = sources[index].duplicates[identity] {
+        let owner = source(reading: identity, besides: index)
+        if var known = sources[index].duplicates[identity] {
             duplicatesSeen.insert(identity)
             errors.insert(path)
             if let owner {
-                sources[index].duplicates[identity] = position(of: identity, readBy: owner, path: path) ?? known
-            } else if sources[index].releasedDuplicates.insert(identity).inserted {
+                known.checkpoint = position(of: identity, readBy: owner, path: path) ?? known.checkpoint
+            } else if !known.released {
                 // The reading source closed it once read to its end: its end is where it stands.
-                var released = known
-                released.path = path
-                released.offset = max(known.offset, size)
-                sources[index].duplicates[identity] = released
+                known.released = true
+                known.checkpoint.path = path
+                known.checkpoint.offset = max(known.checkpoint.offset, size)
             }
+            sources[index].duplicates[identity] = known
             return true
         }
         guard let owner, let position = position(of: identity, readBy: owner, path: path) else { return false }
-        sources[index].duplicates[identity] = position
+        sources[index].duplicates[identity] = DuplicateFile(checkpoint: position)
         duplicatesSeen.insert(identity)
         errors.insert(path)
         report(
@@ -557,14 +567,17 @@ public final class FileFollower {
 
     /// Where source `owner` stands in the file `identity`, as a checkpoint of it at `path`.
     private func position(of identity: FileIdentity, readBy owner: Int, path: String) -> FileCheckpoint? {
-        if let file = sources[owner].files[identity] {
-            return FileCheckpoint(
-                path: path, device: identity.device, inode: identity.inode, fingerprint: file.fingerprint,
-                offset: file.committedOffset)
+        guard var position = sources[owner].files[identity]?.checkpoint ?? sources[owner].parked[identity]?.checkpoint
+        else { return nil }
+        position.path = path
+        return position
+    }
+
+    /// The other source that reads `identity` (open or parked), if one does.
+    private func source(reading identity: FileIdentity, besides index: Int) -> Int? {
+        sources.indices.first {
+            $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
         }
-        guard var parked = sources[owner].parked[identity]?.checkpoint else { return nil }
-        parked.path = path
-        return parked
     }
 
     private func nextWaitSequence() -> UInt64 {
@@ -664,10 +677,7 @@ public final class FileFollower {
             return false
         }
         sources[file.source].parked[file.identity] = ParkedFile(
-            checkpoint: FileCheckpoint(
-                path: file.path, device: file.identity.device, inode: file.identity.inode,
-                fingerprint: file.fingerprint, offset: file.committedOffset),
-            sizeWhenParked: status.size, waitingSince: nil)
+            checkpoint: file.checkpoint, sizeWhenParked: status.size, waitingSince: nil)
         release(file)
         return true
     }
@@ -788,11 +798,7 @@ public final class FileFollower {
             // Found again meanwhile: one file is never two streams.
             if sources[index].files[identity] != nil || sources[index].parked[identity] != nil { continue }
             // Read by another source (a duplicate of this one's): its lines are counted there.
-            if sources[index].duplicates[identity] != nil
-                || sources.indices.contains(where: {
-                    $0 != index && (sources[$0].files[identity] != nil || sources[$0].parked[identity] != nil)
-                })
-            {
+            if sources[index].duplicates[identity] != nil || source(reading: identity, besides: index) != nil {
                 continue
             }
             guard streams.count < descriptorBudget else {
@@ -1087,15 +1093,13 @@ public final class FileFollower {
     /// handed on, then those without a descriptor, then checkpoints not matched to a file yet
     /// (once the first scan is done; before it, they are what was loaded). One entry per file.
     private func checkpointEntries(_ index: Int) -> [FileCheckpoint] {
-        var entries = sources[index].files.values.sorted { $0.stream.value < $1.stream.value }.map {
-            FileCheckpoint(
-                path: $0.path, device: $0.identity.device, inode: $0.identity.inode,
-                fingerprint: $0.fingerprint, offset: $0.committedOffset)
-        }
+        var entries = sources[index].files.values.sorted { $0.stream.value < $1.stream.value }.map(\.checkpoint)
         entries += sources[index].parked.values.map(\.checkpoint).sorted {
             ($0.device, $0.inode) < ($1.device, $1.inode)
         }
-        entries += sources[index].duplicates.values.sorted { ($0.device, $0.inode) < ($1.device, $1.inode) }
+        entries += sources[index].duplicates.values.map(\.checkpoint).sorted {
+            ($0.device, $0.inode) < ($1.device, $1.inode)
+        }
         entries += sources[index].savedCheckpoints
         var identities = Set<FileIdentity>()
         return entries.filter { identities.insert(FileIdentity(device: $0.device, inode: $0.inode)).inserted }
